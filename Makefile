@@ -1,0 +1,44 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test lint format install install-dev bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $(STAMP)
+
+$(DEVSTAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP) $(DEVSTAMP)
+
+install: $(STAMP)
+install-dev: $(DEVSTAMP)
+
+demo: $(STAMP)
+	rm -rf .loopml-demo
+	$(BIN)/loopml --workspace .loopml-demo quickstart
+
+test: $(DEVSTAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
+
+format: $(DEVSTAMP)
+	$(BIN)/ruff check --fix src tests benchmarks examples
+	$(BIN)/ruff format src tests benchmarks examples
+
+bench: $(DEVSTAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .loopml .loopml-demo build *.egg-info

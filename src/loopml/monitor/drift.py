@@ -1,0 +1,728 @@
+"""Drift statistics: how far a window of production data has moved from the training reference.
+
+Pure, vectorised functions over numpy and pandas; nothing here touches a store.
+
+Statistics
+----------
+* **PSI** (population stability index), ``sum((c - r) * ln(c / r))`` over bins, where ``r`` and
+  ``c`` are the reference and current shares of each bin. Numeric bins are the reference's
+  quantiles (``bins`` equal-mass bins, right-closed, the outer two open-ended so that values
+  beyond the reference range still land in a bin); a point mass at the reference minimum gets a
+  bin of its own below it, so values under the reference range are not hidden in that atom.
+  Categorical bins are the reference categories plus one bucket for all categories unseen in the
+  reference. Shares below :data:`PSI_EPSILON` are raised to it, so an empty bin costs a large
+  but finite amount.
+* **Kolmogorov–Smirnov** two-sample test for numeric features: the statistic is the largest gap
+  between the two empirical CDFs. The p-value matches ``scipy.stats.ks_2samp`` with its default
+  ``method="auto"``: exact when neither sample has more than 10,000 values, Smirnov's
+  asymptotic distribution otherwise.
+* **Chi-square** test of homogeneity for categorical features, on the 2×K contingency table of
+  reference and current counts (no continuity correction), the same as
+  ``scipy.stats.chi2_contingency(table, correction=False)``. A contingency test, rather than a
+  goodness-of-fit test against the reference shares, because the reference is a sample too and
+  because categories unseen in the reference (their own bucket) would have zero expected count.
+* **Jensen–Shannon divergence** for categorical features, base 2, so it lies in [0, 1]. This is
+  the *divergence*: ``scipy.spatial.distance.jensenshannon(p, q, base=2)`` is its square root.
+
+Decision rule (:func:`compute_drift`)
+-------------------------------------
+A feature drifts when **both** hold:
+
+1. its test rejects "same distribution": the KS (numeric) or chi-square (categorical) p-value is
+   below ``alpha / number_of_features`` (Bonferroni correction over the features tested
+   together), and
+2. its PSI is at least ``psi_threshold``.
+
+Requiring both keeps tiny-but-significant shifts on big samples (p-value alone) and noisy PSI on
+small samples (PSI alone) from raising alarms. The dataset drifts when the share of drifting
+features is at least ``drift_share``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats
+
+from loopml.errors import InvalidInputError
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+KINDS = (NUMERIC, CATEGORICAL)
+PSI_EPSILON = 1e-4
+PLOT_BINS = 20
+PLOT_TAIL = 0.005  # numeric plots span the 0.5%–99.5% quantiles; the end bins hold the tails
+MAX_PLOT_CATEGORIES = 20
+MAX_UNSEEN_LISTED = 20
+UNSEEN_LABEL = "(unseen)"
+OTHER_LABEL = "(other)"
+_EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp switches from exact to asymptotic above this
+
+FloatArray = npt.NDArray[np.float64]
+ArrayLike = Sequence[Any] | npt.NDArray[Any] | pd.Series
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """What a plot needs to compare the two distributions of one feature.
+
+    Numeric: ``edges`` holds ``len(reference) + 1`` finite, equal-width bin edges over the
+    0.5%–99.5% quantiles of both samples (the end bins also hold the tails). Categorical:
+    ``categories`` names each bar; the most frequent are shown, the rest summed in ``(other)``,
+    categories unseen in the reference in ``(unseen)``. ``reference`` and ``current`` are the
+    shares of rows in each bin (each sums to 1, or to 0 for a side with no values).
+    """
+
+    kind: str
+    reference: list[float]
+    current: list[float]
+    edges: list[float] | None = None
+    categories: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature. Statistics are ``None`` when the current side has no values."""
+
+    feature: str
+    kind: str
+    psi: float | None
+    statistic_name: str  # "ks" or "chi_square"
+    statistic: float | None
+    p_value: float | None
+    js: float | None  # categorical only
+    drifted: bool
+    n_reference: int  # values used (missing and non-finite values dropped)
+    n_current: int
+    nulls_reference: int  # missing values, and for numeric features also ±inf
+    nulls_current: int
+    histogram: Histogram
+    unseen_categories: list[str] = field(default_factory=list)
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ROW_COLUMNS = (
+    "feature",
+    "kind",
+    "test",
+    "statistic",
+    "p_value",
+    "psi",
+    "js",
+    "n_reference",
+    "n_current",
+    "nulls_current",
+    "drifted",
+)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift of every feature of a window, and the verdict for the whole dataset."""
+
+    features: list[FeatureDrift]
+    drifted: bool
+    share_drifted: float
+    psi_threshold: float
+    alpha: float
+    alpha_adjusted: float  # alpha / number of features (Bonferroni)
+    drift_share: float
+    bins: int
+    n_reference_rows: int
+    n_current_rows: int
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {
+            "psi_threshold": self.psi_threshold,
+            "alpha": self.alpha,
+            "alpha_adjusted": self.alpha_adjusted,
+            "drift_share": self.drift_share,
+            "bins": self.bins,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict; :meth:`from_dict` reads it back."""
+        return {
+            "drifted": self.drifted,
+            "share_drifted": self.share_drifted,
+            "drifted_features": self.drifted_features,
+            "thresholds": self.thresholds,
+            "n_reference_rows": self.n_reference_rows,
+            "n_current_rows": self.n_current_rows,
+            "features": [f.to_dict() for f in self.features],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftReport:
+        try:
+            features = [
+                FeatureDrift(**{**f, "histogram": Histogram(**f["histogram"])})
+                for f in data["features"]
+            ]
+            th = data["thresholds"]
+            return cls(
+                features=features,
+                drifted=bool(data["drifted"]),
+                share_drifted=float(data["share_drifted"]),
+                psi_threshold=float(th["psi_threshold"]),
+                alpha=float(th["alpha"]),
+                alpha_adjusted=float(th["alpha_adjusted"]),
+                drift_share=float(th["drift_share"]),
+                bins=int(th["bins"]),
+                n_reference_rows=int(data["n_reference_rows"]),
+                n_current_rows=int(data["n_current_rows"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"not a drift report: {exc!r}",
+                hint="pass the dict that DriftReport.to_dict() produced",
+            ) from exc
+
+    def rows(self) -> list[dict[str, str]]:
+        """One dict of formatted cells per feature, keys in :data:`ROW_COLUMNS` order."""
+        return [
+            {
+                "feature": f.feature,
+                "kind": f.kind,
+                "test": f.statistic_name,
+                "statistic": _fmt(f.statistic),
+                "p_value": _fmt_p(f.p_value),
+                "psi": _fmt(f.psi),
+                "js": _fmt(f.js),
+                "n_reference": str(f.n_reference),
+                "n_current": str(f.n_current),
+                "nulls_current": str(f.nulls_current),
+                "drifted": "yes" if f.drifted else "no",
+            }
+            for f in self.features
+        ]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _fmt_p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if value >= 1e-3 else f"{value:.2e}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Public statistics over plain samples
+# ---------------------------------------------------------------------------------------------
+
+
+def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
+    """PSI of a numeric sample against a reference, on ``bins`` reference-quantile bins."""
+    _check_bins(bins)
+    ref = np.sort(_numeric_sample(reference, "reference"))
+    cur = np.sort(_numeric_sample(current, "current"))
+    edges = quantile_edges(ref, bins)
+    return _psi_from_counts(_sorted_counts(ref, edges), _sorted_counts(cur, edges))
+
+
+def psi_categorical(reference: ArrayLike, current: ArrayLike) -> float:
+    """PSI over the reference categories plus one bucket for categories unseen there."""
+    ref_counts, cur_counts, _ = _aligned_counts(
+        _categorical_sample(reference, "reference"), _categorical_sample(current, "current")
+    )
+    return _psi_from_counts(ref_counts, cur_counts)
+
+
+def ks(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
+    """Two-sample Kolmogorov–Smirnov ``(statistic, p_value)``, as ``scipy.stats.ks_2samp``."""
+    ref = np.sort(_numeric_sample(reference, "reference"))
+    cur = np.sort(_numeric_sample(current, "current"))
+    return _ks_sorted(ref, cur)
+
+
+def chi_square(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
+    """Chi-square test of homogeneity ``(statistic, p_value)`` on the 2×K table of counts."""
+    ref_counts, cur_counts, _ = _aligned_counts(
+        _categorical_sample(reference, "reference"), _categorical_sample(current, "current")
+    )
+    return _chi2_from_counts(ref_counts, cur_counts)
+
+
+def jensen_shannon(reference: ArrayLike, current: ArrayLike) -> float:
+    """Jensen–Shannon divergence (base 2, in [0, 1]) of two categorical samples."""
+    ref_counts, cur_counts, _ = _aligned_counts(
+        _categorical_sample(reference, "reference"), _categorical_sample(current, "current")
+    )
+    return _js_from_counts(ref_counts, cur_counts)
+
+
+def quantile_edges(reference_sorted: FloatArray, bins: int) -> FloatArray:
+    """Inner PSI bin edges from a sorted, non-empty reference (linear-interpolated quantiles).
+
+    Bins are right-closed and the outer two open-ended: ``(-inf, e0], (e0, e1], …, (ek, inf)``.
+    Repeated quantiles collapse into one edge; when the lowest edge is the reference minimum (a
+    point mass there), an edge just below it separates values under the reference range.
+    """
+    q = _sorted_quantiles(reference_sorted, np.arange(1, bins) / bins)
+    edges = np.unique(q)
+    if edges.size == 0 or edges[0] == reference_sorted[0]:
+        low = np.nextafter(reference_sorted[0], -np.inf)
+        edges = np.concatenate(([low], edges))
+    return edges
+
+
+# ---------------------------------------------------------------------------------------------
+# compute_drift
+# ---------------------------------------------------------------------------------------------
+
+
+def compute_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: Mapping[str, str],
+    *,
+    psi_threshold: float = 0.2,
+    alpha: float = 0.05,
+    drift_share: float = 0.3,
+    bins: int = 10,
+) -> DriftReport:
+    """Compare ``current`` with ``reference`` feature by feature.
+
+    ``features`` maps a column to ``"numeric"`` or ``"categorical"`` (as
+    ``Signature.kinds()`` gives). Numeric features get PSI and the KS test, categorical ones PSI,
+    the chi-square test and the Jensen–Shannon divergence; see the module docstring for the
+    definitions. Missing values (and ±inf in numeric columns) are dropped per feature and counted.
+
+    Rule: a feature drifts when its test's p-value is below ``alpha / len(features)``
+    (Bonferroni) **and** its PSI is at least ``psi_threshold``; the dataset drifts when the
+    share of drifting features is at least ``drift_share``. A feature with no values in
+    ``current`` cannot be tested: its statistics are ``None``, it does not count as drifting and
+    its ``note`` says why.
+
+    Raises :class:`InvalidInputError` for a missing column, an unknown kind, an empty frame, a
+    reference column with no values, a non-numeric column declared numeric, or thresholds out of
+    range.
+    """
+    _check_bins(bins)
+    _check_thresholds(psi_threshold, alpha, drift_share)
+    for side, frame in (("reference", reference), ("current", current)):
+        if not isinstance(frame, pd.DataFrame):
+            raise InvalidInputError(
+                f"the {side} data must be a pandas DataFrame, got {type(frame).__name__}",
+                where={"data": side},
+            )
+    if not features:
+        raise InvalidInputError(
+            "no features to compare", hint="pass features={column: 'numeric' | 'categorical'}"
+        )
+    for name, kind in features.items():
+        if kind not in KINDS:
+            raise InvalidInputError(
+                f"feature {name!r} has kind {kind!r}, expected 'numeric' or 'categorical'",
+                where={"column": name},
+            )
+    for side, frame in (("reference", reference), ("current", current)):
+        missing = [name for name in features if name not in frame.columns]
+        if missing:
+            listed = ", ".join(repr(m) for m in missing)
+            raise InvalidInputError(
+                f"column{'s' if len(missing) > 1 else ''} {listed} missing from the {side} data "
+                f"(it has {len(frame.columns)} columns)",
+                where={"column": missing[0], "data": side},
+                hint=f"log or select every monitored feature in the {side} data, "
+                "or drop it from the features to compare",
+            )
+        if len(frame) == 0:
+            raise InvalidInputError(
+                f"the {side} data is empty",
+                where={"data": side},
+                hint="choose a window that holds predictions"
+                if side == "current"
+                else "use a non-empty reference dataset",
+            )
+
+    alpha_adjusted = alpha / len(features)
+    results: list[FeatureDrift] = []
+    for name, kind in features.items():
+        ref_col = _column(reference, name, "reference")
+        cur_col = _column(current, name, "current")
+        if kind == NUMERIC:
+            fd = _numeric_drift(name, ref_col, cur_col, bins, psi_threshold, alpha_adjusted)
+        else:
+            fd = _categorical_drift(name, ref_col, cur_col, psi_threshold, alpha_adjusted)
+        results.append(fd)
+
+    n_drifted = sum(f.drifted for f in results)
+    share = n_drifted / len(results)
+    return DriftReport(
+        features=results,
+        drifted=share >= drift_share,
+        share_drifted=share,
+        psi_threshold=float(psi_threshold),
+        alpha=float(alpha),
+        alpha_adjusted=alpha_adjusted,
+        drift_share=float(drift_share),
+        bins=bins,
+        n_reference_rows=len(reference),
+        n_current_rows=len(current),
+    )
+
+
+def _decide(
+    p_value: float | None, psi_value: float | None, psi_threshold: float, alpha_adj: float
+) -> bool:
+    if p_value is None or psi_value is None:
+        return False
+    return p_value < alpha_adj and psi_value >= psi_threshold
+
+
+def _numeric_drift(
+    name: str,
+    ref_col: pd.Series,
+    cur_col: pd.Series,
+    bins: int,
+    psi_threshold: float,
+    alpha_adj: float,
+) -> FeatureDrift:
+    ref_all = _numeric_array(ref_col, "reference", name)
+    cur_all = _numeric_array(cur_col, "current", name)
+    ref = np.sort(_finite(ref_all))
+    cur = np.sort(_finite(cur_all))
+    if ref.size == 0:
+        raise _no_reference_values(name)
+    psi_value = statistic = p_value = None
+    if cur.size:
+        edges = quantile_edges(ref, bins)
+        psi_value = _psi_from_counts(_sorted_counts(ref, edges), _sorted_counts(cur, edges))
+        statistic, p_value = _ks_sorted(ref, cur)
+    return FeatureDrift(
+        feature=name,
+        kind=NUMERIC,
+        psi=psi_value,
+        statistic_name="ks",
+        statistic=statistic,
+        p_value=p_value,
+        js=None,
+        drifted=_decide(p_value, psi_value, psi_threshold, alpha_adj),
+        n_reference=int(ref.size),
+        n_current=int(cur.size),
+        nulls_reference=int(ref_all.size - ref.size),
+        nulls_current=int(cur_all.size - cur.size),
+        histogram=_numeric_histogram(ref, cur),
+        note=None if cur.size else _NO_CURRENT,
+    )
+
+
+def _categorical_drift(
+    name: str, ref_col: pd.Series, cur_col: pd.Series, psi_threshold: float, alpha_adj: float
+) -> FeatureDrift:
+    ref_vc = _value_counts(ref_col)
+    cur_vc = _value_counts(cur_col)
+    n_ref = int(ref_vc.sum())
+    n_cur = int(cur_vc.sum())
+    if n_ref == 0:
+        raise _no_reference_values(name)
+    ref_counts, cur_counts, unseen = _aligned_counts(ref_vc, cur_vc)
+    psi_value = statistic = p_value = js = None
+    if n_cur:
+        psi_value = _psi_from_counts(ref_counts, cur_counts)
+        statistic, p_value = _chi2_from_counts(ref_counts, cur_counts)
+        js = _js_from_counts(ref_counts, cur_counts)
+    return FeatureDrift(
+        feature=name,
+        kind=CATEGORICAL,
+        psi=psi_value,
+        statistic_name="chi_square",
+        statistic=statistic,
+        p_value=p_value,
+        js=js,
+        drifted=_decide(p_value, psi_value, psi_threshold, alpha_adj),
+        n_reference=n_ref,
+        n_current=n_cur,
+        nulls_reference=len(ref_col) - n_ref,
+        nulls_current=len(cur_col) - n_cur,
+        histogram=_categorical_histogram(ref_counts, cur_counts, ref_vc.index),
+        unseen_categories=unseen,
+        note=None if n_cur else _NO_CURRENT,
+    )
+
+
+_NO_CURRENT = "no values in the current data: not tested"
+
+
+def _no_reference_values(name: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"feature {name!r} has no values in the reference data (all missing)",
+        where={"column": name, "data": "reference"},
+        hint="drop the feature from the comparison or use a reference where it is filled",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+
+def _sorted_quantiles(x_sorted: FloatArray, probs: FloatArray) -> FloatArray:
+    """Quantiles of a sorted array with linear interpolation (numpy's default method)."""
+    pos = probs * (x_sorted.size - 1)
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, x_sorted.size - 1)
+    frac = pos - lo
+    out: FloatArray = x_sorted[lo] + frac * (x_sorted[hi] - x_sorted[lo])
+    return out
+
+
+def _sorted_counts(x_sorted: FloatArray, edges: FloatArray) -> npt.NDArray[np.int64]:
+    """Counts in the right-closed bins ``(-inf, e0], (e0, e1], …, (ek, inf)``."""
+    cum = np.searchsorted(x_sorted, edges, side="right")
+    bounds = np.concatenate(([0], cum, [x_sorted.size])).astype(np.int64)
+    return np.diff(bounds)
+
+
+def _shares(counts: npt.NDArray[Any]) -> FloatArray:
+    total = counts.sum()
+    if total == 0:
+        return np.zeros(counts.shape, dtype=np.float64)
+    return np.asarray(counts, dtype=np.float64) / float(total)
+
+
+def _psi_from_counts(ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]) -> float:
+    r = np.maximum(_shares(ref_counts), PSI_EPSILON)
+    c = np.maximum(_shares(cur_counts), PSI_EPSILON)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def _js_from_counts(ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]) -> float:
+    p = _shares(ref_counts)
+    q = _shares(cur_counts)
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
+    return float(min(max((kl_p + kl_q) / 2.0, 0.0), 1.0))
+
+
+def _chi2_from_counts(
+    ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]
+) -> tuple[float, float]:
+    table = np.vstack([ref_counts, cur_counts]).astype(np.float64)
+    table = table[:, table.sum(axis=0) > 0]
+    k = table.shape[1]
+    if k < 2:
+        return 0.0, 1.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    return statistic, float(stats.chi2.sf(statistic, k - 1))
+
+
+def _ks_sorted(a: FloatArray, b: FloatArray) -> tuple[float, float]:
+    n1, n2 = a.size, b.size
+    if max(n1, n2) <= _EXACT_KS_MAX_N:
+        with warnings.catch_warnings():
+            # scipy falls back to the asymptotic p-value when the exact one fails, and says so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = stats.ks_2samp(a, b)
+        return float(res.statistic), float(res.pvalue)
+    # Merge the two sorted samples (a stable argsort merges two sorted runs in linear time) and
+    # walk the merged order: +n2 for a value of `a`, -n1 for one of `b`, so the walk is
+    # n1 * n2 * (ECDF_a - ECDF_b), exactly, in integers. Only the last of equal values counts.
+    merged = np.concatenate((a, b))
+    order = np.argsort(merged, kind="stable")
+    values = merged[order]
+    walk = np.cumsum(np.where(order >= n1, -n1, n2))
+    walk = walk[np.append(values[1:] != values[:-1], True)]
+    d = float(max(int(walk.max()), -int(walk.min()))) / (float(n1) * float(n2))
+    m, n = sorted((float(n1), float(n2)), reverse=True)
+    p = float(stats.kstwo.sf(d, np.round(m * n / (m + n))))
+    return d, min(max(p, 0.0), 1.0)
+
+
+def _numeric_histogram(ref: FloatArray, cur: FloatArray) -> Histogram:
+    tails = np.array([PLOT_TAIL, 1.0 - PLOT_TAIL])
+    qs = [_sorted_quantiles(x, tails) for x in (ref, cur) if x.size]
+    lo = min(float(q[0]) for q in qs)
+    hi = max(float(q[1]) for q in qs)
+    if not hi > lo:
+        lo = min(float(x[0]) for x in (ref, cur) if x.size)
+        hi = max(float(x[-1]) for x in (ref, cur) if x.size)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, PLOT_BINS + 1)
+    inner = edges[1:-1]
+    return Histogram(
+        kind=NUMERIC,
+        edges=[float(e) for e in edges],
+        reference=_shares(_sorted_counts(ref, inner)).tolist(),
+        current=_shares(_sorted_counts(cur, inner)).tolist(),
+    )
+
+
+def _categorical_histogram(
+    ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any], categories: pd.Index
+) -> Histogram:
+    """Shares per bucket; bucket ``i`` is ``categories[i]``, a last extra bucket the unseen."""
+    r = _shares(ref_counts)
+    c = _shares(cur_counts)
+
+    def label(i: int) -> str:
+        return str(categories[i]) if i < len(categories) else UNSEEN_LABEL
+
+    if len(r) <= MAX_PLOT_CATEGORIES:
+        labels = [label(i) for i in range(len(r))]
+    else:
+        order = np.argsort(-np.maximum(r, c), kind="stable")
+        keep = np.sort(order[: MAX_PLOT_CATEGORIES - 1])
+        rest = np.ones(len(r), dtype=bool)
+        rest[keep] = False
+        labels = [label(int(i)) for i in keep] + [OTHER_LABEL]
+        r = np.append(r[keep], r[rest].sum())
+        c = np.append(c[keep], c[rest].sum())
+    return Histogram(kind=CATEGORICAL, categories=labels, reference=r.tolist(), current=c.tolist())
+
+
+def _aligned_counts(
+    ref_vc: pd.Series, cur_vc: pd.Series
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str]]:
+    """Counts over the reference categories, plus an unseen bucket when the current has any.
+
+    Returns reference counts and current counts (bucket ``i`` is ``ref_vc.index[i]``, and the
+    extra last one, if any, holds every category unseen in the reference), and the most
+    frequent unseen categories as text (at most :data:`MAX_UNSEEN_LISTED`).
+    """
+    k = len(ref_vc)
+    # One factorize over both category lists: the reference's (unique) come first and get
+    # codes 0..k-1, so a current category's code says where it sits in the reference, if at all.
+    both = pd.concat([ref_vc.index.to_series(), cur_vc.index.to_series()], ignore_index=True)
+    codes = pd.factorize(both)[0][k:]
+    seen = codes < k
+    cur_all = cur_vc.to_numpy(dtype=np.int64)
+    ref_counts = ref_vc.to_numpy(dtype=np.int64)
+    cur_counts = np.zeros(k, dtype=np.int64)
+    cur_counts[codes[seen]] = cur_all[seen]
+    unseen_total = int(cur_all[~seen].sum())
+    if unseen_total > 0:
+        ref_counts = np.append(ref_counts, 0)
+        cur_counts = np.append(cur_counts, unseen_total)
+    first_unseen = np.flatnonzero(~seen)[:MAX_UNSEEN_LISTED]
+    return ref_counts, cur_counts, [str(v) for v in cur_vc.index[first_unseen]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input handling
+# ---------------------------------------------------------------------------------------------
+
+
+def _column(frame: pd.DataFrame, name: str, side: str) -> pd.Series:
+    col = frame[name]
+    if isinstance(col, pd.DataFrame):
+        raise InvalidInputError(
+            f"the {side} data has several columns named {name!r}",
+            where={"column": name, "data": side},
+            hint="give every column a unique name",
+        )
+    return col
+
+
+def _numeric_array(series: pd.Series, side: str, name: str) -> FloatArray:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        series = series.astype("float64")
+    elif pd.api.types.is_object_dtype(series.dtype):
+        try:
+            series = pd.to_numeric(series, errors="raise")
+        except (ValueError, TypeError) as exc:
+            raise _not_numeric(name, side, series.dtype) from exc
+    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_complex_dtype(
+        series.dtype
+    ):
+        raise _not_numeric(name, side, series.dtype)
+    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _not_numeric(name: str, side: str, dtype: Any) -> InvalidInputError:
+    return InvalidInputError(
+        f"feature {name!r} is declared numeric but the {side} column has dtype {dtype}",
+        where={"column": name, "data": side},
+        hint="declare it 'categorical' or convert the column to numbers",
+    )
+
+
+def _finite(x: FloatArray) -> FloatArray:
+    mask = np.isfinite(x)
+    return x if mask.all() else x[mask]
+
+
+def _numeric_sample(values: ArrayLike, side: str) -> FloatArray:
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
+    out = _finite(_numeric_array(series, side, str(series.name or "values")))
+    if out.size == 0:
+        raise InvalidInputError(f"the {side} sample has no finite values", where={"data": side})
+    return out
+
+
+def _value_counts(series: pd.Series) -> pd.Series:
+    vc = series.value_counts(dropna=True, sort=True)
+    return vc[vc > 0]
+
+
+def _categorical_sample(values: ArrayLike, side: str) -> pd.Series:
+    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    vc = _value_counts(series)
+    if vc.sum() == 0:
+        raise InvalidInputError(f"the {side} sample has no values", where={"data": side})
+    return vc
+
+
+def _check_bins(bins: int) -> None:
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 2:
+        raise InvalidInputError(
+            f"bins must be an integer of at least 2, got {bins!r}", where={"field": "bins"}
+        )
+
+
+def _check_thresholds(psi_threshold: float, alpha: float, drift_share: float) -> None:
+    checks = (
+        ("psi_threshold", psi_threshold, lambda v: v >= 0, "a number >= 0"),
+        ("alpha", alpha, lambda v: 0 < v < 1, "a number between 0 and 1 (exclusive)"),
+        ("drift_share", drift_share, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    )
+    for name, value, ok, expected in checks:
+        valid = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not valid or not math.isfinite(value) or not ok(value):
+            raise InvalidInputError(
+                f"{name} must be {expected}, got {value!r}", where={"field": name}
+            )
+
+
+__all__ = [
+    "CATEGORICAL",
+    "NUMERIC",
+    "PSI_EPSILON",
+    "ROW_COLUMNS",
+    "DriftReport",
+    "FeatureDrift",
+    "Histogram",
+    "chi_square",
+    "compute_drift",
+    "jensen_shannon",
+    "ks",
+    "psi",
+    "psi_categorical",
+    "quantile_edges",
+]

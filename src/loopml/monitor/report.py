@@ -1,0 +1,354 @@
+"""The drift report as one self-contained HTML page: inline CSS and SVG, no scripts, no assets.
+
+Every piece of text that comes from data (feature names, categories, context values, the
+title) goes through :func:`html.escape`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+from loopml.monitor.drift import NUMERIC, DriftReport, FeatureDrift, Histogram
+
+_Scale = Callable[[float], float]
+
+REFERENCE_COLOR = "#4c78a8"
+CURRENT_COLOR = "#f58518"
+_MARGIN_LEFT = 64
+_MARGIN_RIGHT = 16
+_MARGIN_TOP = 34
+_LABEL_CHARS = 14
+_TAG_YES = '<span class="tag yes">drift</span>'
+_TAG_NO = '<span class="tag no">no</span>'
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
+max-width:1100px;padding:0 1rem;color:#1f2328;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.3rem}h2{font-size:1.2rem;margin-top:2rem}
+.verdict{display:inline-block;padding:.4rem .8rem;border-radius:6px;font-weight:600}
+.verdict.yes{background:#ffebe9;color:#a40e26;border:1px solid #ff8182}
+.verdict.no{background:#dafbe1;color:#116329;border:1px solid #4ac26b}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
+th,td{border-bottom:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa;cursor:default;white-space:nowrap}
+th.sorted::after{content:" \\25BE";color:#57606a}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.drift td{background:#fff5f5}tr.drift td:first-child{border-left:4px solid #cf222e}
+.tag{display:inline-block;padding:0 .4rem;border-radius:4px;font-size:.8rem;font-weight:600}
+.tag.yes{background:#cf222e;color:#fff}.tag.no{background:#eaeef2;color:#57606a}
+.note{color:#57606a;font-size:.8rem}
+figure{margin:1.2rem 0;padding:.6rem;border:1px solid #d0d7de;border-radius:6px}
+figcaption{font-size:.9rem;color:#57606a;margin-bottom:.3rem}
+svg text{font-family:inherit}
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if value >= 1e-3 else f"{value:.2e}"
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.1f}%"
+
+
+def _tick(value: float) -> str:
+    if value == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# SVG
+# ---------------------------------------------------------------------------------------------
+
+
+def render_svg_histogram(
+    histogram: Histogram, *, feature: str, width: int = 640, height: int = 300
+) -> str:
+    """An inline SVG comparing the reference and current distributions of one feature.
+
+    Numeric features get overlaid, semi-transparent histogram bars on a value axis;
+    categorical features get grouped bars, one pair per category. Both axes are labelled and
+    every bar carries a tooltip (an SVG ``<title>``) with its exact share.
+    """
+    categorical = histogram.kind != NUMERIC
+    n_groups = len(histogram.reference)
+    rotate = categorical and n_groups > 6
+    bottom = 96 if rotate else 56
+    pw = width - _MARGIN_LEFT - _MARGIN_RIGHT
+    ph = height - _MARGIN_TOP - bottom
+    peak = max([*histogram.reference, *histogram.current, 0.0])
+    ymax = min(_nice_ceiling(peak * 1.05), 1.0) if peak > 0 else 1.0
+
+    def sy(share: float) -> float:
+        return _MARGIN_TOP + ph - share / ymax * ph
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{_e(f"distribution of {feature}: reference vs current")}">'
+    ]
+    # y axis: grid, ticks, label
+    for i in range(5):
+        share = ymax * i / 4
+        y = sy(share)
+        parts.append(
+            f'<line x1="{_MARGIN_LEFT}" y1="{y:.1f}" x2="{_MARGIN_LEFT + pw}" y2="{y:.1f}" '
+            'stroke="#eaeef2"/>'
+            f'<text x="{_MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#57606a">{_e(_pct(share))}</text>'
+        )
+    mid_y = _MARGIN_TOP + ph / 2
+    parts.append(
+        f'<text x="14" y="{mid_y:.1f}" transform="rotate(-90 14 {mid_y:.1f})" '
+        'text-anchor="middle" font-size="12">share of rows</text>'
+    )
+    if categorical:
+        parts.extend(_categorical_bars(histogram, pw, ph, sy, rotate))
+    else:
+        parts.extend(_numeric_bars(histogram, pw, ph, sy))
+    axis_y = _MARGIN_TOP + ph
+    parts.append(
+        f'<line x1="{_MARGIN_LEFT}" y1="{axis_y:.1f}" x2="{_MARGIN_LEFT + pw}" '
+        f'y2="{axis_y:.1f}" stroke="#57606a"/>'
+        f'<line x1="{_MARGIN_LEFT}" y1="{_MARGIN_TOP}" x2="{_MARGIN_LEFT}" y2="{axis_y:.1f}" '
+        'stroke="#57606a"/>'
+        f'<text x="{_MARGIN_LEFT + pw / 2:.1f}" y="{height - 8}" text-anchor="middle" '
+        f'font-size="12">{_e(feature)}{" (category)" if categorical else " (value)"}</text>'
+    )
+    parts.extend(_legend(width))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 × 10^k at or above ``value``."""
+    exp = math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        candidate = step * 10.0**exp
+        if candidate >= value:
+            return candidate
+    return value
+
+
+def _legend(width: int) -> list[str]:
+    x = width - _MARGIN_RIGHT - 170
+    out = []
+    for i, (name, color) in enumerate((("reference", REFERENCE_COLOR), ("current", CURRENT_COLOR))):
+        xi = x + i * 90
+        out.append(
+            f'<rect x="{xi}" y="10" width="12" height="12" fill="{color}" fill-opacity="0.6"/>'
+            f'<text x="{xi + 17}" y="20" font-size="12">{name}</text>'
+        )
+    return out
+
+
+def _bar(x: float, y: float, w: float, h: float, color: str, tip: str) -> str:
+    return (
+        f'<rect x="{x:.2f}" y="{y:.2f}" width="{max(w, 0.0):.2f}" height="{max(h, 0.0):.2f}" '
+        f'fill="{color}" fill-opacity="0.55"><title>{_e(tip)}</title></rect>'
+    )
+
+
+def _numeric_bars(histogram: Histogram, pw: float, ph: float, sy: _Scale) -> list[str]:
+    edges = histogram.edges or []
+    lo, hi = edges[0], edges[-1]
+    span = hi - lo if hi > lo else 1.0
+
+    def sx(value: float) -> float:
+        return _MARGIN_LEFT + (value - lo) / span * pw
+
+    out: list[str] = []
+    last = len(edges) - 2
+    for side, shares, color in (
+        ("reference", histogram.reference, REFERENCE_COLOR),
+        ("current", histogram.current, CURRENT_COLOR),
+    ):
+        for i, share in enumerate(shares):
+            left, right = edges[i], edges[i + 1]
+            x0, x1 = sx(left), sx(right)
+            where = f"({_tick(left)}, {_tick(right)}]"
+            if i == 0:
+                where = f"≤ {_tick(right)}"
+            if i == last:
+                where = f"> {_tick(left)}"
+            y = sy(share)
+            out.append(
+                _bar(
+                    x0,
+                    y,
+                    x1 - x0 - 0.5,
+                    _MARGIN_TOP + ph - y,
+                    color,
+                    f"{side}: {_pct(share)} of rows {where}",
+                )
+            )
+    axis_y = _MARGIN_TOP + ph
+    for i in range(6):
+        value = lo + span * i / 5
+        x = sx(value)
+        out.append(
+            f'<line x1="{x:.1f}" y1="{axis_y:.1f}" x2="{x:.1f}" y2="{axis_y + 4:.1f}" '
+            'stroke="#57606a"/>'
+            f'<text x="{x:.1f}" y="{axis_y + 17:.1f}" text-anchor="middle" font-size="11" '
+            f'fill="#57606a">{_e(_tick(value))}</text>'
+        )
+    return out
+
+
+def _categorical_bars(
+    histogram: Histogram, pw: float, ph: float, sy: _Scale, rotate: bool
+) -> list[str]:
+    labels = histogram.categories or []
+    k = max(len(labels), 1)
+    group = pw / k
+    bar = group * 0.38
+    axis_y = _MARGIN_TOP + ph
+    out: list[str] = []
+    for i, label in enumerate(labels):
+        gx = _MARGIN_LEFT + i * group + group * 0.12
+        for j, (side, shares, color) in enumerate(
+            (
+                ("reference", histogram.reference, REFERENCE_COLOR),
+                ("current", histogram.current, CURRENT_COLOR),
+            )
+        ):
+            y = sy(shares[i])
+            out.append(
+                _bar(
+                    gx + j * bar,
+                    y,
+                    bar,
+                    axis_y - y,
+                    color,
+                    f"{label} — {side}: {_pct(shares[i])} of rows",
+                )
+            )
+        short = label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
+        cx = _MARGIN_LEFT + (i + 0.5) * group
+        ty = axis_y + 15
+        transform = f' transform="rotate(-35 {cx:.1f} {ty:.1f})"' if rotate else ""
+        anchor = "end" if rotate else "middle"
+        out.append(
+            f'<text x="{cx:.1f}" y="{ty:.1f}" text-anchor="{anchor}" font-size="11" '
+            f'fill="#57606a"{transform}><title>{_e(label)}</title>{_e(short)}</text>'
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Page
+# ---------------------------------------------------------------------------------------------
+
+
+def render_html(report: DriftReport, *, title: str, context: Mapping[str, str]) -> str:
+    """The whole report page: verdict, thresholds, context, feature table, plots of drifters."""
+    n = len(report.features)
+    n_drifted = len(report.drifted_features)
+    verdict = "yes" if report.drifted else "no"
+    verdict_text = "Dataset drift detected" if report.drifted else "No dataset drift"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p><span class="verdict {verdict}">{verdict_text}</span> '
+        f"{n_drifted} of {n} feature{'s' if n != 1 else ''} drifted "
+        f"({_e(_pct(report.share_drifted))}; the dataset drifts at "
+        f"{_e(_pct(report.drift_share))} or more).</p>",
+        "<h2>Summary</h2>",
+        _key_values(
+            [
+                ("dataset drift", verdict),
+                ("share of drifting features", _pct(report.share_drifted)),
+                ("PSI threshold", f"{report.psi_threshold:g}"),
+                ("alpha", f"{report.alpha:g} (Bonferroni over {n}: {report.alpha_adjusted:.3g})"),
+                ("drift share threshold", _pct(report.drift_share)),
+                ("numeric PSI bins", str(report.bins)),
+                ("reference rows", str(report.n_reference_rows)),
+                ("current rows", str(report.n_current_rows)),
+                *context.items(),
+            ]
+        ),
+        '<p class="note">A feature drifts when its test (Kolmogorov–Smirnov for numeric '
+        "features, chi-square for categorical ones) rejects equal distributions at the "
+        "Bonferroni-corrected level <em>and</em> its population stability index reaches the "
+        "PSI threshold. JS is the Jensen–Shannon divergence (base 2).</p>",
+        "<h2>Features</h2>",
+        _feature_table(report.features),
+        "<h2>Drifting features</h2>",
+    ]
+    drifting = [f for f in report.features if f.drifted]
+    if not drifting:
+        out.append("<p>No feature drifted.</p>")
+    for f in _sorted(drifting):
+        caption = (
+            f"{f.feature}: PSI {_num(f.psi)}, {f.statistic_name} {_num(f.statistic)}, "
+            f"p-value {_p(f.p_value)}"
+        )
+        out.append(
+            f'<figure id="plot-{_e(f.feature)}"><figcaption>{_e(caption)}</figcaption>'
+            f"{render_svg_histogram(f.histogram, feature=f.feature)}</figure>"
+        )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _key_values(items: Sequence[tuple[str, str]]) -> str:
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
+    return f'<table class="summary">{rows}</table>'
+
+
+def _sorted(features: Sequence[FeatureDrift]) -> list[FeatureDrift]:
+    """Drifting first, then by PSI, largest first; untested features last."""
+    return sorted(
+        features,
+        key=lambda f: (not f.drifted, f.psi is None, -(f.psi or 0.0), f.feature),
+    )
+
+
+def _feature_table(features: Sequence[FeatureDrift]) -> str:
+    head = (
+        "<thead><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th>"
+        '<th>p-value</th><th class="sorted">PSI</th><th>JS</th><th>reference n</th>'
+        "<th>current n</th><th>current nulls</th><th>drift</th></tr></thead>"
+    )
+    rows = []
+    for f in _sorted(features):
+        notes = []
+        if f.note:
+            notes.append(f.note)
+        if f.unseen_categories:
+            notes.append("unseen: " + ", ".join(f.unseen_categories))
+        note = "".join(f'<div class="note">{_e(t)}</div>' for t in notes)
+        tag = (
+            '<span class="tag yes">drift</span>' if f.drifted else '<span class="tag no">no</span>'
+        )
+        cls = ' class="drift"' if f.drifted else ""
+        rows.append(
+            f"<tr{cls}><td>{_e(f.feature)}{note}</td><td>{_e(f.kind)}</td>"
+            f'<td>{_e(f.statistic_name)}</td><td class="num">{_num(f.statistic)}</td>'
+            f'<td class="num">{_p(f.p_value)}</td><td class="num">{_num(f.psi)}</td>'
+            f'<td class="num">{_num(f.js)}</td><td class="num">{f.n_reference}</td>'
+            f'<td class="num">{f.n_current}</td><td class="num">{f.nulls_current}</td>'
+            f"<td>{tag}</td></tr>"
+        )
+    return f'<table class="features">{head}<tbody>{"".join(rows)}</tbody></table>'
+
+
+__all__ = ["render_html", "render_svg_histogram"]

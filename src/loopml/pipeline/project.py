@@ -1,0 +1,238 @@
+"""The project file, ``loopml.yaml``: what to train on, how, and how to judge it.
+
+```yaml
+name: cancer                      # model name in the registry
+data:
+  dataset: cancer                 # NAME or NAME@VERSION in the lake
+  target: target
+  task: classification            # or regression; inferred when left out
+features:
+  include: all                    # or a list of columns; exclude: [...]
+  numeric: {impute: median, scale: standard}
+  categorical: {impute: most_frequent, encode: onehot}
+model:
+  class: sklearn.ensemble.RandomForestClassifier   # any estimator by import path, or lightgbm
+  params: {n_estimators: 100}
+evaluation:
+  metric: roc_auc
+  folds: 5
+  holdout: 0.2
+  seed: 42
+  gate: roc_auc >= 0.9
+registry:
+  alias: champion                 # alias moved to a version that passes; null to never move
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loopml.errors import ConfigError, NotFoundError
+from loopml.evaluate.gate import Gate
+from loopml.features.spec import FeatureSpec
+from loopml.names import check_name, parse_ref
+
+PROJECT_FILE = "loopml.yaml"
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    cls: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    metric: str | None = None
+    folds: int = 5
+    holdout: float = 0.2
+    seed: int = 42
+    gate: Gate = field(default_factory=lambda: Gate(()))
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    name: str
+    dataset: str
+    dataset_version: int | None
+    target: str
+    task: str | None
+    features: FeatureSpec
+    model: ModelSpec
+    evaluation: EvaluationSpec
+    alias: str | None = "champion"
+    source: str = PROJECT_FILE
+
+    @classmethod
+    def from_file(cls, path: str | Path = PROJECT_FILE) -> ProjectConfig:
+        p = Path(path)
+        if not p.exists():
+            raise NotFoundError(
+                f"project file {str(p)!r} not found",
+                where={"file": str(p)},
+                hint="Create loopml.yaml (see 'loopml train --help') or pass -f PATH",
+            )
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where: dict[str, Any] = {"file": str(p)}
+            if mark is not None:
+                where["line"] = mark.line + 1
+            raise ConfigError(
+                f"project file is not valid YAML: {getattr(exc, 'problem', exc)}",
+                where=where,
+                hint="Fix the YAML syntax at that line",
+            ) from exc
+        return cls.from_dict(data, source=str(p))
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = PROJECT_FILE) -> ProjectConfig:
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                "project file must be a mapping with name, data, model, evaluation",
+                where={"file": source},
+                hint="See the example in 'loopml train --help'",
+            )
+        _known(data, {"name", "data", "features", "model", "evaluation", "registry"}, "", source)
+        name = check_name(_req(data, "name", source), "model")
+        d = _section(data, "data", source, required=True)
+        _known(d, {"dataset", "target", "task"}, "data.", source)
+        ds_name, ds_tag = parse_ref(str(_req(d, "dataset", source, "data.")), "dataset")
+        ds_version = None
+        if ds_tag is not None:
+            if not ds_tag.isdigit():
+                raise ConfigError(
+                    f"data.dataset version {ds_tag!r} is not a number",
+                    where={"file": source, "field": "data.dataset"},
+                    hint="Write NAME or NAME@3",
+                )
+            ds_version = int(ds_tag)
+        task = d.get("task")
+        if task is not None and task not in TASKS:
+            raise ConfigError(
+                f"data.task is {task!r}",
+                where={"file": source, "field": "data.task"},
+                hint="Use classification or regression, or leave it out to infer it",
+            )
+        m = _section(data, "model", source, required=True)
+        _known(m, {"class", "params"}, "model.", source)
+        params = m.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ConfigError(
+                "model.params must be a mapping",
+                where={"file": source, "field": "model.params"},
+                hint="Write params: {n_estimators: 100}",
+            )
+        e = _section(data, "evaluation", source)
+        _known(e, {"metric", "folds", "holdout", "seed", "gate"}, "evaluation.", source)
+        folds = _int(e.get("folds", 5), "evaluation.folds", source)
+        if folds == 1 or folds < 0:
+            raise ConfigError(
+                f"evaluation.folds is {folds}",
+                where={"file": source, "field": "evaluation.folds"},
+                hint="Use 0 to skip cross-validation, or 2 or more",
+            )
+        holdout = e.get("holdout", 0.2)
+        if not isinstance(holdout, int | float) or not 0 < float(holdout) < 1:
+            raise ConfigError(
+                f"evaluation.holdout is {holdout!r}",
+                where={"file": source, "field": "evaluation.holdout"},
+                hint="Give the fraction held out for the final evaluation, e.g. 0.2",
+            )
+        r = _section(data, "registry", source)
+        _known(r, {"alias"}, "registry.", source)
+        alias = r.get("alias", "champion")
+        if alias is not None:
+            check_name(str(alias), "alias")
+        return cls(
+            name=name,
+            dataset=ds_name,
+            dataset_version=ds_version,
+            target=str(_req(d, "target", source, "data.")),
+            task=task,
+            features=FeatureSpec.from_config(_section(data, "features", source)),
+            model=ModelSpec(str(_req(m, "class", source, "model.")), dict(params)),
+            evaluation=EvaluationSpec(
+                metric=str(e["metric"]) if e.get("metric") else None,
+                folds=folds,
+                holdout=float(holdout),
+                seed=_int(e.get("seed", 42), "evaluation.seed", source),
+                gate=Gate.parse(e.get("gate")),
+            ),
+            alias=None if alias is None else str(alias),
+            source=source,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        ds = self.dataset if self.dataset_version is None else f"{self.dataset}@{self.dataset_version}"
+        return {
+            "name": self.name,
+            "data": {"dataset": ds, "target": self.target, "task": self.task},
+            "features": self.features.to_dict(),
+            "model": {"class": self.model.cls, "params": self.model.params},
+            "evaluation": {
+                "metric": self.evaluation.metric,
+                "folds": self.evaluation.folds,
+                "holdout": self.evaluation.holdout,
+                "seed": self.evaluation.seed,
+                "gate": str(self.evaluation.gate),
+            },
+            "registry": {"alias": self.alias},
+        }
+
+
+def _section(data: Mapping[str, Any], key: str, source: str, required: bool = False) -> dict:
+    value = data.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(
+                f"project file has no {key!r} section",
+                where={"file": source, "field": key},
+                hint=f"Add a '{key}:' section (see 'loopml train --help')",
+            )
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{key!r} must be a mapping",
+            where={"file": source, "field": key},
+            hint=f"Indent the keys of '{key}:' under it",
+        )
+    return dict(value)
+
+
+def _req(data: Mapping[str, Any], key: str, source: str, prefix: str = "") -> Any:
+    if data.get(key) in (None, ""):
+        raise ConfigError(
+            f"project file is missing {prefix}{key}",
+            where={"file": source, "field": f"{prefix}{key}"},
+            hint=f"Add '{key}: ...' to the project file",
+        )
+    return data[key]
+
+
+def _known(data: Mapping[str, Any], known: set[str], prefix: str, source: str) -> None:
+    for key in data:
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {prefix}{key}",
+                where={"file": source, "field": f"{prefix}{key}"},
+                hint=f"Known keys here: {', '.join(sorted(known))}",
+            )
+
+
+def _int(value: Any, fieldname: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{fieldname} must be a whole number, got {value!r}",
+            where={"file": source, "field": fieldname},
+            hint="Write a number such as 5",
+        )
+    return value

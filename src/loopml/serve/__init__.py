@@ -1,0 +1,208 @@
+"""Serving: the HTTP model server, micro-batching, hot reload and the prediction log."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from loopml.errors import InvalidInputError, StoreError
+from loopml.registry import CHAMPION, resolve_version
+from loopml.serve.app import ModelServer, create_app
+from loopml.serve.predlog import PredictionLogger, read_prediction_log
+from loopml.serve.runtime import resolve_models
+from loopml.workspace import Workspace
+
+log = logging.getLogger("loopml.serve")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInputError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            where={"host": host, "port": port},
+            hint="Choose another --port (0 picks a free one) or stop what uses this one",
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _check_exposure(host: str, token: str | None, ws: Workspace) -> None:
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not (token or ws.settings.serve_token):
+        log.warning(
+            "serving on %s without a token: anyone who reaches this port can reload models; "
+            "pass --token or set LOOPML_SERVE_TOKEN",
+            host,
+        )
+
+
+def _uvicorn_server(app: Any, host: str, port: int, log_level: str, access_log: bool) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        lifespan="on",
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
+    return uvicorn.Server(config)
+
+
+def run_server(
+    ws: Workspace,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    models: dict[str, str] | None = None,
+    token: str | None = None,
+    log_predictions: bool = True,
+    reload_interval: float = 2.0,
+    max_batch: int = 64,
+    max_wait_ms: float = 2.0,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> None:
+    """Serve until interrupted (uvicorn, one worker). Bad references fail before listening."""
+    for ref in resolve_models(ws, models).values():
+        resolve_version(ws, ref, default_alias=CHAMPION)
+    _check_exposure(host, token, ws)
+    app = create_app(
+        ws,
+        models=models,
+        token=token,
+        log_predictions=log_predictions,
+        reload_interval=reload_interval,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+    )
+    sock = _bind(host, port)
+    server = _uvicorn_server(app, host, sock.getsockname()[1], log_level, access_log)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    error = app.state.server.startup_error
+    if error is not None:
+        raise error
+
+
+class BackgroundServer:
+    """A server running in a thread of this process; ``stop()`` (or ``with``) ends it."""
+
+    def __init__(self, app: Any, server: Any, thread: threading.Thread, sock: socket.socket):
+        self.app = app
+        self._server = server
+        self._thread = thread
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        self.host = host
+        self.port = int(port)
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.port}"
+
+    @property
+    def model_server(self) -> ModelServer:
+        return self.app.state.server  # type: ignore[no-any-return]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the server to finish in-flight requests and shut down; wait for it."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # pragma: no cover - a stuck request
+            self._server.force_exit = True
+            self._thread.join(5.0)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_background_server(
+    ws: Workspace,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    models: dict[str, str] | None = None,
+    token: str | None = None,
+    startup_timeout: float = 60.0,
+    log_level: str = "warning",
+    **options: Any,
+) -> BackgroundServer:
+    """Start uvicorn in a daemon thread and return once ``/v2/health/ready`` answers 200.
+
+    ``port=0`` picks a free port (see ``.url``). ``options`` go to :func:`create_app`
+    (``log_predictions``, ``reload_interval``, ``max_batch``, ``max_wait_ms``).
+    """
+    app = create_app(ws, models=models, token=token, **options)
+    sock = _bind(host, port)
+    server = _uvicorn_server(app, host, sock.getsockname()[1], log_level, access_log=False)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="loopml-server", daemon=True
+    )
+    thread.start()
+    handle = BackgroundServer(app, server, thread, sock)
+    deadline = time.monotonic() + startup_timeout
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            error = app.state.server.startup_error
+            if error is not None or not thread.is_alive():
+                handle.stop()
+                if error is not None:
+                    raise error
+                raise StoreError(
+                    "the model server stopped while starting",
+                    where={"url": handle.url},
+                    hint="See the server log above",
+                )
+            try:
+                if client.get(f"{handle.url}/v2/health/ready").status_code == 200:
+                    return handle
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                handle.stop()
+                raise StoreError(
+                    f"the model server at {handle.url} was not ready after {startup_timeout:g}s",
+                    where={"url": handle.url},
+                    hint="Loading the models takes too long, or the port is blocked",
+                )
+            time.sleep(0.02)
+
+
+__all__ = [
+    "BackgroundServer",
+    "PredictionLogger",
+    "create_app",
+    "read_prediction_log",
+    "run_server",
+    "start_background_server",
+]

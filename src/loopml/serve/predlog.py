@@ -1,0 +1,372 @@
+"""The prediction log: every served prediction, written to the lake as Parquet.
+
+Requests only append to an in-memory buffer (:meth:`PredictionLogger.log` takes a lock for a
+few microseconds and never touches the lake); a background thread writes the buffer as Parquet
+parts under ``predictions/<model>/date=YYYY-MM-DD/`` every ``flush_seconds`` or as soon as
+``flush_rows`` rows wait. A failed write keeps the rows for the next flush; the buffer is
+bounded, and rows pushed out of it are counted, never raised into a request.
+
+The monitor stage reads the log back with :func:`read_prediction_log`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from loopml.errors import InvalidInputError
+from loopml.names import check_name
+from loopml.registry.bundle import Prediction
+from loopml.serve.metrics import Metrics
+from loopml.stores.base import Lake
+
+log = logging.getLogger("loopml.serve.predlog")
+
+PREFIX = "predictions"
+# Columns every part has; a feature with one of these names is stored as "feature_<name>".
+BASE_COLUMNS = ("prediction_id", "timestamp", "model", "version", "latency_ms")
+TAIL_COLUMNS = ("prediction", "score")
+RESERVED = frozenset(BASE_COLUMNS + TAIL_COLUMNS)
+_US_PER_DAY = 86_400_000_000
+
+
+def feature_column(name: str) -> str:
+    """The log column holding input feature ``name``."""
+    return f"feature_{name}" if name in RESERVED else name
+
+
+@dataclass(frozen=True)
+class _Entry:
+    model: str
+    version: int
+    ts_us: int
+    frame: pd.DataFrame
+    labels: np.ndarray
+    scores: np.ndarray
+    ids: Sequence[str]
+    latency_ms: float
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids)
+
+
+class PredictionLogger:
+    """Buffers predictions in memory and writes them to the lake from a background thread."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        *,
+        flush_rows: int = 1000,
+        flush_seconds: float = 1.0,
+        max_buffer_rows: int = 200_000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if flush_rows < 1 or flush_seconds <= 0 or max_buffer_rows < flush_rows:
+            raise InvalidInputError(
+                f"prediction log settings flush_rows={flush_rows}, "
+                f"flush_seconds={flush_seconds}, max_buffer_rows={max_buffer_rows} are invalid",
+                where={"field": "prediction_log"},
+                hint="Use flush_rows >= 1, flush_seconds > 0 and max_buffer_rows >= flush_rows",
+            )
+        self.lake = lake
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_buffer_rows = max_buffer_rows
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._buffer: deque[_Entry] = deque()
+        self._rows = 0
+        self._lock = threading.Lock()  # guards _buffer and _rows
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self._days: dict[int, str] = {}
+        self._thread = threading.Thread(target=self._run, name="loopml-prediction-log", daemon=True)
+        self._thread.start()
+
+    # -- called by requests -----------------------------------------------------------------
+
+    def log(
+        self,
+        model: str,
+        version: int,
+        frame: pd.DataFrame,
+        prediction: Prediction,
+        prediction_ids: Sequence[str],
+        latency_ms: float,
+    ) -> None:
+        """Queue one request's rows; returns at once and never raises for a lake problem."""
+        rows = len(prediction_ids)
+        if rows == 0:
+            return
+        if self._closed:
+            self.metrics.log_dropped.inc(amount=rows)
+            return
+        entry = _Entry(
+            model,
+            int(version),
+            time.time_ns() // 1000,
+            frame,
+            prediction.labels,
+            prediction.scores,
+            prediction_ids,
+            float(latency_ms),
+        )
+        with self._lock:
+            self._buffer.append(entry)
+            self._rows += rows
+            dropped = self._trim()
+            full = self._rows >= self.flush_rows
+        if dropped:
+            self.metrics.log_dropped.inc(amount=dropped)
+        if full:
+            self._wake.set()
+
+    def _trim(self) -> int:
+        """Drop the oldest entries over the bound (caller holds the lock); rows dropped."""
+        dropped = 0
+        while self._rows > self.max_buffer_rows and len(self._buffer) > 1:
+            old = self._buffer.popleft()
+            self._rows -= old.rows
+            dropped += old.rows
+        return dropped
+
+    @property
+    def buffered_rows(self) -> int:
+        return self._rows
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns rows written. Failures are kept for later."""
+        with self._flush_lock:
+            with self._lock:
+                entries = list(self._buffer)
+                self._buffer.clear()
+                self._rows = 0
+            if not entries:
+                return 0
+            groups: dict[tuple[str, int, str], list[_Entry]] = {}
+            for e in entries:
+                groups.setdefault((e.model, e.version, self._day(e.ts_us)), []).append(e)
+            written = 0
+            failed: list[_Entry] = []
+            for (model, _version, day), group in groups.items():
+                try:
+                    table = build_table(group)
+                    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                    path = f"{PREFIX}/{model}/date={day}/part-{stamp}-{uuid.uuid4().hex}.parquet"
+                    self.lake.write_table(path, table)
+                except Exception as exc:  # a lake outage must never reach a request
+                    self.metrics.log_errors.inc()
+                    log.warning(
+                        "could not write %d prediction log rows of %s: %s",
+                        sum(e.rows for e in group),
+                        model,
+                        exc,
+                    )
+                    failed.extend(group)
+                    continue
+                written += table.num_rows
+            if written:
+                self.metrics.log_written.inc(amount=written)
+            if failed:
+                failed.sort(key=lambda e: e.ts_us)
+                with self._lock:
+                    self._buffer.extendleft(reversed(failed))
+                    self._rows += sum(e.rows for e in failed)
+                    dropped = self._trim()
+                if dropped:
+                    self.metrics.log_dropped.inc(amount=dropped)
+            return written
+
+    def _day(self, ts_us: int) -> str:
+        day = ts_us // _US_PER_DAY
+        text = self._days.get(day)
+        if text is None:
+            text = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+            self._days[day] = text
+        return text
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            before_errors = self.metrics.log_errors.value()
+            try:
+                self.flush()
+            except Exception:  # never let the writer thread die
+                log.exception("prediction log flush failed")
+            if self.metrics.log_errors.value() > before_errors:
+                self._stop.wait(self.flush_seconds)  # back off instead of spinning on errors
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the writer thread and write what is left (rows that still fail are counted)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("final prediction log flush failed")
+        with self._lock:
+            left = self._rows
+            self._buffer.clear()
+            self._rows = 0
+        if left:
+            self.metrics.log_dropped.inc(amount=left)
+            log.warning("dropped %d prediction log rows that could not be written", left)
+
+
+def build_table(entries: Sequence[_Entry]) -> pa.Table:
+    """One Arrow table for entries of the same model version (same features)."""
+    counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
+    n = int(counts.sum())
+    if len(entries) == 1:
+        frame = entries[0].frame
+    else:
+        frame = pd.concat([e.frame for e in entries], ignore_index=True)
+    if len(frame) != n:
+        raise ValueError(f"prediction log entry has {len(frame)} input rows for {n} ids")
+    cols: dict[str, pa.Array] = {
+        "prediction_id": pa.array(list(chain.from_iterable(e.ids for e in entries)), pa.string()),
+        "timestamp": pa.array(
+            np.repeat(np.fromiter((e.ts_us for e in entries), dtype=np.int64), counts),
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "model": pa.array(np.full(n, entries[0].model, dtype=object), pa.string()),
+        "version": pa.array(
+            np.repeat(np.fromiter((e.version for e in entries), dtype=np.int64), counts),
+            pa.int64(),
+        ),
+        "latency_ms": pa.array(
+            np.repeat(np.fromiter((e.latency_ms for e in entries), dtype=np.float64), counts),
+            pa.float64(),
+        ),
+    }
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series):
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            cols[feature_column(str(name))] = pa.array(values, pa.float64(), from_pandas=True)
+        else:
+            cols[feature_column(str(name))] = pa.array(
+                [_text(v) for v in series.to_numpy(dtype=object)], pa.string()
+            )
+    labels = np.concatenate([e.labels for e in entries]) if len(entries) > 1 else entries[0].labels
+    cols["prediction"] = pa.array([str(v) for v in labels.tolist()], pa.string())
+    scores = np.concatenate([e.scores for e in entries]) if len(entries) > 1 else entries[0].scores
+    cols["score"] = pa.array(np.asarray(scores, dtype=np.float64), pa.float64())
+    return pa.table(cols)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
+# -- reading back ---------------------------------------------------------------------------
+
+
+def _empty_log() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "prediction_id": pd.Series([], dtype=object),
+            "timestamp": pd.Series([], dtype="datetime64[us, UTC]"),
+            "model": pd.Series([], dtype=object),
+            "version": pd.Series([], dtype="int64"),
+            "latency_ms": pd.Series([], dtype="float64"),
+            "prediction": pd.Series([], dtype=object),
+            "score": pd.Series([], dtype="float64"),
+        }
+    )
+
+
+def _as_utc(value: datetime, what: str) -> pd.Timestamp:
+    if not isinstance(value, datetime):
+        raise InvalidInputError(
+            f"{what} must be a datetime, got {type(value).__name__}",
+            where={"field": what},
+            hint="Pass a datetime; naive ones are taken as UTC",
+        )
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def read_prediction_log(
+    lake: Lake,
+    model: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    version: int | None = None,
+) -> pd.DataFrame:
+    """The logged predictions of ``model`` with ``since <= timestamp < until``, oldest first.
+
+    Naive datetimes are taken as UTC. Only the date partitions in range are read. Returns an
+    empty frame (with the base columns) when nothing is logged yet.
+    """
+    check_name(model, "model")
+    lo = _as_utc(since, "since") if since is not None else None
+    hi = _as_utc(until, "until") if until is not None else None
+    if lo is not None and hi is not None and hi < lo:
+        raise InvalidInputError(
+            f"until ({hi.isoformat()}) is before since ({lo.isoformat()})",
+            where={"field": "until"},
+            hint="Pass a window with since <= until",
+        )
+    folder = f"{PREFIX}/{model}/"
+    first_day = lo.strftime("%Y-%m-%d") if lo is not None else None
+    last_day = hi.strftime("%Y-%m-%d") if hi is not None else None
+    files: list[str] = []
+    for path in lake.list(folder):
+        rel = path if path.startswith(folder) else folder + path.lstrip("/")
+        name = rel.rsplit("/", 1)[-1]
+        if not name.endswith(".parquet") or name.startswith("."):
+            continue
+        day = next((p[5:] for p in rel.split("/") if p.startswith("date=")), None)
+        if day is None:
+            continue
+        if (first_day is not None and day < first_day) or (last_day is not None and day > last_day):
+            continue
+        files.append(rel)
+    if not files:
+        return _empty_log()
+    tables = [lake.read_table(f) for f in files]
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+        frame = table.to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # a feature changed kind between versions: fall back to pandas' object columns
+        frame = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+    mask = np.ones(len(frame), dtype=bool)
+    if lo is not None:
+        mask &= (frame["timestamp"] >= lo).to_numpy()
+    if hi is not None:
+        mask &= (frame["timestamp"] < hi).to_numpy()
+    if version is not None:
+        mask &= (frame["version"] == int(version)).to_numpy()
+    frame = frame.loc[mask]
+    if frame.empty:
+        return _empty_log()
+    return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)

@@ -1,0 +1,371 @@
+"""The Open Inference Protocol (KServe V2) REST shapes: requests in, responses and metadata out.
+
+Two ways to send rows to ``/v2/models/{name}/infer``:
+
+* one tensor per feature, named like the feature, shape ``[N]`` or ``[N, 1]``; numeric
+  features as a numeric datatype (``FP64``, ``INT64``, ...), categorical ones as ``BYTES``;
+* for models whose features are all numeric, one 2-D tensor of shape ``[N, F]`` with the
+  features in signature order (any name).
+
+``data`` may be flat (row-major) or nested. Rows are then checked against the model signature
+like any other request, so an error names the row and the feature.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from loopml.errors import InvalidInputError
+from loopml.registry.bundle import Prediction
+from loopml.registry.signature import CATEGORICAL
+from loopml.serve.runtime import ModelRuntime
+
+NUMERIC_DATATYPES = frozenset(
+    ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32")
+) | {"FP64"}
+DATATYPES = NUMERIC_DATATYPES | {"BOOL", "BYTES"}
+OUTPUT_NAMES = ("label", "probabilities", "prediction_id")
+REQUEST_KEYS = frozenset(("id", "parameters", "inputs", "outputs"))
+TENSOR_KEYS = frozenset(("name", "shape", "datatype", "parameters", "data"))
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed V2 request: the rows as records, and what to answer."""
+
+    id: str | None
+    records: list[dict[str, Any]]
+    outputs: list[str] | None
+
+
+def _bad(message: str, where: dict[str, Any], hint: str) -> InvalidInputError:
+    return InvalidInputError(message, where=where, hint=hint)
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    if not data or not isinstance(data[0], list):
+        return data
+    out: list[Any] = []
+    for item in data:
+        if isinstance(item, list):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
+
+
+def _tensor(t: Any, k: int) -> tuple[str, list[int], str, list[Any]]:
+    where: dict[str, Any] = {"field": f"inputs[{k}]"}
+    if not isinstance(t, dict):
+        raise _bad(
+            f"inputs[{k}] is {type(t).__name__}, not an object",
+            where,
+            'Each input is {"name": ..., "shape": [...], "datatype": ..., "data": [...]}',
+        )
+    for key in ("name", "shape", "datatype", "data"):
+        if key not in t:
+            raise _bad(
+                f"inputs[{k}] has no {key!r}",
+                {"field": f"inputs[{k}].{key}"},
+                'Each input is {"name": ..., "shape": [...], "datatype": ..., "data": [...]}',
+            )
+    unknown = sorted(set(t) - TENSOR_KEYS)
+    if unknown:
+        raise _bad(
+            f"inputs[{k}] has unknown key {unknown[0]!r}",
+            {"field": f"inputs[{k}].{unknown[0]}"},
+            f"An input tensor has only: {', '.join(sorted(TENSOR_KEYS))}",
+        )
+    name, shape, datatype, data = t["name"], t["shape"], t["datatype"], t["data"]
+    if not isinstance(name, str):
+        raise _bad(
+            f"inputs[{k}].name must be a string",
+            {"field": f"inputs[{k}].name"},
+            "Name the tensor like the feature it carries",
+        )
+    where = {"input": name, "field": f"inputs[{k}].shape"}
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise _bad(
+            f"input {name!r} has shape {shape!r}; a shape is a list of non-negative integers",
+            where,
+            "Use [N] or [N, 1] for one feature, [N, F] for a 2-D tensor of all features",
+        )
+    if datatype not in DATATYPES:
+        raise _bad(
+            f"input {name!r} has datatype {datatype!r}, which is not a V2 datatype",
+            {"input": name, "field": f"inputs[{k}].datatype"},
+            f"Use one of: {', '.join(sorted(DATATYPES))}",
+        )
+    if not isinstance(data, list):
+        raise _bad(
+            f"input {name!r} data must be a JSON array, got {type(data).__name__}",
+            {"input": name, "field": f"inputs[{k}].data"},
+            "Send the values as a flat (row-major) or nested array",
+        )
+    if "parameters" in t and not isinstance(t["parameters"], dict):
+        raise _bad(
+            f"inputs[{k}].parameters must be an object",
+            {"input": name, "field": f"inputs[{k}].parameters"},
+            "Send an object or omit it",
+        )
+    flat = _flatten(data)
+    expected = math.prod(shape)
+    if len(flat) != expected:
+        raise _bad(
+            f"input {name!r} has {len(flat)} values but shape {shape} needs {expected}",
+            {"input": name, "field": f"inputs[{k}].data"},
+            "Make the data match the shape (row-major)",
+        )
+    return name, shape, datatype, flat
+
+
+def parse_infer_request(body: Any, runtime: ModelRuntime) -> InferRequest:
+    """Check a V2 inference request and turn its tensors into records."""
+    if not isinstance(body, dict):
+        raise _bad(
+            f"the request body is {type(body).__name__}, not an object",
+            {"field": "body"},
+            'Send {"inputs": [{"name", "shape", "datatype", "data"}, ...]}',
+        )
+    unknown = sorted(set(body) - REQUEST_KEYS)
+    if unknown:
+        raise _bad(
+            f"unknown key {unknown[0]!r} in the inference request",
+            {"field": unknown[0]},
+            f"A V2 inference request has only: {', '.join(sorted(REQUEST_KEYS))}",
+        )
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise _bad("'id' must be a string", {"field": "id"}, "Send the request id as a string")
+    if "parameters" in body and not isinstance(body["parameters"], dict):
+        raise _bad(
+            "'parameters' must be an object",
+            {"field": "parameters"},
+            "Send an object of key/value pairs or omit it",
+        )
+    outputs = _requested_outputs(body.get("outputs"), runtime)
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise _bad(
+            "'inputs' must be a non-empty list of tensors",
+            {"field": "inputs"},
+            'Send {"inputs": [{"name": FEATURE, "shape": [N], "datatype": "FP64", "data": [...]}]}',
+        )
+    features = runtime.signature.names
+    tensors = [_tensor(t, k) for k, t in enumerate(inputs)]
+    first_name, first_shape = tensors[0][0], tensors[0][1]
+    if (
+        len(tensors) == 1
+        and len(first_shape) == 2
+        and (first_name not in features or (first_shape[1] == len(features) > 1))
+    ):
+        records = _matrix_records(tensors[0], runtime)
+    else:
+        records = _named_records(tensors, runtime)
+    return InferRequest(request_id, records, outputs)
+
+
+def _requested_outputs(value: Any, runtime: ModelRuntime) -> list[str] | None:
+    if value is None:
+        return None
+    available = [o for o in OUTPUT_NAMES if o != "probabilities" or runtime.classes is not None]
+    hint = f"This model's outputs: {', '.join(available)}"
+    if not isinstance(value, list):
+        raise _bad("'outputs' must be a list of objects", {"field": "outputs"}, hint)
+    names: list[str] = []
+    for k, item in enumerate(value):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in available:
+            raise _bad(
+                f"outputs[{k}] asks for {name!r}, which this model does not produce",
+                {"field": f"outputs[{k}].name"},
+                hint,
+            )
+        names.append(name)
+    return names
+
+
+def _kind_check(runtime: ModelRuntime, name: str, datatype: str, k: int) -> None:
+    field = next(f for f in runtime.signature.inputs if f.name == name)
+    if field.kind == CATEGORICAL and datatype != "BYTES":
+        raise _bad(
+            f"input {name!r} is categorical and must have datatype BYTES, got {datatype}",
+            {"input": name, "field": f"inputs[{k}].datatype"},
+            "Send categories as strings with datatype BYTES",
+        )
+    if field.kind != CATEGORICAL and datatype == "BYTES":
+        raise _bad(
+            f"input {name!r} is numeric and cannot have datatype BYTES",
+            {"input": name, "field": f"inputs[{k}].datatype"},
+            "Use FP64 (or another numeric datatype) for numeric features",
+        )
+
+
+def _named_records(
+    tensors: list[tuple[str, list[int], str, list[Any]]], runtime: ModelRuntime
+) -> list[dict[str, Any]]:
+    features = runtime.signature.names
+    known = set(features)
+    columns: dict[str, list[Any]] = {}
+    rows: int | None = None
+    for k, (name, shape, datatype, flat) in enumerate(tensors):
+        if name not in known:
+            raise _bad(
+                f"input {name!r} is not a feature of this model",
+                {"input": name, "field": f"inputs[{k}].name"},
+                f"Send one tensor per feature: {', '.join(features)}",
+            )
+        if name in columns:
+            raise _bad(
+                f"input {name!r} is given twice",
+                {"input": name, "field": f"inputs[{k}]"},
+                "Send each feature once",
+            )
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise _bad(
+                f"input {name!r} has shape {shape}; a per-feature tensor is [N] or [N, 1]",
+                {"input": name, "field": f"inputs[{k}].shape"},
+                "Send one column per feature, or one [N, F] tensor for all-numeric models",
+            )
+        if rows is None:
+            rows = shape[0]
+        elif shape[0] != rows:
+            raise _bad(
+                f"input {name!r} has {shape[0]} rows but the inputs before it have {rows}",
+                {"input": name, "field": f"inputs[{k}].shape"},
+                "Every input tensor must have the same number of rows",
+            )
+        _kind_check(runtime, name, datatype, k)
+        columns[name] = flat
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise _bad(
+            f"no input tensor for feature {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            {"field": missing[0]},
+            f"Send one tensor per feature: {', '.join(features)}",
+        )
+    if not rows:
+        raise _bad("the inputs have no rows", {"field": "inputs"}, "Send at least one row")
+    ordered = [columns[f] for f in features]
+    return [dict(zip(features, row, strict=True)) for row in zip(*ordered, strict=True)]
+
+
+def _matrix_records(
+    tensor: tuple[str, list[int], str, list[Any]], runtime: ModelRuntime
+) -> list[dict[str, Any]]:
+    name, shape, datatype, flat = tensor
+    features = runtime.signature.names
+    width = len(features)
+    where = {"input": name, "field": "inputs[0].shape"}
+    if not runtime.numeric_only:
+        raise _bad(
+            "a single 2-D input tensor only works for models whose features are all numeric",
+            where,
+            f"This model has categorical features; send one tensor per feature: "
+            f"{', '.join(features)}",
+        )
+    if datatype not in NUMERIC_DATATYPES and datatype != "BOOL":
+        raise _bad(
+            f"input {name!r} has datatype {datatype}; the features are numeric",
+            {"input": name, "field": "inputs[0].datatype"},
+            "Use FP64 (or another numeric datatype)",
+        )
+    if shape[1] != width:
+        raise _bad(
+            f"input {name!r} has {shape[1]} columns but the model has {width} features",
+            where,
+            f"Send shape [N, {width}] with columns in this order: {', '.join(features)}",
+        )
+    if shape[0] == 0:
+        raise _bad("the input has no rows", where, "Send at least one row")
+    return [
+        dict(zip(features, flat[i : i + width], strict=True)) for i in range(0, len(flat), width)
+    ]
+
+
+def _label_data(runtime: ModelRuntime, pred: Prediction) -> list[Any]:
+    if runtime.label_datatype == "BYTES":
+        return [str(v) for v in pred.labels.tolist()]
+    if runtime.label_datatype == "FP64":
+        return np.asarray(pred.labels, dtype=np.float64).tolist()  # type: ignore[no-any-return]
+    return pred.labels.tolist()  # type: ignore[no-any-return]
+
+
+def infer_response(
+    model_name: str,
+    runtime: ModelRuntime,
+    pred: Prediction,
+    prediction_ids: list[str],
+    request: InferRequest,
+) -> dict[str, Any]:
+    """The V2 inference response for one request's rows."""
+    n = len(prediction_ids)
+    wanted = request.outputs
+    outputs: list[dict[str, Any]] = []
+    if wanted is None or "label" in wanted:
+        outputs.append(
+            {
+                "name": "label",
+                "shape": [n],
+                "datatype": runtime.label_datatype,
+                "data": _label_data(runtime, pred),
+            }
+        )
+    if pred.probabilities is not None and (wanted is None or "probabilities" in wanted):
+        k = pred.probabilities.shape[1]
+        outputs.append(
+            {
+                "name": "probabilities",
+                "shape": [n, k],
+                "datatype": "FP64",
+                "parameters": {"classes": orjson.dumps(runtime.class_keys).decode()},
+                "data": pred.probabilities.ravel().tolist(),
+            }
+        )
+    if wanted is None or "prediction_id" in wanted:
+        outputs.append(
+            {"name": "prediction_id", "shape": [n], "datatype": "BYTES", "data": prediction_ids}
+        )
+    return {
+        "model_name": model_name,
+        "model_version": runtime.version_text,
+        "id": request.id if request.id is not None else prediction_ids[0],
+        "outputs": outputs,
+    }
+
+
+def model_metadata(model_name: str, served_ref: str, runtime: ModelRuntime) -> dict[str, Any]:
+    """The V2 model metadata response."""
+    sig = runtime.signature
+    inputs = [
+        {"name": f.name, "datatype": "BYTES" if f.kind == CATEGORICAL else "FP64", "shape": [-1]}
+        for f in sig.inputs
+    ]
+    outputs: list[dict[str, Any]] = [
+        {"name": "label", "datatype": runtime.label_datatype, "shape": [-1]}
+    ]
+    parameters: dict[str, Any] = {"task": sig.task, "reference": served_ref}
+    if runtime.classes is not None:
+        outputs.append(
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(runtime.classes)]}
+        )
+        parameters["classes"] = orjson.dumps(runtime.class_keys).decode()
+    outputs.append({"name": "prediction_id", "datatype": "BYTES", "shape": [-1]})
+    return {
+        "name": model_name,
+        "versions": [runtime.version_text],
+        "platform": runtime.platform,
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": parameters,
+    }

@@ -1,0 +1,85 @@
+"""Plain records that cross the metadata store boundary.
+
+They are frozen dataclasses with JSON-friendly fields, so every backend stores the same thing
+and ``--json`` output is ``dataclasses.asdict`` away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a dataset in the lake."""
+
+    name: str
+    version: int
+    sha256: str  # of the canonical content (the Parquet table as written)
+    path: str  # lake-relative folder, e.g. datasets/cancer/v=1
+    num_rows: int
+    schema: list[dict[str, Any]]  # [{"name", "type", "nullable"}]
+    stats: dict[str, dict[str, Any]]  # column -> statistics
+    source: str  # where it came from (file path or URI)
+    created_at: datetime
+    num_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+RUN_STATUSES = ("running", "succeeded", "failed", "gate_failed")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run: what went in, what came out, how long it took."""
+
+    id: str
+    name: str  # the model name the run trains
+    status: str  # one of RUN_STATUSES
+    started_at: datetime
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dataset_name: str | None = None
+    dataset_version: int | None = None
+    git_commit: str | None = None
+    packages: dict[str, str] = field(default_factory=dict)
+    duration_s: float | None = None
+    error: str | None = None
+    model_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version: an artifact plus what it was trained on and how it scored."""
+
+    name: str
+    version: int  # 0 in a draft; the store assigns the next number
+    run_id: str
+    artifact_sha256: str
+    flavor: str  # "sklearn" or "lightgbm"
+    signature: dict[str, Any]
+    metrics: dict[str, Any]
+    dataset_name: str | None
+    dataset_version: int | None
+    created_at: datetime
+    size_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]

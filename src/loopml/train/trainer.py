@@ -1,0 +1,254 @@
+"""Training a project: cross-validate, fit, evaluate on a holdout, gate, register, promote."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from loopml.errors import ConfigError, InvalidInputError
+from loopml.evaluate.cv import cross_validate, holdout_split
+from loopml.evaluate.metrics import check_metric, compute_metrics
+from loopml.features.spec import prepare_frame
+from loopml.pipeline.project import ProjectConfig
+from loopml.registry.bundle import ModelBundle
+from loopml.registry.models import register_model, set_alias
+from loopml.registry.signature import Signature
+from loopml.stores.records import DatasetVersion, ModelVersion, Run
+from loopml.train.estimators import flavor_of, make_estimator
+from loopml.utils import new_id, utcnow
+from loopml.workspace import Workspace
+
+Progress = Callable[[str], None]
+PACKAGES = ("loopml", "scikit-learn", "numpy", "pandas", "pyarrow", "lightgbm", "skops")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run: Run
+    model_version: ModelVersion | None
+    passed: bool
+    reason: str
+    promoted_alias: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run.to_dict(),
+            "model_version": self.model_version.to_dict() if self.model_version else None,
+            "passed": self.passed,
+            "reason": self.reason,
+            "promoted_alias": self.promoted_alias,
+        }
+
+
+def infer_task(y: pd.Series) -> str:
+    """Strings, booleans and integers with at most 20 distinct values are classes."""
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return "classification"
+    if pd.api.types.is_integer_dtype(y) and y.nunique() <= 20:
+        return "classification"
+    return "regression"
+
+
+def train(
+    ws: Workspace, config: ProjectConfig, *, progress: Progress | None = None
+) -> TrainResult:
+    """Train ``config`` on its dataset and record the run; register and promote on a pass.
+
+    Everything a user can get wrong (dataset, target, features, model class, params) is
+    checked before the run is recorded, so bad input leaves no run behind. A run that fails
+    its gate is recorded with the reason and registers no model.
+    """
+    say = progress or (lambda _msg: None)
+    started = time.perf_counter()
+    dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
+    frame = ws.lake.read_table(dv.path).to_pandas()
+    x, y, kinds, task = _prepare(config, dv, frame)
+    estimator = make_estimator(config.model, task, config.source)
+    metric = check_metric(task, config.evaluation.metric or _default_metric(task, y))
+    flavor = flavor_of(config.model.cls)
+
+    run = Run(
+        id=new_id(),
+        name=config.name,
+        status="running",
+        started_at=utcnow(),
+        params={"project": config.to_dict(), "estimator": _params(estimator)},
+        dataset_name=dv.name,
+        dataset_version=dv.version,
+        git_commit=_git_commit(Path(config.source).resolve().parent),
+        packages=_packages(),
+    )
+    ws.metadata.add_run(run)
+    say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")
+    try:
+        ev = config.evaluation
+        x_tr, x_ho, y_tr, y_ho = holdout_split(
+            x, y, fraction=ev.holdout, task=task, seed=ev.seed
+        )
+
+        def fit_score(
+            xa: pd.DataFrame, ya: pd.Series, xb: pd.DataFrame, yb: pd.Series
+        ) -> dict[str, float]:
+            bundle = _fit(config, kinds, estimator, xa, ya, task, flavor)
+            p = bundle.predict_frame(xb)
+            return compute_metrics(task, yb, p.labels, p.probabilities, p.classes)
+
+        cv: dict[str, dict[str, float]] = {}
+        if ev.folds:
+            cv = cross_validate(
+                x_tr,
+                y_tr,
+                fit_score,
+                n_folds=ev.folds,
+                task=task,
+                seed=ev.seed,
+                on_fold=lambda i: say(f"cross-validation fold {i + 1}/{ev.folds} done"),
+            )
+        bundle = _fit(config, kinds, estimator, x_tr, y_tr, task, flavor)
+        p = bundle.predict_frame(x_ho)
+        holdout = compute_metrics(task, y_ho, p.labels, p.probabilities, p.classes)
+        say(f"holdout {metric} = {holdout.get(metric, float('nan')):.4f}")
+        flat = {**holdout, **{f"cv.{k}": v["mean"] for k, v in cv.items()}}
+        flat.update({f"cv.{k}.std": v["std"] for k, v in cv.items()})
+        passed, reason = ev.gate.check(flat)
+        metrics: dict[str, Any] = {
+            "metric": metric,
+            "holdout": holdout,
+            "cv": cv,
+            "rows": {"train": len(x_tr), "holdout": len(x_ho)},
+        }
+        mv = None
+        promoted = None
+        if passed:
+            mv = register_model(
+                ws,
+                config.name,
+                bundle,
+                run_id=run.id,
+                metrics=metrics,
+                dataset_name=dv.name,
+                dataset_version=dv.version,
+            )
+            say(f"registered {mv.name}@{mv.version} (gate: {reason})")
+            if config.alias:
+                set_alias(ws, mv.name, config.alias, mv.version)
+                promoted = config.alias
+                say(f"alias {config.alias} -> {mv.name}@{mv.version}")
+        else:
+            say(f"gate failed: {reason}; not registered")
+        run = replace(
+            run,
+            status="succeeded" if passed else "gate_failed",
+            metrics={**metrics, "gate": {"passed": passed, "reason": reason}},
+            duration_s=time.perf_counter() - started,
+            error=None if passed else f"gate failed: {reason}",
+            model_version=mv.version if mv else None,
+        )
+        ws.metadata.update_run(run)
+        return TrainResult(run, mv, passed, reason, promoted)
+    except BaseException as exc:
+        ws.metadata.update_run(
+            replace(
+                run,
+                status="failed",
+                error=f"{type(exc).__name__}: {exc}",
+                duration_s=time.perf_counter() - started,
+            )
+        )
+        raise
+
+
+def _prepare(
+    config: ProjectConfig, dv: DatasetVersion, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.Series, dict[str, str], str]:
+    source = f"dataset {dv.name}@{dv.version}"
+    if config.target not in frame.columns:
+        raise InvalidInputError(
+            f"target column {config.target!r} is not in {source}",
+            where={"dataset": f"{dv.name}@{dv.version}", "column": config.target},
+            hint=f"Set data.target to one of: {', '.join(map(str, list(frame.columns)[:30]))}",
+        )
+    y = frame[config.target]
+    if y.isna().any():
+        row = int(np.flatnonzero(y.isna().to_numpy())[0])
+        raise InvalidInputError(
+            f"target column {config.target!r} has {int(y.isna().sum())} missing values",
+            where={"dataset": f"{dv.name}@{dv.version}", "column": config.target, "row": row},
+            hint="Drop or fill the rows without a label before ingesting",
+        )
+    task = config.task or infer_task(y)
+    if task == "classification" and y.nunique() < 2:
+        raise InvalidInputError(
+            f"target column {config.target!r} has a single class",
+            where={"dataset": f"{dv.name}@{dv.version}", "column": config.target},
+            hint="A classifier needs at least two classes in the training data",
+        )
+    if task == "regression" and not pd.api.types.is_numeric_dtype(y):
+        raise ConfigError(
+            f"data.task is regression but target {config.target!r} is not numeric",
+            where={"field": "data.task", "column": config.target},
+            hint="Use task: classification, or a numeric target",
+        )
+    kinds = config.features.resolve(frame, config.target, source)
+    return prepare_frame(frame, kinds), y.reset_index(drop=True), kinds, task
+
+
+def _default_metric(task: str, y: pd.Series) -> str:
+    return "roc_auc" if task == "classification" else "rmse"
+
+
+def _fit(
+    config: ProjectConfig,
+    kinds: dict[str, str],
+    estimator: Any,
+    x: pd.DataFrame,
+    y: pd.Series,
+    task: str,
+    flavor: str,
+) -> ModelBundle:
+    features = config.features.build(kinds).fit(x)
+    model = clone(estimator).fit(features.transform(x), y.to_numpy())
+    classes = list(model.classes_) if task == "classification" else None
+    sig = Signature.from_frame(x, kinds, target=config.target, task=task, classes=classes)
+    return ModelBundle(features, model, sig, flavor)
+
+
+def _params(estimator: Any) -> dict[str, Any]:
+    out = {}
+    for k, v in estimator.get_params(deep=False).items():
+        out[k] = v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
+    return out
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def _packages() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return out
