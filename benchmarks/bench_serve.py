@@ -109,7 +109,9 @@ def serve(kind: str, workspace: str, max_wait_ms: float) -> None:
 
         ws = open_workspace(workspace)
         app = create_app(ws, max_wait_ms=max_wait_ms)
-    sock = socket.socket()
+    # A TCP socket that says so: asyncio then sets TCP_NODELAY on each connection.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
     print(f"PORT {sock.getsockname()[1]}", flush=True)
@@ -151,10 +153,27 @@ async def _load(url: str, bodies: list[bytes], clients: int, total: int, seconds
     return latencies, elapsed, errors
 
 
+def _batches(url: str) -> tuple[float, float]:
+    """(predict calls, rows) so far, from loopml's /metrics; zeros for the floor."""
+    resp = httpx.get(f"{url}/metrics", timeout=5)
+    if resp.status_code != 200:
+        return 0.0, 0.0
+    calls = rows = 0.0
+    for line in resp.text.splitlines():
+        if line.startswith("loopml_batch_size_count{"):
+            calls += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("loopml_batch_size_sum{"):
+            rows += float(line.rsplit(" ", 1)[1])
+    return calls, rows
+
+
 def measure(url: str, bodies: list[bytes], clients: int, total: int, seconds: float
             ) -> dict[str, float]:
-    asyncio.run(_load(url, bodies, clients, min(100, total), seconds))  # warm up
-    lat, elapsed, errors = asyncio.run(_load(url, bodies, clients, total, seconds))
+    endpoint = f"{url}/v1/models/{MODEL}:predict"
+    asyncio.run(_load(endpoint, bodies, clients, min(100, total), seconds))  # warm up
+    calls0, rows0 = _batches(url)
+    lat, elapsed, errors = asyncio.run(_load(endpoint, bodies, clients, total, seconds))
+    calls1, rows1 = _batches(url)
     arr = np.array(lat) * 1000.0
     return {
         "requests": float(len(lat)),
@@ -162,6 +181,7 @@ def measure(url: str, bodies: list[bytes], clients: int, total: int, seconds: fl
         "p50": float(np.percentile(arr, 50)),
         "p99": float(np.percentile(arr, 99)),
         "errors": float(errors),
+        "batch": (rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 else 1.0,
     }
 
 
@@ -224,20 +244,22 @@ def main() -> None:
             proc, url = start_child(kind, workspace, args.max_wait_ms)
             try:
                 for c in clients:
-                    results[(kind, c)] = measure(f"{url}/v1/models/{MODEL}:predict", bodies, c,
-                                                 args.requests, args.seconds)
+                    results[(kind, c)] = measure(url, bodies, c, args.requests, args.seconds)
             finally:
                 stop_child(proc)
     print(f"\nbench_serve: random forest of {args.trees} trees, 30 numeric features, single-row "
           f"requests; {os.cpu_count()} CPUs; server and clients on 127.0.0.1")
     header = f"{'server':<8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} " \
-             f"{'p99 ms':>8} {'errors':>6} {'vs floor':>8}"
+             f"{'p99 ms':>8} {'errors':>6} {'rows/call':>9} {'vs floor':>8}"
     print(header)
     print("-" * len(header))
-    for (kind, c), r in results.items():
-        floor = results[("floor", c)]["rps"]
-        print(f"{kind:<8} {c:>7} {int(r['requests']):>8} {r['rps']:>8.0f} {r['p50']:>8.2f} "
-              f"{r['p99']:>8.2f} {int(r['errors']):>6} {r['rps'] / floor:>7.2f}x")
+    for c in clients:
+        for kind in ("floor", "loopml"):
+            r = results[(kind, c)]
+            floor = results[("floor", c)]["rps"]
+            print(f"{kind:<8} {c:>7} {int(r['requests']):>8} {r['rps']:>8.0f} "
+                  f"{r['p50']:>8.2f} {r['p99']:>8.2f} {int(r['errors']):>6} "
+                  f"{r['batch']:>9.1f} {r['rps'] / floor:>7.2f}x")
 
 
 if __name__ == "__main__":

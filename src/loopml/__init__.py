@@ -77,6 +77,7 @@ __all__ = [
     "register_model",
     "resolve_version",
     "run_quickstart",
+    "run_server",
     "set_alias",
     "start_background_server",
     "train",

@@ -32,8 +32,13 @@ PROJECT = {
         "class": "sklearn.ensemble.RandomForestClassifier",
         "params": {"n_estimators": 100, "random_state": 0, "n_jobs": 1},
     },
-    "evaluation": {"metric": "roc_auc", "folds": 5, "holdout": 0.2, "seed": 42,
-                   "gate": "roc_auc >= 0.9"},
+    "evaluation": {
+        "metric": "roc_auc",
+        "folds": 5,
+        "holdout": 0.2,
+        "seed": 42,
+        "gate": "roc_auc >= 0.9",
+    },
     "registry": {"alias": "champion"},
 }
 FRESH_REQUESTS = 60
@@ -138,7 +143,7 @@ def run_quickstart(
 
 
 def _verdict(check: Any) -> str:
-    names = [f.feature for f in check.features.drifted_features]
+    names = check.features.drifted_features
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     if not check.drifted:
         return f"no drift ({check.current})"
@@ -146,9 +151,7 @@ def _verdict(check: Any) -> str:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {k: float(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-    ]
+    return [{str(k): float(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
 
 def _send_rows(url: str, frame: pd.DataFrame, say: Progress, what: str) -> int:

@@ -32,19 +32,23 @@ def test_step_by_step(tmp_path: Path, cli, cancer_csv: Path, trained: Path) -> N
     ws = trained
     # same content again: no new version
     res = cli("data", "ingest", cancer_csv, "--name", "cancer", "-w", ws, "--json")
-    assert res.code == 0 and json.loads(res.out)["created"] is False
+    assert res.code == 0
+    assert json.loads(res.out)["created"] is False
     listing = json.loads(cli("data", "list", "-w", ws, "--json").out)
     assert [(d["name"], d["version"]) for d in listing] == [("cancer", 1)]
     shown = json.loads(cli("data", "show", "cancer@1", "-w", ws, "--json").out)
-    assert shown["num_rows"] == 569 and len(shown["schema"]) == 31
+    assert shown["num_rows"] == 569
+    assert len(shown["schema"]) == 31
     assert "mean radius" in shown["stats"]
 
     models = json.loads(cli("models", "list", "-w", ws, "--json").out)
-    assert len(models) == 1 and models[0]["aliases"] == ["champion"]
+    assert len(models) == 1
+    assert models[0]["aliases"] == ["champion"]
     m = json.loads(cli("models", "show", "cancer@champion", "-w", ws, "--json").out)
     assert m["metrics"]["holdout"]["roc_auc"] >= 0.9
     assert set(m["metrics"]["cv"]["roc_auc"]) == {"mean", "std", "min", "max"}
-    assert m["run"]["dataset_name"] == "cancer" and m["run"]["dataset_version"] == 1
+    assert m["run"]["dataset_name"] == "cancer"
+    assert m["run"]["dataset_version"] == 1
     assert m["run"]["packages"]["scikit-learn"]
     assert m["signature"]["inputs"][0]["name"] == "mean radius"
     assert m["run"]["duration_s"] > 0
@@ -57,7 +61,8 @@ def test_step_by_step(tmp_path: Path, cli, cancer_csv: Path, trained: Path) -> N
     res = cli("predict", "--model", "cancer", "--input", cancer_csv, "--output", out, "-w", ws)
     assert res.code == 0, res.err
     scored = pd.read_parquet(out)
-    assert len(scored) == 569 and {"prediction", "proba_0", "proba_1"} <= set(scored.columns)
+    assert len(scored) == 569
+    assert {"prediction", "proba_0", "proba_1"} <= set(scored.columns)
 
     # drift: a file from the same distribution passes, a shifted one is a finding (exit 1)
     frame = load_breast_cancer(as_frame=True).frame
@@ -80,9 +85,11 @@ def test_gate_failure_is_recorded_and_not_promoted(tmp_path: Path, cli, trained:
     pf = project_file(tmp_path, gate="roc_auc >= 0.9999")
     res = cli("train", "-f", pf, "-w", trained)
     assert res.code == 1
-    assert "failed its gate" in res.err and "Traceback" not in res.err
+    assert "failed its gate" in res.err
+    assert "Traceback" not in res.err
     runs = json.loads(cli("runs", "list", "-w", trained, "--json").out)
-    assert runs[0]["status"] == "gate_failed" and "roc_auc" in runs[0]["error"]
+    assert runs[0]["status"] == "gate_failed"
+    assert "roc_auc" in runs[0]["error"]
     models = json.loads(cli("models", "list", "-w", trained, "--json").out)
     assert len(models) == 1  # nothing new registered
 
@@ -131,7 +138,8 @@ def test_bad_files_get_one_line_errors(tmp_path: Path, cli, make, words: str) ->
     cli("init", "-w", ws)
     res = cli("data", "ingest", make(tmp_path), "--name", "bad", "-w", ws)
     assert res.code == 2
-    assert words in res.err and "Traceback" not in res.err
+    assert words in res.err
+    assert "Traceback" not in res.err
     assert json.loads(cli("data", "list", "-w", ws, "--json").out) == []
     assert not list((ws / "lake").rglob("*.parquet"))
 
@@ -146,14 +154,16 @@ def test_unsafe_names_are_refused(tmp_path: Path, cli, cancer_csv: Path, name: s
     ws = tmp_path / "ws"
     cli("init", "-w", ws)
     res = cli("data", "ingest", cancer_csv, "--name", name, "-w", ws)
-    assert res.code == 2 and "invalid dataset" in res.err
+    assert res.code == 2
+    assert "invalid dataset" in res.err
     assert not (ws / "lake" / "datasets").exists() or not any((ws / "lake").rglob("*.parquet"))
 
 
 def test_missing_workspace(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     res = cli("data", "list", "-w", tmp_path / "nowhere")
     assert res.code == 2
-    assert "no loopml workspace" in res.err and "loopml init" in res.err
+    assert "no loopml workspace" in res.err
+    assert "loopml init" in res.err
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -164,11 +174,16 @@ def test_missing_target_and_unknown_model_class_leave_no_run(
 ) -> None:
     before = json.loads(cli("runs", "list", "-w", trained, "--json").out)
     res = cli("train", "-f", project_file(tmp_path, target="diagnosis"), "-w", trained)
-    assert res.code == 2 and "target column 'diagnosis'" in res.err
-    res = cli("train", "-f", project_file(tmp_path, cls="sklearn.ensemble.MagicForest"), "-w", trained)
-    assert res.code == 2 and "MagicForest" in res.err
+    assert res.code == 2
+    assert "target column 'diagnosis'" in res.err
+    res = cli(
+        "train", "-f", project_file(tmp_path, cls="sklearn.ensemble.MagicForest"), "-w", trained
+    )
+    assert res.code == 2
+    assert "MagicForest" in res.err
     res = cli("train", "-f", project_file(tmp_path, cls="os.system"), "-w", trained)
-    assert res.code == 2 and "not a scikit-learn or LightGBM estimator" in res.err
+    assert res.code == 2
+    assert "not a scikit-learn or LightGBM estimator" in res.err
     after = json.loads(cli("runs", "list", "-w", trained, "--json").out)
     assert len(after) == len(before)
 

@@ -20,7 +20,8 @@ def test_quickstart_embedded(tmp_path: Path) -> None:
     assert summary["results"]["drift (fresh traffic)"].startswith("no drift")
     assert summary["results"]["drift (shifted traffic)"].startswith("DRIFT")
     report = Path(summary["locations"]["drift report"].removeprefix("file://"))
-    assert report.exists() and "<svg" in report.read_text()
+    assert report.exists()
+    assert "<svg" in report.read_text()
     assert list((ws / "lake" / "predictions" / "cancer").rglob("*.parquet"))
     assert "cross-validation fold 5/5" in res.err  # progress output
 
@@ -39,7 +40,8 @@ def test_quickstart_on_postgres_and_s3(
     res = cli("init", "-w", ws, "--metadata", postgres_uri, "--lake", s3_uri, "--json")
     assert res.code == 0, res.err
     described = json.loads(res.out)
-    assert described["metadata"].startswith("postgresql") and described["lake"].startswith("s3://")
+    assert described["metadata"].startswith("postgresql")
+    assert described["lake"].startswith("s3://")
     res = cli("-w", ws, "quickstart", "--json")
     assert res.code == 0, res.err[-3000:]
     summary = json.loads(res.out)

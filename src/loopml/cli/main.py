@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     _debug["on"] = "--debug" in args
     try:
-        app(args=args, prog_name="loopml", standalone_mode=False)
+        rv = app(args=args, prog_name="loopml", standalone_mode=False)
     except LoopmlError as exc:
         if _debug["on"]:
             traceback.print_exc()
@@ -76,7 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
+    except Exception as exc:  # a bug in loopml, not the user's mistake
+        if _debug["on"]:
+            traceback.print_exc()
+        err.print(
+            f"[red]internal error:[/red] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
+            "This is a bug in loopml; rerun with --debug for the traceback and report it."
+        )
+        return 3
+    # click returns the code of a typer.Exit instead of raising it when not standalone
+    return rv if isinstance(rv, int) else 0
 
 
 def run() -> None:

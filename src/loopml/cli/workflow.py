@@ -34,7 +34,9 @@ def init(
     metadata: Annotated[
         str | None, typer.Option(help="Metadata URI: sqlite:///... or postgresql://...")
     ] = None,
-    lake: Annotated[str | None, typer.Option(help="Lake URI: file://... or s3://bucket/prefix")] = None,
+    lake: Annotated[
+        str | None, typer.Option(help="Lake URI: file://... or s3://bucket/prefix")
+    ] = None,
     artifacts: Annotated[
         str | None, typer.Option(help="Artifacts URI [default: inside the lake's bucket or folder]")
     ] = None,
@@ -59,7 +61,9 @@ def init(
             print_json(ws.describe())
             return
         out.print(f"workspace ready at {ws.root}")
-        table(None, ["store", "uri"], [(k, v) for k, v in ws.describe().items() if k != "workspace"])
+        table(
+            None, ["store", "uri"], [(k, v) for k, v in ws.describe().items() if k != "workspace"]
+        )
 
 
 def train(
@@ -204,6 +208,6 @@ def quickstart(
     if as_json:
         print_json(summary)
         return
-    out.print("\n[bold green]quickstart done[/bold green] in " f"{summary['seconds']:.1f} s")
+    out.print(f"\n[bold green]quickstart done[/bold green] in {summary['seconds']:.1f} s")
     table("where everything lies", ["what", "where"], summary["locations"].items())
     table("what happened", ["step", "result"], summary["results"].items())

@@ -15,7 +15,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     "<": operator.lt,
 }
-_COND = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+(?:e-?\d+)?)\s*$")
+_COND = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+(?:e-?\d+)?)\s*$"
+)
 
 
 @dataclass(frozen=True)

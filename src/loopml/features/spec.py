@@ -157,9 +157,7 @@ class FeatureSpec:
                 csteps.append(
                     ("impute", SimpleImputer(strategy="constant", fill_value="__missing__"))
                 )
-            csteps.append(
-                ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False))
-            )
+            csteps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
             transformers.append(("categorical", Pipeline(csteps), categorical))
         return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 

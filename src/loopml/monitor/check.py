@@ -99,13 +99,21 @@ def check_drift(
         current_scores = pd.Series(model.bundle.predict_frame(current).scores)
     ref_scores = pd.Series(model.bundle.predict_frame(reference).scores)
     kinds = model.signature.kinds()
-    options = {"psi_threshold": psi_threshold, "alpha": alpha, "drift_share": drift_share}
-    feature_report = compute_drift(reference, current, kinds, **options)
+    feature_report = compute_drift(
+        reference,
+        current,
+        kinds,
+        psi_threshold=psi_threshold,
+        alpha=alpha,
+        drift_share=drift_share,
+    )
     prediction_report = compute_drift(
         pd.DataFrame({PREDICTION: ref_scores.to_numpy()}),
         pd.DataFrame({PREDICTION: current_scores.to_numpy()}),
         {PREDICTION: "numeric"},
-        **options,
+        psi_threshold=psi_threshold,
+        alpha=alpha,
+        drift_share=drift_share,
     )
     ref_desc = f"training data {model.record.dataset_name}@{model.record.dataset_version}"
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")

@@ -115,19 +115,9 @@ class FeatureDrift:
         return asdict(self)
 
 
-ROW_COLUMNS = (
-    "feature",
-    "kind",
-    "test",
-    "statistic",
-    "p_value",
-    "psi",
-    "js",
-    "n_reference",
-    "n_current",
-    "nulls_current",
-    "drifted",
-)
+#: The keys of :meth:`DriftReport.rows`, in display order.
+ROW_COLUMNS: tuple[str, ...] = ("feature", "kind", "test", "statistic", "p_value", "psi", "js")
+ROW_COLUMNS += ("n_reference", "n_current", "nulls_current", "drifted")
 
 
 @dataclass(frozen=True)
@@ -199,22 +189,13 @@ class DriftReport:
 
     def rows(self) -> list[dict[str, str]]:
         """One dict of formatted cells per feature, keys in :data:`ROW_COLUMNS` order."""
-        return [
-            {
-                "feature": f.feature,
-                "kind": f.kind,
-                "test": f.statistic_name,
-                "statistic": _fmt(f.statistic),
-                "p_value": _fmt_p(f.p_value),
-                "psi": _fmt(f.psi),
-                "js": _fmt(f.js),
-                "n_reference": str(f.n_reference),
-                "n_current": str(f.n_current),
-                "nulls_current": str(f.nulls_current),
-                "drifted": "yes" if f.drifted else "no",
-            }
-            for f in self.features
-        ]
+        return [dict(zip(ROW_COLUMNS, _cells(f), strict=True)) for f in self.features]
+
+
+def _cells(f: FeatureDrift) -> list[str]:
+    numbers = [_fmt(f.statistic), _fmt_p(f.p_value), _fmt(f.psi), _fmt(f.js)]
+    counts = [str(f.n_reference), str(f.n_current), str(f.nulls_current)]
+    return [f.feature, f.kind, f.statistic_name, *numbers, *counts, "yes" if f.drifted else "no"]
 
 
 def _fmt(value: float | None) -> str:
@@ -243,10 +224,7 @@ def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
 
 def psi_categorical(reference: ArrayLike, current: ArrayLike) -> float:
     """PSI over the reference categories plus one bucket for categories unseen there."""
-    ref_counts, cur_counts, _ = _aligned_counts(
-        _categorical_sample(reference, "reference"), _categorical_sample(current, "current")
-    )
-    return _psi_from_counts(ref_counts, cur_counts)
+    return _psi_from_counts(*_sample_counts(reference, current))
 
 
 def ks(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
@@ -258,18 +236,12 @@ def ks(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
 
 def chi_square(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
     """Chi-square test of homogeneity ``(statistic, p_value)`` on the 2×K table of counts."""
-    ref_counts, cur_counts, _ = _aligned_counts(
-        _categorical_sample(reference, "reference"), _categorical_sample(current, "current")
-    )
-    return _chi2_from_counts(ref_counts, cur_counts)
+    return _chi2_from_counts(*_sample_counts(reference, current))
 
 
 def jensen_shannon(reference: ArrayLike, current: ArrayLike) -> float:
     """Jensen–Shannon divergence (base 2, in [0, 1]) of two categorical samples."""
-    ref_counts, cur_counts, _ = _aligned_counts(
-        _categorical_sample(reference, "reference"), _categorical_sample(current, "current")
-    )
-    return _js_from_counts(ref_counts, cur_counts)
+    return _js_from_counts(*_sample_counts(reference, current))
 
 
 def quantile_edges(reference_sorted: FloatArray, bins: int) -> FloatArray:
@@ -321,42 +293,7 @@ def compute_drift(
     """
     _check_bins(bins)
     _check_thresholds(psi_threshold, alpha, drift_share)
-    for side, frame in (("reference", reference), ("current", current)):
-        if not isinstance(frame, pd.DataFrame):
-            raise InvalidInputError(
-                f"the {side} data must be a pandas DataFrame, got {type(frame).__name__}",
-                where={"data": side},
-            )
-    if not features:
-        raise InvalidInputError(
-            "no features to compare", hint="pass features={column: 'numeric' | 'categorical'}"
-        )
-    for name, kind in features.items():
-        if kind not in KINDS:
-            raise InvalidInputError(
-                f"feature {name!r} has kind {kind!r}, expected 'numeric' or 'categorical'",
-                where={"column": name},
-            )
-    for side, frame in (("reference", reference), ("current", current)):
-        missing = [name for name in features if name not in frame.columns]
-        if missing:
-            listed = ", ".join(repr(m) for m in missing)
-            raise InvalidInputError(
-                f"column{'s' if len(missing) > 1 else ''} {listed} missing from the {side} data "
-                f"(it has {len(frame.columns)} columns)",
-                where={"column": missing[0], "data": side},
-                hint=f"log or select every monitored feature in the {side} data, "
-                "or drop it from the features to compare",
-            )
-        if len(frame) == 0:
-            raise InvalidInputError(
-                f"the {side} data is empty",
-                where={"data": side},
-                hint="choose a window that holds predictions"
-                if side == "current"
-                else "use a non-empty reference dataset",
-            )
-
+    _check_frames(reference, current, features)
     alpha_adjusted = alpha / len(features)
     results: list[FeatureDrift] = []
     for name, kind in features.items():
@@ -681,12 +618,52 @@ def _value_counts(series: pd.Series) -> pd.Series:
     return vc[vc > 0]
 
 
-def _categorical_sample(values: ArrayLike, side: str) -> pd.Series:
-    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-    vc = _value_counts(series)
-    if vc.sum() == 0:
-        raise InvalidInputError(f"the {side} sample has no values", where={"data": side})
-    return vc
+def _sample_counts(
+    reference: ArrayLike, current: ArrayLike
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    vcs = []
+    for side, values in (("reference", reference), ("current", current)):
+        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+        vcs.append(_value_counts(series))
+        if vcs[-1].sum() == 0:
+            raise InvalidInputError(f"the {side} sample has no values", where={"data": side})
+    ref_counts, cur_counts, _ = _aligned_counts(vcs[0], vcs[1])
+    return ref_counts, cur_counts
+
+
+def _check_frames(
+    reference: pd.DataFrame, current: pd.DataFrame, features: Mapping[str, str]
+) -> None:
+    for side, frame in (("reference", reference), ("current", current)):
+        if not isinstance(frame, pd.DataFrame):
+            raise InvalidInputError(
+                f"the {side} data must be a pandas DataFrame, got {type(frame).__name__}",
+                where={"data": side},
+            )
+    if not features:
+        raise InvalidInputError(
+            "no features to compare", hint="pass features={column: 'numeric' | 'categorical'}"
+        )
+    for name, kind in features.items():
+        if kind not in KINDS:
+            raise InvalidInputError(
+                f"feature {name!r} has kind {kind!r}, expected 'numeric' or 'categorical'",
+                where={"column": name},
+            )
+    for side, frame in (("reference", reference), ("current", current)):
+        missing = [name for name in features if name not in frame.columns]
+        if missing:
+            listed = ", ".join(repr(m) for m in missing)
+            raise InvalidInputError(
+                f"column{'s' if len(missing) > 1 else ''} {listed} missing from the {side} data "
+                f"(it has {len(frame.columns)} columns)",
+                where={"column": missing[0], "data": side},
+                hint=f"log or select every monitored feature in the {side} data, "
+                "or drop it from the features to compare",
+            )
+        if len(frame) == 0:
+            hint = "choose a window that holds data" if side == "current" else None
+            raise InvalidInputError(f"the {side} data is empty", where={"data": side}, hint=hint)
 
 
 def _check_bins(bins: int) -> None:

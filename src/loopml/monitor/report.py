@@ -277,7 +277,7 @@ def render_html(report: DriftReport, *, title: str, context: Mapping[str, str]) 
                 ("dataset drift", verdict),
                 ("share of drifting features", _pct(report.share_drifted)),
                 ("PSI threshold", f"{report.psi_threshold:g}"),
-                ("alpha", f"{report.alpha:g} (Bonferroni over {n}: {report.alpha_adjusted:.3g})"),
+                ("alpha", f"{report.alpha:g} ({report.alpha_adjusted:.3g} per feature)"),
                 ("drift share threshold", _pct(report.drift_share)),
                 ("numeric PSI bins", str(report.bins)),
                 ("reference rows", str(report.n_reference_rows)),
@@ -296,13 +296,13 @@ def render_html(report: DriftReport, *, title: str, context: Mapping[str, str]) 
     drifting = [f for f in report.features if f.drifted]
     if not drifting:
         out.append("<p>No feature drifted.</p>")
-    for f in _sorted(drifting):
+    for i, f in enumerate(_sorted(drifting)):  # same order as the table: row i links here
         caption = (
             f"{f.feature}: PSI {_num(f.psi)}, {f.statistic_name} {_num(f.statistic)}, "
             f"p-value {_p(f.p_value)}"
         )
         out.append(
-            f'<figure id="plot-{_e(f.feature)}"><figcaption>{_e(caption)}</figcaption>'
+            f'<figure id="plot-{i}"><figcaption>{_e(caption)}</figcaption>'
             f"{render_svg_histogram(f.histogram, feature=f.feature)}</figure>"
         )
     out.append("</body></html>")
@@ -329,7 +329,7 @@ def _feature_table(features: Sequence[FeatureDrift]) -> str:
         "<th>current n</th><th>current nulls</th><th>drift</th></tr></thead>"
     )
     rows = []
-    for f in _sorted(features):
+    for i, f in enumerate(_sorted(features)):
         notes = []
         if f.note:
             notes.append(f.note)
@@ -340,8 +340,9 @@ def _feature_table(features: Sequence[FeatureDrift]) -> str:
             '<span class="tag yes">drift</span>' if f.drifted else '<span class="tag no">no</span>'
         )
         cls = ' class="drift"' if f.drifted else ""
+        name = f'<a href="#plot-{i}">{_e(f.feature)}</a>' if f.drifted else _e(f.feature)
         rows.append(
-            f"<tr{cls}><td>{_e(f.feature)}{note}</td><td>{_e(f.kind)}</td>"
+            f"<tr{cls}><td>{name}{note}</td><td>{_e(f.kind)}</td>"
             f'<td>{_e(f.statistic_name)}</td><td class="num">{_num(f.statistic)}</td>'
             f'<td class="num">{_p(f.p_value)}</td><td class="num">{_num(f.psi)}</td>'
             f'<td class="num">{_num(f.js)}</td><td class="num">{f.n_reference}</td>'

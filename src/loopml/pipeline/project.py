@@ -172,7 +172,11 @@ class ProjectConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        ds = self.dataset if self.dataset_version is None else f"{self.dataset}@{self.dataset_version}"
+        ds = (
+            self.dataset
+            if self.dataset_version is None
+            else f"{self.dataset}@{self.dataset_version}"
+        )
         return {
             "name": self.name,
             "data": {"dataset": ds, "target": self.target, "task": self.task},

@@ -69,7 +69,7 @@ class ModelBundle:
             if self.signature.task == "regression":
                 return Prediction(np.asarray(self.estimator.predict(x)), None, None)
             proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
-        labels = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        labels = np.asarray(classes)[proba.argmax(axis=1)]
         return Prediction(labels, proba, classes)
 
     def predict_records(self, records: object) -> Prediction:

@@ -24,8 +24,11 @@ log = logging.getLogger("loopml.serve")
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP, and without it small responses wait ~40 ms for delayed ACKs (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -165,9 +168,14 @@ def start_background_server(
     app = create_app(ws, models=models, token=token, **options)
     sock = _bind(host, port)
     server = _uvicorn_server(app, host, sock.getsockname()[1], log_level, access_log=False)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="loopml-server", daemon=True
-    )
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except SystemExit:  # uvicorn exits when startup fails; the error is raised below
+            pass
+
+    thread = threading.Thread(target=run, name="loopml-server", daemon=True)
     thread.start()
     handle = BackgroundServer(app, server, thread, sock)
     deadline = time.monotonic() + startup_timeout

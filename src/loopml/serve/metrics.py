@@ -73,6 +73,8 @@ class Counter:
     def samples(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())
+        if not items and not self.labelnames:
+            items = [((), 0.0)]  # an unlabelled counter exists from the start
         return [
             f"{self.name}{_format_labels(self.labelnames, k)} {_format_number(v)}" for k, v in items
         ]

@@ -58,9 +58,7 @@ def infer_task(y: pd.Series) -> str:
     return "regression"
 
 
-def train(
-    ws: Workspace, config: ProjectConfig, *, progress: Progress | None = None
-) -> TrainResult:
+def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = None) -> TrainResult:
     """Train ``config`` on its dataset and record the run; register and promote on a pass.
 
     Everything a user can get wrong (dataset, target, features, model class, params) is
@@ -91,9 +89,7 @@ def train(
     say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")
     try:
         ev = config.evaluation
-        x_tr, x_ho, y_tr, y_ho = holdout_split(
-            x, y, fraction=ev.holdout, task=task, seed=ev.seed
-        )
+        x_tr, x_ho, y_tr, y_ho = holdout_split(x, y, fraction=ev.holdout, task=task, seed=ev.seed)
 
         def fit_score(
             xa: pd.DataFrame, ya: pd.Series, xb: pd.DataFrame, yb: pd.Series

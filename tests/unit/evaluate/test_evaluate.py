@@ -38,9 +38,11 @@ def test_gate_parse_and_check() -> None:
     gate = Gate.parse("roc_auc >= 0.9 and cv.accuracy > 0.8")
     assert gate.check({"roc_auc": 0.95, "cv.accuracy": 0.9})[0]
     ok, reason = gate.check({"roc_auc": 0.85, "cv.accuracy": 0.9})
-    assert not ok and "roc_auc = 0.8500, needs >= 0.9" in reason
+    assert not ok
+    assert "roc_auc = 0.8500, needs >= 0.9" in reason
     ok, reason = gate.check({"roc_auc": 0.95})
-    assert not ok and "cv.accuracy was not computed" in reason
+    assert not ok
+    assert "cv.accuracy was not computed" in reason
     assert Gate.parse(None).check({})[0]
     with pytest.raises(ConfigError, match="cannot read"):
         Gate.parse("roc_auc is high")
@@ -68,5 +70,6 @@ def test_cross_validate_aggregates_mean_and_spread() -> None:
     out = cross_validate(x, y, fit_score, n_folds=3, task="classification", seed=1)
     assert calls == [10, 10, 10]
     assert out["n"] == {"mean": 10.0, "std": 0.0, "min": 10.0, "max": 10.0}
-    x_tr, x_ho, _, y_ho = holdout_split(x, y, fraction=0.2, task="classification", seed=0)
-    assert len(x_ho) == 6 and y_ho.sum() == 3
+    _x_tr, x_ho, _, y_ho = holdout_split(x, y, fraction=0.2, task="classification", seed=0)
+    assert len(x_ho) == 6
+    assert y_ho.sum() == 3

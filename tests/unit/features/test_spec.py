@@ -10,7 +10,8 @@ from loopml.features import FeatureSpec, infer_kind, prepare_frame
 def test_defaults_use_every_column_but_the_target() -> None:
     df = load_breast_cancer(as_frame=True).frame
     kinds = FeatureSpec.from_config(None).resolve(df, "target")
-    assert "target" not in kinds and len(kinds) == 30
+    assert "target" not in kinds
+    assert len(kinds) == 30
     assert set(kinds.values()) == {"numeric"}
 
 
@@ -37,7 +38,8 @@ def test_mixed_types_fit_and_transform_with_imputation_and_onehot() -> None:
 
 def test_kind_override_and_inference() -> None:
     df = pd.DataFrame({"zip": [75001, 75002], "name": ["a", "b"], "y": [0, 1]})
-    assert infer_kind(df["zip"]) == "numeric" and infer_kind(df["name"]) == "categorical"
+    assert infer_kind(df["zip"]) == "numeric"
+    assert infer_kind(df["name"]) == "categorical"
     spec = FeatureSpec.from_config({"kinds": {"zip": "categorical"}})
     assert spec.resolve(df, "y")["zip"] == "categorical"
 

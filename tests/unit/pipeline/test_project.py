@@ -19,7 +19,8 @@ def test_reads_a_project_file(tmp_path: Path) -> None:
     c = ProjectConfig.from_file(p)
     assert (c.name, c.dataset, c.dataset_version, c.target) == ("cancer", "cancer", 2, "target")
     assert c.model.params == {"max_iter": 500}
-    assert c.evaluation.folds == 3 and c.evaluation.holdout == 0.25
+    assert c.evaluation.folds == 3
+    assert c.evaluation.holdout == 0.25
     assert str(c.evaluation.gate) == "roc_auc >= 0.9"
     assert c.alias == "champion"
     assert ProjectConfig.from_dict(c.to_dict()).to_dict() == c.to_dict()

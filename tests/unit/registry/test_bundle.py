@@ -22,8 +22,9 @@ def _fit(frame, target, estimator, task, flavor="sklearn"):  # type: ignore[no-u
 
 def test_round_trip_gives_identical_predictions() -> None:
     frame = load_breast_cancer(as_frame=True).frame
-    bundle, x = _fit(frame, "target", RandomForestClassifier(n_estimators=10, random_state=0),
-                     "classification")
+    bundle, x = _fit(
+        frame, "target", RandomForestClassifier(n_estimators=10, random_state=0), "classification"
+    )
     again = ModelBundle.from_bytes(bundle.to_bytes())
     a, b = bundle.predict_frame(x), again.predict_frame(x)
     np.testing.assert_array_equal(a.probabilities, b.probabilities)
@@ -37,7 +38,8 @@ def test_regression_bundle() -> None:
     frame = load_diabetes(as_frame=True).frame
     bundle, x = _fit(frame, "target", Ridge(), "regression")
     p = ModelBundle.from_bytes(bundle.to_bytes()).predict_frame(x)
-    assert p.probabilities is None and p.labels.dtype == np.float64
+    assert p.probabilities is None
+    assert p.labels.dtype == np.float64
     np.testing.assert_allclose(p.scores, p.labels)
 
 

@@ -33,8 +33,10 @@ def test_records_round_trip(sig: Signature) -> None:
 
 def test_signature_records_ranges_and_categories(sig: Signature) -> None:
     by_name = {f.name: f for f in sig.inputs}
-    assert by_name["age"].nullable and not by_name["income"].nullable
-    assert by_name["income"].min == 1.0 and by_name["income"].max == 4.0
+    assert by_name["age"].nullable
+    assert not by_name["income"].nullable
+    assert by_name["income"].min == 1.0
+    assert by_name["income"].max == 4.0
     assert by_name["city"].categories == ["paris", "rome"]
     assert Signature.from_dict(sig.to_dict()) == sig
 

@@ -36,10 +36,13 @@ def cancer(workspace: Workspace, tmp_path: Path) -> Workspace:
 def test_train_records_run_registers_and_promotes(cancer: Workspace) -> None:
     steps: list[str] = []
     res = train(cancer, _config(), progress=steps.append)
-    assert res.passed and res.promoted_alias == "champion"
+    assert res.passed
+    assert res.promoted_alias == "champion"
     run = cancer.metadata.get_run(res.run.id)
-    assert run.status == "succeeded" and run.model_version == 1
-    assert run.dataset_name == "cancer" and run.dataset_version == 1
+    assert run.status == "succeeded"
+    assert run.model_version == 1
+    assert run.dataset_name == "cancer"
+    assert run.dataset_version == 1
     assert run.metrics["cv"]["roc_auc"]["std"] >= 0
     assert run.metrics["holdout"]["roc_auc"] > 0.95
     assert run.params["project"]["model"]["class"].endswith("LogisticRegression")
@@ -51,14 +54,17 @@ def test_train_records_run_registers_and_promotes(cancer: Workspace) -> None:
     assert (p.labels == frame["target"].to_numpy()).mean() > 0.95
     # a second passing run becomes version 2 and takes the alias
     res2 = train(cancer, _config())
-    assert res2.model_version is not None and res2.model_version.version == 2
+    assert res2.model_version is not None
+    assert res2.model_version.version == 2
     assert cancer.metadata.get_aliases("cancer") == {"champion": 2}
 
 
 def test_failed_gate_is_recorded_not_registered(cancer: Workspace) -> None:
-    res = train(cancer, _config(evaluation={"metric": "roc_auc", "folds": 0,
-                                            "gate": "roc_auc > 0.99999"}))
-    assert not res.passed and res.model_version is None
+    res = train(
+        cancer, _config(evaluation={"metric": "roc_auc", "folds": 0, "gate": "roc_auc > 0.99999"})
+    )
+    assert not res.passed
+    assert res.model_version is None
     assert cancer.metadata.get_run(res.run.id).status == "gate_failed"
     assert cancer.metadata.list_model_versions("cancer") == []
 
@@ -76,10 +82,12 @@ def test_lightgbm_and_regression(workspace: Workspace, tmp_path: Path) -> None:
     )
     res = train(workspace, cfg)
     assert res.passed, res.reason
-    assert res.model_version is not None and res.model_version.flavor == "lightgbm"
+    assert res.model_version is not None
+    assert res.model_version.flavor == "lightgbm"
     model = load_model(workspace, "diabetes")
     p = model.predict(load_diabetes(as_frame=True).frame)
-    assert p.probabilities is None and np.isfinite(p.labels.astype(float)).all()
+    assert p.probabilities is None
+    assert np.isfinite(p.labels.astype(float)).all()
 
 
 def test_bad_inputs_leave_no_run(cancer: Workspace) -> None:
@@ -90,8 +98,12 @@ def test_bad_inputs_leave_no_run(cancer: Workspace) -> None:
     with pytest.raises(ConfigError, match="unknown model class"):
         train(cancer, _config(model={"class": "sklearn.ensemble.NoSuchForest"}))
     with pytest.raises(ConfigError, match="do not fit"):
-        train(cancer, _config(model={"class": "sklearn.linear_model.LogisticRegression",
-                                     "params": {"bogus": 1}}))
+        train(
+            cancer,
+            _config(
+                model={"class": "sklearn.linear_model.LogisticRegression", "params": {"bogus": 1}}
+            ),
+        )
     with pytest.raises(ConfigError, match="not a classifier"):
         train(cancer, _config(model={"class": "sklearn.linear_model.Ridge"}))
     assert cancer.metadata.list_runs() == []
@@ -101,8 +113,9 @@ def test_infer_task_and_estimators() -> None:
     assert infer_task(pd.Series([0, 1, 1])) == "classification"
     assert infer_task(pd.Series(["a", "b"])) == "classification"
     assert infer_task(pd.Series(np.linspace(0, 1, 50))) == "regression"
-    est = make_estimator(ModelSpec("sklearn.ensemble.RandomForestClassifier",
-                                   {"n_estimators": 3}), "classification")
+    est = make_estimator(
+        ModelSpec("sklearn.ensemble.RandomForestClassifier", {"n_estimators": 3}), "classification"
+    )
     assert est.n_estimators == 3
     with pytest.raises(ConfigError, match="predict_proba"):
         make_estimator(ModelSpec("sklearn.svm.LinearSVC"), "classification")

@@ -1,0 +1,521 @@
+"""Where data comes from: a tiny :class:`Source` interface and the file formats behind it.
+
+A source says what it is (:meth:`Source.describe`) and reads itself as one Arrow table
+(:meth:`Source.read`). File sources read CSV (and TSV), Parquet and JSON Lines from a local
+path, a ``file://`` URI or any fsspec URI (``s3://…``), optionally compressed (``.gz``,
+``.bz2``, ``.xz``). SQL databases and HTTP JSON APIs are further subclasses of
+:class:`Source`; nothing else changes for them.
+
+Every problem with the input becomes a :class:`~loopml.errors.LoopmlError` that names the file
+and, where there is one, the line or column: a missing file, an empty file, a CSV row with the
+wrong number of fields, a JSON line that does not parse, an unreadable Parquet file, and empty
+or repeated column names.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, ClassVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from loopml.data.schema import check_columns
+from loopml.errors import InvalidInputError, NotFoundError
+
+COMPRESSIONS = (".gz", ".bz2", ".xz")
+
+
+class Source(ABC):
+    """Something that reads as one table."""
+
+    format: ClassVar[str]
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the data comes from, for lineage and for people (a path or a URI)."""
+
+    @abstractmethod
+    def read(self) -> pa.Table:
+        """The whole content as one table, with at least one row and named, unique columns."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()!r})"
+
+
+class FileSource(Source):
+    """A file in one of the supported formats, local or behind an fsspec URI."""
+
+    extensions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.uri = _normalize(path)
+        self.storage_options = dict(storage_options or {})
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.uri
+
+    def describe(self) -> str:
+        return self.uri
+
+    def read(self) -> pa.Table:
+        self._check_file()
+        table = self._read()
+        if table.num_rows == 0:
+            raise self._no_rows()
+        check_columns(table, {"file": self.uri})
+        return table
+
+    @abstractmethod
+    def _read(self) -> pa.Table:
+        """Parse the file; translate the parser's errors."""
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    def _where(self, **more: Any) -> dict[str, Any]:
+        return {"file": self.uri, **more}
+
+    def _no_rows(self, why: str = "") -> InvalidInputError:
+        return InvalidInputError(
+            f"{self.uri} has no rows{why}",
+            where=self._where(),
+            hint="Give a file with at least one data row",
+        )
+
+    def _check_file(self) -> None:
+        if self.is_local:
+            path = Path(self.uri)
+            if not path.exists():
+                raise NotFoundError(
+                    f"file not found: {self.uri}",
+                    where=self._where(),
+                    hint="Check the path (relative paths start at the current folder)",
+                )
+            if path.is_dir():
+                raise InvalidInputError(
+                    f"{self.uri} is a folder, not a file",
+                    where=self._where(),
+                    hint="Give the path of one data file",
+                )
+            if path.stat().st_size == 0:
+                raise self._no_rows(" (the file is empty)")
+
+    @contextmanager
+    def _open(self) -> Iterator[IO[bytes]]:
+        """The file's bytes, decompressed by extension."""
+        try:
+            opened = fsspec.open(self.uri, "rb", compression="infer", **self.storage_options)
+            fh = opened.open()
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"file not found: {self.uri}",
+                where=self._where(),
+                hint="Check the path or URI and your access to it",
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(
+                f"cannot open {self.uri}: {exc}",
+                where=self._where(),
+                hint="Check that the file is readable (permissions, credentials, URI scheme)",
+            ) from exc
+        try:
+            yield fh
+        finally:
+            fh.close()
+
+    def _lines(self) -> Iterator[tuple[int, bytes]]:
+        """``(1-based line number, raw line)``; only used to locate an error."""
+        with self._open() as fh:
+            yield from enumerate(fh, start=1)
+
+
+class CsvSource(FileSource):
+    """Comma-separated values with a header row (any delimiter; quoted values may span lines)."""
+
+    format = "csv"
+    extensions = (".csv",)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        encoding: str = "utf-8",
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(path, storage_options=storage_options)
+        if len(delimiter) != 1 or delimiter in '\r\n"':
+            raise InvalidInputError(
+                f"invalid CSV delimiter {delimiter!r}",
+                where={"field": "delimiter"},
+                hint="Use one character other than a quote or a line break, e.g. ',' or '\\t'",
+            )
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise InvalidInputError(
+                f"unknown text encoding {encoding!r}",
+                where={"field": "encoding"},
+                hint="Use a Python codec name such as 'utf-8' or 'latin-1'",
+            ) from exc
+        self.delimiter = delimiter
+        self.encoding = encoding
+
+    def _read(self) -> pa.Table:
+        invalid: list[pacsv.InvalidRow] = []
+
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append(row)
+            return "error"
+
+        read_options = pacsv.ReadOptions(encoding=self.encoding)
+        # an empty field is missing, as pandas reads it, also in text columns
+        convert_options = pacsv.ConvertOptions(strings_can_be_null=True)
+        parse_options = pacsv.ParseOptions(
+            delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        )
+        try:
+            with self._open() as fh:
+                table = pacsv.read_csv(
+                    fh,
+                    read_options=read_options,
+                    parse_options=parse_options,
+                    convert_options=convert_options,
+                )
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            message = str(exc)
+            if "Empty CSV file" in message:
+                raise self._no_rows(" (the file holds no header and no data)") from exc
+            if invalid or "Expected" in message:
+                raise self._broken_row(invalid[0] if invalid else None, message) from exc
+            raise InvalidInputError(
+                f"cannot read {self.uri} as CSV: {message}",
+                where=self._where(),
+                hint="Check the delimiter and the encoding, or pass --format",
+            ) from exc
+        for field in table.schema:
+            if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                line = self._first_undecodable_line()
+                raise InvalidInputError(
+                    f"column {field.name!r} of {self.uri} is not valid {self.encoding} text",
+                    where=self._where(column=field.name, **({"line": line} if line else {})),
+                    hint="Save the file as UTF-8, or read it with its encoding "
+                    "(CsvSource(path, encoding='latin-1'))",
+                )
+        return table
+
+    def _broken_row(self, row: pacsv.InvalidRow | None, message: str) -> InvalidInputError:
+        expected = row.expected_columns if row is not None else None
+        actual = row.actual_columns if row is not None else None
+        text = row.text if row is not None else None
+        found = self._locate_bad_row(expected)
+        line = found[0] if found else None
+        if found and actual is None:
+            expected, actual, text = found[1], found[2], found[3]
+        where = self._where(**({"line": line} if line else {}))
+        if expected is None:
+            return InvalidInputError(
+                f"cannot read {self.uri} as CSV: {message}",
+                where=where,
+                hint="Every row must have as many fields as the header",
+            )
+        at = f" line {line}" if line else ""
+        shown = f": {text[:200]!r}" if text else ""
+        return InvalidInputError(
+            f"{self.uri}{at} has {actual} fields, but the header has {expected}{shown}",
+            where=where,
+            hint="Fix or remove that row; quote values that contain the delimiter "
+            f'("a{self.delimiter}b") and write quotes inside quoted values twice',
+        )
+
+    def _locate_bad_row(self, expected: int | None) -> tuple[int, int, int, str] | None:
+        """``(first line, expected, actual, text)`` of the first row whose field count is not
+        the header's, found with the csv module (only after pyarrow reported a bad row)."""
+        with self._open() as raw:
+            text = io.TextIOWrapper(raw, encoding=self.encoding, errors="replace", newline="")
+            reader = csv.reader(text, delimiter=self.delimiter, strict=False)
+            end = 0
+            header_len = expected
+            for fields in reader:
+                start, end = end + 1, reader.line_num
+                if not fields:
+                    continue  # blank line: pyarrow skips it too
+                if header_len is None:
+                    header_len = len(fields)
+                    continue
+                if len(fields) != header_len:
+                    return start, header_len, len(fields), self.delimiter.join(fields)
+        return None
+
+    def _first_undecodable_line(self) -> int | None:
+        for number, line in self._lines():
+            try:
+                line.decode(self.encoding)
+            except UnicodeDecodeError:
+                return number
+        return None
+
+
+class TsvSource(CsvSource):
+    """Tab-separated values with a header row."""
+
+    format = "tsv"
+    extensions = (".tsv",)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        encoding: str = "utf-8",
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(path, delimiter="\t", encoding=encoding, storage_options=storage_options)
+
+
+class ParquetSource(FileSource):
+    """An Apache Parquet file."""
+
+    format = "parquet"
+    extensions = (".parquet", ".pq")
+
+    def _read(self) -> pa.Table:
+        try:
+            with self._open() as fh:
+                return pq.ParquetFile(fh).read()
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidInputError(
+                f"{self.uri} is not a readable Parquet file: {exc}",
+                where=self._where(),
+                hint="Check that the file is complete and really Parquet, or pass --format",
+            ) from exc
+
+
+_CHANGED = re.compile(r"Column\((?P<path>[^)]*)\) changed from (?P<old>\w+) to (?P<new>\w+)")
+_TWICE = re.compile(r"Column\((?P<path>[^)]*)\) was specified twice")
+
+
+class JsonLinesSource(FileSource):
+    """JSON Lines: one JSON object per line (blank lines are skipped)."""
+
+    format = "jsonl"
+    extensions = (".jsonl", ".ndjson")
+
+    def _read(self) -> pa.Table:
+        try:
+            with self._open() as fh:
+                return pajson.read_json(fh)
+        except pa.ArrowInvalid as exc:
+            message = str(exc)
+            if "Empty JSON file" in message:
+                raise self._no_rows(" (the file holds no JSON object)") from exc
+            raise self._explain(message) from exc
+
+    def _explain(self, message: str) -> InvalidInputError:
+        """Find the line pyarrow stumbled on (its row numbers count within a block)."""
+        changed = _CHANGED.search(message)
+        field = changed.group("path").lstrip("/") if changed else None
+        first_kind: str | None = None
+        for number, raw in self._lines():
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+            except _DuplicateKeyError as exc:
+                return InvalidInputError(
+                    f"{self.uri} line {number}: key {exc.key!r} appears twice in one object",
+                    where=self._where(line=number, column=exc.key),
+                    hint="Keep one value per key",
+                )
+            except ValueError as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                return InvalidInputError(
+                    f"{self.uri} line {number} is not valid JSON: {reason}",
+                    where=self._where(line=number),
+                    hint="Write one complete JSON object per line",
+                )
+            if not isinstance(value, dict):
+                return InvalidInputError(
+                    f"{self.uri} line {number} holds a JSON {_json_kind(value)}, not an object",
+                    where=self._where(line=number),
+                    hint='Write one JSON object ({"column": value, ...}) per line; '
+                    "a file holding one JSON array is not JSON Lines",
+                )
+            if field is not None and field in value and value[field] is not None:
+                kind = _json_kind(value[field])
+                if first_kind is None:
+                    first_kind = kind
+                elif kind != first_kind:
+                    return InvalidInputError(
+                        f"{self.uri} line {number}: field {field!r} holds a {kind}, "
+                        f"but earlier lines hold a {first_kind}",
+                        where=self._where(line=number, column=field),
+                        hint="Give a field the same JSON type on every line "
+                        '(quote numbers that are codes, e.g. "007")',
+                    )
+        return InvalidInputError(
+            f"cannot read {self.uri} as JSON Lines: {message}",
+            where=self._where(),
+            hint="Write one JSON object per line with the same type for a field on every line",
+        )
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKeyError(key)
+        out[key] = value
+    return out
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+class TableSource(Source):
+    """An in-memory table or DataFrame (the index of a DataFrame is not kept)."""
+
+    format = "table"
+
+    def __init__(self, data: pa.Table | pd.DataFrame, description: str = "<in-memory table>"):
+        self.data = data
+        self.description = description
+
+    def describe(self) -> str:
+        return self.description
+
+    def read(self) -> pa.Table:
+        data = self.data
+        if isinstance(data, pd.DataFrame):
+            if len(set(map(str, data.columns))) != data.shape[1]:
+                dupes = sorted({str(c) for c in data.columns if list(data.columns).count(c) > 1})
+                raise InvalidInputError(
+                    f"column name {dupes[0]!r} appears more than once",
+                    where={"source": self.description, "column": dupes[0]},
+                    hint="Rename the columns so that every name is unique",
+                )
+            try:
+                data = pa.Table.from_pandas(data, preserve_index=False)
+            except (pa.ArrowException, TypeError, ValueError) as exc:
+                raise InvalidInputError(
+                    f"the DataFrame cannot be stored as a table: {exc}",
+                    where={"source": self.description},
+                    hint="Give each column values of one type (numbers, booleans, dates or "
+                    "strings)",
+                ) from exc
+        if not isinstance(data, pa.Table):
+            raise InvalidInputError(
+                f"a TableSource needs a pyarrow.Table or a pandas.DataFrame, got "
+                f"{type(data).__name__}",
+                where={"source": self.description},
+                hint="Pass a file path, a DataFrame or a pyarrow.Table",
+            )
+        if data.num_rows == 0:
+            raise InvalidInputError(
+                f"{self.description} has no rows",
+                where={"source": self.description},
+                hint="Give a table with at least one row",
+            )
+        check_columns(data, {"source": self.description})
+        return data
+
+
+FORMATS: dict[str, type[FileSource]] = {
+    "csv": CsvSource,
+    "tsv": TsvSource,
+    "parquet": ParquetSource,
+    "pq": ParquetSource,
+    "jsonl": JsonLinesSource,
+    "ndjson": JsonLinesSource,
+}
+
+
+def source_for(path_or_uri: str | os.PathLike[str], format: str | None = None) -> Source:
+    """The source reading ``path_or_uri``: by ``format`` when given, else by file extension
+    (``.csv``, ``.tsv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``, each optionally
+    followed by ``.gz``, ``.bz2`` or ``.xz``)."""
+    uri = _normalize(path_or_uri)
+    supported = "csv, tsv, parquet (.pq), jsonl (.ndjson)"
+    if format is not None:
+        cls = FORMATS.get(str(format).strip().lower().lstrip("."))
+        if cls is None:
+            raise InvalidInputError(
+                f"unknown format {format!r}",
+                where={"file": uri, "field": "format"},
+                hint=f"Supported formats: {supported}",
+            )
+        return cls(uri)
+    name = Path(urlparse(uri).path if "://" in uri else uri).name.lower()
+    for suffix in COMPRESSIONS:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    ext = Path(name).suffix
+    for cls in dict.fromkeys(FORMATS.values()):
+        if ext in cls.extensions:
+            return cls(uri)
+    raise InvalidInputError(
+        f"cannot tell the format of {uri} from its extension {ext or '(none)'!r}",
+        where={"file": uri},
+        hint=f"Use a file ending in .csv, .tsv, .parquet, .pq, .jsonl or .ndjson, or pass a "
+        f"format ({supported})",
+    )
+
+
+def _normalize(path: str | os.PathLike[str]) -> str:
+    """An absolute local path, or the URI as given for remote schemes."""
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidInputError(
+            f"a source path must be a string or a path, got {type(path).__name__}",
+            where={"file": repr(path)},
+            hint="Pass the path of a CSV, Parquet or JSON Lines file",
+        )
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInputError(
+            "empty source path",
+            where={"file": repr(text)},
+            hint="Pass the path of a CSV, Parquet or JSON Lines file",
+        )
+    if text.startswith("file://"):
+        text = url2pathname(urlparse(text).path)
+    elif "://" in text:
+        return text
+    return str(Path(text).expanduser().absolute())

@@ -1,0 +1,578 @@
+"""The metadata store on SQLAlchemy 2: one implementation, thin SQLite and PostgreSQL subclasses.
+
+Opening a store migrates its schema to the newest Alembic revision (``stores/migrations``), so
+an older workspace is brought up to date on first use. Library errors are translated here:
+unique violations become :class:`ConflictError`, unreachable databases :class:`StoreError`
+naming the URI (never its password) with a hint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import fields, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from loopml.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
+from loopml.settings import Settings
+from loopml.stores.base import MetadataStore
+from loopml.stores.records import DatasetVersion, ModelVersion, Run
+from loopml.stores.registry import redact_uri
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_RETRIES = 20  # attempts of a write that lost a race on a unique key
+T = TypeVar("T")
+
+
+# -- column types -----------------------------------------------------------------------------
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
+        return value.tolist()
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"a value of type {type(value).__name__} cannot be stored as JSON")
+
+
+class JsonText(sa.types.TypeDecorator[Any]):
+    """JSON in a text column: the same bytes on every backend, NaN and infinities included."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=True)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out; naive datetimes are taken as UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # SQLite has no time zones: store naive UTC text
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# -- tables (the head revision; migrations/versions/ builds the same schema step by step) -----
+
+metadata = sa.MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(referred_table_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("num_rows", sa.BigInteger, nullable=False),
+    sa.Column("num_bytes", sa.BigInteger, nullable=False),
+    sa.Column("schema", JsonText, nullable=False),
+    sa.Column("stats", JsonText, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("name", "sha256"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("params", JsonText, nullable=False),
+    sa.Column("metrics", JsonText, nullable=False),
+    sa.Column("dataset_name", sa.String(128)),
+    sa.Column("dataset_version", sa.Integer),
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("packages", JsonText, nullable=False),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("model_version", sa.Integer),
+    sa.Index(None, "name", "started_at"),
+    sa.Index(None, "started_at"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False),
+    sa.Column("flavor", sa.String(32), nullable=False),
+    sa.Column("signature", JsonText, nullable=False),
+    sa.Column("metrics", JsonText, nullable=False),
+    sa.Column("dataset_name", sa.String(128)),
+    sa.Column("dataset_version", sa.Integer),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("model_name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.ForeignKeyConstraint(
+        ["model_name", "version"], ["model_versions.name", "model_versions.version"]
+    ),
+)
+
+
+def _values(record: Any) -> dict[str, Any]:
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def alembic_config() -> Any:
+    """An Alembic ``Config`` for loopml's migrations, built in code (no alembic.ini needed)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def migrate(connection: Connection, revision: str = "head") -> None:
+    """Upgrade the schema reachable through ``connection`` to ``revision`` (in its transaction)."""
+    from alembic import command
+
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The Alembic revision the database is at, None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class SqlMetadataStore(MetadataStore):
+    """The metadata store on any SQLAlchemy database; subclasses prepare the engine."""
+
+    #: what to check when the database cannot be used
+    hint = "Check the metadata URI and that the database is reachable"
+
+    def __init__(self, uri: str, settings: Settings | None = None) -> None:
+        self.uri = uri
+        self._shown = redact_uri(uri)
+        self._engine: Engine = self._translated(lambda: self._create_engine(uri))
+        try:
+            with self._transaction(write=True, what="opening (migrating the schema)") as conn:
+                self._before_migrate(conn)
+                migrate(conn)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # hooks for the subclasses
+    def _create_engine(self, uri: str) -> Engine:
+        return sa.create_engine(uri)
+
+    def _before_migrate(self, conn: Connection) -> None:
+        """Runs in the migration's transaction, before Alembic."""
+
+    # plumbing
+    def _error(self, exc: Exception, what: str) -> StoreError:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return StoreError(
+            f"metadata store {self._shown}: {what} failed: {detail[0] if detail else exc}",
+            where={"uri": self._shown},
+            hint=self.hint,
+        )
+
+    def _translated(self, fn: Callable[[], T]) -> T:
+        with self._translate("opening"):
+            return fn()
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.IntegrityError as exc:
+            raise ConflictError(
+                f"the change clashes with what is stored: {str(exc.orig).splitlines()[0]}",
+                where={"uri": self._shown},
+                hint="Another writer may have got there first; read the current state and retry",
+            ) from exc
+        except sa.exc.StatementError as exc:
+            if not isinstance(exc, sa.exc.DBAPIError) and isinstance(
+                exc.orig, TypeError | ValueError
+            ):
+                raise InvalidInputError(
+                    f"cannot store this value: {exc.orig}",
+                    hint="Metadata values must be JSON-friendly (str, int, float, bool, None, "
+                    "lists and dicts of them) and timestamps datetimes",
+                ) from exc
+            raise self._error(exc, what) from exc
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise self._error(exc, what) from exc
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False, what: str = "") -> Iterator[Connection]:
+        """One transaction; ``write`` ones take the write lock up front where that matters."""
+        what = what or ("writing" if write else "reading")
+        with self._translate(what), self._engine.connect() as conn:
+            if write:
+                conn.execution_options(loopml_write=True)
+            with conn.begin():
+                yield conn
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` again when it lost a race on a unique key (another writer got there)."""
+        for attempt in range(_RETRIES):
+            try:
+                return fn()
+            except ConflictError:
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.002, 0.02) * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # datasets
+    def latest_dataset_version(self, name: str) -> int:
+        with self._transaction() as conn:
+            return self._latest(conn, datasets, name)
+
+    @staticmethod
+    def _latest(conn: Connection, table: sa.Table, name: str) -> int:
+        query = sa.select(sa.func.max(table.c.version)).where(table.c.name == name)
+        return int(conn.execute(query).scalar() or 0)
+
+    def add_dataset_version(self, dv: DatasetVersion) -> DatasetVersion:
+        with self._transaction(write=True) as conn:
+            same = sa.select(datasets.c.version).where(datasets.c.name == dv.name)
+            if conn.execute(same.where(datasets.c.version == dv.version)).first():
+                raise ConflictError(
+                    f"dataset {dv.name!r} already has a version {dv.version}",
+                    where={"dataset": dv.name, "version": dv.version},
+                    hint=f"Versions are immutable; the next one is "
+                    f"{self._latest(conn, datasets, dv.name) + 1}",
+                )
+            twin = conn.execute(same.where(datasets.c.sha256 == dv.sha256)).scalar()
+            if twin is not None:
+                raise ConflictError(
+                    f"dataset {dv.name!r} already holds this content as version {twin}",
+                    where={"dataset": dv.name, "sha256": dv.sha256},
+                    hint=f"Nothing new to add; use {dv.name}@{twin}",
+                )
+            conn.execute(datasets.insert().values(_values(dv)))
+        return dv
+
+    def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
+        with self._transaction() as conn:
+            query = sa.select(datasets).where(datasets.c.name == name)
+            if version is None:
+                query = query.order_by(datasets.c.version.desc()).limit(1)
+            else:
+                query = query.where(datasets.c.version == int(version))
+            row = conn.execute(query).first()
+            if row is not None:
+                return DatasetVersion(**row._mapping)
+            latest = self._latest(conn, datasets, name)
+            if latest:
+                raise NotFoundError(
+                    f"dataset {name!r} has no version {version}",
+                    where={"dataset": name, "version": version},
+                    hint=f"Its versions run from 1 to {latest}",
+                )
+            names = conn.execute(sa.select(datasets.c.name).distinct().order_by("name")).scalars()
+            known = ", ".join(list(names)[:20]) or "none yet; run loopml data ingest"
+            raise NotFoundError(
+                f"no dataset named {name!r}",
+                where={"dataset": name},
+                hint=f"Known datasets: {known}",
+            )
+
+    def find_dataset_version(self, name: str, sha256: str) -> DatasetVersion | None:
+        query = sa.select(datasets).where(datasets.c.name == name, datasets.c.sha256 == sha256)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else DatasetVersion(**row._mapping)
+
+    def list_dataset_versions(self, name: str | None = None) -> list[DatasetVersion]:
+        query = sa.select(datasets).order_by(datasets.c.name, datasets.c.version)
+        if name is not None:
+            query = query.where(datasets.c.name == name)
+        with self._transaction() as conn:
+            return [DatasetVersion(**row._mapping) for row in conn.execute(query)]
+
+    # runs
+    def add_run(self, run: Run) -> Run:
+        try:
+            with self._transaction(write=True) as conn:
+                conn.execute(runs.insert().values(_values(run)))
+        except ConflictError as exc:
+            raise ConflictError(
+                f"a run with id {run.id!r} already exists",
+                where={"run": run.id},
+                hint="Give the new run a fresh id (loopml.utils.new_id())",
+            ) from exc
+        return run
+
+    def update_run(self, run: Run) -> Run:
+        values = _values(run)
+        del values["id"]
+        with self._transaction(write=True) as conn:
+            result = conn.execute(runs.update().where(runs.c.id == run.id).values(values))
+            if result.rowcount == 0:
+                raise self._no_run(run.id)
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        with self._transaction() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        if row is None:
+            raise self._no_run(run_id)
+        return Run(**row._mapping)
+
+    @staticmethod
+    def _no_run(run_id: str) -> NotFoundError:
+        return NotFoundError(
+            f"no run with id {run_id!r}",
+            where={"run": run_id},
+            hint="List runs with 'loopml models runs'",
+        )
+
+    def list_runs(self, name: str | None = None, limit: int = 100) -> list[Run]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(
+                f"limit must be a positive integer, got {limit!r}",
+                where={"field": "limit"},
+                hint="Pass limit=1 or more",
+            )
+        query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
+        if name is not None:
+            query = query.where(runs.c.name == name)
+        with self._transaction() as conn:
+            return [Run(**row._mapping) for row in conn.execute(query)]
+
+    # models
+    def add_model_version(self, mv: ModelVersion) -> ModelVersion:
+        def attempt() -> ModelVersion:
+            with self._transaction(write=True) as conn:
+                numbered = replace(mv, version=self._latest(conn, model_versions, mv.name) + 1)
+                conn.execute(model_versions.insert().values(_values(numbered)))
+            return numbered
+
+        return self._retrying(attempt)
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        query = sa.select(model_versions).where(
+            model_versions.c.name == name, model_versions.c.version == int(version)
+        )
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                raise self._no_model_version(conn, name, version)
+        return ModelVersion(**row._mapping)
+
+    def _no_model_version(self, conn: Connection, name: str, version: int) -> NotFoundError:
+        latest = self._latest(conn, model_versions, name)
+        return NotFoundError(
+            f"model {name!r} has no version {version}" if latest else f"no model named {name!r}",
+            where={"model": name, "version": version},
+            hint=f"Its versions run from 1 to {latest}" if latest else "Train or register it first",
+        )
+
+    def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        query = sa.select(model_versions).order_by(model_versions.c.name, model_versions.c.version)
+        if name is not None:
+            query = query.where(model_versions.c.name == name)
+        with self._transaction() as conn:
+            return [ModelVersion(**row._mapping) for row in conn.execute(query)]
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        key = (aliases.c.model_name == name) & (aliases.c.alias == alias)
+        target = sa.select(model_versions.c.version).where(
+            model_versions.c.name == name, model_versions.c.version == int(version)
+        )
+
+        def attempt() -> None:
+            with self._transaction(write=True) as conn:
+                if conn.execute(target).first() is None:
+                    raise self._no_model_version(conn, name, version)
+                moved = conn.execute(aliases.update().where(key).values(version=int(version)))
+                if moved.rowcount == 0:
+                    row = {"model_name": name, "alias": alias, "version": int(version)}
+                    conn.execute(aliases.insert().values(row))
+
+        self._retrying(attempt)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        key = (aliases.c.model_name == name) & (aliases.c.alias == alias)
+        with self._transaction(write=True) as conn:
+            if conn.execute(aliases.delete().where(key)).rowcount == 0:
+                known = self._aliases(conn, name)
+                raise NotFoundError(
+                    f"model {name!r} has no alias {alias!r}",
+                    where={"model": name, "alias": alias},
+                    hint=f"Aliases of {name}: {', '.join(sorted(known)) or 'none'}",
+                )
+
+    def get_aliases(self, name: str) -> dict[str, int]:
+        with self._transaction() as conn:
+            return self._aliases(conn, name)
+
+    @staticmethod
+    def _aliases(conn: Connection, name: str) -> dict[str, int]:
+        query = (
+            sa.select(aliases.c.alias, aliases.c.version)
+            .where(aliases.c.model_name == name)
+            .order_by(aliases.c.alias)
+        )
+        return {alias: int(version) for alias, version in conn.execute(query)}
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._shown!r})"
+
+
+# -- SQLite -----------------------------------------------------------------------------------
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # let SQLAlchemy's "begin" event below emit BEGIN itself (pysqlite's own is unreliable)
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # writers take the write lock up front: no lock upgrade, so no deadlock between writers
+    immediate = conn.get_execution_options().get("loopml_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class SqliteMetadataStore(SqlMetadataStore):
+    """Metadata in one SQLite file (WAL journal, foreign keys on, 30 s busy timeout)."""
+
+    hint = (
+        "Check that the folder of the database file exists and is writable, and that no other "
+        "process keeps a write transaction open"
+    )
+
+    def _create_engine(self, uri: str) -> Engine:
+        url = make_url(uri)
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+_MIGRATION_LOCK = 0x6C6F6F70  # pg_advisory_xact_lock key: one migrating process at a time
+
+
+def psycopg_uri(uri: str) -> str:
+    """``postgres://``, ``postgresql://`` -> ``postgresql+psycopg://`` (psycopg 3)."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.lower() in ("postgres", "postgresql", "postgresql+psycopg"):
+        return f"postgresql+psycopg://{rest}"
+    return uri
+
+
+class PostgresMetadataStore(SqlMetadataStore):
+    """Metadata in PostgreSQL through psycopg 3.
+
+    A schema may be chosen in the URI with ``?options=-csearch_path%3D<schema>``; it is created
+    when missing, and Alembic's version table lives in it too.
+    """
+
+    hint = (
+        "Check that PostgreSQL is running and reachable at the host and port of the URI, and "
+        "that its user, password and database are right"
+    )
+
+    def _create_engine(self, uri: str) -> Engine:
+        url = make_url(psycopg_uri(uri))
+        connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    def _before_migrate(self, conn: Connection) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        if conn.execute(sa.text("SELECT current_schema()")).scalar() is None:
+            wanted = str(conn.execute(sa.text("SHOW search_path")).scalar() or "")
+            first = wanted.split(",")[0].strip().strip('"')
+            if not first or first.startswith("$"):
+                raise StoreError(
+                    f"metadata store {self._shown}: no schema to create tables in "
+                    f"(search_path is {wanted!r})",
+                    where={"uri": self._shown},
+                    hint="Name a schema with ?options=-csearch_path%3D<schema> in the URI",
+                )
+            conn.execute(
+                sa.text(
+                    f"CREATE SCHEMA IF NOT EXISTS {conn.dialect.identifier_preparer.quote(first)}"
+                )
+            )
+
+
+__all__ = [
+    "PostgresMetadataStore",
+    "SqlMetadataStore",
+    "SqliteMetadataStore",
+    "alembic_config",
+    "current_revision",
+    "migrate",
+    "psycopg_uri",
+]

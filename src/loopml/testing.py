@@ -1,0 +1,680 @@
+"""Contract test kits for store backends, in the spirit of scikit-learn's ``estimator_checks``.
+
+A backend passes when every check passes::
+
+    from loopml.testing import check_lake
+    check_lake(lambda: MyLake("my://bucket/prefix"))
+
+or, to see each check as its own test::
+
+    @pytest.mark.parametrize(("name", "check"), list(lake_checks()))
+    def test_my_lake(name, check):
+        check(lambda: MyLake("my://bucket/prefix"))
+
+A factory returns an opened store; each call may return a new store over the same backend
+(checks that reopen a store rely on that), and the checks close what they open. Every check
+works under fresh, unique names, so a backend shared with other data (or other checks) is fine.
+A check that cannot run on a backend raises ``unittest.SkipTest``, which pytest reports as a
+skip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import unittest
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+
+from loopml.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
+from loopml.stores.base import ArtifactStore, Lake, MetadataStore
+from loopml.stores.records import DatasetVersion, ModelVersion, Run
+
+S = TypeVar("S", MetadataStore, Lake, ArtifactStore)
+Check = Callable[[Callable[[], Any]], None]
+
+BAD_PATHS = ("", "/abs/x", "../x", "a/../b", "a/./b", "a//b", "a\\b", "..", ".")
+
+
+def _unique(stem: str) -> str:
+    return f"{stem}-{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def _opened(factory: Callable[[], S]) -> Iterator[S]:
+    store = factory()
+    try:
+        yield store
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+
+
+def _raises(kind: type[BaseException], fn: Callable[[], Any], what: str) -> BaseException:
+    try:
+        fn()
+    except kind as exc:
+        return exc
+    except Exception as exc:
+        raise AssertionError(f"{what}: expected {kind.__name__}, got {exc!r}") from exc
+    raise AssertionError(f"{what}: expected {kind.__name__}, nothing was raised")
+
+
+def _equal(got: Any, want: Any, what: str) -> None:
+    if got != want:
+        raise AssertionError(f"{what}:\n  got  {got!r}\n  want {want!r}")
+
+
+# -- metadata ---------------------------------------------------------------------------------
+
+_T0 = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+
+
+def _dataset(name: str, version: int = 1, **changes: Any) -> DatasetVersion:
+    dv = DatasetVersion(
+        name=name,
+        version=version,
+        sha256=hashlib.sha256(f"{name}/{version}".encode()).hexdigest(),
+        path=f"datasets/{name}/v={version}",
+        num_rows=100 * version,
+        schema=[{"name": "x", "type": "double", "nullable": True}],
+        stats={"x": {"mean": 1.5, "min": -2, "max": 4.25, "nulls": 0}},
+        source=f"/data/{name}.csv",
+        created_at=_T0 + timedelta(minutes=version),
+        num_bytes=2048 * version,
+    )
+    return replace(dv, **changes)
+
+
+def _run(name: str, **changes: Any) -> Run:
+    run = Run(
+        id=uuid.uuid4().hex,
+        name=name,
+        status="running",
+        started_at=_T0,
+        params={"model": {"class": "LogisticRegression", "C": 0.5}, "seed": 0},
+        dataset_name="cancer",
+        dataset_version=1,
+        git_commit="0" * 40,
+        packages={"scikit-learn": "1.5.0"},
+    )
+    return replace(run, **changes)
+
+
+def _model(name: str, **changes: Any) -> ModelVersion:
+    mv = ModelVersion(
+        name=name,
+        version=0,
+        run_id=uuid.uuid4().hex,
+        artifact_sha256="ab" * 32,
+        flavor="sklearn",
+        signature={"inputs": [{"name": "x", "type": "float64"}], "classes": [0, 1]},
+        metrics={"roc_auc": 0.97},
+        dataset_name="cancer",
+        dataset_version=1,
+        created_at=_T0,
+        size_bytes=12345,
+    )
+    return replace(mv, **changes)
+
+
+def check_dataset_round_trip(factory: Callable[[], MetadataStore]) -> None:
+    """A dataset version comes back equal, as the latest, by version and by content hash."""
+    name = _unique("ds")
+    dv = _dataset(name)
+    with _opened(factory) as store:
+        _equal(store.latest_dataset_version(name), 0, "latest of an unknown dataset")
+        _equal(store.add_dataset_version(dv), dv, "add_dataset_version's return")
+        _equal(store.get_dataset_version(name, 1), dv, "get by version")
+        _equal(store.get_dataset_version(name), dv, "get latest")
+        _equal(store.find_dataset_version(name, dv.sha256), dv, "find by sha256")
+        _equal(store.find_dataset_version(name, "0" * 64), None, "find an unknown sha256")
+        _equal(store.list_dataset_versions(name), [dv], "list of one dataset")
+        _equal(store.latest_dataset_version(name), 1, "latest version")
+
+
+def check_dataset_versions_ordering(factory: Callable[[], MetadataStore]) -> None:
+    """Versions list by name then version, whatever the insertion order."""
+    a, b = _unique("a-ds"), _unique("b-ds")
+    with _opened(factory) as store:
+        for name, version in [(b, 2), (a, 3), (b, 1), (a, 1), (a, 2)]:
+            store.add_dataset_version(_dataset(name, version))
+        got = [(d.name, d.version) for d in store.list_dataset_versions(a)]
+        _equal(got, [(a, 1), (a, 2), (a, 3)], "versions of one dataset")
+        every = [(d.name, d.version) for d in store.list_dataset_versions() if d.name in (a, b)]
+        _equal(every, [(a, 1), (a, 2), (a, 3), (b, 1), (b, 2)], "versions of all datasets")
+        _equal(store.latest_dataset_version(a), 3, "latest of a")
+        _equal(store.get_dataset_version(b).version, 2, "get latest of b")
+
+
+def check_dataset_conflicts(factory: Callable[[], MetadataStore]) -> None:
+    """The same (name, version) or the same (name, content) is refused; the store goes on."""
+    name = _unique("ds")
+    dv = _dataset(name)
+    with _opened(factory) as store:
+        store.add_dataset_version(dv)
+        twin = _dataset(name, 1, sha256="1" * 64)
+        _raises(ConflictError, lambda: store.add_dataset_version(twin), "same version")
+        again = _dataset(name, 2, sha256=dv.sha256)
+        _raises(ConflictError, lambda: store.add_dataset_version(again), "same content")
+        other = _dataset(_unique("other"), 1, sha256=dv.sha256)
+        _equal(store.add_dataset_version(other), other, "same content in another dataset")
+        _equal(store.list_dataset_versions(name), [dv], "after the refused writes")
+        store.add_dataset_version(_dataset(name, 2))
+        _equal(store.latest_dataset_version(name), 2, "a write after a refused one")
+
+
+def check_dataset_not_found(factory: Callable[[], MetadataStore]) -> None:
+    """Unknown datasets and versions raise NotFoundError (a LookupError)."""
+    name = _unique("ds")
+    with _opened(factory) as store:
+        _raises(NotFoundError, lambda: store.get_dataset_version(name), "unknown dataset")
+        _raises(LookupError, lambda: store.get_dataset_version(name, 1), "unknown dataset")
+        store.add_dataset_version(_dataset(name))
+        _raises(NotFoundError, lambda: store.get_dataset_version(name, 2), "unknown version")
+        _equal(store.list_dataset_versions(_unique("none")), [], "list of an unknown dataset")
+
+
+def check_run_round_trip(factory: Callable[[], MetadataStore]) -> None:
+    """A run comes back equal; update replaces it; duplicate and unknown ids are refused."""
+    run = _run(_unique("model"))
+    with _opened(factory) as store:
+        _equal(store.add_run(run), run, "add_run's return")
+        _equal(store.get_run(run.id), run, "get_run")
+        done = replace(
+            run,
+            status="succeeded",
+            metrics={"holdout": {"roc_auc": 0.98}, "cv": {"roc_auc": {"mean": 0.97}}},
+            duration_s=12.5,
+            model_version=3,
+        )
+        _equal(store.update_run(done), done, "update_run's return")
+        _equal(store.get_run(run.id), done, "get_run after update")
+        _raises(ConflictError, lambda: store.add_run(run), "add a run id twice")
+        ghost = _run(run.name)
+        _raises(NotFoundError, lambda: store.update_run(ghost), "update an unknown run")
+        _raises(NotFoundError, lambda: store.get_run(ghost.id), "get an unknown run")
+
+
+def check_runs_newest_first(factory: Callable[[], MetadataStore]) -> None:
+    """Runs list newest first, per model or all, up to ``limit``."""
+    name = _unique("model")
+    starts = [_T0 + timedelta(hours=h) for h in (2, 0, 3, 1)]
+    with _opened(factory) as store:
+        made = [store.add_run(_run(name, started_at=t)) for t in starts]
+        store.add_run(_run(_unique("other"), started_at=_T0 + timedelta(hours=9)))
+        newest = sorted(made, key=lambda r: r.started_at, reverse=True)
+        _equal([r.id for r in store.list_runs(name)], [r.id for r in newest], "runs of a model")
+        _equal([r.id for r in store.list_runs(name, limit=2)], [r.id for r in newest[:2]], "limit")
+        every = [r.id for r in store.list_runs(limit=10_000) if r.name == name]
+        _equal(every, [r.id for r in newest], "runs of every model")
+        _equal(store.list_runs(_unique("none")), [], "runs of an unknown model")
+
+
+def check_model_version_numbering(factory: Callable[[], MetadataStore]) -> None:
+    """Each name numbers its versions 1, 2, 3...; the store assigns the number."""
+    a, b = _unique("a-model"), _unique("b-model")
+    with _opened(factory) as store:
+        first = store.add_model_version(_model(a))
+        _equal(first.version, 1, "first version")
+        _equal(first, replace(_model(a, run_id=first.run_id), version=1), "returned record")
+        _equal(store.add_model_version(_model(b, version=7)).version, 1, "given number ignored")
+        _equal(store.add_model_version(_model(a)).version, 2, "second version")
+        _equal(store.get_model_version(a, 1), first, "get_model_version")
+        got = [(m.name, m.version) for m in store.list_model_versions() if m.name in (a, b)]
+        _equal(got, [(a, 1), (a, 2), (b, 1)], "list of every model")
+        _equal([m.version for m in store.list_model_versions(a)], [1, 2], "list of one model")
+        _raises(NotFoundError, lambda: store.get_model_version(a, 3), "unknown version")
+        _raises(NotFoundError, lambda: store.get_model_version(_unique("m"), 1), "unknown model")
+
+
+def check_model_version_race(factory: Callable[[], MetadataStore]) -> None:
+    """Writers racing on one name (each with its own store) get distinct, gapless numbers."""
+    name = _unique("model")
+    writers, each = 4, 5
+    numbers: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    stores = [factory() for _ in range(writers)]
+    start = threading.Barrier(writers)
+
+    def work(store: MetadataStore) -> None:
+        try:
+            start.wait()
+            for _ in range(each):
+                version = store.add_model_version(_model(name)).version
+                with lock:
+                    numbers.append(version)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        for s in stores:
+            s.close()
+    if errors:
+        raise AssertionError(f"a racing writer failed: {errors[0]!r}") from errors[0]
+    _equal(sorted(numbers), list(range(1, writers * each + 1)), "numbers handed out")
+
+
+def check_aliases(factory: Callable[[], MetadataStore]) -> None:
+    """Aliases point at existing versions, move, and are deleted; mistakes are NotFound."""
+    name = _unique("model")
+    with _opened(factory) as store:
+        _equal(store.get_aliases(name), {}, "aliases of an unknown model")
+        for _ in range(3):
+            store.add_model_version(_model(name))
+        store.set_alias(name, "champion", 1)
+        store.set_alias(name, "challenger", 2)
+        _equal(store.get_aliases(name), {"champion": 1, "challenger": 2}, "two aliases")
+        store.set_alias(name, "champion", 3)
+        _equal(store.get_aliases(name), {"champion": 3, "challenger": 2}, "after a move")
+        store.set_alias(name, "champion", 3)
+        _equal(store.get_aliases(name)["champion"], 3, "setting the same target again")
+        _raises(NotFoundError, lambda: store.set_alias(name, "x", 4), "alias to a missing version")
+        _raises(NotFoundError, lambda: store.set_alias(_unique("m"), "x", 1), "unknown model")
+        store.delete_alias(name, "challenger")
+        _equal(store.get_aliases(name), {"champion": 3}, "after a delete")
+        _raises(NotFoundError, lambda: store.delete_alias(name, "challenger"), "delete twice")
+
+
+def check_timestamps_utc(factory: Callable[[], MetadataStore]) -> None:
+    """Aware timestamps in any zone come back as the same instant, in UTC, to the microsecond."""
+    name = _unique("ds")
+    local = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    with _opened(factory) as store:
+        store.add_dataset_version(_dataset(name, created_at=local))
+        got = store.get_dataset_version(name).created_at
+        _equal(got, local, "instant")
+        _equal(got.utcoffset(), timedelta(0), "UTC offset")
+        run = store.add_run(_run(name, started_at=local))
+        _equal(store.get_run(run.id).started_at.utcoffset(), timedelta(0), "run start offset")
+        mv = store.add_model_version(_model(name, created_at=local))
+        back = store.get_model_version(name, mv.version).created_at
+        _equal((back, back.utcoffset()), (local, timedelta(0)), "model version created_at")
+
+
+def check_json_values(factory: Callable[[], MetadataStore]) -> None:
+    """JSON fields keep nesting, unicode, None, booleans, big ints and non-finite floats."""
+    name = _unique("model")
+    params = {
+        "nested": {"list": [1, 2.5, None, True, "ß"], "empty": {}},
+        "big": 2**53 + 1,
+        "text": "naïve — ok ✓",
+    }
+    metrics = {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"), "x": 0.1}
+    with _opened(factory) as store:
+        run = store.add_run(_run(name, params=params, metrics=metrics))
+        back = store.get_run(run.id)
+        _equal(back.params, params, "params")
+        _equal(back.metrics["x"], 0.1, "a float")
+        _equal(back.metrics["inf"], math.inf, "+inf")
+        _equal(back.metrics["ninf"], -math.inf, "-inf")
+        if not math.isnan(back.metrics["nan"]):
+            raise AssertionError(f"NaN came back as {back.metrics['nan']!r}")
+
+
+def check_persistence(factory: Callable[[], MetadataStore]) -> None:
+    """What one store writes, a store opened afterwards on the same backend reads."""
+    name = _unique("model")
+    with _opened(factory) as store:
+        store.add_dataset_version(_dataset(name))
+        mv = store.add_model_version(_model(name))
+        store.set_alias(name, "champion", mv.version)
+    with _opened(factory) as again:
+        _equal(again.get_dataset_version(name), _dataset(name), "dataset after reopening")
+        _equal(again.get_model_version(name, 1), mv, "model version after reopening")
+        _equal(again.get_aliases(name), {"champion": 1}, "aliases after reopening")
+
+
+def check_close_twice(factory: Callable[[], MetadataStore]) -> None:
+    """close() may be called more than once."""
+    store = factory()
+    store.close()
+    store.close()
+
+
+def metadata_store_checks() -> Iterator[tuple[str, Check]]:
+    """``(name, check)`` for every check of the MetadataStore contract."""
+    checks: list[Check] = [
+        check_dataset_round_trip,
+        check_dataset_versions_ordering,
+        check_dataset_conflicts,
+        check_dataset_not_found,
+        check_run_round_trip,
+        check_runs_newest_first,
+        check_model_version_numbering,
+        check_model_version_race,
+        check_aliases,
+        check_timestamps_utc,
+        check_json_values,
+        check_persistence,
+        check_close_twice,
+    ]
+    for check in checks:
+        yield check.__name__.removeprefix("check_"), check
+
+
+def check_metadata_store(store_factory: Callable[[], MetadataStore]) -> None:
+    """Run every MetadataStore check against ``store_factory``; the first failure raises."""
+    _run_all(metadata_store_checks(), store_factory)
+
+
+# -- lake -------------------------------------------------------------------------------------
+
+
+def _table(n: int, offset: int = 0) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(range(offset, offset + n), pa.int64()),
+            "x": pa.array([i / 4 for i in range(n)], pa.float64()),
+            "label": pa.array([f"r{i}" if i % 3 else None for i in range(n)], pa.string()),
+        }
+    )
+
+
+def check_bytes_round_trip(factory: Callable[[], Lake]) -> None:
+    """Files come back byte for byte; a rewrite replaces; the returned URL is url(path)."""
+    base = _unique("checks")
+    with _opened(factory) as lake:
+        path = f"{base}/reports/deep/er/report.html"
+        url = lake.write_bytes(path, b"<html>\x00\xff</html>")
+        _equal(url, lake.url(path), "returned URL")
+        _equal(lake.read_bytes(path), b"<html>\x00\xff</html>", "content")
+        lake.write_bytes(path, b"second")
+        _equal(lake.read_bytes(path), b"second", "content after a rewrite")
+        lake.write_bytes(f"{base}/empty.bin", b"")
+        _equal(lake.read_bytes(f"{base}/empty.bin"), b"", "an empty file")
+        _equal(lake.exists(path), True, "exists")
+
+
+def check_table_round_trip(factory: Callable[[], Lake]) -> None:
+    """A table written as one Parquet file reads back equal, schema included."""
+    base = _unique("checks")
+    table = _table(50)
+    with _opened(factory) as lake:
+        url = lake.write_table(f"{base}/t/part-0.parquet", table)
+        _equal(url, lake.url(f"{base}/t/part-0.parquet"), "returned URL")
+        got = lake.read_table(f"{base}/t/part-0.parquet")
+        _equal(got.schema.remove_metadata(), table.schema, "schema")
+        _equal(got.to_pylist(), table.to_pylist(), "rows")
+        _equal(lake.read_table(f"{base}/t").to_pylist(), table.to_pylist(), "read the folder")
+
+
+def check_read_folder(factory: Callable[[], Lake]) -> None:
+    """A folder reads every *.parquet under it, recursively and in path order; nothing else."""
+    base = _unique("checks")
+    with _opened(factory) as lake:
+        lake.write_table(f"{base}/d/date=2024-01-02/part-0.parquet", _table(3, 10))
+        lake.write_table(f"{base}/d/date=2024-01-01/part-1.parquet", _table(2, 0))
+        lake.write_table(f"{base}/d/date=2024-01-01/part-0.parquet", _table(1, 100))
+        lake.write_bytes(f"{base}/d/README.txt", b"not a table")
+        got = lake.read_table(f"{base}/d")
+        _equal(got.column("id").to_pylist(), [100, 0, 1, 10, 11, 12], "ids in path order")
+        _equal(got.column_names, ["id", "x", "label"], "columns (no partition columns added)")
+        _equal(lake.read_table(f"{base}/d/").num_rows, 6, "with a trailing slash")
+
+
+def check_schema_promotion(factory: Callable[[], Lake]) -> None:
+    """Files whose columns differ read as one table: missing columns become nulls."""
+    base = _unique("checks")
+    with _opened(factory) as lake:
+        lake.write_table(f"{base}/d/a.parquet", pa.table({"id": [1, 2], "x": [0.5, 1.5]}))
+        lake.write_table(f"{base}/d/b.parquet", pa.table({"id": [3], "y": ["new"]}))
+        lake.write_table(f"{base}/d/c.parquet", pa.table({"id": [4], "x": pa.nulls(1)}))
+        got = lake.read_table(f"{base}/d")
+        _equal(got.schema.field("x").type, pa.float64(), "promoted type of x")
+        _equal(
+            got.to_pylist(),
+            [
+                {"id": 1, "x": 0.5, "y": None},
+                {"id": 2, "x": 1.5, "y": None},
+                {"id": 3, "x": None, "y": "new"},
+                {"id": 4, "x": None, "y": None},
+            ],
+            "rows",
+        )
+
+
+def check_lake_not_found(factory: Callable[[], Lake]) -> None:
+    """Missing files and folders raise NotFoundError; exists says False."""
+    base = _unique("checks")
+    with _opened(factory) as lake:
+        _raises(NotFoundError, lambda: lake.read_bytes(f"{base}/none.bin"), "read_bytes")
+        _raises(NotFoundError, lambda: lake.read_table(f"{base}/none.parquet"), "read a table")
+        _raises(NotFoundError, lambda: lake.read_table(f"{base}/folder"), "read a folder")
+        lake.write_bytes(f"{base}/only-text/a.txt", b"x")
+        _raises(NotFoundError, lambda: lake.read_table(f"{base}/only-text"), "no parquet inside")
+        _equal(lake.exists(f"{base}/none.bin"), False, "exists")
+
+
+def check_list(factory: Callable[[], Lake]) -> None:
+    """list() gives the files under a prefix, sorted, as paths relative to the lake's root."""
+    base = _unique("checks")
+    with _opened(factory) as lake:
+        for path in ["b/2.txt", "a/1.txt", "a/sub/0.txt", "c.txt"]:
+            lake.write_bytes(f"{base}/{path}", b"x")
+        want = [f"{base}/{p}" for p in ["a/1.txt", "a/sub/0.txt", "b/2.txt", "c.txt"]]
+        _equal(lake.list(base), want, "list(prefix)")
+        _equal(lake.list(f"{base}/"), want, "list(prefix/)")
+        _equal(lake.list(f"{base}/a"), want[:2], "list(sub-folder)")
+        _equal(lake.list(f"{base}/none"), [], "list of a missing folder")
+        everything = lake.list()
+        _equal([p for p in everything if p.startswith(f"{base}/")], want, "list() of the root")
+        _equal(everything, sorted(everything), "list() is sorted")
+
+
+def check_delete(factory: Callable[[], Lake]) -> None:
+    """delete() removes a file or a whole folder; deleting nothing is fine."""
+    base = _unique("checks")
+    with _opened(factory) as lake:
+        for path in ["keep.txt", "d/a.txt", "d/e/b.txt"]:
+            lake.write_bytes(f"{base}/{path}", b"x")
+        lake.delete(f"{base}/keep.txt")
+        lake.delete(f"{base}/d")
+        _equal(lake.list(base), [], "after deleting the folder and the file")
+        _equal(lake.exists(f"{base}/d/a.txt"), False, "a deleted file")
+        lake.delete(f"{base}/never-there")
+
+
+def check_lake_path_validation(factory: Callable[[], Lake]) -> None:
+    """Paths that could escape the root or are malformed raise InvalidInputError everywhere."""
+    table = _table(1)
+    with _opened(factory) as lake:
+        calls: dict[str, Callable[[str], Any]] = {
+            "write_bytes": lambda p: lake.write_bytes(p, b"x"),
+            "write_table": lambda p: lake.write_table(p, table),
+            "read_bytes": lake.read_bytes,
+            "read_table": lake.read_table,
+            "exists": lake.exists,
+            "delete": lake.delete,
+            "list": lake.list,
+            "url": lake.url,
+        }
+        for bad in BAD_PATHS:
+            for method, call in calls.items():
+                if bad == "" and method in ("list", "url"):
+                    continue  # "" is the root: fine for a listing or a URL
+                _raises(InvalidInputError, partial(call, bad), f"{method}({bad!r})")
+
+
+def check_atomic_rewrite(factory: Callable[[], Lake]) -> None:
+    """Readers racing a rewriter see the old file or the new one, never a part; no leftovers."""
+    base = _unique("checks")
+    path = f"{base}/big.bin"
+    versions = [bytes([i]) * (2 * 1024 * 1024) for i in (1, 2)]
+    seen: list[bytes] = []
+    failures: list[BaseException] = []
+    with _opened(factory) as lake:
+        lake.write_bytes(path, versions[0])
+        done = threading.Event()
+
+        def read() -> None:
+            try:
+                while not done.is_set():
+                    data = lake.read_bytes(path)
+                    if data not in versions:
+                        seen.append(data[:16] + b"..." + str(len(data)).encode())
+            except BaseException as exc:
+                failures.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            for i in range(12):
+                lake.write_bytes(path, versions[i % 2])
+        finally:
+            done.set()
+            reader.join(60)
+        if failures:
+            raise AssertionError(f"a reader failed during rewrites: {failures[0]!r}")
+        if seen:
+            raise AssertionError(f"a reader saw a partial file: {seen[0]!r}")
+        not_a_table: Any = "not a table"
+        _raises(InvalidInputError, lambda: lake.write_table(path, not_a_table), "bad table")
+        _equal(lake.read_bytes(path), versions[1], "content after a refused rewrite")
+        _equal(lake.list(base), [path], "files left (no temporary ones)")
+
+
+def check_url(factory: Callable[[], Lake]) -> None:
+    """url() is absolute, with the store's scheme, and names the path."""
+    with _opened(factory) as lake:
+        root = lake.url()
+        scheme = urlsplit(root).scheme
+        _equal(bool(scheme), True, f"url() of the root {root!r} has a scheme")
+        url = lake.url("datasets/x/v=1")
+        _equal(url.startswith(root.rstrip("/") + "/"), True, f"{url!r} is under {root!r}")
+        _equal(url.endswith("datasets/x/v=1"), True, f"{url!r} ends with the path")
+
+
+def lake_checks() -> Iterator[tuple[str, Check]]:
+    """``(name, check)`` for every check of the Lake contract."""
+    checks: list[Check] = [
+        check_bytes_round_trip,
+        check_table_round_trip,
+        check_read_folder,
+        check_schema_promotion,
+        check_lake_not_found,
+        check_list,
+        check_delete,
+        check_lake_path_validation,
+        check_atomic_rewrite,
+        check_url,
+    ]
+    for check in checks:
+        yield check.__name__.removeprefix("check_"), check
+
+
+def check_lake(lake_factory: Callable[[], Lake]) -> None:
+    """Run every Lake check against ``lake_factory``; the first failure raises."""
+    _run_all(lake_checks(), lake_factory)
+
+
+# -- artifacts --------------------------------------------------------------------------------
+
+
+def check_put_get(factory: Callable[[], ArtifactStore]) -> None:
+    """put returns the sha256; get gives the bytes back; put is idempotent."""
+    data = uuid.uuid4().bytes * 1000 + b"\x00\xff"
+    with _opened(factory) as store:
+        sha = store.put(data)
+        _equal(sha, hashlib.sha256(data).hexdigest(), "the returned sha256")
+        _equal(store.exists(sha), True, "exists")
+        _equal(store.get(sha), data, "content")
+        _equal(store.put(data), sha, "put again")
+        _equal(store.get(sha), data, "content after putting again")
+        _equal(sha in store.url(sha), True, "the URL names the hash")
+        empty = store.put(b"")
+        _equal(store.get(empty), b"", "an empty blob")
+
+
+def check_artifact_not_found(factory: Callable[[], ArtifactStore]) -> None:
+    """An absent blob raises NotFoundError; exists says False."""
+    sha = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    with _opened(factory) as store:
+        _equal(store.exists(sha), False, "exists")
+        _raises(NotFoundError, lambda: store.get(sha), "get")
+
+
+def check_invalid_sha256(factory: Callable[[], ArtifactStore]) -> None:
+    """Anything but 64 hex digits is refused before it can become a path."""
+    with _opened(factory) as store:
+        for bad in ["", "abc", "../" + "0" * 61, "g" * 64, "0" * 63 + "/", "0" * 65]:
+            _raises(InvalidInputError, partial(store.get, bad), f"get({bad!r})")
+            _raises(InvalidInputError, partial(store.exists, bad), f"exists({bad!r})")
+
+
+def _tamper(store: ArtifactStore, sha: str, data: bytes) -> None:
+    url = store.url(sha)
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        Path(unquote(parts.path)).write_bytes(data)
+        return
+    fs = getattr(store, "fs", None)  # an fsspec filesystem, as the fsspec-based stores expose
+    if fs is None or not hasattr(fs, "pipe_file"):
+        raise unittest.SkipTest(f"cannot change the blob at {url} behind the store's back")
+    fs.pipe_file(f"{parts.netloc}{parts.path}", data)
+
+
+def check_tampered_blob(factory: Callable[[], ArtifactStore]) -> None:
+    """A blob changed behind the store's back raises IntegrityError on get."""
+    data = uuid.uuid4().bytes * 100
+    with _opened(factory) as store:
+        sha = store.put(data)
+        _tamper(store, sha, data[:-1] + b"!")
+        _raises(IntegrityError, lambda: store.get(sha), "get a tampered blob")
+        store.put(data)
+        _equal(store.get(sha), data, "content after putting it again")
+
+
+def artifact_store_checks() -> Iterator[tuple[str, Check]]:
+    """``(name, check)`` for every check of the ArtifactStore contract."""
+    checks: list[Check] = [
+        check_put_get,
+        check_artifact_not_found,
+        check_invalid_sha256,
+        check_tampered_blob,
+    ]
+    for check in checks:
+        yield check.__name__.removeprefix("check_"), check
+
+
+def check_artifact_store(store_factory: Callable[[], ArtifactStore]) -> None:
+    """Run every ArtifactStore check against ``store_factory``; the first failure raises."""
+    _run_all(artifact_store_checks(), store_factory)
+
+
+def _run_all(checks: Iterator[tuple[str, Check]], factory: Callable[[], Any]) -> None:
+    for name, check in checks:
+        try:
+            check(factory)
+        except unittest.SkipTest:
+            continue
+        except AssertionError as exc:
+            raise AssertionError(f"check {name!r} failed: {exc}") from exc
+
+
+__all__ = [
+    "artifact_store_checks",
+    "check_artifact_store",
+    "check_lake",
+    "check_metadata_store",
+    "lake_checks",
+    "metadata_store_checks",
+]

@@ -1,0 +1,156 @@
+"""A real uvicorn server on 127.0.0.1: HTTP, concurrency with batching, hot reload, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import httpx
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+
+from loopml.features import FeatureSpec, prepare_frame
+from loopml.registry import ModelBundle, Signature, load_model, register_model, set_alias
+from loopml.serve import read_prediction_log, start_background_server
+from loopml.serve.metrics import parse_exposition
+from loopml.workspace import Workspace
+
+
+def cancer(ws: Workspace, seed: int = 0) -> tuple[int, pd.DataFrame]:
+    df = load_breast_cancer(as_frame=True).frame
+    spec = FeatureSpec.from_config({})
+    kinds = spec.resolve(df, "target")
+    x = prepare_frame(df, kinds)
+    ct = spec.build(kinds).fit(x)
+    est = RandomForestClassifier(n_estimators=20, random_state=seed).fit(
+        ct.transform(x), df["target"]
+    )
+    sig = Signature.from_frame(
+        x, kinds, target="target", task="classification", classes=list(est.classes_)
+    )
+    mv = register_model(ws, "cancer", ModelBundle(ct, est, sig, "sklearn"), run_id="r",
+                        metrics={})
+    set_alias(ws, "cancer", "champion", mv.version)
+    return mv.version, x
+
+
+def test_server_end_to_end(workspace: Workspace) -> None:
+    _, x = cancer(workspace)
+    server = start_background_server(workspace, "127.0.0.1", 0, reload_interval=0)
+    try:
+        assert server.url.startswith("http://127.0.0.1:") and server.port > 0
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            rows = x.iloc[:5].to_dict("records")
+            resp = client.post("/v1/models/cancer:predict", json={"instances": rows})
+            assert resp.status_code == 200
+            expected = load_model(workspace, "cancer").predict(x.iloc[:5]).labels.tolist()
+            assert [p["prediction"] for p in resp.json()["predictions"]] == expected
+            infer = client.post("/v2/models/cancer/infer", json={
+                "id": "1",
+                "inputs": [{"name": "x", "shape": [5, 30], "datatype": "FP64",
+                            "data": x.iloc[:5].to_numpy().tolist()}],
+            })
+            assert infer.status_code == 200 and infer.json()["id"] == "1"
+            assert infer.json()["outputs"][0]["data"] == expected
+            bad = client.post("/v1/models/cancer:predict", content=b"{oops")
+            assert bad.status_code == 400 and bad.json()["code"] == "invalid_json"
+            assert client.get("/docs").status_code == 200
+    finally:
+        server.stop()
+    # stopping flushed the prediction log
+    assert len(read_prediction_log(workspace.lake, "cancer")) == 10
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/v2/health/live", timeout=1)
+
+
+def test_concurrent_clients_are_batched(workspace: Workspace) -> None:
+    _, x = cancer(workspace)
+    rows = x.to_dict("records")
+    server = start_background_server(workspace, reload_interval=0, max_wait_ms=5)
+    clients, per_client = 12, 15
+    try:
+
+        async def client_loop(client: httpx.AsyncClient, k: int) -> list[int]:
+            statuses = []
+            for i in range(per_client):
+                row = rows[(k * per_client + i) % len(rows)]
+                r = await client.post("/v1/models/cancer:predict", json={"instances": [row]})
+                statuses.append(r.status_code)
+            return statuses
+
+        async def main() -> list[list[int]]:
+            limits = httpx.Limits(max_connections=clients)
+            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as c:
+                return list(await asyncio.gather(*(client_loop(c, k) for k in range(clients))))
+
+        statuses = asyncio.run(main())
+        assert all(s == 200 for batch in statuses for s in batch)
+        samples = parse_exposition(httpx.get(f"{server.url}/metrics").text)
+    finally:
+        server.stop()
+    count = samples['loopml_batch_size_count{model="cancer"}']
+    singles = samples['loopml_batch_size_bucket{model="cancer",le="1"}']
+    total_rows = samples['loopml_batch_size_sum{model="cancer"}']
+    assert total_rows == clients * per_client
+    assert count < total_rows  # fewer predict calls than requests
+    assert singles < count  # some calls served more than one request
+    ok = 'loopml_requests_total{model="cancer",version="1",endpoint="v1_predict",status="200"}'
+    assert samples[ok] == clients * per_client
+
+
+def test_hot_reload_under_load_has_no_failed_request(workspace: Workspace) -> None:
+    _, x = cancer(workspace)
+    rows = x.head(50).to_dict("records")
+    server = start_background_server(workspace, reload_interval=0.1, log_predictions=False)
+    per_client: dict[int, list[tuple[int, int | None]]] = {}
+    stop = threading.Event()
+
+    def client_loop(k: int) -> None:
+        seen: list[tuple[int, int | None]] = []
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for i in range(400):  # bounded
+                if stop.is_set():
+                    break
+                r = client.post("/v1/models/cancer:predict",
+                                json={"instances": [rows[(i + k) % len(rows)]]})
+                version = r.json().get("version") if r.status_code == 200 else None
+                seen.append((r.status_code, version))
+        per_client[k] = seen
+
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(4)]
+    new_version: int | None = None
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        new_version, _ = cancer(workspace, seed=1)  # registers v2 and moves the alias
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{server.url}/v2/models/cancer", timeout=5)
+            if r.json()["versions"] == [str(new_version)]:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)  # keep the load on across and after the swap
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        server.stop()
+    results = [r for seen in per_client.values() for r in seen]
+    for seen in per_client.values():  # each client moves to the new version and stays there
+        versions_seen = [v for _, v in seen if v is not None]
+        assert versions_seen == sorted(versions_seen)
+    statuses = {s for s, _ in results}
+    versions = {v for _, v in results}
+    assert statuses == {200}, statuses
+    assert versions == {1, new_version}
+    assert len(results) > 20
+
+
+def test_startup_error_is_raised(workspace: Workspace) -> None:
+    from loopml.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="no model named"):
+        start_background_server(workspace, models={"a": "nope@champion"})

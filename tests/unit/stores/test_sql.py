@@ -1,0 +1,165 @@
+"""The SQL metadata store: migrations, SQLite settings, error translation."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from loopml.errors import InvalidInputError, StoreError
+from loopml.settings import Settings
+from loopml.stores.registry import open_metadata
+from loopml.stores.sql import (
+    SqliteMetadataStore,
+    alembic_config,
+    current_revision,
+    metadata,
+    migrate,
+)
+from loopml.testing import _model, _run
+from loopml.utils import utcnow
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_two_revisions_in_a_line() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
+    assert HEAD == "0002"
+
+
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'loopml.db'}"
+
+
+def _at_0001(uri: str) -> None:
+    """A database as an older loopml left it: revision 0001, with a dataset in it."""
+    engine = sa.create_engine(uri.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as conn:
+            migrate(conn, "0001")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO datasets (name, version, sha256, path, num_rows, num_bytes, "
+                    "schema, stats, source, created_at) VALUES ('old', 1, :sha, "
+                    "'datasets/old/v=1', 3, 10, '[]', '{}', 'old.csv', :at)"
+                ),
+                {"sha": "a" * 64, "at": utcnow()},
+            )
+            assert current_revision(conn) == "0001"
+            assert not sa.inspect(conn).has_table("model_versions")
+    finally:
+        engine.dispose()
+
+
+def _opening_migrates(uri: str) -> None:
+    _at_0001(uri)
+    store = open_metadata(uri, Settings())
+    try:
+        with store._engine.connect() as conn:  # type: ignore[attr-defined]
+            assert current_revision(conn) == HEAD
+        dv = store.get_dataset_version("old")
+        assert (dv.version, dv.num_rows, dv.created_at.utcoffset()) == (1, 3, timedelta(0))
+        assert store.add_model_version(_model("m")).version == 1
+        store.set_alias("m", "champion", 1)
+        assert store.get_aliases("m") == {"champion": 1}
+    finally:
+        store.close()
+
+
+def test_opening_an_older_sqlite_workspace_migrates_it(tmp_path: Path) -> None:
+    _opening_migrates(_sqlite(tmp_path))
+
+
+@pytest.mark.postgres
+def test_opening_an_older_postgres_schema_migrates_it(postgres_uri: str) -> None:
+    _opening_migrates(postgres_uri)
+
+
+def _no_drift(uri: str) -> None:
+    store = open_metadata(uri, Settings())
+    try:
+        with store._engine.connect() as conn:  # type: ignore[attr-defined]
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == []
+    finally:
+        store.close()
+
+
+def test_migrations_build_the_tables_the_code_uses_sqlite(tmp_path: Path) -> None:
+    _no_drift(_sqlite(tmp_path))
+
+
+@pytest.mark.postgres
+def test_migrations_build_the_tables_the_code_uses_postgres(postgres_uri: str) -> None:
+    _no_drift(postgres_uri)
+
+
+def test_sqlite_settings_and_parent_folder(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "loopml.db"
+    store = SqliteMetadataStore(f"sqlite:///{path}")
+    try:
+        assert path.exists()
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+    finally:
+        store.close()
+
+
+def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
+    uri = _sqlite(tmp_path)
+    errors: list[BaseException] = []
+
+    def open_close() -> None:
+        try:
+            open_metadata(uri, Settings()).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_close) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+
+
+def test_sqlite_in_an_impossible_place_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError) as info:
+        open_metadata(f"sqlite:///{tmp_path / 'file' / 'loopml.db'}", Settings())
+    assert info.value.hint
+
+
+def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
+    pytest.importorskip("psycopg")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"postgresql://me:s3cret@127.0.0.1:{port}/db?connect_timeout=3"
+    with pytest.raises(StoreError) as info:
+        open_metadata(uri, Settings())
+    text = str(info.value)
+    assert "s3cret" not in text
+    assert f"me:***@127.0.0.1:{port}" in text
+    assert "PostgreSQL is running" in text
+
+
+def test_values_that_are_not_json_are_invalid_input(tmp_path: Path) -> None:
+    store = open_metadata(_sqlite(tmp_path), Settings())
+    try:
+        with pytest.raises(InvalidInputError):
+            store.add_run(_run("m", params={"x": object()}))
+        with pytest.raises(InvalidInputError):
+            store.list_runs(limit=0)
+    finally:
+        store.close()
