@@ -5,6 +5,8 @@ strings, NaN as null) and hashed; the same content ingested again returns the ve
 already holds it and writes nothing. New content becomes version ``latest + 1``: the data is
 written first (``datasets/<name>/v=<n>/part-0.parquet``), then recorded, and a failed record
 removes the data again, so neither a record without data nor stray data is left behind.
+Concurrent ingests of one dataset take turns through a claim marker in the version folder
+(the lake has no exclusive create), so no folder is ever written by two of them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -35,8 +38,10 @@ if TYPE_CHECKING:
 DATASETS = "datasets"
 PART = "part-0.parquet"
 _CLAIM = "_claim-"
-_ATTEMPTS = 50  # tries when concurrent ingests keep taking the next version number
-_VERSION_DIR = re.compile(r"v=([0-9]+)")
+_OWNED, _BUSY, _ORPHANED = "owned", "busy", "orphaned"
+_STALE_AFTER = 60.0  # seconds a claimed, unrecorded version folder is waited for
+_MAX_ROUNDS = 100_000  # a bound on the claim loop (waits included: hours)
+_MAX_CONFLICTS = 20  # records refused as clashing before giving up
 _DIGITS = re.compile(r"[0-9]+")
 
 SourceLike: TypeAlias = str | os.PathLike[str] | Source | pa.Table | pd.DataFrame
@@ -68,20 +73,13 @@ def ingest(
 
     stats = compute_stats(table)
     schema = schema_of(table, stats)
-    for attempt in range(_ATTEMPTS):
-        version = _next_version(ws, name)
-        folder = f"{DATASETS}/{name}/v={version}"
-        claim = _claim(ws, folder)
-        if claim is None:
-            continue  # the folder was taken since we looked: try the next number
-        if claim == "":
-            time.sleep(random.uniform(0.0, 0.01 * min(attempt + 1, 10)))
-            continue  # contended by another ingest claiming it right now: back off, look again
-        dv = DatasetVersion(
+
+    def record(version: int) -> DatasetVersion:
+        return DatasetVersion(
             name=name,
             version=version,
             sha256=sha,
-            path=folder,
+            path=_folder(name, version),
             num_rows=table.num_rows,
             schema=schema,
             stats=stats,
@@ -89,19 +87,58 @@ def ingest(
             created_at=utcnow(),
             num_bytes=int(table.nbytes),
         )
+
+    return _store(ws, name, sha, table, record)
+
+
+def _store(
+    ws: Workspace,
+    name: str,
+    sha: str,
+    table: pa.Table,
+    record: Callable[[int], DatasetVersion],
+) -> IngestResult:
+    """Write and record ``table`` as version ``latest + 1``, safe against concurrent ingests.
+
+    The version folder is claimed first (see :func:`_claim`). An ingest that finds the next
+    folder claimed by another waits for it to be recorded, then returns that version when it
+    holds the same content, or moves on to the number after it: numbers stay consecutive and
+    no folder is ever written by two ingests. A claim left by a crashed ingest is skipped after
+    ``_STALE_AFTER`` seconds, data left without a claim or record at once.
+    """
+    skip_below = 0  # numbers below this are held by folders that will never be recorded
+    waiting_on, waited_since, pause = 0, 0.0, 0.005
+    conflicts = 0
+    for _ in range(_MAX_ROUNDS):
+        twin = ws.metadata.find_dataset_version(name, sha)
+        if twin is not None:
+            return IngestResult(twin, created=False)
+        version = max(ws.metadata.latest_dataset_version(name) + 1, skip_below)
+        folder = _folder(name, version)
+        claim, state = _claim(ws, folder)
+        if state == _ORPHANED:
+            skip_below = version + 1
+            continue
+        if state == _BUSY:
+            now = time.monotonic()
+            if version != waiting_on:
+                waiting_on, waited_since, pause = version, now, 0.005
+            elif now - waited_since > _STALE_AFTER:
+                skip_below = version + 1
+                continue
+            time.sleep(random.uniform(pause / 2, pause))
+            pause = min(pause * 2, 0.5)
+            continue
         try:
             ws.lake.write_table(f"{folder}/{PART}", table)
-            recorded = ws.metadata.add_dataset_version(dv)
+            recorded = ws.metadata.add_dataset_version(record(version))
         except ConflictError:
-            # recorded meanwhile: this content (return it) or this number (by a writer that
-            # did not claim the folder; then the folder is theirs and is left alone)
-            twin = ws.metadata.find_dataset_version(name, sha)
-            if _is_recorded(ws, name, version):
-                _discard(ws, claim)
-            else:
-                _discard(ws, folder)
-            if twin is not None:
-                return IngestResult(twin, created=False)
+            # recorded meanwhile by a writer that did not claim the folder: this content (the
+            # next round returns it) or this number (the folder is theirs and is left alone)
+            conflicts += 1
+            _discard(ws, claim if _is_recorded(ws, name, version) else folder)
+            if conflicts >= _MAX_CONFLICTS:
+                raise
             continue
         except BaseException:
             _discard(ws, folder)
@@ -109,10 +146,10 @@ def ingest(
         _discard(ws, claim)
         return IngestResult(recorded, created=True)
     raise ConflictError(
-        f"could not add a version of dataset {name!r}: concurrent ingests took every version "
-        f"number tried ({_ATTEMPTS} attempts)",
+        f"could not add a version of dataset {name!r}: other ingests kept every version "
+        f"number busy ({_MAX_ROUNDS} tries)",
         where={"dataset": name},
-        hint="Run the ingest again",
+        hint="Run the ingest again once the other ingests of this dataset have finished",
     )
 
 
@@ -184,24 +221,17 @@ def content_sha256(table: pa.Table) -> str:
     return sink.hash.hexdigest()
 
 
-def _next_version(ws: Workspace, name: str) -> int:
-    """One past the highest version recorded or present in the lake: a folder without a record
-    belongs to an ingest in progress (or one that crashed), and is never overwritten."""
-    highest = ws.metadata.latest_dataset_version(name)
-    for rel in ws.lake.list(f"{DATASETS}/{name}"):
-        parts = rel.split("/")
-        if len(parts) >= 3 and (m := _VERSION_DIR.fullmatch(parts[2])):
-            highest = max(highest, int(m.group(1)))
-    return highest + 1
+def _folder(name: str, version: int) -> str:
+    return f"{DATASETS}/{name}/v={version}"
 
 
-def _claim(ws: Workspace, folder: str) -> str | None:
-    """Claim an empty version folder for this ingest, so two ingests never write the same one.
+def _claim(ws: Workspace, folder: str) -> tuple[str, str]:
+    """Try to claim an empty version folder, so that two ingests never write the same one.
 
-    Writes a marker (``_claim-<id>``, ignored by readers) and lists the folder: the claim
-    holds only when the marker is alone there. Returns the marker's path when it holds,
-    ``None`` when the folder holds data (taken) and ``""`` when another ingest is claiming it
-    at the same moment (both back off and look again).
+    Writes a marker (``_claim-<id>``, which readers ignore) and lists the folder; the claim
+    holds when the marker is alone there. Returns the marker's path and the outcome: ``_OWNED``,
+    ``_BUSY`` (another ingest's marker is there: it is writing, or claiming at this very moment)
+    or ``_ORPHANED`` (data without a marker: an ingest that will never record it).
     """
     claim = f"{folder}/{_CLAIM}{new_id()}"
     ws.lake.write_bytes(claim, b"")
@@ -211,10 +241,10 @@ def _claim(ws: Workspace, folder: str) -> str | None:
         _discard(ws, claim)
         raise
     if not others:
-        return claim
+        return claim, _OWNED
     _discard(ws, claim)
-    claimed = all(p.rsplit("/", 1)[-1].startswith(_CLAIM) for p in others)
-    return "" if claimed else None
+    busy = any(p.rsplit("/", 1)[-1].startswith(_CLAIM) for p in others)
+    return claim, _BUSY if busy else _ORPHANED
 
 
 def _is_recorded(ws: Workspace, name: str, version: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -163,3 +164,31 @@ def test_values_that_are_not_json_are_invalid_input(tmp_path: Path) -> None:
             store.list_runs(limit=0)
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_missing_postgres_schema_is_created(postgres_server: str) -> None:
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        store = open_metadata(f"{postgres_server}?options=-csearch_path%3D{schema}", Settings())
+        try:
+            assert store.add_model_version(_model("m")).version == 1
+        finally:
+            store.close()
+        with psycopg.connect(postgres_server) as conn:
+            tables = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            ).fetchall()
+        assert {t for (t,) in tables} == {
+            "alembic_version",
+            "aliases",
+            "datasets",
+            "model_versions",
+            "runs",
+        }
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
