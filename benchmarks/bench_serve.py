@@ -7,7 +7,8 @@ its whole job: validation against the signature, micro-batching in a worker thre
 prediction ids, metrics, the prediction log and hot-reload polling.
 
 Each server runs in its own process on 127.0.0.1 (a free port); the clients are a few
-concurrent httpx connections sending single-row requests, bounded in count and time.
+httpx clients, each in its own process with one keep-alive connection, sending single-row
+requests one after another, bounded in count and time.
 
     python benchmarks/bench_serve.py [--requests 1500] [--clients 1,4,16] [--trees 100]
 """
@@ -15,7 +16,7 @@ concurrent httpx connections sending single-row requests, bounded in count and t
 from __future__ import annotations
 
 import argparse
-import asyncio
+import multiprocessing as mp
 import os
 import socket
 import subprocess
@@ -56,8 +57,9 @@ def build_workspace(path: str, trees: int) -> list[bytes]:
         x, kinds, target="target", task="classification", classes=list(est.classes_)
     )
     with init(path) as ws:
-        mv = register_model(ws, MODEL, ModelBundle(ct, est, sig, "sklearn"), run_id="bench",
-                            metrics={})
+        mv = register_model(
+            ws, MODEL, ModelBundle(ct, est, sig, "sklearn"), run_id="bench", metrics={}
+        )
         set_alias(ws, MODEL, "champion", mv.version)
     rows = x.head(200).to_dict("records")
     return [orjson.dumps({"instances": [r]}) for r in rows]
@@ -84,16 +86,20 @@ def floor_app(workspace: str) -> Any:
         row = orjson.loads(await request.body())["instances"][0]
         frame = pd.DataFrame([[row[n] for n in names]], columns=names)
         proba = estimator.predict_proba(features.transform(frame))[0].tolist()
-        return Response(orjson.dumps({"probabilities": dict(zip(classes, proba, strict=True))}),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps({"probabilities": dict(zip(classes, proba, strict=True))}),
+            media_type="application/json",
+        )
 
     async def ready(request: Request) -> Response:
         return Response(b"{}", media_type="application/json")
 
-    return Starlette(routes=[
-        Route(f"/v1/models/{MODEL}:predict", predict, methods=["POST"]),
-        Route("/v2/health/ready", ready),
-    ])
+    return Starlette(
+        routes=[
+            Route(f"/v1/models/{MODEL}:predict", predict, methods=["POST"]),
+            Route("/v2/health/ready", ready),
+        ]
+    )
 
 
 def serve(kind: str, workspace: str, max_wait_ms: float) -> None:
@@ -121,36 +127,51 @@ def serve(kind: str, workspace: str, max_wait_ms: float) -> None:
         ws.close()
 
 
-# -- the client ------------------------------------------------------------------------------
+# -- the clients ----------------------------------------------------------------------------
 
 
-async def _load(url: str, bodies: list[bytes], clients: int, total: int, seconds: float
-                ) -> tuple[list[float], float, int]:
+def _client(url: str, bodies: list[bytes], n: int, seconds: float, go: Any, out: Any) -> None:
+    """One client process: a keep-alive httpx.Client sending ``n`` requests in sequence."""
     latencies: list[float] = []
     errors = 0
-    sent = 0
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"content-type": "application/json"}
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+    with httpx.Client(timeout=30.0) as client:
+        client.get(url.split("/v1/")[0] + "/v2/health/ready")  # open the connection
+        go.wait()
+        deadline = time.perf_counter() + seconds
+        for i in range(n):
+            if time.perf_counter() > deadline:
+                break
+            t0 = time.perf_counter()
+            r = client.post(url, content=bodies[i % len(bodies)], headers=headers)
+            latencies.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+    out.put((latencies, errors))
 
-        async def worker(offset: int) -> None:
-            nonlocal sent, errors
-            i = offset
-            while sent < total and time.perf_counter() < deadline:
-                sent += 1
-                body = bodies[i % len(bodies)]
-                i += clients
-                t0 = time.perf_counter()
-                r = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    errors += 1
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(clients)))
-        elapsed = time.perf_counter() - start
-    return latencies, elapsed, errors
+def _load(
+    url: str, bodies: list[bytes], clients: int, total: int, seconds: float
+) -> tuple[list[float], float, int]:
+    """``clients`` processes (so client work does not share a GIL), ``total`` requests."""
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    go = ctx.Event()
+    per = max(1, total // clients)
+    procs = [
+        ctx.Process(target=_client, args=(url, bodies[k:] + bodies[:k], per, seconds, go, out))
+        for k in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(0.5 + 0.1 * clients)  # let every client connect before the clock starts
+    start = time.perf_counter()
+    go.set()
+    results = [out.get(timeout=seconds + 60) for _ in procs]
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        p.join(10)
+    latencies = [x for lat, _ in results for x in lat]
+    return latencies, elapsed, sum(e for _, e in results)
 
 
 def _batches(url: str) -> tuple[float, float]:
@@ -167,12 +188,13 @@ def _batches(url: str) -> tuple[float, float]:
     return calls, rows
 
 
-def measure(url: str, bodies: list[bytes], clients: int, total: int, seconds: float
-            ) -> dict[str, float]:
+def measure(
+    url: str, bodies: list[bytes], clients: int, total: int, seconds: float
+) -> dict[str, float]:
     endpoint = f"{url}/v1/models/{MODEL}:predict"
-    asyncio.run(_load(endpoint, bodies, clients, min(100, total), seconds))  # warm up
+    _load(endpoint, bodies, clients, min(100, total), seconds)  # warm up
     calls0, rows0 = _batches(url)
-    lat, elapsed, errors = asyncio.run(_load(endpoint, bodies, clients, total, seconds))
+    lat, elapsed, errors = _load(endpoint, bodies, clients, total, seconds)
     calls1, rows1 = _batches(url)
     arr = np.array(lat) * 1000.0
     return {
@@ -188,8 +210,16 @@ def measure(url: str, bodies: list[bytes], clients: int, total: int, seconds: fl
 def start_child(kind: str, workspace: str, max_wait_ms: float) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--workspace", workspace,
-         "--max-wait-ms", str(max_wait_ms)],
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            kind,
+            "--workspace",
+            workspace,
+            "--max-wait-ms",
+            str(max_wait_ms),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -225,8 +255,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", choices=["floor", "loopml"], help=argparse.SUPPRESS)
     parser.add_argument("--workspace", help=argparse.SUPPRESS)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0,
-                        help="loopml's batching window (default 2)")
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=2.0, help="loopml's batching window (default 2)"
+    )
     parser.add_argument("--requests", type=int, default=1500, help="per measurement")
     parser.add_argument("--seconds", type=float, default=20.0, help="time cap per measurement")
     parser.add_argument("--clients", default="1,4,16", help="concurrent connections, e.g. 1,8")
@@ -247,19 +278,25 @@ def main() -> None:
                     results[(kind, c)] = measure(url, bodies, c, args.requests, args.seconds)
             finally:
                 stop_child(proc)
-    print(f"\nbench_serve: random forest of {args.trees} trees, 30 numeric features, single-row "
-          f"requests; {os.cpu_count()} CPUs; server and clients on 127.0.0.1")
-    header = f"{'server':<8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} " \
-             f"{'p99 ms':>8} {'errors':>6} {'rows/call':>9} {'vs floor':>8}"
+    print(
+        f"\nbench_serve: random forest of {args.trees} trees, 30 numeric features, single-row "
+        f"requests; {os.cpu_count()} CPUs; server and clients on 127.0.0.1"
+    )
+    header = (
+        f"{'server':<8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'errors':>6} {'rows/call':>9} {'vs floor':>8}"
+    )
     print(header)
     print("-" * len(header))
     for c in clients:
         for kind in ("floor", "loopml"):
             r = results[(kind, c)]
             floor = results[("floor", c)]["rps"]
-            print(f"{kind:<8} {c:>7} {int(r['requests']):>8} {r['rps']:>8.0f} "
-                  f"{r['p50']:>8.2f} {r['p99']:>8.2f} {int(r['errors']):>6} "
-                  f"{r['batch']:>9.1f} {r['rps'] / floor:>7.2f}x")
+            print(
+                f"{kind:<8} {c:>7} {int(r['requests']):>8} {r['rps']:>8.0f} "
+                f"{r['p50']:>8.2f} {r['p99']:>8.2f} {int(r['errors']):>6} "
+                f"{r['batch']:>9.1f} {r['rps'] / floor:>7.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -96,7 +96,9 @@ def test_a_failing_record_removes_the_written_data(root: Path) -> None:
     # a real database failure on insert only (reads keep working): the trigger's body names a
     # table that does not exist
     db = sqlite3.connect(root / "loopml.db")
-    db.execute("CREATE TRIGGER fail BEFORE INSERT ON datasets BEGIN INSERT INTO nowhere VALUES (1); END")
+    db.execute(
+        "CREATE TRIGGER fail BEFORE INSERT ON datasets BEGIN INSERT INTO nowhere VALUES (1); END"
+    )
     db.commit()
     db.close()
     with open_workspace(root) as ws:
@@ -111,5 +113,6 @@ def test_a_failing_record_removes_the_written_data(root: Path) -> None:
     db.close()
     with open_workspace(root) as ws:
         res = ingest(ws, pd.DataFrame({"x": [1, 2]}), "doomed")
-        assert res.created and res.dataset.version == 1
+        assert res.created
+        assert res.dataset.version == 1
         assert ws.lake.list() == ["datasets/doomed/v=1/part-0.parquet"]

@@ -103,6 +103,14 @@ class FileSource(Source):
             hint="Give a file with at least one data row",
         )
 
+    def _unreadable(self, exc: BaseException) -> InvalidInputError:
+        return InvalidInputError(
+            f"cannot read {self.uri}: {type(exc).__name__}: {exc}",
+            where=self._where(),
+            hint="Check that the file is complete (a compressed file must match its "
+            "extension) and that you may read it",
+        )
+
     def _check_file(self) -> None:
         if self.is_local:
             path = Path(self.uri)
@@ -132,6 +140,13 @@ class FileSource(Source):
                 f"file not found: {self.uri}",
                 where=self._where(),
                 hint="Check the path or URI and your access to it",
+            ) from exc
+        except ImportError as exc:
+            raise InvalidInputError(
+                f"cannot open {self.uri}: {exc}",
+                where=self._where(),
+                hint="Install the filesystem package for this URI scheme, e.g. "
+                "pip install 'loopml[s3]' for s3://",
             ) from exc
         except (OSError, ValueError) as exc:
             raise InvalidInputError(
@@ -203,8 +218,10 @@ class CsvSource(FileSource):
                     parse_options=parse_options,
                     convert_options=convert_options,
                 )
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except (pa.ArrowException, UnicodeDecodeError, OSError) as exc:
             message = str(exc)
+            if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+                raise self._unreadable(exc) from exc
             if "Empty CSV file" in message:
                 raise self._no_rows(" (the file holds no header and no data)") from exc
             if invalid or "Expected" in message:
@@ -325,7 +342,9 @@ class JsonLinesSource(FileSource):
         try:
             with self._open() as fh:
                 return pajson.read_json(fh)
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowException, OSError) as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+                raise self._unreadable(exc) from exc
             message = str(exc)
             if "Empty JSON file" in message:
                 raise self._no_rows(" (the file holds no JSON object)") from exc

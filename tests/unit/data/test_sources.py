@@ -57,7 +57,12 @@ def test_source_for_chooses_by_extension(tmp_path: Path, name: str, cls: type[So
 
 @pytest.mark.parametrize(
     ("fmt", "cls"),
-    [("csv", CsvSource), ("PARQUET", ParquetSource), ("jsonl", JsonLinesSource), (".pq", ParquetSource)],
+    [
+        ("csv", CsvSource),
+        ("PARQUET", ParquetSource),
+        ("jsonl", JsonLinesSource),
+        (".pq", ParquetSource),
+    ],
 )
 def test_source_for_format_wins_over_extension(tmp_path: Path, fmt: str, cls: type) -> None:
     assert type(source_for(tmp_path / "data.txt", format=fmt)) is cls
@@ -348,3 +353,36 @@ def test_every_error_is_a_loopml_error_with_a_hint(tmp_path: Path) -> None:
             source_for(path).read()
         assert info.value.hint, path
         assert info.value.where["file"] == str(path)
+
+
+@pytest.mark.parametrize("name", ["bad.csv.gz", "bad.jsonl.gz"])
+def test_a_file_that_does_not_match_its_compression(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path / name, "not gzip at all")
+    with pytest.raises(InvalidInputError, match="Not a gzipped file") as info:
+        source_for(path).read()
+    assert info.value.where == {"file": str(path)}
+
+
+def test_an_unknown_uri_scheme() -> None:
+    with pytest.raises(InvalidInputError, match="Protocol not known") as info:
+        source_for("nosuch://bucket/a.csv").read()
+    assert info.value.where == {"file": "nosuch://bucket/a.csv"}
+
+
+def test_fsspec_uris_read_and_report_lines_like_local_files() -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/loopml-test/good.csv", b"a,b\n1,x\n2,y\n")
+    fs.pipe("/loopml-test/bad.jsonl", b'{"a": 1}\n{"a": }\n')
+    try:
+        good = source_for("memory://loopml-test/good.csv")
+        assert good.describe() == "memory://loopml-test/good.csv"
+        assert good.read().to_pydict() == {"a": [1, 2], "b": ["x", "y"]}
+        with pytest.raises(InvalidInputError) as info:
+            source_for("memory://loopml-test/bad.jsonl").read()
+        assert info.value.where == {"file": "memory://loopml-test/bad.jsonl", "line": 2}
+        with pytest.raises(NotFoundError):
+            source_for("memory://loopml-test/missing.parquet").read()
+    finally:
+        fs.rm("/loopml-test", recursive=True)
