@@ -50,6 +50,9 @@ class ModelBundle:
         if flavor not in FLAVORS:
             raise ValueError(f"unknown flavor {flavor!r}")
         self.features = features
+        if flavor == "lightgbm" and hasattr(estimator, "booster_"):
+            # predict with the Booster in memory too, exactly as after a reload
+            estimator = estimator.booster_
         self.estimator = estimator
         self.signature = signature
         self.flavor = flavor
@@ -95,8 +98,7 @@ class ModelBundle:
             _add(zf, "manifest.json", orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS))
             _add(zf, "features.skops", sio.dumps(self.features))
             if self.flavor == "lightgbm":
-                booster = getattr(self.estimator, "booster_", self.estimator)
-                _add(zf, "model.lgb.txt", booster.model_to_string().encode())
+                _add(zf, "model.lgb.txt", self.estimator.model_to_string().encode())
             else:
                 _add(zf, "model.skops", sio.dumps(self.estimator))
         return buf.getvalue()

@@ -6,8 +6,9 @@ worker thread (the event loop never blocks on a model) and gives every request i
 
 Batches form by themselves under load: while one batch is being predicted, new requests
 queue up and go together in the next call. On an idle server a lone request is predicted at
-once; only when the queue shows concurrent traffic does the worker wait up to ``max_wait_ms``
-(counted from the first request's arrival) for more rows to fill the batch.
+once; only when there is concurrent traffic (several requests waiting, or several in the last
+batch) does the worker wait up to ``max_wait_ms``, counted from the first request's arrival,
+for more rows to fill the batch.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._last_requests = 0
 
     async def submit(self, frame: pd.DataFrame) -> Prediction:
         """Predict ``frame`` (already validated), batched with whatever else is waiting."""
@@ -107,9 +109,11 @@ class MicroBatcher:
                 await wakeup.wait()
             batch: list[_Item] = []
             rows = self._take(batch, 0)
-            # More than one request waiting means concurrent traffic: give stragglers until
-            # the first request's deadline to join. A lone request goes at once.
-            if len(batch) > 1 and rows < self.max_batch and self.max_wait > 0:
+            # Concurrent traffic (several requests waiting now, or in the last batch): give
+            # stragglers until the first request's deadline to join. On an idle server a lone
+            # request goes at once.
+            concurrent = len(batch) > 1 or self._last_requests > 1
+            if concurrent and rows < self.max_batch and self.max_wait > 0:
                 deadline = batch[0].arrived + self.max_wait
                 while rows < self.max_batch and not self._pending_too_big(rows):
                     remaining = deadline - loop.time()
@@ -122,6 +126,7 @@ class MicroBatcher:
                         rows = self._take(batch, rows)
                         break
                     rows = self._take(batch, rows)
+            self._last_requests = len(batch)
             await self._run_batch(loop, batch, rows)
 
     def _pending_too_big(self, rows: int) -> bool:
