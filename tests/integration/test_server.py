@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+
 import httpx
 import pandas as pd
 import pytest
@@ -30,8 +31,7 @@ def cancer(ws: Workspace, seed: int = 0) -> tuple[int, pd.DataFrame]:
     sig = Signature.from_frame(
         x, kinds, target="target", task="classification", classes=list(est.classes_)
     )
-    mv = register_model(ws, "cancer", ModelBundle(ct, est, sig, "sklearn"), run_id="r",
-                        metrics={})
+    mv = register_model(ws, "cancer", ModelBundle(ct, est, sig, "sklearn"), run_id="r", metrics={})
     set_alias(ws, "cancer", "champion", mv.version)
     return mv.version, x
 
@@ -47,11 +47,20 @@ def test_server_end_to_end(workspace: Workspace) -> None:
             assert resp.status_code == 200
             expected = load_model(workspace, "cancer").predict(x.iloc[:5]).labels.tolist()
             assert [p["prediction"] for p in resp.json()["predictions"]] == expected
-            infer = client.post("/v2/models/cancer/infer", json={
-                "id": "1",
-                "inputs": [{"name": "x", "shape": [5, 30], "datatype": "FP64",
-                            "data": x.iloc[:5].to_numpy().tolist()}],
-            })
+            infer = client.post(
+                "/v2/models/cancer/infer",
+                json={
+                    "id": "1",
+                    "inputs": [
+                        {
+                            "name": "x",
+                            "shape": [5, 30],
+                            "datatype": "FP64",
+                            "data": x.iloc[:5].to_numpy().tolist(),
+                        }
+                    ],
+                },
+            )
             assert infer.status_code == 200 and infer.json()["id"] == "1"
             assert infer.json()["outputs"][0]["data"] == expected
             bad = client.post("/v1/models/cancer:predict", content=b"{oops")
@@ -113,8 +122,9 @@ def test_hot_reload_under_load_has_no_failed_request(workspace: Workspace) -> No
             for i in range(400):  # bounded
                 if stop.is_set():
                     break
-                r = client.post("/v1/models/cancer:predict",
-                                json={"instances": [rows[(i + k) % len(rows)]]})
+                r = client.post(
+                    "/v1/models/cancer:predict", json={"instances": [rows[(i + k) % len(rows)]]}
+                )
                 version = r.json().get("version") if r.status_code == 200 else None
                 seen.append((r.status_code, version))
         per_client[k] = seen

@@ -48,11 +48,46 @@ def _version() -> str:
         return "0"
 
 
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
 class InvalidJSONError(InvalidInputError):
     """The request body is not JSON at all."""
 
     code = "invalid_json"
     http_status = 400
+
+
+class BodyTooLargeError(InvalidInputError):
+    """The request body is larger than the server accepts."""
+
+    code = "body_too_large"
+    http_status = 413
+
+
+def _too_large(size: int | str) -> BodyTooLargeError:
+    return BodyTooLargeError(
+        f"the request body has {size} bytes, more than the {MAX_BODY_BYTES} this server accepts",
+        where={"field": "body"},
+        hint="Split the instances over several requests",
+    )
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, refusing more than MAX_BODY_BYTES before reading it all into memory."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise _too_large(length)
+        return await request.body()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large(f"more than {size}")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def new_prediction_ids(n: int) -> list[str]:
@@ -142,6 +177,7 @@ class ModelServer:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         self.stopping = False
+        self.startup_error = None
         executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="loopml-predict")
         try:
             refs = await loop.run_in_executor(None, resolve_models, self.ws, self.models_arg)
@@ -223,7 +259,7 @@ class ModelServer:
     async def v1_predict(self, request: Request) -> Response:
         t0 = perf_counter()
         name = request.path_params["name"]
-        body = await request.body()
+        body = await read_body(request)
         # Pick the runtime after the last await before submitting: a hot swap between the
         # two would otherwise hand the rows to a batcher that is closing.
         runtime = self._runtime(name, "v1_predict", t0)
@@ -322,7 +358,7 @@ class ModelServer:
     async def v2_infer(self, request: Request) -> Response:
         t0 = perf_counter()
         name = request.path_params["name"]
-        body = await request.body()
+        body = await read_body(request)
         runtime = self._runtime(name, "v2_infer", t0)
         try:
             self._check_version(name, runtime, request.path_params.get("version"))

@@ -76,7 +76,7 @@ class MicroBatcher:
         if self._closing:
             # a request that picked this model just before a hot swap: predict on its own
             return await loop.run_in_executor(self._executor, self._predict, frame)
-        if self._task is None:
+        if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run(), name="loopml-batcher")
         future: asyncio.Future[Prediction] = loop.create_future()
@@ -127,7 +127,12 @@ class MicroBatcher:
                         break
                     rows = self._take(batch, rows)
             self._last_requests = len(batch)
-            await self._run_batch(loop, batch, rows)
+            try:
+                await self._run_batch(loop, batch, rows)
+            except Exception as exc:  # a bug here must not leave requests waiting forever
+                log.exception("micro-batch failed")
+                for item in batch:
+                    _fail(item, exc)
 
     def _pending_too_big(self, rows: int) -> bool:
         return bool(self._pending) and rows + len(self._pending[0].frame) > self.max_batch

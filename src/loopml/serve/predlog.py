@@ -72,7 +72,7 @@ class PredictionLogger:
         *,
         flush_rows: int = 1000,
         flush_seconds: float = 1.0,
-        max_buffer_rows: int = 200_000,
+        max_buffer_rows: int = 50_000,
         metrics: Metrics | None = None,
     ) -> None:
         if flush_rows < 1 or flush_seconds <= 0 or max_buffer_rows < flush_rows:

@@ -89,11 +89,11 @@ def register(ws: Workspace, name: str, bundle: ModelBundle, alias: str | None = 
 
 
 def records(x: pd.DataFrame, n: int, start: int = 0) -> list[dict[str, Any]]:
-    out = x.iloc[start : start + n].to_dict("records")
-    for rec in out:  # JSON has null, not NaN
-        for k, v in rec.items():
-            if isinstance(v, float) and np.isnan(v):
-                rec[k] = None
+    out: list[dict[str, Any]] = []
+    for rec in x.iloc[start : start + n].to_dict("records"):  # JSON has null, not NaN
+        out.append(
+            {str(k): None if isinstance(v, float) and np.isnan(v) else v for k, v in rec.items()}
+        )
     return out
 
 
@@ -467,3 +467,46 @@ def test_no_models_is_ready_and_404(workspace: Workspace, tmp_path: Path) -> Non
         body = assert_error(client.get("/v2/models/cancer"), 404, "not_found")
         assert "none" in body["hint"]
         assert body["error"]  # V2 error object
+
+
+def test_body_too_large(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import loopml.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_BODY_BYTES", 100)
+    rows = records(served["cancer_x"], 3)
+    body = assert_error(
+        predict(served["client"], "cancer", {"instances": rows}), 413, "body_too_large"
+    )
+    assert body["where"] == {"field": "body"}
+
+
+def test_model_failure_is_json_500_without_traceback(workspace: Workspace) -> None:
+    bundle, x = cancer_bundle()
+    # A real, loadable model that cannot predict: the forest saw 5 columns, the pipeline
+    # gives it 30.
+    broken = RandomForestClassifier(n_estimators=3, random_state=0).fit(
+        bundle.features.transform(x)[:, :5], load_breast_cancer().target
+    )
+    register(workspace, "broken", ModelBundle(bundle.features, broken, bundle.signature, "sklearn"))
+    app = create_app(workspace, reload_interval=0, log_predictions=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        resp = predict(client, "broken", {"instances": records(x, 2)})
+        body = assert_error(resp, 500, "internal_error")
+        assert body["where"] == {"path": "/v1/models/broken:predict"}
+        text = client.get("/metrics").text
+        assert 'model="broken",version="1",endpoint="v1_predict",status="500"} 1' in text
+
+
+def test_run_server_fails_fast(workspace: Workspace) -> None:
+    import socket
+
+    from loopml.serve import run_server
+
+    with pytest.raises(NotFoundError, match="no model named"):
+        run_server(workspace, models={"a": "nope@champion"})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"cannot listen on 127.0.0.1:{port}"):
+            run_server(workspace, port=port)

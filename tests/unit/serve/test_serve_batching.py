@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -45,7 +46,7 @@ def run(coro: object) -> object:
 
 
 @pytest.fixture
-def executor() -> object:
+def executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(2, thread_name_prefix="test-predict") as pool:
         yield pool
 
@@ -55,8 +56,13 @@ def test_concurrent_requests_share_a_call_and_get_their_rows(executor: ThreadPoo
     batches: list[tuple[int, int]] = []
 
     async def main() -> list[Prediction]:
-        b = MicroBatcher(model, executor, max_batch=64, max_wait_ms=5,
-                         on_batch=lambda r, n: batches.append((r, n)))
+        b = MicroBatcher(
+            model,
+            executor,
+            max_batch=64,
+            max_wait_ms=5,
+            on_batch=lambda r, n: batches.append((r, n)),
+        )
         reqs = [frame(i, i + 0.5) if i % 3 == 0 else frame(i) for i in range(30)]
         out = await asyncio.gather(*(b.submit(f) for f in reqs))
         await b.aclose()
@@ -80,8 +86,9 @@ def test_max_batch_is_respected(executor: ThreadPoolExecutor) -> None:
 
     async def main() -> None:
         b = MicroBatcher(model, executor, max_batch=4, max_wait_ms=5)
-        results = await asyncio.gather(*(b.submit(frame(i)) for i in range(20)),
-                                       b.submit(frame(*range(10))))
+        results = await asyncio.gather(
+            *(b.submit(frame(i)) for i in range(20)), b.submit(frame(*range(10)))
+        )
         assert results[-1].labels.tolist() == [2.0 * v for v in range(10)]
         await b.aclose()
 
@@ -114,8 +121,7 @@ def test_a_failing_request_does_not_fail_its_batch(executor: ThreadPoolExecutor)
 
     async def main() -> list[object]:
         b = MicroBatcher(model, executor, max_batch=64, max_wait_ms=5)
-        out = await asyncio.gather(*(b.submit(frame(i)) for i in range(20)),
-                                   return_exceptions=True)
+        out = await asyncio.gather(*(b.submit(frame(i)) for i in range(20)), return_exceptions=True)
         await b.aclose()
         return list(out)
 

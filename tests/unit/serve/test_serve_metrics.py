@@ -46,8 +46,10 @@ def test_render_has_help_and_type_for_every_metric_and_is_thread_safe() -> None:
         t.join()
     text = m.render()
     samples = parse_exposition(text)
-    assert samples['loopml_requests_total{model="a",version="1",endpoint="v1_predict",'
-                   'status="200"}'] == 8000
+    assert (
+        samples['loopml_requests_total{model="a",version="1",endpoint="v1_predict",status="200"}']
+        == 8000
+    )
     assert samples['loopml_batch_size_count{model="a"}'] == 8000
     assert samples['loopml_batch_size_bucket{model="a",le="2"}'] == 0
     assert samples['loopml_batch_size_bucket{model="a",le="4"}'] == 8000

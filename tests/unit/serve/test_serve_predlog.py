@@ -69,10 +69,22 @@ def test_log_flush_and_read_back(workspace: Workspace) -> None:
 
 def test_regression_rows_and_versions_with_other_features(workspace: Workspace) -> None:
     logger = PredictionLogger(workspace.lake, flush_seconds=60)
-    logger.log("r", 1, pd.DataFrame({"x": [1.0, 2.0]}),
-               Prediction(np.array([3.5, 4.25]), None, None), ["a", "b"], 2.0)
-    logger.log("r", 2, pd.DataFrame({"x": [5.0], "c": np.array(["k"], dtype=object)}),
-               Prediction(np.array([1e-3]), None, None), ["c"], 2.0)
+    logger.log(
+        "r",
+        1,
+        pd.DataFrame({"x": [1.0, 2.0]}),
+        Prediction(np.array([3.5, 4.25]), None, None),
+        ["a", "b"],
+        2.0,
+    )
+    logger.log(
+        "r",
+        2,
+        pd.DataFrame({"x": [5.0], "c": np.array(["k"], dtype=object)}),
+        Prediction(np.array([1e-3]), None, None),
+        ["c"],
+        2.0,
+    )
     logger.close()
     log = read_prediction_log(workspace.lake, "r")
     assert log["prediction"].tolist() == ["3.5", "4.25", "0.001"]
@@ -158,8 +170,9 @@ def test_read_window_and_errors(workspace: Workspace) -> None:
     assert read_prediction_log(workspace.lake, "w", until=now - timedelta(hours=1)).empty
     naive = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=1)
     assert len(read_prediction_log(workspace.lake, "w", since=naive)) == 2
-    assert read_prediction_log(workspace.lake, "w", since=now - timedelta(days=3),
-                               until=now - timedelta(days=2)).empty
+    assert read_prediction_log(
+        workspace.lake, "w", since=now - timedelta(days=3), until=now - timedelta(days=2)
+    ).empty
     with pytest.raises(InvalidInputError, match="before since"):
         read_prediction_log(workspace.lake, "w", since=now, until=now - timedelta(1))
     with pytest.raises(InvalidInputError):

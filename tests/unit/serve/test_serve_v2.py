@@ -23,8 +23,15 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 
-def _register(ws: Any, name: str, df: pd.DataFrame, target: str, est: Any, task: str,
-              exclude: list[str] | None = None) -> pd.DataFrame:
+def _register(
+    ws: Any,
+    name: str,
+    df: pd.DataFrame,
+    target: str,
+    est: Any,
+    task: str,
+    exclude: list[str] | None = None,
+) -> pd.DataFrame:
     spec = FeatureSpec.from_config({"exclude": exclude or []})
     kinds = spec.resolve(df, target)
     x = prepare_frame(df, kinds)
@@ -41,18 +48,29 @@ def _register(ws: Any, name: str, df: pd.DataFrame, target: str, est: Any, task:
 def v2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ws = init(tmp_path_factory.mktemp("v2") / "ws")
     cancer = load_breast_cancer(as_frame=True).frame
-    cancer_x = _register(ws, "cancer", cancer, "target",
-                         RandomForestClassifier(n_estimators=20, random_state=0),
-                         "classification")
+    cancer_x = _register(
+        ws,
+        "cancer",
+        cancer,
+        "target",
+        RandomForestClassifier(n_estimators=20, random_state=0),
+        "classification",
+    )
     rng = np.random.default_rng(1)
     n = 200
     color = rng.choice(["red", "green", "blue"], n)
     size = rng.normal(10, 2, n)
-    pets = pd.DataFrame({"color": color, "size": size,
-                         "label": np.where(color == "red", "yes", "no"),
-                         "price": size * 2 + (color == "blue")})
-    pets_x = _register(ws, "pets", pets, "label", LogisticRegression(), "classification",
-                       exclude=["price"])
+    pets = pd.DataFrame(
+        {
+            "color": color,
+            "size": size,
+            "label": np.where(color == "red", "yes", "no"),
+            "price": size * 2 + (color == "blue"),
+        }
+    )
+    pets_x = _register(
+        ws, "pets", pets, "label", LogisticRegression(), "classification", exclude=["price"]
+    )
     _register(ws, "prices", pets, "price", Ridge(), "regression", exclude=["label"])
     app = create_app(ws, reload_interval=0, log_predictions=False)
     with TestClient(app) as client:
@@ -65,12 +83,14 @@ def tensors(x: pd.DataFrame, nested: bool = False) -> list[dict[str, Any]]:
     for col in x.columns:
         values = x[col].tolist()
         numeric = x[col].dtype.kind == "f"
-        out.append({
-            "name": col,
-            "shape": [len(x), 1] if nested else [len(x)],
-            "datatype": "FP64" if numeric else "BYTES",
-            "data": [[v] for v in values] if nested else values,
-        })
+        out.append(
+            {
+                "name": col,
+                "shape": [len(x), 1] if nested else [len(x)],
+                "datatype": "FP64" if numeric else "BYTES",
+                "data": [[v] for v in values] if nested else values,
+            }
+        )
     return out
 
 
@@ -109,8 +129,7 @@ def test_model_metadata(v2: dict[str, Any]) -> None:
     ]
     outs = {o["name"]: o for o in meta["outputs"]}
     assert outs["label"]["datatype"] == "BYTES"
-    assert outs["probabilities"] == {"name": "probabilities", "datatype": "FP64",
-                                     "shape": [-1, 2]}
+    assert outs["probabilities"] == {"name": "probabilities", "datatype": "FP64", "shape": [-1, 2]}
     assert outs["prediction_id"]["datatype"] == "BYTES"
     assert client.get("/v2/models/pets/versions/1").json() == meta
     assert client.get("/v2/models/cancer").json()["outputs"][0]["datatype"] == "INT64"
@@ -140,20 +159,26 @@ def test_infer_named_tensors_matches_load_model(v2: dict[str, Any]) -> None:
     expected = load_model(v2["ws"], "cancer").predict(x)
     assert expected.probabilities is not None
     for nested in (False, True):
-        resp = infer(v2["client"], "cancer",
-                     {"id": "req-7", "parameters": {"a": 1}, "inputs": tensors(x, nested)})
+        resp = infer(
+            v2["client"],
+            "cancer",
+            {"id": "req-7", "parameters": {"a": 1}, "inputs": tensors(x, nested)},
+        )
         body = resp.json()
         assert body["model_name"] == "cancer"
         assert body["model_version"] == "1"
         assert body["id"] == "req-7"
         out = outputs(resp)
-        assert out["label"] == {"name": "label", "shape": [7], "datatype": "INT64",
-                                "data": expected.labels.tolist()}
+        assert out["label"] == {
+            "name": "label",
+            "shape": [7],
+            "datatype": "INT64",
+            "data": expected.labels.tolist(),
+        }
         proba = out["probabilities"]
         assert proba["shape"] == [7, 2]
         assert proba["datatype"] == "FP64"
-        np.testing.assert_allclose(np.array(proba["data"]).reshape(7, 2),
-                                   expected.probabilities)
+        np.testing.assert_allclose(np.array(proba["data"]).reshape(7, 2), expected.probabilities)
         assert out["prediction_id"]["shape"] == [7]
         assert len(set(out["prediction_id"]["data"])) == 7
 
@@ -163,10 +188,10 @@ def test_infer_matrix_flat_and_nested(v2: dict[str, Any]) -> None:
     expected = load_model(v2["ws"], "cancer").predict(x).labels.tolist()
     matrix = x.to_numpy().tolist()
     for data in (matrix, [v for row in matrix for v in row]):
-        body = {"inputs": [{"name": "input-0", "shape": [4, 30], "datatype": "FP64",
-                            "data": data}]}
-        assert outputs(infer(v2["client"], "cancer", body, version="1"))["label"]["data"] == \
-            expected
+        body = {"inputs": [{"name": "input-0", "shape": [4, 30], "datatype": "FP64", "data": data}]}
+        assert (
+            outputs(infer(v2["client"], "cancer", body, version="1"))["label"]["data"] == expected
+        )
 
 
 def test_infer_string_labels_regression_and_output_filter(v2: dict[str, Any]) -> None:
@@ -174,8 +199,7 @@ def test_infer_string_labels_regression_and_output_filter(v2: dict[str, Any]) ->
     out = outputs(infer(v2["client"], "pets", {"inputs": tensors(x)}))
     assert out["label"]["datatype"] == "BYTES"
     assert set(out["label"]["data"]) <= {"yes", "no"}
-    resp = infer(v2["client"], "prices",
-                 {"inputs": tensors(x), "outputs": [{"name": "label"}]})
+    resp = infer(v2["client"], "prices", {"inputs": tensors(x), "outputs": [{"name": "label"}]})
     only = outputs(resp)
     assert list(only) == ["label"]
     assert only["label"]["datatype"] == "FP64"
@@ -219,8 +243,11 @@ def test_bad_shapes(v2: dict[str, Any]) -> None:
     body = bad(infer(client, "pets", {"inputs": t}), input="size")
     assert "rows" in body["message"]
     cx = v2["cancer_x"].iloc[:2].to_numpy()
-    wide = {"inputs": [{"name": "m", "shape": [2, 29], "datatype": "FP64",
-                        "data": cx[:, :29].ravel().tolist()}]}
+    wide = {
+        "inputs": [
+            {"name": "m", "shape": [2, 29], "datatype": "FP64", "data": cx[:, :29].ravel().tolist()}
+        ]
+    }
     bad(infer(client, "cancer", wide), input="m", field="inputs[0].shape")
     mixed = {"inputs": [{"name": "m", "shape": [3, 2], "datatype": "FP64", "data": [1.0] * 6}]}
     body = bad(infer(client, "pets", mixed), input="m")
@@ -236,10 +263,14 @@ def test_bad_structure(v2: dict[str, Any]) -> None:
     bad(infer(client, "pets", {"inputs": tensors(x), "extra": 1}), field="extra")
     bad(infer(client, "pets", {"inputs": tensors(x), "id": 5}), field="id")
     bad(infer(client, "pets", {"inputs": tensors(x), "parameters": [1]}), field="parameters")
-    bad(infer(client, "pets", {"inputs": tensors(x), "outputs": [{"name": "nope"}]}),
-        field="outputs[0].name")
-    bad(infer(client, "prices", {"inputs": tensors(x), "outputs": [{"name": "probabilities"}]}),
-        field="outputs[0].name")
+    bad(
+        infer(client, "pets", {"inputs": tensors(x), "outputs": [{"name": "nope"}]}),
+        field="outputs[0].name",
+    )
+    bad(
+        infer(client, "prices", {"inputs": tensors(x), "outputs": [{"name": "probabilities"}]}),
+        field="outputs[0].name",
+    )
     t = tensors(x)
     del t[0]["data"]
     bad(infer(client, "pets", {"inputs": t}), field="inputs[0].data")
@@ -277,8 +308,9 @@ def test_malformed_json_and_binary_extension(v2: dict[str, Any]) -> None:
     assert resp.status_code == 400
     assert resp.json()["code"] == "invalid_json"
     assert resp.json()["error"]
-    resp = client.post("/v2/models/cancer/infer", content=b"{}",
-                       headers={"Inference-Header-Content-Length": "2"})
+    resp = client.post(
+        "/v2/models/cancer/infer", content=b"{}", headers={"Inference-Header-Content-Length": "2"}
+    )
     bad(resp, header="Inference-Header-Content-Length")
     resp = infer(client, "nope", {"inputs": []})
     assert resp.status_code == 404
