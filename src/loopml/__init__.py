@@ -37,7 +37,7 @@ from loopml.registry import (
 )
 from loopml.serve import create_app, run_server, start_background_server
 from loopml.serve.scoring import predict_file
-from loopml.train import TrainResult, train
+from loopml.train import TrainResult, fit_bundle, train
 from loopml.workspace import Workspace, init, open_workspace
 
 __version__ = "0.1.0"
@@ -65,6 +65,7 @@ __all__ = [
     "compute_drift",
     "compute_metrics",
     "create_app",
+    "fit_bundle",
     "get_dataset",
     "ingest",
     "init",

@@ -12,26 +12,17 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
-from loopml.features import FeatureSpec, prepare_frame
-from loopml.registry import ModelBundle, Signature, load_model, register_model, set_alias
+from loopml.registry import load_model, register_model, set_alias
 from loopml.serve import read_prediction_log, start_background_server
 from loopml.serve.metrics import parse_exposition
+from loopml.train import fit_bundle
 from loopml.workspace import Workspace
 
 
 def cancer(ws: Workspace, seed: int = 0) -> tuple[int, pd.DataFrame]:
     df = load_breast_cancer(as_frame=True).frame
-    spec = FeatureSpec.from_config({})
-    kinds = spec.resolve(df, "target")
-    x = prepare_frame(df, kinds)
-    ct = spec.build(kinds).fit(x)
-    est = RandomForestClassifier(n_estimators=20, random_state=seed).fit(
-        ct.transform(x), df["target"]
-    )
-    sig = Signature.from_frame(
-        x, kinds, target="target", task="classification", classes=list(est.classes_)
-    )
-    mv = register_model(ws, "cancer", ModelBundle(ct, est, sig, "sklearn"), run_id="r", metrics={})
+    bundle, x = fit_bundle(df, "target", RandomForestClassifier(n_estimators=20, random_state=seed))
+    mv = register_model(ws, "cancer", bundle, run_id="r", metrics={})
     set_alias(ws, "cancer", "champion", mv.version)
     return mv.version, x
 

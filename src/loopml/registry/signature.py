@@ -151,6 +151,12 @@ class Signature:
                     where={"row": i, "field": extra[0]},
                     hint=f"Remove it; the model expects only: {', '.join(expected)}",
                 )
+        if all(f.kind == NUMERIC for f in self.inputs):
+            # one 2-D block: building a frame from it is ~10x cheaper than from columns
+            block = np.empty((len(records), len(self.inputs)), dtype=np.float64)
+            for j, f in enumerate(self.inputs):
+                block[:, j] = self._check_column(f, [rec[f.name] for rec in records])
+            return pd.DataFrame(block, columns=expected, copy=False)
         columns: dict[str, Any] = {}
         for f in self.inputs:
             values = [rec[f.name] for rec in records]

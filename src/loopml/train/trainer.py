@@ -12,18 +12,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.evaluate.cv import cross_validate, holdout_split
 from loopml.evaluate.metrics import check_metric, compute_metrics
 from loopml.features.spec import prepare_frame
 from loopml.pipeline.project import ProjectConfig
-from loopml.registry.bundle import ModelBundle
 from loopml.registry.models import register_model, set_alias
-from loopml.registry.signature import Signature
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.train.estimators import flavor_of, make_estimator
+from loopml.train.fit import fit_prepared, infer_task
 from loopml.utils import new_id, utcnow
 from loopml.workspace import Workspace
 
@@ -47,15 +45,6 @@ class TrainResult:
             "reason": self.reason,
             "promoted_alias": self.promoted_alias,
         }
-
-
-def infer_task(y: pd.Series) -> str:
-    """Strings, booleans and integers with at most 20 distinct values are classes."""
-    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
-        return "classification"
-    if pd.api.types.is_integer_dtype(y) and y.nunique() <= 20:
-        return "classification"
-    return "regression"
 
 
 def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = None) -> TrainResult:
@@ -94,7 +83,16 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
         def fit_score(
             xa: pd.DataFrame, ya: pd.Series, xb: pd.DataFrame, yb: pd.Series
         ) -> dict[str, float]:
-            bundle = _fit(config, kinds, estimator, xa, ya, task, flavor)
+            bundle = fit_prepared(
+                config.features,
+                kinds,
+                estimator,
+                xa,
+                ya,
+                task=task,
+                target=config.target,
+                flavor=flavor,
+            )
             p = bundle.predict_frame(xb)
             return compute_metrics(task, yb, p.labels, p.probabilities, p.classes)
 
@@ -109,7 +107,16 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
                 seed=ev.seed,
                 on_fold=lambda i: say(f"cross-validation fold {i + 1}/{ev.folds} done"),
             )
-        bundle = _fit(config, kinds, estimator, x_tr, y_tr, task, flavor)
+        bundle = fit_prepared(
+            config.features,
+            kinds,
+            estimator,
+            x_tr,
+            y_tr,
+            task=task,
+            target=config.target,
+            flavor=flavor,
+        )
         p = bundle.predict_frame(x_ho)
         holdout = compute_metrics(task, y_ho, p.labels, p.probabilities, p.classes)
         say(f"holdout {metric} = {holdout.get(metric, float('nan')):.4f}")
@@ -200,22 +207,6 @@ def _prepare(
 
 def _default_metric(task: str, y: pd.Series) -> str:
     return "roc_auc" if task == "classification" else "rmse"
-
-
-def _fit(
-    config: ProjectConfig,
-    kinds: dict[str, str],
-    estimator: Any,
-    x: pd.DataFrame,
-    y: pd.Series,
-    task: str,
-    flavor: str,
-) -> ModelBundle:
-    features = config.features.build(kinds).fit(x)
-    model = clone(estimator).fit(features.transform(x), y.to_numpy())
-    classes = list(model.classes_) if task == "classification" else None
-    sig = Signature.from_frame(x, kinds, target=config.target, task=task, classes=classes)
-    return ModelBundle(features, model, sig, flavor)
 
 
 def _params(estimator: Any) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from loopml.errors import NotFoundError
-from loopml.features import FeatureSpec, prepare_frame
-from loopml.registry import ModelBundle, Signature, load_model, register_model, set_alias
+from loopml.registry import ModelBundle, load_model, register_model, set_alias
 from loopml.serve import create_app, read_prediction_log
 from loopml.serve.metrics import parse_exposition
+from loopml.train import fit_bundle
 from loopml.workspace import Workspace, init
 
 with warnings.catch_warnings():
@@ -32,17 +32,7 @@ with warnings.catch_warnings():
 
 def cancer_bundle(seed: int = 0) -> tuple[ModelBundle, pd.DataFrame]:
     df = load_breast_cancer(as_frame=True).frame
-    spec = FeatureSpec.from_config({})
-    kinds = spec.resolve(df, "target")
-    x = prepare_frame(df, kinds)
-    ct = spec.build(kinds).fit(x)
-    est = RandomForestClassifier(n_estimators=20, random_state=seed).fit(
-        ct.transform(x), df["target"]
-    )
-    sig = Signature.from_frame(
-        x, kinds, target="target", task="classification", classes=list(est.classes_)
-    )
-    return ModelBundle(ct, est, sig, "sklearn"), x
+    return fit_bundle(df, "target", RandomForestClassifier(n_estimators=20, random_state=seed))
 
 
 def pets_frame() -> pd.DataFrame:
@@ -67,18 +57,8 @@ def pets_bundle(task: str) -> tuple[ModelBundle, pd.DataFrame]:
     """Categorical + nullable numeric features; string classes or a regression target."""
     df = pets_frame()
     target, other = ("label", "price") if task == "classification" else ("price", "label")
-    spec = FeatureSpec.from_config({"exclude": [other]})
-    kinds = spec.resolve(df, target)
-    x = prepare_frame(df, kinds)
-    ct = spec.build(kinds).fit(x)
-    if task == "classification":
-        est: Any = LogisticRegression().fit(ct.transform(x), df[target])
-        classes: list[Any] | None = list(est.classes_)
-    else:
-        est = Ridge().fit(ct.transform(x), df[target])
-        classes = None
-    sig = Signature.from_frame(x, kinds, target=target, task=task, classes=classes)
-    return ModelBundle(ct, est, sig, "sklearn"), x
+    est = LogisticRegression() if task == "classification" else Ridge()
+    return fit_bundle(df, target, est, task=task, features={"exclude": [other]})
 
 
 def register(ws: Workspace, name: str, bundle: ModelBundle, alias: str | None = "champion") -> int:

@@ -13,9 +13,9 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from loopml.features import FeatureSpec, prepare_frame
-from loopml.registry import ModelBundle, Signature, load_model, register_model, set_alias
+from loopml.registry import load_model, register_model, set_alias
 from loopml.serve import create_app
+from loopml.train import fit_bundle
 from loopml.workspace import init
 
 with warnings.catch_warnings():
@@ -32,14 +32,8 @@ def _register(
     task: str,
     exclude: list[str] | None = None,
 ) -> pd.DataFrame:
-    spec = FeatureSpec.from_config({"exclude": exclude or []})
-    kinds = spec.resolve(df, target)
-    x = prepare_frame(df, kinds)
-    ct = spec.build(kinds).fit(x)
-    est.fit(ct.transform(x), df[target])
-    classes = list(est.classes_) if task == "classification" else None
-    sig = Signature.from_frame(x, kinds, target=target, task=task, classes=classes)
-    mv = register_model(ws, name, ModelBundle(ct, est, sig, "sklearn"), run_id="r1", metrics={})
+    bundle, x = fit_bundle(df, target, est, task=task, features={"exclude": exclude or []})
+    mv = register_model(ws, name, bundle, run_id="r1", metrics={})
     set_alias(ws, name, "champion", mv.version)
     return x
 
