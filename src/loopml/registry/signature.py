@@ -152,8 +152,9 @@ class Signature:
                     hint=f"Remove it; the model expects only: {', '.join(expected)}",
                 )
         if all(f.kind == NUMERIC for f in self.inputs):
-            # one 2-D block: building a frame from it is ~10x cheaper than from columns
-            block = np.empty((len(records), len(self.inputs)), dtype=np.float64)
+            # one 2-D block, laid out as pandas lays out columns (so the numbers match the
+            # batch path bit for bit); building a frame from it is far cheaper
+            block = np.empty((len(records), len(self.inputs)), dtype=np.float64, order="F")
             for j, f in enumerate(self.inputs):
                 block[:, j] = self._check_column(f, [rec[f.name] for rec in records])
             return pd.DataFrame(block, columns=expected, copy=False)
