@@ -210,3 +210,53 @@ def test_every_command_has_help(cli) -> None:  # type: ignore[no-untyped-def]
         res = cli(*args, "--help")
         assert res.code == 0, args
         assert "Usage" in res.out, args
+
+
+def test_loopml_serve_command(trained: Path) -> None:
+    """`loopml serve` in its own process, as a user starts it; stopped by its pid."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LOOPML_HOME": str(trained)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopml", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("loopml serve did not become ready in 60 s")
+        meta = httpx.get(f"{url}/v2/models/cancer", timeout=5).json()
+        assert meta["name"] == "cancer"
+        assert len(meta["inputs"]) == 30
+        assert httpx.get(f"{url}/openapi.json", timeout=5).json()["paths"]
+        assert "loopml_" in httpx.get(f"{url}/metrics", timeout=5).text
+        bad = httpx.post(
+            f"{url}/v1/models/cancer:predict", json={"instances": [{"x": 1}]}, timeout=5
+        )
+        assert bad.status_code == 422
+        assert bad.json()["where"]["row"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -126,8 +126,13 @@ def _print_train(res: object) -> None:
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to bind [default: 127.0.0.1, or LOOPML_SERVE_HOST]"),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="TCP port [default: 8000, or LOOPML_SERVE_PORT]")
+    ] = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -156,6 +161,8 @@ def serve(
             name, tag = parse_ref(ref)
             models[name] = f"{name}@{tag or 'champion'}"
     with open_ws(ctx, workspace) as ws:
+        host = host or ws.settings.serve_host
+        port = ws.settings.serve_port if port is None else port
         step(f"serving on http://{host}:{port} (docs at /docs)")
         run_server(
             ws,
