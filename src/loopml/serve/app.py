@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from loopml.errors import AuthError, InvalidInputError, LoopmlError, NotFoundError, StoreError
 from loopml.serve.metrics import CONTENT_TYPE, Metrics
-from loopml.serve.openapi import SWAGGER_HTML, build_openapi
+from loopml.serve.openapi import build_openapi, docs_page
 from loopml.serve.predlog import PredictionLogger
 from loopml.serve.runtime import ModelRuntime, ModelSet, resolve_models
 from loopml.serve.v2 import infer_response, model_metadata, parse_infer_request
@@ -421,7 +421,7 @@ class ModelServer:
         return _json(build_openapi(self.models, self.version))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(SWAGGER_HTML)
+        return HTMLResponse(docs_page(build_openapi(self.models, self.version)))
 
     def routes(self) -> list[Route]:
         return [

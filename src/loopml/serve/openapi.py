@@ -7,6 +7,7 @@ request that "Try it out" in ``/docs`` can send as is.
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from loopml.registry.signature import CATEGORICAL, Signature
@@ -20,10 +21,10 @@ SWAGGER_HTML = """<!doctype html>
 <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
 </head>
 <body>
-<div id="swagger-ui"></div>
+<div id="swagger-ui">{listing}</div>
 <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
 <script>
-window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+window.ui = SwaggerUIBundle({{url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true}});
 </script>
 <noscript>The OpenAPI document is at <a href="openapi.json">openapi.json</a>.</noscript>
 </body>
@@ -311,3 +312,21 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def docs_page(document: dict[str, Any]) -> str:
+    """The /docs page: Swagger UI when its scripts load, and a plain listing of every
+    operation rendered on the server, so the page is useful offline too."""
+    items = []
+    for path, ops in document.get("paths", {}).items():
+        for method, op in ops.items():
+            summary = html.escape(str(op.get("summary", "")))
+            items.append(
+                f"<li><code>{html.escape(method.upper())} {html.escape(path)}</code> {summary}</li>"
+            )
+    title = html.escape(str(document.get("info", {}).get("title", "loopml")))
+    listing = (
+        f"<h1>{title}</h1><p>The full OpenAPI document is at "
+        f'<a href="openapi.json">openapi.json</a>.</p><ul>{"".join(items)}</ul>'
+    )
+    return SWAGGER_HTML.format(listing=listing)

@@ -301,6 +301,9 @@ def test_openapi_and_docs(served: dict[str, Any]) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200
     assert "openapi.json" in docs.text
+    # readable without the Swagger UI scripts (offline): every operation is listed
+    assert "<code>POST /v1/models/{name}:predict</code>" in docs.text
+    assert "<code>GET /v2/health/ready</code>" in docs.text
 
 
 def test_metrics_exposition(served: dict[str, Any]) -> None:
