@@ -42,32 +42,46 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
 from loopml.errors import InvalidInputError
+from loopml.monitor.stats import (
+    PSI_EPSILON,
+    UNSEEN_LABEL,
+    FloatArray,
+    aligned_counts,
+    check_bins,
+    chi2_from_counts,
+    chi_square,
+    finite,
+    jensen_shannon,
+    js_from_counts,
+    ks,
+    ks_sorted,
+    numeric_array,
+    psi,
+    psi_categorical,
+    psi_from_counts,
+    quantile_edges,
+    shares,
+    sorted_counts,
+    sorted_quantiles,
+    value_counts,
+)
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 KINDS = (NUMERIC, CATEGORICAL)
-PSI_EPSILON = 1e-4
 PLOT_BINS = 20
 PLOT_TAIL = 0.005  # numeric plots span the 0.5%–99.5% quantiles; the end bins hold the tails
 MAX_PLOT_CATEGORIES = 20
-MAX_UNSEEN_LISTED = 20
-UNSEEN_LABEL = "(unseen)"
 OTHER_LABEL = "(other)"
-_EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp switches from exact to asymptotic above this
-
-FloatArray = npt.NDArray[np.float64]
-ArrayLike = Sequence[Any] | npt.NDArray[Any] | pd.Series
 
 
 @dataclass(frozen=True)
@@ -213,52 +227,6 @@ def _fmt_p(value: float | None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def psi(reference: ArrayLike, current: ArrayLike, bins: int = 10) -> float:
-    """PSI of a numeric sample against a reference, on ``bins`` reference-quantile bins."""
-    _check_bins(bins)
-    ref = np.sort(_numeric_sample(reference, "reference"))
-    cur = np.sort(_numeric_sample(current, "current"))
-    edges = quantile_edges(ref, bins)
-    return _psi_from_counts(_sorted_counts(ref, edges), _sorted_counts(cur, edges))
-
-
-def psi_categorical(reference: ArrayLike, current: ArrayLike) -> float:
-    """PSI over the reference categories plus one bucket for categories unseen there."""
-    return _psi_from_counts(*_sample_counts(reference, current))
-
-
-def ks(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
-    """Two-sample Kolmogorov–Smirnov ``(statistic, p_value)``, as ``scipy.stats.ks_2samp``."""
-    ref = np.sort(_numeric_sample(reference, "reference"))
-    cur = np.sort(_numeric_sample(current, "current"))
-    return _ks_sorted(ref, cur)
-
-
-def chi_square(reference: ArrayLike, current: ArrayLike) -> tuple[float, float]:
-    """Chi-square test of homogeneity ``(statistic, p_value)`` on the 2×K table of counts."""
-    return _chi2_from_counts(*_sample_counts(reference, current))
-
-
-def jensen_shannon(reference: ArrayLike, current: ArrayLike) -> float:
-    """Jensen–Shannon divergence (base 2, in [0, 1]) of two categorical samples."""
-    return _js_from_counts(*_sample_counts(reference, current))
-
-
-def quantile_edges(reference_sorted: FloatArray, bins: int) -> FloatArray:
-    """Inner PSI bin edges from a sorted, non-empty reference (linear-interpolated quantiles).
-
-    Bins are right-closed and the outer two open-ended: ``(-inf, e0], (e0, e1], …, (ek, inf)``.
-    Repeated quantiles collapse into one edge; when the lowest edge is the reference minimum (a
-    point mass there), an edge just below it separates values under the reference range.
-    """
-    q = _sorted_quantiles(reference_sorted, np.arange(1, bins) / bins)
-    edges = np.unique(q)
-    if edges.size == 0 or edges[0] == reference_sorted[0]:
-        low = np.nextafter(reference_sorted[0], -np.inf)
-        edges = np.concatenate(([low], edges))
-    return edges
-
-
 # ---------------------------------------------------------------------------------------------
 # compute_drift
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +259,7 @@ def compute_drift(
     reference column with no values, a non-numeric column declared numeric, or thresholds out of
     range.
     """
-    _check_bins(bins)
+    check_bins(bins)
     _check_thresholds(psi_threshold, alpha, drift_share)
     _check_frames(reference, current, features)
     alpha_adjusted = alpha / len(features)
@@ -337,17 +305,17 @@ def _numeric_drift(
     psi_threshold: float,
     alpha_adj: float,
 ) -> FeatureDrift:
-    ref_all = _numeric_array(ref_col, "reference", name)
-    cur_all = _numeric_array(cur_col, "current", name)
-    ref = np.sort(_finite(ref_all))
-    cur = np.sort(_finite(cur_all))
+    ref_all = numeric_array(ref_col, "reference", name)
+    cur_all = numeric_array(cur_col, "current", name)
+    ref = np.sort(finite(ref_all))
+    cur = np.sort(finite(cur_all))
     if ref.size == 0:
         raise _no_reference_values(name)
     psi_value = statistic = p_value = None
     if cur.size:
         edges = quantile_edges(ref, bins)
-        psi_value = _psi_from_counts(_sorted_counts(ref, edges), _sorted_counts(cur, edges))
-        statistic, p_value = _ks_sorted(ref, cur)
+        psi_value = psi_from_counts(sorted_counts(ref, edges), sorted_counts(cur, edges))
+        statistic, p_value = ks_sorted(ref, cur)
     return FeatureDrift(
         feature=name,
         kind=NUMERIC,
@@ -369,18 +337,18 @@ def _numeric_drift(
 def _categorical_drift(
     name: str, ref_col: pd.Series, cur_col: pd.Series, psi_threshold: float, alpha_adj: float
 ) -> FeatureDrift:
-    ref_vc = _value_counts(ref_col)
-    cur_vc = _value_counts(cur_col)
+    ref_vc = value_counts(ref_col)
+    cur_vc = value_counts(cur_col)
     n_ref = int(ref_vc.sum())
     n_cur = int(cur_vc.sum())
     if n_ref == 0:
         raise _no_reference_values(name)
-    ref_counts, cur_counts, unseen = _aligned_counts(ref_vc, cur_vc)
+    ref_counts, cur_counts, unseen = aligned_counts(ref_vc, cur_vc)
     psi_value = statistic = p_value = js = None
     if n_cur:
-        psi_value = _psi_from_counts(ref_counts, cur_counts)
-        statistic, p_value = _chi2_from_counts(ref_counts, cur_counts)
-        js = _js_from_counts(ref_counts, cur_counts)
+        psi_value = psi_from_counts(ref_counts, cur_counts)
+        statistic, p_value = chi2_from_counts(ref_counts, cur_counts)
+        js = js_from_counts(ref_counts, cur_counts)
     return FeatureDrift(
         feature=name,
         kind=CATEGORICAL,
@@ -416,84 +384,9 @@ def _no_reference_values(name: str) -> InvalidInputError:
 # ---------------------------------------------------------------------------------------------
 
 
-def _sorted_quantiles(x_sorted: FloatArray, probs: FloatArray) -> FloatArray:
-    """Quantiles of a sorted array with linear interpolation (numpy's default method)."""
-    pos = probs * (x_sorted.size - 1)
-    lo = np.floor(pos).astype(np.intp)
-    hi = np.minimum(lo + 1, x_sorted.size - 1)
-    frac = pos - lo
-    out: FloatArray = x_sorted[lo] + frac * (x_sorted[hi] - x_sorted[lo])
-    return out
-
-
-def _sorted_counts(x_sorted: FloatArray, edges: FloatArray) -> npt.NDArray[np.int64]:
-    """Counts in the right-closed bins ``(-inf, e0], (e0, e1], …, (ek, inf)``."""
-    cum = np.searchsorted(x_sorted, edges, side="right")
-    bounds = np.concatenate(([0], cum, [x_sorted.size])).astype(np.int64)
-    return np.diff(bounds)
-
-
-def _shares(counts: npt.NDArray[Any]) -> FloatArray:
-    total = counts.sum()
-    if total == 0:
-        return np.zeros(counts.shape, dtype=np.float64)
-    return np.asarray(counts, dtype=np.float64) / float(total)
-
-
-def _psi_from_counts(ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]) -> float:
-    r = np.maximum(_shares(ref_counts), PSI_EPSILON)
-    c = np.maximum(_shares(cur_counts), PSI_EPSILON)
-    return float(np.sum((c - r) * np.log(c / r)))
-
-
-def _js_from_counts(ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]) -> float:
-    p = _shares(ref_counts)
-    q = _shares(cur_counts)
-    m = (p + q) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum()
-        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum()
-    return float(min(max((kl_p + kl_q) / 2.0, 0.0), 1.0))
-
-
-def _chi2_from_counts(
-    ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]
-) -> tuple[float, float]:
-    table = np.vstack([ref_counts, cur_counts]).astype(np.float64)
-    table = table[:, table.sum(axis=0) > 0]
-    k = table.shape[1]
-    if k < 2:
-        return 0.0, 1.0
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    statistic = float(((table - expected) ** 2 / expected).sum())
-    return statistic, float(stats.chi2.sf(statistic, k - 1))
-
-
-def _ks_sorted(a: FloatArray, b: FloatArray) -> tuple[float, float]:
-    n1, n2 = a.size, b.size
-    if max(n1, n2) <= _EXACT_KS_MAX_N:
-        with warnings.catch_warnings():
-            # scipy falls back to the asymptotic p-value when the exact one fails, and says so
-            warnings.simplefilter("ignore", RuntimeWarning)
-            res = stats.ks_2samp(a, b)
-        return float(res.statistic), float(res.pvalue)
-    # Merge the two sorted samples (a stable argsort merges two sorted runs in linear time) and
-    # walk the merged order: +n2 for a value of `a`, -n1 for one of `b`, so the walk is
-    # n1 * n2 * (ECDF_a - ECDF_b), exactly, in integers. Only the last of equal values counts.
-    merged = np.concatenate((a, b))
-    order = np.argsort(merged, kind="stable")
-    values = merged[order]
-    walk = np.cumsum(np.where(order >= n1, -n1, n2))
-    walk = walk[np.append(values[1:] != values[:-1], True)]
-    d = float(max(int(walk.max()), -int(walk.min()))) / (float(n1) * float(n2))
-    m, n = sorted((float(n1), float(n2)), reverse=True)
-    p = float(stats.kstwo.sf(d, np.round(m * n / (m + n))))
-    return d, min(max(p, 0.0), 1.0)
-
-
 def _numeric_histogram(ref: FloatArray, cur: FloatArray) -> Histogram:
     tails = np.array([PLOT_TAIL, 1.0 - PLOT_TAIL])
-    qs = [_sorted_quantiles(x, tails) for x in (ref, cur) if x.size]
+    qs = [sorted_quantiles(x, tails) for x in (ref, cur) if x.size]
     lo = min(float(q[0]) for q in qs)
     hi = max(float(q[1]) for q in qs)
     if not hi > lo:
@@ -506,8 +399,8 @@ def _numeric_histogram(ref: FloatArray, cur: FloatArray) -> Histogram:
     return Histogram(
         kind=NUMERIC,
         edges=[float(e) for e in edges],
-        reference=_shares(_sorted_counts(ref, inner)).tolist(),
-        current=_shares(_sorted_counts(cur, inner)).tolist(),
+        reference=shares(sorted_counts(ref, inner)).tolist(),
+        current=shares(sorted_counts(cur, inner)).tolist(),
     )
 
 
@@ -515,8 +408,8 @@ def _categorical_histogram(
     ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any], categories: pd.Index
 ) -> Histogram:
     """Shares per bucket; bucket ``i`` is ``categories[i]``, a last extra bucket the unseen."""
-    r = _shares(ref_counts)
-    c = _shares(cur_counts)
+    r = shares(ref_counts)
+    c = shares(cur_counts)
 
     def label(i: int) -> str:
         return str(categories[i]) if i < len(categories) else UNSEEN_LABEL
@@ -534,33 +427,6 @@ def _categorical_histogram(
     return Histogram(kind=CATEGORICAL, categories=labels, reference=r.tolist(), current=c.tolist())
 
 
-def _aligned_counts(
-    ref_vc: pd.Series, cur_vc: pd.Series
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[str]]:
-    """Counts over the reference categories, plus an unseen bucket when the current has any.
-
-    Returns reference counts and current counts (bucket ``i`` is ``ref_vc.index[i]``, and the
-    extra last one, if any, holds every category unseen in the reference), and the most
-    frequent unseen categories as text (at most :data:`MAX_UNSEEN_LISTED`).
-    """
-    k = len(ref_vc)
-    # One factorize over both category lists: the reference's (unique) come first and get
-    # codes 0..k-1, so a current category's code says where it sits in the reference, if at all.
-    both = pd.concat([ref_vc.index.to_series(), cur_vc.index.to_series()], ignore_index=True)
-    codes = pd.factorize(both)[0][k:]
-    seen = codes < k
-    cur_all = cur_vc.to_numpy(dtype=np.int64)
-    ref_counts = ref_vc.to_numpy(dtype=np.int64)
-    cur_counts = np.zeros(k, dtype=np.int64)
-    cur_counts[codes[seen]] = cur_all[seen]
-    unseen_total = int(cur_all[~seen].sum())
-    if unseen_total > 0:
-        ref_counts = np.append(ref_counts, 0)
-        cur_counts = np.append(cur_counts, unseen_total)
-    first_unseen = np.flatnonzero(~seen)[:MAX_UNSEEN_LISTED]
-    return ref_counts, cur_counts, [str(v) for v in cur_vc.index[first_unseen]]
-
-
 # ---------------------------------------------------------------------------------------------
 # Input handling
 # ---------------------------------------------------------------------------------------------
@@ -575,60 +441,6 @@ def _column(frame: pd.DataFrame, name: str, side: str) -> pd.Series:
             hint="give every column a unique name",
         )
     return col
-
-
-def _numeric_array(series: pd.Series, side: str, name: str) -> FloatArray:
-    if pd.api.types.is_bool_dtype(series.dtype):
-        series = series.astype("float64")
-    elif pd.api.types.is_object_dtype(series.dtype):
-        try:
-            series = pd.to_numeric(series, errors="raise")
-        except (ValueError, TypeError) as exc:
-            raise _not_numeric(name, side, series.dtype) from exc
-    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_complex_dtype(
-        series.dtype
-    ):
-        raise _not_numeric(name, side, series.dtype)
-    return series.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _not_numeric(name: str, side: str, dtype: Any) -> InvalidInputError:
-    return InvalidInputError(
-        f"feature {name!r} is declared numeric but the {side} column has dtype {dtype}",
-        where={"column": name, "data": side},
-        hint="declare it 'categorical' or convert the column to numbers",
-    )
-
-
-def _finite(x: FloatArray) -> FloatArray:
-    mask = np.isfinite(x)
-    return x if mask.all() else x[mask]
-
-
-def _numeric_sample(values: ArrayLike, side: str) -> FloatArray:
-    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values))
-    out = _finite(_numeric_array(series, side, str(series.name or "values")))
-    if out.size == 0:
-        raise InvalidInputError(f"the {side} sample has no finite values", where={"data": side})
-    return out
-
-
-def _value_counts(series: pd.Series) -> pd.Series:
-    vc = series.value_counts(dropna=True, sort=True)
-    return vc[vc > 0]
-
-
-def _sample_counts(
-    reference: ArrayLike, current: ArrayLike
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    vcs = []
-    for side, values in (("reference", reference), ("current", current)):
-        series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-        vcs.append(_value_counts(series))
-        if vcs[-1].sum() == 0:
-            raise InvalidInputError(f"the {side} sample has no values", where={"data": side})
-    ref_counts, cur_counts, _ = _aligned_counts(vcs[0], vcs[1])
-    return ref_counts, cur_counts
 
 
 def _check_frames(
@@ -664,13 +476,6 @@ def _check_frames(
         if len(frame) == 0:
             hint = "choose a window that holds data" if side == "current" else None
             raise InvalidInputError(f"the {side} data is empty", where={"data": side}, hint=hint)
-
-
-def _check_bins(bins: int) -> None:
-    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 2:
-        raise InvalidInputError(
-            f"bins must be an integer of at least 2, got {bins!r}", where={"field": "bins"}
-        )
 
 
 def _check_thresholds(psi_threshold: float, alpha: float, drift_share: float) -> None:
