@@ -72,7 +72,7 @@ def check_drift(
     names = model.signature.names
     reference = _training_features(ws, model)
     if data is None:
-        from loopml.serve.predlog import read_prediction_log
+        from loopml.serve.predlog import feature_column, read_prediction_log
 
         current = read_prediction_log(
             ws.lake, model.name, since=since, until=until, version=model.version
@@ -87,7 +87,7 @@ def check_drift(
                 hint="Send traffic to 'loopml serve' first, or pass --data FILE",
             )
         current_scores = current["score"].astype("float64")
-        current = current[names]
+        current = current[[feature_column(n) for n in names]].set_axis(names, axis=1)
     else:
         if isinstance(data, pd.DataFrame):
             frame, where = data, "data frame"
