@@ -6,6 +6,7 @@ no global connection. Open one with :func:`init` (creates it) or :func:`open_wor
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -97,6 +98,7 @@ def init(
     under ``s3://bucket/prefix/artifacts``.
     """
     root = resolve_root(path)
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     from loopml.settings import read_settings_file
 
@@ -113,8 +115,16 @@ def init(
     values = {**current, **{k: v for k, v in given.items() if v}}
     for key, uri in default_uris(root).items():
         values.setdefault(key, uri)
+    # Open (and migrate) the stores first; the settings file is written only when they work,
+    # so a wrong URI leaves no half-made workspace behind.
+    try:
+        ws = Workspace(root, load_settings(root, {k: v for k, v in given.items() if v}))
+    except BaseException:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     write_settings_file(root, values)
-    return Workspace(root, load_settings(root))
+    return ws
 
 
 def open_workspace(path: str | Path | None = None, **overrides: Any) -> Workspace:

@@ -15,7 +15,7 @@ from rich.table import Table
 from loopml.workspace import Workspace, open_workspace
 
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 WorkspaceOpt = Annotated[
     Path | None,
