@@ -9,7 +9,7 @@ from loopml.workspace import init, open_workspace
 
 def test_a_wrong_uri_leaves_no_workspace_behind(tmp_path: Path) -> None:
     root = tmp_path / "ws"
-    with pytest.raises(StoreError, match="127.0.0.1"):
+    with pytest.raises(StoreError, match=r"127\.0\.0\.1"):
         init(root, metadata_uri="postgresql://nobody@127.0.0.1:1/x")
     assert not root.exists()
     with pytest.raises(ConfigError, match="ftp"):
