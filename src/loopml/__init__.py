@@ -9,38 +9,115 @@
 >>> loopml.check_drift(ws, "cancer")                            # against the training data
 """
 
-from loopml.data import get_dataset, ingest, list_datasets, load_dataset
-from loopml.errors import (
-    ConfigError,
-    ConflictError,
-    GateFailedError,
-    IntegrityError,
-    InvalidInputError,
-    LoopmlError,
-    NotFoundError,
-    StoreError,
-)
-from loopml.evaluate import Gate, compute_metrics
-from loopml.features import FeatureSpec
-from loopml.monitor import DriftCheck, check_drift, compute_drift
-from loopml.pipeline import ProjectConfig
-from loopml.quickstart import run_quickstart
-from loopml.registry import (
-    LoadedModel,
-    ModelBundle,
-    Signature,
-    list_models,
-    load_model,
-    register_model,
-    resolve_version,
-    set_alias,
-)
-from loopml.serve import create_app, run_server, start_background_server
-from loopml.serve.scoring import predict_file
-from loopml.train import TrainResult, fit_bundle, train
-from loopml.workspace import Workspace, init, open_workspace
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from loopml.data import get_dataset, ingest, list_datasets, load_dataset
+    from loopml.errors import (
+        ConfigError,
+        ConflictError,
+        GateFailedError,
+        IntegrityError,
+        InvalidInputError,
+        LoopmlError,
+        NotFoundError,
+        StoreError,
+    )
+    from loopml.evaluate import Gate, compute_metrics
+    from loopml.features import FeatureSpec
+    from loopml.monitor import DriftCheck, check_drift, compute_drift
+    from loopml.pipeline import ProjectConfig
+    from loopml.quickstart import run_quickstart
+    from loopml.registry import (
+        LoadedModel,
+        ModelBundle,
+        Signature,
+        list_models,
+        load_model,
+        register_model,
+        resolve_version,
+        set_alias,
+    )
+    from loopml.serve import create_app, run_server, start_background_server
+    from loopml.serve.scoring import predict_file
+    from loopml.train import TrainResult, fit_bundle
+    from loopml.workspace import Workspace, init, open_workspace
 
 __version__ = "0.1.0"
+
+# Names load on first use, so `import loopml` and `loopml --help` stay quick.
+_LAZY: dict[str, str] = {
+    "ConfigError": "loopml.errors",
+    "ConflictError": "loopml.errors",
+    "DriftCheck": "loopml.monitor",
+    "FeatureSpec": "loopml.features",
+    "Gate": "loopml.evaluate",
+    "GateFailedError": "loopml.errors",
+    "IntegrityError": "loopml.errors",
+    "InvalidInputError": "loopml.errors",
+    "LoadedModel": "loopml.registry",
+    "LoopmlError": "loopml.errors",
+    "ModelBundle": "loopml.registry",
+    "NotFoundError": "loopml.errors",
+    "ProjectConfig": "loopml.pipeline",
+    "Signature": "loopml.registry",
+    "StoreError": "loopml.errors",
+    "TrainResult": "loopml.train",
+    "Workspace": "loopml.workspace",
+    "check_drift": "loopml.monitor",
+    "compute_drift": "loopml.monitor",
+    "compute_metrics": "loopml.evaluate",
+    "create_app": "loopml.serve",
+    "fit_bundle": "loopml.train",
+    "get_dataset": "loopml.data",
+    "ingest": "loopml.data",
+    "init": "loopml.workspace",
+    "list_datasets": "loopml.data",
+    "list_models": "loopml.registry",
+    "load_dataset": "loopml.data",
+    "load_model": "loopml.registry",
+    "open_workspace": "loopml.workspace",
+    "predict_file": "loopml.serve.scoring",
+    "register_model": "loopml.registry",
+    "resolve_version": "loopml.registry",
+    "run_quickstart": "loopml.quickstart",
+    "run_server": "loopml.serve",
+    "set_alias": "loopml.registry",
+    "start_background_server": "loopml.serve",
+}
+
+
+# `loopml.train` is both a stage package and the function users call. The (light) package is
+# imported here, first, so that binding its module object to the name happens now; the
+# function defined below then holds the name for good.
+import loopml.train as _train_stage  # noqa: E402
+
+
+def train(
+    ws: "Workspace", config: "ProjectConfig", *, progress: "Callable[[str], None] | None" = None
+) -> "TrainResult":
+    """Train the model ``config`` describes; register and promote it if it passes its gate.
+
+    See :func:`loopml.train.trainer.train`.
+    """
+    return _train_stage.train(ws, config, progress=progress)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "ConfigError",

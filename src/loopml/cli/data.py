@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from loopml import data as data_api
 from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, step, table
 
 app = typer.Typer(help="Datasets: ingest, list, show.", no_args_is_help=True)
@@ -26,6 +25,8 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Store FILE as a new immutable version of dataset NAME (same content: no new version)."""
+    from loopml import data as data_api
+
     with open_ws(ctx, workspace) as ws:
         step(f"reading {file}")
         res = data_api.ingest(ws, file, name, format=fmt_)
@@ -46,6 +47,8 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List dataset versions."""
+    from loopml import data as data_api
+
     with open_ws(ctx, workspace) as ws:
         versions = data_api.list_datasets(ws, name)
         if as_json:
@@ -77,6 +80,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one dataset version: schema and statistics per column."""
+    from loopml import data as data_api
+
     with open_ws(ctx, workspace) as ws:
         dv = data_api.get_dataset(ws, ref)
         if as_json:

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import typer
 
-from loopml import registry
 from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, table
 
 app = typer.Typer(help="Registered models: list, show, alias.", no_args_is_help=True)
@@ -29,6 +28,8 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """List model versions with their main metric and aliases."""
+    from loopml import registry
+
     with open_ws(ctx, workspace) as ws:
         rows = registry.list_models(ws, name)
         if as_json:
@@ -58,6 +59,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a version: metrics, signature and lineage (run, dataset, artifact)."""
+    from loopml import registry
+
     with open_ws(ctx, workspace) as ws:
         mv = registry.resolve_version(ws, ref)
         aliases = sorted(a for a, v in ws.metadata.get_aliases(mv.name).items() if v == mv.version)
@@ -114,6 +117,8 @@ def alias(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Point ALIAS of model NAME at VERSION (servers pick the change up)."""
+    from loopml import registry
+
     with open_ws(ctx, workspace) as ws:
         registry.set_alias(ws, name, alias_name, version)
         out.print(f"{name}@{alias_name} -> version {version}")

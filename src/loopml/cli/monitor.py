@@ -10,7 +10,6 @@ import typer
 
 from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, table
 from loopml.errors import InvalidInputError
-from loopml.monitor import check_drift
 
 app = typer.Typer(help="Monitoring: drift.", no_args_is_help=True)
 
@@ -52,6 +51,8 @@ def drift(
     Numeric features: PSI and Kolmogorov-Smirnov. Categorical: PSI and chi-square. The model's
     scores are compared too. Writes an HTML report with a plot per drifting feature.
     """
+    from loopml.monitor import check_drift
+
     with open_ws(ctx, workspace) as ws:
         res = check_drift(
             ws,

@@ -7,8 +7,10 @@ The contract every backend must satisfy is in ``loopml.testing``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 

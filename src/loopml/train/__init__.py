@@ -1,7 +1,36 @@
-"""Training: trainers, runs and their lineage."""
+"""Training: trainers, runs and their lineage.
 
-from loopml.train.estimators import make_estimator
-from loopml.train.fit import fit_bundle, fit_prepared, infer_task
-from loopml.train.trainer import TrainResult, train
+Names load on first use: importing this package is cheap (see ``loopml/__init__.py``, which
+imports it early so that ``loopml.train`` stays the function users call).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.train.estimators import make_estimator
+    from loopml.train.fit import fit_bundle, fit_prepared, infer_task
+    from loopml.train.trainer import TrainResult, train
+
+_LAZY = {
+    "TrainResult": "loopml.train.trainer",
+    "fit_bundle": "loopml.train.fit",
+    "fit_prepared": "loopml.train.fit",
+    "infer_task": "loopml.train.fit",
+    "make_estimator": "loopml.train.estimators",
+    "train": "loopml.train.trainer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["TrainResult", "fit_bundle", "fit_prepared", "infer_task", "make_estimator", "train"]
