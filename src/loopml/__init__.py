@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
     from loopml.evaluate import Gate, compute_metrics
     from loopml.features import FeatureSpec
+    from loopml.lineage import trace_prediction
     from loopml.monitor import DriftCheck, check_drift, compute_drift
     from loopml.pipeline import ProjectConfig
     from loopml.quickstart import run_quickstart
@@ -86,6 +87,7 @@ _LAZY: dict[str, str] = {
     "run_quickstart": "loopml.quickstart",
     "run_server": "loopml.serve",
     "set_alias": "loopml.registry",
+    "trace_prediction": "loopml.lineage",
     "start_background_server": "loopml.serve",
 }
 
@@ -158,5 +160,6 @@ __all__ = [
     "run_server",
     "set_alias",
     "start_background_server",
+    "trace_prediction",
     "train",
 ]

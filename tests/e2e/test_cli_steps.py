@@ -206,6 +206,8 @@ def test_every_command_has_help(cli) -> None:  # type: ignore[no-untyped-def]
         ["predict"],
         ["monitor", "drift"],
         ["quickstart"],
+        ["trace"],
+        ["runs", "show"],
     ]:
         res = cli(*args, "--help")
         assert res.code == 0, args
@@ -260,3 +262,35 @@ def test_loopml_serve_command(trained: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_trace_a_served_prediction_back_to_its_source(
+    cli,  # type: ignore[no-untyped-def]
+    trained: Path,
+    cancer_csv: Path,
+) -> None:
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(2)
+    with open_workspace(trained) as ws:
+        server = start_background_server(ws, host="127.0.0.1", port=0)
+        try:
+            r = httpx.post(
+                f"{server.url}/v1/models/cancer:predict",
+                json={"instances": rows.to_dict(orient="records")},
+                timeout=30,
+            )
+        finally:
+            server.stop()  # flushes the prediction log
+    pid = r.json()["predictions"][1]["prediction_id"]
+    res = cli("trace", pid, "-w", trained, "--json")
+    assert res.code == 0, res.err
+    doc = json.loads(res.out)
+    assert doc["prediction"]["inputs"]["mean radius"] == rows["mean radius"].iloc[1]
+    assert doc["model"] == {**doc["model"], "name": "cancer", "version": 1}
+    assert doc["run"]["status"] == "succeeded"
+    assert doc["dataset"]["name"] == "cancer"
+    assert doc["dataset"]["source"].endswith("cancer.csv")
+    assert cli("trace", pid, "-w", trained).code == 0
+    missing = cli("trace", "0" * 32, "-w", trained)
+    assert missing.code == 2
+    assert "not in the prediction log" in missing.err
+    assert cli("trace", "nope", "-w", trained).code == 2

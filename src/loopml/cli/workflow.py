@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("serve")(serve)
     app.command("predict")(predict)
+    app.command("trace")(trace)
     app.command("quickstart")(quickstart)
 
 
@@ -218,3 +219,33 @@ def quickstart(
     out.print(f"\n[bold green]quickstart done[/bold green] in {summary['seconds']:.1f} s")
     table("where everything lies", ["what", "where"], summary["locations"].items())
     table("what happened", ["step", "result"], summary["results"].items())
+
+
+def trace(
+    ctx: typer.Context,
+    prediction_id: Annotated[str, typer.Argument(help="An id the server answered with.")],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trace a served prediction back: inputs -> model version -> run -> dataset -> source."""
+    from loopml.lineage import trace_prediction
+
+    with open_ws(ctx, workspace) as ws:
+        doc = trace_prediction(ws, prediction_id)
+    if as_json:
+        print_json(doc)
+        return
+    p, m, r, d = doc["prediction"], doc["model"], doc["run"], doc["dataset"]
+    out.print(
+        f"[bold]prediction {p['id']}[/bold] at {p['timestamp']}: {p['prediction']} "
+        f"(score {fmt(p['score'])}, {fmt(p['latency_ms'], 2)} ms)"
+    )
+    out.print(f"  logged in {p['log_file']}")
+    out.print(f"  <- model {m['name']}@{m['version']}, artifact {m['artifact_url']}")
+    out.print(
+        f"  <- run {r['id']} ({r['status']}, {r['started_at']}, git {r['git_commit'] or '-'})"
+    )
+    if d:
+        out.print(f"  <- dataset {d['name']}@{d['version']} ({d['rows']} rows) at {d['url']}")
+        out.print(f"  <- source {d['source']}")
+    table("inputs", ["feature", "value"], p["inputs"].items())
