@@ -102,7 +102,7 @@ def test_lone_request_does_not_wait_for_the_window(executor: ThreadPoolExecutor)
     model = Doubler()
 
     async def main() -> float:
-        b = MicroBatcher(model, executor, max_batch=64, max_wait_ms=500)
+        b = MicroBatcher(model, executor, max_batch=64, max_wait_ms=10_000)
         await b.submit(frame(1))  # start the worker
         t0 = time.perf_counter()
         for _ in range(5):
@@ -113,7 +113,8 @@ def test_lone_request_does_not_wait_for_the_window(executor: ThreadPoolExecutor)
 
     elapsed = run(main())
     assert isinstance(elapsed, float)
-    assert elapsed < 0.5  # five sequential requests, far less than one 500 ms window
+    # waiting for the window would take 5 x 10 s; the bound is loose for a noisy machine
+    assert elapsed < 5.0
 
 
 def test_a_failing_request_does_not_fail_its_batch(executor: ThreadPoolExecutor) -> None:
