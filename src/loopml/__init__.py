@@ -9,8 +9,9 @@
 >>> loopml.check_drift(ws, "cancer")                            # against the training data
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopml.utils import lazy_exports
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -108,13 +109,7 @@ def train(
     return _train_stage.train(ws, config, progress=progress)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

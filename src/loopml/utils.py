@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import sys
 import tempfile
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -49,3 +53,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` (PEP 562) that imports ``names[attr]`` on first use.
+
+    ``names`` maps each exported name to the module that defines it; the value is cached on
+    the package, so the import happens once.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__

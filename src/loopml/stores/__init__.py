@@ -7,29 +7,23 @@ loaded only when asked for, so importing loopml stays light and never needs s3fs
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from loopml.stores.base import ArtifactStore, Lake, MetadataStore
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.stores.registry import open_artifacts, open_lake, open_metadata
+from loopml.utils import lazy_exports
 
 _BACKENDS = {
-    "SqlMetadataStore": "sql",
-    "SqliteMetadataStore": "sql",
-    "PostgresMetadataStore": "sql",
-    "FileLake": "fs",
-    "S3Lake": "fs",
-    "FileArtifactStore": "fs",
-    "S3ArtifactStore": "fs",
+    "SqlMetadataStore": "loopml.stores.sql",
+    "SqliteMetadataStore": "loopml.stores.sql",
+    "PostgresMetadataStore": "loopml.stores.sql",
+    "FileLake": "loopml.stores.fs",
+    "S3Lake": "loopml.stores.fs",
+    "FileArtifactStore": "loopml.stores.fs",
+    "S3ArtifactStore": "loopml.stores.fs",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _BACKENDS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopml.stores' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"loopml.stores.{module}"), name)
+__getattr__ = lazy_exports(__name__, _BACKENDS)
 
 
 __all__ = [

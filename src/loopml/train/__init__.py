@@ -6,8 +6,9 @@ imports it early so that ``loopml.train`` stays the function users call).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from loopml.utils import lazy_exports
 
 if TYPE_CHECKING:
     from loopml.train.estimators import make_estimator
@@ -24,13 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopml.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["TrainResult", "fit_bundle", "fit_prepared", "infer_task", "make_estimator", "train"]
