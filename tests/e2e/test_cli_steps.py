@@ -94,6 +94,22 @@ def test_gate_failure_is_recorded_and_not_promoted(tmp_path: Path, cli, trained:
     assert len(models) == 1  # nothing new registered
 
 
+def _predict_over_http(workspace: Path, rows: pd.DataFrame) -> httpx.Response:
+    """POST ``rows`` to a real server on 127.0.0.1; stopping it flushes the prediction log."""
+    with open_workspace(workspace) as ws:
+        server = start_background_server(ws, host="127.0.0.1", port=0)
+        try:
+            r = httpx.post(
+                f"{server.url}/v1/models/cancer:predict",
+                json={"instances": rows.to_dict(orient="records")},
+                timeout=30,
+            )
+        finally:
+            server.stop()
+    assert r.status_code == 200, r.text
+    return r
+
+
 def test_http_cli_and_python_give_identical_predictions(tmp_path: Path, cli, trained: Path) -> None:  # type: ignore[no-untyped-def]
     frame = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(25)
     path = tmp_path / "rows.csv"
@@ -105,16 +121,7 @@ def test_http_cli_and_python_give_identical_predictions(tmp_path: Path, cli, tra
     rows = pd.read_csv(path)
     with open_workspace(trained) as ws:
         by_api = load_model(ws, "cancer").predict(rows)
-        server = start_background_server(ws, host="127.0.0.1", port=0)
-        try:
-            r = httpx.post(
-                f"{server.url}/v1/models/cancer:predict",
-                json={"instances": rows.to_dict(orient="records")},
-                timeout=30,
-            )
-        finally:
-            server.stop()
-    assert r.status_code == 200, r.text
+    r = _predict_over_http(trained, rows)
     by_http = r.json()["predictions"]
     np.testing.assert_array_equal(by_cli["proba_1"].to_numpy(), by_api.probabilities[:, 1])
     np.testing.assert_array_equal(
@@ -270,16 +277,7 @@ def test_trace_a_served_prediction_back_to_its_source(
     cancer_csv: Path,
 ) -> None:
     rows = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(2)
-    with open_workspace(trained) as ws:
-        server = start_background_server(ws, host="127.0.0.1", port=0)
-        try:
-            r = httpx.post(
-                f"{server.url}/v1/models/cancer:predict",
-                json={"instances": rows.to_dict(orient="records")},
-                timeout=30,
-            )
-        finally:
-            server.stop()  # flushes the prediction log
+    r = _predict_over_http(trained, rows)
     pid = r.json()["predictions"][1]["prediction_id"]
     res = cli("trace", pid, "-w", trained, "--json")
     assert res.code == 0, res.err
