@@ -126,9 +126,10 @@ def check_drift(
         "created": utcnow().isoformat(timespec="seconds"),
     }
     html = render_html(
-        _merge(feature_report, prediction_report),
+        feature_report,
         title=f"Drift report: {model.name}@{model.version}",
         context=context,
+        extra=prediction_report.features,
     )
     report_url = ws.lake.write_bytes(f"{base}.html", html.encode())
     check = DriftCheck(
@@ -156,10 +157,3 @@ def _training_features(ws: Workspace, model: LoadedModel) -> pd.DataFrame:
     dv = ws.metadata.get_dataset_version(rec.dataset_name, rec.dataset_version)
     frame = ws.lake.read_table(dv.path).to_pandas()
     return model.signature.validate_frame(frame, source=f"dataset {dv.name}@{dv.version}")
-
-
-def _merge(features: DriftReport, prediction: DriftReport) -> DriftReport:
-    """One report for the page: feature rows first, then the prediction row."""
-    from dataclasses import replace
-
-    return replace(features, features=[*features.features, *prediction.features])

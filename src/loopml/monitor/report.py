@@ -255,8 +255,18 @@ def _categorical_bars(
 # ---------------------------------------------------------------------------------------------
 
 
-def render_html(report: DriftReport, *, title: str, context: Mapping[str, str]) -> str:
-    """The whole report page: verdict, thresholds, context, feature table, plots of drifters."""
+def render_html(
+    report: DriftReport,
+    *,
+    title: str,
+    context: Mapping[str, str],
+    extra: Sequence[FeatureDrift] = (),
+) -> str:
+    """The whole report page: verdict, thresholds, context, feature table, plots of drifters.
+
+    ``extra`` rows (e.g. the drift of the model's scores) are shown and plotted with the
+    features but do not count towards the dataset verdict.
+    """
     n = len(report.features)
     n_drifted = len(report.drifted_features)
     verdict = "yes" if report.drifted else "no"
@@ -290,10 +300,10 @@ def render_html(report: DriftReport, *, title: str, context: Mapping[str, str]) 
         "Bonferroni-corrected level <em>and</em> its population stability index reaches the "
         "PSI threshold. JS is the Jensen–Shannon divergence (base 2).</p>",
         "<h2>Features</h2>",
-        _feature_table(report.features),
+        _feature_table([*report.features, *extra]),
         "<h2>Drifting features</h2>",
     ]
-    drifting = [f for f in report.features if f.drifted]
+    drifting = [f for f in [*report.features, *extra] if f.drifted]
     if not drifting:
         out.append("<p>No feature drifted.</p>")
     for i, f in enumerate(_sorted(drifting)):  # same order as the table: row i links here

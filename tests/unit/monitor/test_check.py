@@ -86,3 +86,11 @@ def test_shifted_log_drifts_and_writes_a_report(served: Workspace, tmp_path: Pat
     assert set(check.features.drifted_features) == {"score", "color"}
     html = served.lake.read_bytes(check.report_url.split("/lake/", 1)[1]).decode()
     assert html.count("<svg") >= 2
+
+
+def test_report_shows_score_drift_without_counting_it_as_a_feature(served: Workspace) -> None:
+    _send(served, _frame(300, 2, shift=1.0))
+    check = check_drift(served, "credit")
+    html = served.lake.read_bytes(check.report_url.split("/lake/", 1)[1]).decode()
+    assert "2 of 2 features drifted" in html
+    assert "prediction_score" in html
