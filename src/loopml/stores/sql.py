@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,13 +206,23 @@ class SqlMetadataStore(MetadataStore):
         self.uri = uri
         self._shown = redact_uri(uri)
         self._engine: Engine = self._translated(lambda: self._create_engine(uri))
-        try:
-            with self._transaction(write=True, what="opening (migrating the schema)") as conn:
-                self._before_migrate(conn)
-                migrate(conn)
-        except BaseException:
-            self._engine.dispose()
-            raise
+        # Several processes may open a new workspace at once; SQLite can answer "locked" at
+        # such moments without waiting on its busy timeout, so the opening is retried a while.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with self._transaction(write=True, what="opening (migrating the schema)") as conn:
+                    self._before_migrate(conn)
+                    migrate(conn)
+                return
+            except StoreError as exc:
+                if "locked" not in exc.message or time.monotonic() > deadline:
+                    self._engine.dispose()
+                    raise
+                time.sleep(0.02 + 0.05 * random.random())
+            except BaseException:
+                self._engine.dispose()
+                raise
 
     # hooks for the subclasses
     def _create_engine(self, uri: str) -> Engine:
@@ -486,9 +497,20 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # Switching to WAL needs a moment alone with the file and does not wait on the busy
+        # timeout: when several processes open a new database at once, retry for a while.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
     finally:
         cursor.close()
 
