@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,9 @@ from loopml.cli.common import (
     workspace_path,
 )
 from loopml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from loopml.train import TrainResult
 
 
 def register(app: typer.Typer) -> None:
@@ -103,11 +106,7 @@ def train(
         )
 
 
-def _print_train(res: object) -> None:
-    from loopml.train import TrainResult
-
-    if not isinstance(res, TrainResult):
-        return
+def _print_train(res: TrainResult) -> None:
     m = res.run.metrics
     metric = m.get("metric", "")
     cv = m.get("cv", {})
