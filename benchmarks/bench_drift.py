@@ -1,6 +1,6 @@
-"""Time ``compute_drift`` on a million rows against a floor measured in the same run.
+"""Time ``compute_drift`` on a million rows against a naive baseline measured in the same run.
 
-The floor is what the statistics cost when taken straight from the libraries, feature by
+The naive baseline is what the statistics cost when taken straight from the libraries, feature by
 feature: ``scipy.stats.ks_2samp`` plus ``numpy.histogram`` of both sides on reference-quantile
 edges (PSI's binning). ``compute_drift`` does more (PSI, KS with its p-value, null counts and the
 plot histogram) and must stay close to it. A bare ``numpy.sort`` of both sides, the least an
@@ -51,7 +51,7 @@ def main() -> None:
     def ours() -> DriftReport:
         return compute_drift(reference, current, features)
 
-    def floor() -> object:
+    def naive() -> object:
         out = []
         for n in names:
             ref = reference[n].to_numpy()
@@ -66,7 +66,7 @@ def main() -> None:
         return [(np.sort(reference[n].to_numpy()), np.sort(current[n].to_numpy())) for n in names]
 
     report = ours()  # warm up, and show what was found
-    t_floor = _median_seconds(floor, args.repeats)
+    t_naive = _median_seconds(naive, args.repeats)
     t_ours = _median_seconds(ours, args.repeats)
     t_sort = _median_seconds(sort_only, args.repeats)
 
@@ -76,15 +76,15 @@ def main() -> None:
     )
     print(f"drifting features: {', '.join(report.drifted_features) or 'none'}")
     print()
-    print(f"{'what':<44} {'seconds':>9} {'vs floor':>9}")
+    print(f"{'what':<44} {'seconds':>9} {'vs naive':>9}")
     print("-" * 64)
     rows = [
-        ("floor: scipy ks_2samp + numpy.histogram", t_floor),
+        ("naive: scipy ks_2samp + numpy.histogram", t_naive),
         ("loopml compute_drift (PSI, KS, plot data)", t_ours),
         ("numpy.sort of both sides only", t_sort),
     ]
     for label, seconds in rows:
-        print(f"{label:<44} {seconds:>9.3f} {seconds / t_floor:>8.2f}x")
+        print(f"{label:<44} {seconds:>9.3f} {seconds / t_naive:>8.2f}x")
 
 
 if __name__ == "__main__":

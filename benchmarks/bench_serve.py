@@ -1,10 +1,10 @@
-"""Benchmark the model server against a floor measured in the same run.
+"""Benchmark the model server against a naive baseline measured in the same run.
 
-The floor is a bare Starlette endpoint that parses the body with orjson and runs the same
-model (fitted feature pipeline + estimator ``predict_proba``) on the one row, in the event
-loop, with nothing else: no validation, no ids, no batching, no log, no metrics. loopml does
-its whole job: validation against the signature, micro-batching in a worker thread,
-prediction ids, metrics, the prediction log and hot-reload polling.
+The naive baseline (not a floor: it runs scikit-learn per request) is a bare Starlette endpoint
+that parses the body with orjson and runs the same model (fitted feature pipeline + estimator
+``predict_proba``) on the one row, in the event loop, with nothing else: no validation, no ids,
+no batching, no log, no metrics. loopml does its whole job: validation against the signature,
+micro-batching in a worker thread, prediction ids, metrics, the prediction log and hot-reload polling.
 
 Each server runs in its own process on 127.0.0.1 (a free port); the clients are a few
 httpx clients, each in its own process with one keep-alive connection, sending single-row
@@ -41,15 +41,15 @@ def build_workspace(path: str, trees: int) -> list[bytes]:
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
 
-    from loopml.features import FeatureSpec, prepare_frame
+    from loopml.features import FeatureSpec, build_transformer, prepare_frame, resolve_kinds
     from loopml.registry import ModelBundle, Signature, register_model, set_alias
     from loopml.workspace import init
 
     df = load_breast_cancer(as_frame=True).frame
     spec = FeatureSpec.from_config({})
-    kinds = spec.resolve(df, "target")
+    kinds = resolve_kinds(spec, df, "target")
     x = prepare_frame(df, kinds)
-    ct = spec.build(kinds).fit(x)
+    ct = build_transformer(spec, kinds).fit(x)
     est = RandomForestClassifier(n_estimators=trees, random_state=0).fit(
         ct.transform(x), df["target"]
     )
@@ -65,7 +65,7 @@ def build_workspace(path: str, trees: int) -> list[bytes]:
     return [orjson.dumps({"instances": [r]}) for r in rows]
 
 
-def floor_app(workspace: str) -> Any:
+def naive_app(workspace: str) -> Any:
     """The bare endpoint: orjson parse, the model's pipeline and predict_proba, orjson dump."""
     import pandas as pd
     from starlette.applications import Starlette
@@ -106,8 +106,8 @@ def serve(kind: str, workspace: str, max_wait_ms: float) -> None:
     """Child process: bind a free port, print it, serve until terminated."""
     import uvicorn
 
-    if kind == "floor":
-        app = floor_app(workspace)
+    if kind == "naive":
+        app = naive_app(workspace)
         ws = None
     else:
         from loopml.serve import create_app
@@ -175,7 +175,7 @@ def _load(
 
 
 def _batches(url: str) -> tuple[float, float]:
-    """(predict calls, rows) so far, from loopml's /metrics; zeros for the floor."""
+    """(predict calls, rows) so far, from loopml's /metrics; zeros for the naive baseline."""
     resp = httpx.get(f"{url}/metrics", timeout=5)
     if resp.status_code != 200:
         return 0.0, 0.0
@@ -253,7 +253,7 @@ def stop_child(proc: subprocess.Popen[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", choices=["floor", "loopml"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["naive", "loopml"], help=argparse.SUPPRESS)
     parser.add_argument("--workspace", help=argparse.SUPPRESS)
     parser.add_argument(
         "--max-wait-ms", type=float, default=2.0, help="loopml's batching window (default 2)"
@@ -271,7 +271,7 @@ def main() -> None:
         workspace = str(Path(tmp) / "ws")
         bodies = build_workspace(workspace, args.trees)
         results: dict[tuple[str, int], dict[str, float]] = {}
-        for kind in ("floor", "loopml"):
+        for kind in ("naive", "loopml"):
             proc, url = start_child(kind, workspace, args.max_wait_ms)
             try:
                 for c in clients:
@@ -284,18 +284,18 @@ def main() -> None:
     )
     header = (
         f"{'server':<8} {'clients':>7} {'requests':>8} {'req/s':>8} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'errors':>6} {'rows/call':>9} {'vs floor':>8}"
+        f"{'p99 ms':>8} {'errors':>6} {'rows/call':>9} {'vs naive':>8}"
     )
     print(header)
     print("-" * len(header))
     for c in clients:
-        for kind in ("floor", "loopml"):
+        for kind in ("naive", "loopml"):
             r = results[(kind, c)]
-            floor = results[("floor", c)]["rps"]
+            naive = results[("naive", c)]["rps"]
             print(
                 f"{kind:<8} {c:>7} {int(r['requests']):>8} {r['rps']:>8.0f} "
                 f"{r['p50']:>8.2f} {r['p99']:>8.2f} {int(r['errors']):>6} "
-                f"{r['batch']:>9.1f} {r['rps'] / floor:>7.2f}x"
+                f"{r['batch']:>9.1f} {r['rps'] / naive:>7.2f}x"
             )
 
 

@@ -27,11 +27,10 @@ if TYPE_CHECKING:
         NotFoundError,
         StoreError,
     )
-    from loopml.evaluate import Gate, compute_metrics
-    from loopml.features import FeatureSpec
+    from loopml.evaluate import compute_metrics
     from loopml.lineage import trace_prediction
     from loopml.monitor import DriftCheck, check_drift, compute_drift
-    from loopml.pipeline import ProjectConfig
+    from loopml.project import FeatureSpec, Gate, ProjectConfig
     from loopml.quickstart import run_quickstart
     from loopml.registry import (
         LoadedModel,
@@ -55,8 +54,8 @@ _LAZY: dict[str, str] = {
     "ConfigError": "loopml.errors",
     "ConflictError": "loopml.errors",
     "DriftCheck": "loopml.monitor",
-    "FeatureSpec": "loopml.features",
-    "Gate": "loopml.evaluate",
+    "FeatureSpec": "loopml.project",
+    "Gate": "loopml.project",
     "GateFailedError": "loopml.errors",
     "IntegrityError": "loopml.errors",
     "InvalidInputError": "loopml.errors",
@@ -64,7 +63,7 @@ _LAZY: dict[str, str] = {
     "LoopmlError": "loopml.errors",
     "ModelBundle": "loopml.registry",
     "NotFoundError": "loopml.errors",
-    "ProjectConfig": "loopml.pipeline",
+    "ProjectConfig": "loopml.project",
     "Signature": "loopml.registry",
     "StoreError": "loopml.errors",
     "TrainResult": "loopml.train",

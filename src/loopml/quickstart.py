@@ -53,7 +53,7 @@ def run_quickstart(
 
     from loopml.data import ingest
     from loopml.monitor import check_drift
-    from loopml.pipeline import ProjectConfig
+    from loopml.project import ProjectConfig
     from loopml.serve import read_prediction_log, start_background_server
     from loopml.train import train
     from loopml.workspace import init

@@ -88,7 +88,7 @@ def train(
         registry: {alias: champion}
     """
     from loopml.errors import GateFailedError
-    from loopml.pipeline import ProjectConfig
+    from loopml.project import ProjectConfig
     from loopml.train import train as train_api
 
     config = ProjectConfig.from_file(file)

@@ -22,13 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.errors import InvalidInputError
+from loopml.kinds import BOOLEAN, CATEGORICAL, DATA_KINDS, DATETIME, NUMERIC, TEXT
 
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-BOOLEAN = "boolean"
-DATETIME = "datetime"
-TEXT = "text"
-KINDS = (NUMERIC, CATEGORICAL, BOOLEAN, DATETIME, TEXT)
+KINDS = DATA_KINDS
 
 # a string column is text (not categorical) when its values are long on average, or when it
 # has many distinct values that make up most of its rows

@@ -1,7 +1,7 @@
 """Evaluation: metrics, cross-validation, gates."""
 
 from loopml.evaluate.cv import cross_validate, folds, holdout_split
-from loopml.evaluate.gate import Condition, Gate
+from loopml.project.gate import Condition, Gate
 from loopml.evaluate.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,

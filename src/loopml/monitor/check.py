@@ -72,7 +72,7 @@ def check_drift(
     names = model.signature.names
     reference = _training_features(ws, model)
     if data is None:
-        from loopml.serve.predlog import feature_column, read_prediction_log
+        from loopml.predictions import feature_column, read_prediction_log
 
         current = read_prediction_log(
             ws.lake, model.name, since=since, until=until, version=model.version

@@ -51,6 +51,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from loopml.errors import InvalidInputError
+from loopml.kinds import CATEGORICAL, FEATURE_KINDS, NUMERIC
 from loopml.monitor.stats import (
     PSI_EPSILON,
     UNSEEN_LABEL,
@@ -75,9 +76,7 @@ from loopml.monitor.stats import (
     value_counts,
 )
 
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
-KINDS = (NUMERIC, CATEGORICAL)
+KINDS = FEATURE_KINDS
 PLOT_BINS = 20
 PLOT_TAIL = 0.005  # numeric plots span the 0.5%–99.5% quantiles; the end bins hold the tails
 MAX_PLOT_CATEGORIES = 20

@@ -10,7 +10,8 @@ import html
 import math
 from collections.abc import Callable, Mapping, Sequence
 
-from loopml.monitor.drift import NUMERIC, DriftReport, FeatureDrift, Histogram
+from loopml.kinds import NUMERIC
+from loopml.monitor.drift import DriftReport, FeatureDrift, Histogram
 
 _Scale = Callable[[float], float]
 

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from loopml.errors import InvalidInputError
+from loopml.kinds import CATEGORICAL, NUMERIC
 
-NUMERIC = "numeric"
-CATEGORICAL = "categorical"
 MAX_CATEGORIES_SHOWN = 8
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 
 from loopml.errors import InvalidInputError, StoreError
+from loopml.predictions import PredictionLogger, read_prediction_log
 from loopml.registry import CHAMPION, resolve_version
 from loopml.serve.app import ModelServer, create_app
-from loopml.serve.predlog import PredictionLogger, read_prediction_log
 from loopml.serve.runtime import resolve_models
 from loopml.workspace import Workspace
 

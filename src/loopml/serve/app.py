@@ -28,9 +28,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from loopml.errors import AuthError, InvalidInputError, LoopmlError, NotFoundError, StoreError
+from loopml.predictions import PredictionLogger
 from loopml.serve.metrics import CONTENT_TYPE, Metrics
 from loopml.serve.openapi import build_openapi, docs_page
-from loopml.serve.predlog import PredictionLogger
 from loopml.serve.runtime import ModelRuntime, ModelSet, resolve_models
 from loopml.serve.v2 import infer_response, model_metadata, parse_infer_request
 from loopml.workspace import Workspace

@@ -10,7 +10,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from loopml.registry.signature import CATEGORICAL, Signature
+from loopml.kinds import CATEGORICAL
+from loopml.registry.signature import Signature
 from loopml.serve.runtime import ModelSet
 
 SWAGGER_HTML = """<!doctype html>

@@ -16,9 +16,9 @@ from functools import partial
 from typing import Any
 
 from loopml.errors import InvalidInputError, LoopmlError, NotFoundError
+from loopml.kinds import CATEGORICAL
 from loopml.names import check_name, parse_ref
 from loopml.registry import CHAMPION, LoadedModel, load_model, resolve_version
-from loopml.registry.signature import CATEGORICAL
 from loopml.serve.batching import MicroBatcher
 from loopml.serve.metrics import Metrics
 from loopml.workspace import Workspace

@@ -21,8 +21,8 @@ import numpy as np
 import orjson
 
 from loopml.errors import InvalidInputError
+from loopml.kinds import CATEGORICAL
 from loopml.registry.bundle import Prediction
-from loopml.registry.signature import CATEGORICAL
 from loopml.serve.runtime import ModelRuntime
 
 NUMERIC_DATATYPES = frozenset(

@@ -40,7 +40,7 @@ class DatasetVersion:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
 
 
-RUN_STATUSES = ("running", "succeeded", "failed", "gate_failed")
+RUN_STATUSES = ("running", "succeeded", "failed", "gate_failed", "aborted")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class Run:
     duration_s: float | None = None
     error: str | None = None
     model_version: int | None = None
+    # who runs it: {"host", "pid", "started"} (process start time); a run whose owner
+    # process is gone is reported as aborted
+    owner: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
@@ -80,6 +83,9 @@ class ModelVersion:
     dataset_version: int | None
     created_at: datetime
     size_bytes: int = 0
+    # type names the user explicitly trusted beyond loopml's allowlist (e.g. a function
+    # inside a FunctionTransformer); recorded at registration, honoured on load
+    trusted: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]

@@ -128,6 +128,7 @@ runs = sa.Table(
     sa.Column("duration_s", sa.Float),
     sa.Column("error", sa.Text),
     sa.Column("model_version", sa.Integer),
+    sa.Column("owner", JsonText),
     sa.Index(None, "name", "started_at"),
     sa.Index(None, "started_at"),
 )
@@ -146,6 +147,7 @@ model_versions = sa.Table(
     sa.Column("dataset_version", sa.Integer),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("trusted", JsonText, nullable=False, server_default="[]"),
 )
 
 aliases = sa.Table(

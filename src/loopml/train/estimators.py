@@ -8,7 +8,7 @@ from typing import Any
 from sklearn.base import is_classifier, is_regressor
 
 from loopml.errors import ConfigError
-from loopml.pipeline.project import ModelSpec
+from loopml.project import ModelSpec
 
 ALLOWED_ROOTS = ("sklearn", "lightgbm")
 

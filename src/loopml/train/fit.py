@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 from sklearn.base import clone
 
-from loopml.features.spec import FeatureSpec, prepare_frame
+from loopml.features.spec import build_transformer, prepare_frame, resolve_kinds
+from loopml.project import FeatureSpec
 from loopml.registry.bundle import ModelBundle
 from loopml.registry.signature import Signature
 
@@ -34,7 +35,7 @@ def fit_prepared(
     flavor: str = "sklearn",
 ) -> ModelBundle:
     """Fit a fresh copy of ``estimator`` on features ``x`` (from ``prepare_frame``)."""
-    features = spec.build(kinds).fit(x)
+    features = build_transformer(spec, kinds).fit(x)
     model = clone(estimator).fit(features.transform(x), y.to_numpy())
     classes = list(model.classes_) if task == "classification" else None
     sig = Signature.from_frame(x, kinds, target=target, task=task, classes=classes)
@@ -55,7 +56,7 @@ def fit_bundle(
     ``estimator`` is cloned, as scikit-learn's cross-validation does.
     """
     spec = features if isinstance(features, FeatureSpec) else FeatureSpec.from_config(features)
-    kinds = spec.resolve(frame, target)
+    kinds = resolve_kinds(spec, frame, target)
     x = prepare_frame(frame, kinds)
     y = frame[target]
     flavor = "lightgbm" if type(estimator).__module__.startswith("lightgbm") else "sklearn"

@@ -16,8 +16,8 @@ import pandas as pd
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.evaluate.cv import cross_validate, holdout_split
 from loopml.evaluate.metrics import check_metric, compute_metrics
-from loopml.features.spec import prepare_frame
-from loopml.pipeline.project import ProjectConfig
+from loopml.features.spec import prepare_frame, resolve_kinds
+from loopml.project import ProjectConfig
 from loopml.registry.models import register_model, set_alias
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.train.estimators import flavor_of, make_estimator
@@ -201,7 +201,7 @@ def _prepare(
             where={"field": "data.task", "column": config.target},
             hint="Use task: classification, or a numeric target",
         )
-    kinds = config.features.resolve(frame, config.target, source)
+    kinds = resolve_kinds(config.features, frame, config.target, source)
     return prepare_frame(frame, kinds), y.reset_index(drop=True), kinds, task
 
 

@@ -4,12 +4,12 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from loopml.errors import ConfigError, InvalidInputError
-from loopml.features import FeatureSpec, infer_kind, prepare_frame
+from loopml.features import FeatureSpec, build_transformer, infer_kind, prepare_frame, resolve_kinds
 
 
 def test_defaults_use_every_column_but_the_target() -> None:
     df = load_breast_cancer(as_frame=True).frame
-    kinds = FeatureSpec.from_config(None).resolve(df, "target")
+    kinds = resolve_kinds(FeatureSpec.from_config(None), df, "target")
     assert "target" not in kinds
     assert len(kinds) == 30
     assert set(kinds.values()) == {"numeric"}
@@ -25,10 +25,10 @@ def test_mixed_types_fit_and_transform_with_imputation_and_onehot() -> None:
         }
     )
     spec = FeatureSpec.from_config({"exclude": ["flag"]})
-    kinds = spec.resolve(df, "y")
+    kinds = resolve_kinds(spec, df, "y")
     assert kinds == {"x": "numeric", "c": "categorical"}
     x = prepare_frame(df, kinds)
-    ct = spec.build(kinds).fit(x)
+    ct = build_transformer(spec, kinds).fit(x)
     out = ct.transform(x)
     assert out.shape == (4, 3)  # x scaled + one-hot a, b
     assert not np.isnan(out).any()
@@ -41,7 +41,7 @@ def test_kind_override_and_inference() -> None:
     assert infer_kind(df["zip"]) == "numeric"
     assert infer_kind(df["name"]) == "categorical"
     spec = FeatureSpec.from_config({"kinds": {"zip": "categorical"}})
-    assert spec.resolve(df, "y")["zip"] == "categorical"
+    assert resolve_kinds(spec, df, "y")["zip"] == "categorical"
 
 
 @pytest.mark.parametrize(
@@ -65,6 +65,6 @@ def test_config_errors_name_the_field(config: dict, field: str) -> None:
 def test_unknown_feature_column_is_named() -> None:
     df = pd.DataFrame({"a": [1], "y": [0]})
     with pytest.raises(InvalidInputError, match="'b'"):
-        FeatureSpec.from_config({"include": ["a", "b"]}).resolve(df, "y")
+        resolve_kinds(FeatureSpec.from_config({"include": ["a", "b"]}), df, "y")
     with pytest.raises(ConfigError, match="target"):
-        FeatureSpec.from_config({"include": ["a", "y"]}).resolve(df, "y")
+        resolve_kinds(FeatureSpec.from_config({"include": ["a", "y"]}), df, "y")

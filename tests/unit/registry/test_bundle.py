@@ -5,15 +5,15 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 
 from loopml.errors import IntegrityError
-from loopml.features import FeatureSpec, prepare_frame
+from loopml.features import FeatureSpec, build_transformer, prepare_frame, resolve_kinds
 from loopml.registry import ModelBundle, Signature
 
 
 def _fit(frame, target, estimator, task, flavor="sklearn"):  # type: ignore[no-untyped-def]
     spec = FeatureSpec.from_config({})
-    kinds = spec.resolve(frame, target)
+    kinds = resolve_kinds(spec, frame, target)
     x = prepare_frame(frame, kinds)
-    ct = spec.build(kinds).fit(x)
+    ct = build_transformer(spec, kinds).fit(x)
     est = estimator.fit(ct.transform(x), frame[target])
     classes = list(est.classes_) if task == "classification" else None
     sig = Signature.from_frame(x, kinds, target=target, task=task, classes=classes)

@@ -7,8 +7,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from loopml.data import ingest
 from loopml.errors import ConfigError, InvalidInputError, NotFoundError
-from loopml.pipeline import ProjectConfig
-from loopml.pipeline.project import ModelSpec
+from loopml.project import ModelSpec, ProjectConfig
 from loopml.registry import load_model
 from loopml.train import infer_task, make_estimator, train
 from loopml.workspace import Workspace

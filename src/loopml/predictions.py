@@ -6,12 +6,15 @@ parts under ``predictions/<model>/date=YYYY-MM-DD/`` every ``flush_seconds`` or 
 ``flush_rows`` rows wait. A failed write keeps the rows for the next flush; the buffer is
 bounded, and rows pushed out of it are counted, never raised into a request.
 
-The monitor stage reads the log back with :func:`read_prediction_log`.
+This module owns the log's layout, its writer and its reader: the server writes through it,
+the monitor reads windows back with :func:`read_prediction_log`, and lineage finds one
+prediction with :func:`find_prediction`. It sits below those stages and imports none of them.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -20,19 +23,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from loopml.errors import InvalidInputError
+from loopml.errors import InvalidInputError, NotFoundError
 from loopml.names import check_name
-from loopml.registry.bundle import Prediction
-from loopml.serve.metrics import Metrics
 from loopml.stores.base import Lake
 
-log = logging.getLogger("loopml.serve.predlog")
+log = logging.getLogger("loopml.predictions")
 
 PREFIX = "predictions"
 # Columns every part has; a feature with one of these names is stored as "feature_<name>".
@@ -40,6 +42,53 @@ BASE_COLUMNS = ("prediction_id", "timestamp", "model", "version", "latency_ms")
 TAIL_COLUMNS = ("prediction", "score")
 RESERVED = frozenset(BASE_COLUMNS + TAIL_COLUMNS)
 _US_PER_DAY = 86_400_000_000
+
+
+class Scored(Protocol):
+    """What the logger needs of a prediction: a label and a score per row."""
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def scores(self) -> np.ndarray: ...
+
+
+class _Count(Protocol):
+    def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None: ...
+
+    def value(self, labels: tuple[str, ...] = ()) -> float: ...
+
+
+class LogCounters(Protocol):
+    """The counters the logger keeps (the server passes its Prometheus metrics)."""
+
+    @property
+    def log_written(self) -> _Count: ...
+
+    @property
+    def log_dropped(self) -> _Count: ...
+
+    @property
+    def log_errors(self) -> _Count: ...
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self._n = 0.0
+
+    def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
+        self._n += amount
+
+    def value(self, labels: tuple[str, ...] = ()) -> float:
+        return self._n
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.log_written = _Tally()
+        self.log_dropped = _Tally()
+        self.log_errors = _Tally()
 
 
 def feature_column(name: str) -> str:
@@ -73,7 +122,7 @@ class PredictionLogger:
         flush_rows: int = 1000,
         flush_seconds: float = 1.0,
         max_buffer_rows: int = 50_000,
-        metrics: Metrics | None = None,
+        metrics: LogCounters | None = None,
     ) -> None:
         if flush_rows < 1 or flush_seconds <= 0 or max_buffer_rows < flush_rows:
             raise InvalidInputError(
@@ -86,7 +135,7 @@ class PredictionLogger:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_buffer_rows = max_buffer_rows
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics: LogCounters = _Counters() if metrics is None else metrics
         self._buffer: deque[_Entry] = deque()
         self._rows = 0
         self._lock = threading.Lock()  # guards _buffer and _rows
@@ -105,7 +154,7 @@ class PredictionLogger:
         model: str,
         version: int,
         frame: pd.DataFrame,
-        prediction: Prediction,
+        prediction: Scored,
         prediction_ids: Sequence[str],
         latency_ms: float,
     ) -> None:
@@ -370,3 +419,44 @@ def read_prediction_log(
     if frame.empty:
         return _empty_log()
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+# -- finding one prediction -------------------------------------------------------------------
+
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _newest_first(path: str) -> tuple[str, str]:
+    day = next((p[5:] for p in path.split("/") if p.startswith("date=")), "")
+    return day, path.rsplit("/", 1)[-1]
+
+
+def find_prediction(lake: Lake, prediction_id: str) -> tuple[dict[str, Any], str]:
+    """The logged row of ``prediction_id`` and the lake path of its log part.
+
+    Scans the log newest part first; cost grows with the log until it is compacted and
+    indexed.
+    """
+    if not isinstance(prediction_id, str) or not _ID.fullmatch(prediction_id):
+        raise InvalidInputError(
+            f"{prediction_id!r} is not a prediction id",
+            where={"prediction_id": prediction_id},
+            hint="Prediction ids are the 32 hex characters the server answers with",
+        )
+    parts = [p for p in lake.list(f"{PREFIX}/") if p.endswith(".parquet")]
+    for path in sorted(parts, key=_newest_first, reverse=True):
+        table = lake.read_table(path)
+        hits = table.filter(pc.equal(table["prediction_id"], prediction_id))
+        if hits.num_rows:
+            return hits.to_pylist()[0], path
+    raise NotFoundError(
+        f"prediction {prediction_id} is not in the prediction log",
+        where={"prediction_id": prediction_id},
+        hint="The log is written in the background about once a second; check the id, "
+        "or that the server ran with this workspace",
+    )
+
+
+def logged_inputs(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The input features of a logged row, by feature name."""
+    return {n: row.get(feature_column(n)) for n in names}

@@ -34,9 +34,9 @@ from typing import Any
 import yaml
 
 from loopml.errors import ConfigError, NotFoundError
-from loopml.evaluate.gate import Gate
-from loopml.features.spec import FeatureSpec
 from loopml.names import check_name, parse_ref
+from loopml.project.features import FeatureSpec
+from loopml.project.gate import Gate
 
 PROJECT_FILE = "loopml.yaml"
 TASKS = ("classification", "regression")

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from loopml.errors import ConfigError, LoopmlError, NotFoundError
-from loopml.pipeline import ProjectConfig
+from loopml.project import ProjectConfig
 
 GOOD = """
 name: cancer

@@ -1,0 +1,100 @@
+"""The ``features:`` section of the project file: which columns go in and how each kind is
+transformed. Plain data; the features stage builds the fitted pipeline from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.errors import ConfigError
+from loopml.kinds import FEATURE_KINDS
+
+NUMERIC_IMPUTE = ("median", "mean", "zero", "none")
+NUMERIC_SCALE = ("standard", "none")
+CATEGORICAL_IMPUTE = ("most_frequent", "missing", "none")
+CATEGORICAL_ENCODE = ("onehot",)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Columns and transforms. ``include=None`` means every column but the target."""
+
+    include: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)  # overrides of inferred kinds
+    numeric_impute: str = "median"
+    numeric_scale: str = "standard"
+    categorical_impute: str = "most_frequent"
+    categorical_encode: str = "onehot"
+
+    @classmethod
+    def from_config(cls, data: Mapping[str, Any] | None, where: str = "features") -> FeatureSpec:
+        data = dict(data or {})
+        known = {"include", "exclude", "kinds", "numeric", "categorical"}
+        for key in data:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown key {key!r} under {where}",
+                    where={"field": f"{where}.{key}"},
+                    hint=f"Known keys: {', '.join(sorted(known))}",
+                )
+        include = data.get("include", "all")
+        if include == "all" or include is None:
+            include_list = None
+        elif isinstance(include, list) and all(isinstance(c, str) for c in include):
+            include_list = list(include)
+        else:
+            raise ConfigError(
+                f"{where}.include must be 'all' or a list of column names",
+                where={"field": f"{where}.include"},
+                hint="Write include: [col_a, col_b] or include: all",
+            )
+        num = dict(data.get("numeric") or {})
+        cat = dict(data.get("categorical") or {})
+        spec = cls(
+            include=include_list,
+            exclude=list(data.get("exclude") or []),
+            kinds=dict(data.get("kinds") or {}),
+            numeric_impute=str(num.pop("impute", "median")),
+            numeric_scale=str(num.pop("scale", "standard")),
+            categorical_impute=str(cat.pop("impute", "most_frequent")),
+            categorical_encode=str(cat.pop("encode", "onehot")),
+        )
+        for section, rest in (("numeric", num), ("categorical", cat)):
+            if rest:
+                key = next(iter(rest))
+                raise ConfigError(
+                    f"unknown transform {key!r} under {where}.{section}",
+                    where={"field": f"{where}.{section}.{key}"},
+                    hint="Numeric takes impute and scale; categorical takes impute and encode",
+                )
+        for fname, value, allowed in (
+            ("numeric.impute", spec.numeric_impute, NUMERIC_IMPUTE),
+            ("numeric.scale", spec.numeric_scale, NUMERIC_SCALE),
+            ("categorical.impute", spec.categorical_impute, CATEGORICAL_IMPUTE),
+            ("categorical.encode", spec.categorical_encode, CATEGORICAL_ENCODE),
+        ):
+            if value not in allowed:
+                raise ConfigError(
+                    f"{where}.{fname} is {value!r}",
+                    where={"field": f"{where}.{fname}"},
+                    hint=f"Choose one of: {', '.join(allowed)}",
+                )
+        for col, kind in spec.kinds.items():
+            if kind not in FEATURE_KINDS:
+                raise ConfigError(
+                    f"{where}.kinds.{col} is {kind!r}",
+                    where={"field": f"{where}.kinds.{col}"},
+                    hint="A kind is 'numeric' or 'categorical'",
+                )
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "include": self.include or "all",
+            "exclude": self.exclude,
+            "kinds": self.kinds,
+            "numeric": {"impute": self.numeric_impute, "scale": self.numeric_scale},
+            "categorical": {"impute": self.categorical_impute, "encode": self.categorical_encode},
+        }
