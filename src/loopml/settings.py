@@ -3,16 +3,25 @@
 Precedence, highest first: explicit arguments (CLI flags) > environment (``LOOPML_*``) >
 the workspace settings file (``<workspace>/settings.yaml``) > defaults. Store URIs left empty
 default to the embedded stores inside the workspace folder.
+
+The settings file never names the workspace folder itself, so a workspace can be moved or
+copied: the embedded stores are left out of it, and a local store inside the folder is written
+relative to it (``sqlite:///db/meta.db``, ``data/lake``); relative paths in the file are read
+relative to the folder. A file written by an older loopml (``version: 1``) named the embedded
+stores by absolute path: when those paths are of another folder (the workspace was moved or
+copied) and this folder holds the stores, this folder's stores are used (with a warning).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -23,7 +32,12 @@ from pydantic_settings import (
 from loopml.errors import ConfigError
 
 SETTINGS_FILE = "settings.yaml"
+SETTINGS_VERSION = 2  # 2: no absolute paths of the workspace folder (1: the defaults written out)
 DEFAULT_WORKSPACE = ".loopml"
+#: where each embedded store lies in the workspace folder
+STORE_PLACES = {"metadata_uri": "loopml.db", "lake_uri": "lake", "artifacts_uri": "artifacts"}
+
+log = logging.getLogger("loopml.settings")
 
 
 class Settings(BaseSettings):
@@ -38,8 +52,26 @@ class Settings(BaseSettings):
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
     serve_token: str = Field("", description="bearer token for state-changing endpoints")
+    serve_token_file: str = Field(
+        "", description="file holding the bearer token; default <ws>/serve-token (generated)"
+    )
+    serve_allowed_hosts: str = Field(
+        "", description="Host headers the server answers, comma-separated ('*': any)"
+    )
+    serve_max_rows: int = Field(10_000, gt=0, description="most rows in one request")
+    serve_max_body_bytes: int = Field(
+        64 * 1024 * 1024, gt=0, description="largest request body the server reads"
+    )
     log_flush_rows: int = Field(1000, description="prediction log: rows buffered before a flush")
     log_flush_seconds: float = Field(1.0, description="prediction log: longest wait for a flush")
+
+    @field_validator("serve_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts_as_text(cls, value: Any) -> Any:
+        """A YAML list in the settings file reads like the comma-separated variable."""
+        if isinstance(value, list | tuple):
+            return ",".join(str(v) for v in value)
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -89,9 +121,19 @@ def read_settings_file(root: Path) -> dict[str, Any]:
     return data
 
 
-def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settings:
-    """Settings for the workspace at ``root`` with the documented precedence."""
-    file_values = read_settings_file(root)
+def load_settings(
+    root: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    file_values: dict[str, Any] | None = None,
+) -> Settings:
+    """Settings for the workspace at ``root`` with the documented precedence.
+
+    ``file_values``: the settings file's values when already read (and resolved, see
+    :func:`store_values`); by default the file is read here.
+    """
+    if file_values is None:
+        file_values = store_values(root, read_settings_file(root))
     known = set(Settings.model_fields)
     unknown = sorted(set(file_values) - known - {"version"})
     if unknown:
@@ -115,8 +157,111 @@ def load_settings(root: Path, overrides: dict[str, Any] | None = None) -> Settin
 
 
 def write_settings_file(root: Path, values: dict[str, Any]) -> None:
-    """Write the settings file atomically (temporary name, fsync, rename)."""
+    """Write the settings file atomically (temporary name, fsync, rename).
+
+    Store URIs are written so that the workspace folder can move (:func:`portable_values`).
+    """
     from loopml.utils import atomic_write_bytes
 
-    body = {"version": 1, **{k: v for k, v in values.items() if v not in (None, "")}}
+    kept = {k: v for k, v in portable_values(root, values).items() if v not in (None, "")}
+    body = {"version": SETTINGS_VERSION, **kept}
     atomic_write_bytes(root / SETTINGS_FILE, yaml.safe_dump(body, sort_keys=False).encode())
+
+
+# -- store URIs in the settings file ----------------------------------------------------------
+
+
+def default_store_uris(root: Path) -> dict[str, str]:
+    """The URIs of the embedded stores of the workspace at ``root`` (absolute)."""
+    return {
+        "metadata_uri": f"sqlite:///{root / STORE_PLACES['metadata_uri']}",
+        "lake_uri": (root / STORE_PLACES["lake_uri"]).as_uri(),
+        "artifacts_uri": (root / STORE_PLACES["artifacts_uri"]).as_uri(),
+    }
+
+
+def _local_path(key: str, uri: object) -> str | None:
+    """The path on this machine a store URI names, as written (maybe relative); else None."""
+    if not isinstance(uri, str) or not uri:
+        return None
+    if key == "metadata_uri":
+        if not uri.lower().startswith("sqlite:///"):
+            return None
+        path = uri[len("sqlite:///") :].split("?", 1)[0]
+        return None if path in ("", ":memory:") or path.startswith("file:") else path
+    parts = urlsplit(uri)
+    if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
+        return unquote(parts.path)
+    return uri if parts.scheme == "" else None  # a plain path
+
+
+def _with_path(key: str, uri: str, path: str) -> str:
+    """``uri`` naming ``path`` instead (a relative path is written as such)."""
+    if key == "metadata_uri":
+        query = uri.partition("?")[2]
+        return f"sqlite:///{path}" + (f"?{query}" if query else "")
+    return Path(path).as_uri() if os.path.isabs(path) else path
+
+
+def store_values(root: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """The settings file's ``values`` with every store URI absolute, as the stores take them.
+
+    Relative local paths are relative to the workspace folder ``root``; an older file's
+    absolute paths of the folder the workspace was moved (or copied) from are dropped, so the
+    stores inside ``root`` are used (see the module's documentation).
+    """
+    out = dict(values)
+    for key in STORE_PLACES:
+        path = _local_path(key, out.get(key))
+        if path is not None and not os.path.isabs(path):
+            out[key] = _with_path(key, out[key], os.path.normpath(root / path))
+    version = out.get("version", 1)
+    if isinstance(version, int) and version >= 2:
+        return out
+    return _follow_a_move(root, out)
+
+
+def _follow_a_move(root: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Drop the embedded stores' absolute URIs that name where the workspace used to be."""
+    olds: dict[str, Path] = {}
+    for key, place in STORE_PLACES.items():
+        path = _local_path(key, values.get(key))
+        if path is not None and "?" not in values[key] and Path(path).name == place:
+            olds[key] = Path(os.path.normpath(path)).parent
+    if len({*olds.values()}) != 1:  # none, or stores of several folders: named on purpose
+        return values
+    old = next(iter(olds.values()))
+    if old == root or old.resolve() == root.resolve():
+        return values
+    moved = [key for key in olds if (root / STORE_PLACES[key]).exists()]
+    if not moved:
+        return values  # this folder has no stores of its own: the file's are the stores
+    also = f"; {old} exists too and is left as it is" if old.exists() else ""
+    log.warning(
+        "the settings file %s names the stores of %s, where this workspace was before it was "
+        "moved or copied: using the ones in %s%s (run 'loopml init --workspace %s' to write "
+        "the settings without the old paths)",
+        root / SETTINGS_FILE,
+        old,
+        root,
+        also,
+        root,
+    )
+    return {k: v for k, v in values.items() if k not in moved}
+
+
+def portable_values(root: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as the settings file keeps them: the embedded stores left out, local stores
+    inside ``root`` relative to it, every other URI as it is."""
+    out = {}
+    base = root.resolve()
+    for key, value in values.items():
+        path = _local_path(key, value) if key in STORE_PLACES else None
+        if path is not None and os.path.isabs(path):
+            where = Path(path).resolve()
+            if where == base / STORE_PLACES[key] and "?" not in value:
+                continue  # the default: left out, so it follows the folder
+            if where.is_relative_to(base):
+                value = _with_path(key, value, where.relative_to(base).as_posix())
+        out[key] = value
+    return out

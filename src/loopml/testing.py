@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import subprocess
+import sys
 import threading
 import unittest
 import uuid
@@ -31,6 +33,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -39,6 +42,7 @@ import pyarrow as pa
 from loopml.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from loopml.stores.base import ArtifactStore, Lake, MetadataStore
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
+from loopml.utils import process_owner
 
 S = TypeVar("S", MetadataStore, Lake, ArtifactStore)
 Check = Callable[[Callable[[], Any]], None]
@@ -207,6 +211,42 @@ def check_run_round_trip(factory: Callable[[], MetadataStore]) -> None:
         _raises(NotFoundError, lambda: store.get_run(ghost.id), "get an unknown run")
 
 
+def _exited_owner() -> dict[str, Any]:
+    """The owner (``loopml.utils.process_owner``) of a real process that was killed."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=PIPE)
+    try:
+        owner = process_owner(child.pid)
+    finally:
+        child.kill()
+        child.wait(30)
+    return owner
+
+
+def check_run_owner(factory: Callable[[], MetadataStore]) -> None:
+    """A run keeps its owner; a running run whose owner process died is seen as aborted."""
+    name = _unique("model")
+    alive = _run(name, owner=process_owner())
+    elsewhere = _run(name, owner={"host": _unique("another-host"), "pid": 1, "started": "1"})
+    dead = _run(name, owner=_exited_owner())
+    done = replace(_run(name), status="succeeded", duration_s=1.0, owner=dead.owner)
+    with _opened(factory) as store:
+        for run in (alive, elsewhere, dead, done):
+            store.add_run(run)
+        _equal(store.get_run(alive.id), alive, "a run of a live process")
+        _equal(store.get_run(elsewhere.id), elsewhere, "a run of another host")
+        _equal(store.get_run(done.id), done, "a finished run of a process now gone")
+        seen = store.get_run(dead.id)
+        _equal(seen.status, "aborted", "a running run whose process died")
+        if "died" not in (seen.error or ""):
+            raise AssertionError(f"an aborted run says why: got error {seen.error!r}")
+        _equal(replace(seen, status="running", error=None), dead, "the rest of the aborted run")
+        listed = {r.id: r.status for r in store.list_runs(name)}
+        want = {alive.id: "running", elsewhere.id: "running", dead.id: "aborted"}
+        _equal(listed, {**want, done.id: "succeeded"}, "statuses listed")
+    with _opened(factory) as again:
+        _equal(again.get_run(dead.id), seen, "the aborted run, read again")
+
+
 def check_runs_newest_first(factory: Callable[[], MetadataStore]) -> None:
     """Runs list newest first, per model or all, up to ``limit``."""
     name = _unique("model")
@@ -220,6 +260,40 @@ def check_runs_newest_first(factory: Callable[[], MetadataStore]) -> None:
         every = [r.id for r in store.list_runs(limit=10_000) if r.name == name]
         _equal(every, [r.id for r in newest], "runs of every model")
         _equal(store.list_runs(_unique("none")), [], "runs of an unknown model")
+
+
+def check_run_id_prefixes(factory: Callable[[], MetadataStore]) -> None:
+    """A unique prefix of 4+ hex digits (any case) finds its run, as git finds a commit; an
+    ambiguous one lists candidates; anything but hex never reaches the query (no wildcards)."""
+    stem = uuid.uuid4().hex[:20]  # ids of this check share it, and no other run does
+    ids = sorted([f"{stem}a{'0' * 11}", f"{stem}ab{'0' * 10}", f"{stem}b{'1' * 11}"])
+    named = f"run-{uuid.uuid4().hex}"  # ids given by a user need not be hex
+    with _opened(factory) as store:
+        for run_id in [*ids, named]:
+            store.add_run(_run(_unique("model"), id=run_id))
+        _equal(store.run_ids_with_prefix(stem), ids, "every id with the prefix, sorted")
+        _equal(store.run_ids_with_prefix(stem, limit=2), ids[:2], "limit")
+        _equal(store.run_ids_with_prefix(f"{stem}b"), [ids[2]], "one id")
+        _equal(store.run_ids_with_prefix(f"{stem}B".upper()), [ids[2]], "upper case")
+        _equal(store.run_ids_with_prefix(f"{stem}c"), [], "no id")
+        _equal(store.resolve_run(f"{stem}b").id, ids[2], "a unique prefix")
+        _equal(store.resolve_run(ids[1].upper()).id, ids[1], "a whole id in upper case")
+        _equal(store.resolve_run(ids[0]), store.get_run(ids[0]), "a whole id")
+        _equal(store.resolve_run(named).id, named, "a whole id that is not hex")
+        err = _raises(InvalidInputError, lambda: store.resolve_run(f"{stem}a"), "ambiguous")
+        for run_id in ids[:2]:
+            if run_id not in str(err):
+                raise AssertionError(f"the ambiguity names candidate {run_id}: {err}")
+        _raises(NotFoundError, lambda: store.resolve_run(f"{stem}c"), "unknown prefix")
+        _raises(InvalidInputError, lambda: store.resolve_run(stem[:3]), "3 hex digits")
+        for bad in ("", "abc", "ab%d", "ab_d", f"{stem[:8]}%", "zzzz", "a" * 65, " abcd"):
+            _raises(InvalidInputError, partial(store.run_ids_with_prefix, bad), f"prefix {bad!r}")
+        for bad_limit in (0, -1, True):
+            _raises(
+                InvalidInputError,
+                partial(store.run_ids_with_prefix, stem, limit=bad_limit),
+                f"limit {bad_limit!r}",
+            )
 
 
 def check_model_version_numbering(factory: Callable[[], MetadataStore]) -> None:
@@ -358,7 +432,9 @@ def metadata_store_checks() -> Iterator[tuple[str, Check]]:
         check_dataset_conflicts,
         check_dataset_not_found,
         check_run_round_trip,
+        check_run_owner,
         check_runs_newest_first,
+        check_run_id_prefixes,
         check_model_version_numbering,
         check_model_version_race,
         check_aliases,

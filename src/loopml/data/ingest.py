@@ -6,31 +6,36 @@ already holds it and writes nothing. New content becomes version ``latest + 1``:
 written first (``datasets/<name>/v=<n>/part-0.parquet``), then recorded, and a failed record
 removes the data again, so neither a record without data nor stray data is left behind.
 Concurrent ingests of one dataset take turns through a claim marker in the version folder
-(the lake has no exclusive create), so no folder is ever written by two of them.
+(the lake has no exclusive create), so no folder is ever written by two of them. A marker names
+the process that wrote it (:func:`loopml.utils.process_owner`): the claim of an ingest that was
+killed on this machine is taken over at once, so the next ingest gets its version number.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loopml.data.dialect import CsvOptions
 from loopml.data.schema import check_columns, schema_of
 from loopml.data.sources import Source, TableSource, source_for
 from loopml.data.stats import compute_stats
 from loopml.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from loopml.names import check_name, parse_ref
 from loopml.stores.records import DatasetVersion
-from loopml.utils import new_id, utcnow
+from loopml.utils import new_id, owner_alive, process_owner, utcnow
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -39,7 +44,7 @@ DATASETS = "datasets"
 PART = "part-0.parquet"
 _CLAIM = "_claim-"
 _OWNED, _BUSY, _ORPHANED = "owned", "busy", "orphaned"
-_STALE_AFTER = 60.0  # seconds a claimed, unrecorded version folder is waited for
+_STALE_AFTER = 60.0  # seconds a claim whose owner may be alive (another host) is waited for
 _MAX_ROUNDS = 100_000  # a bound on the claim loop (waits included: hours)
 _MAX_CONFLICTS = 20  # records refused as clashing before giving up
 _DIGITS = re.compile(r"[0-9]+")
@@ -56,15 +61,22 @@ class IngestResult:
 
 
 def ingest(
-    ws: Workspace, source: SourceLike, name: str, *, format: str | None = None
+    ws: Workspace,
+    source: SourceLike,
+    name: str,
+    *,
+    format: str | None = None,
+    **options: Unpack[CsvOptions],
 ) -> IngestResult:
     """Store ``source`` as the next version of dataset ``name``; unchanged content: no-op.
 
     ``source`` is a path or URI (format from ``format`` or the extension), a
     :class:`~loopml.data.sources.Source`, a ``pyarrow.Table`` or a ``pandas.DataFrame``.
+    ``options`` read CSV files: ``delimiter``, ``encoding``, ``header``, ``decimal``
+    (see :class:`~loopml.data.dialect.CsvOptions`).
     """
     check_name(name, "dataset")
-    src = as_source(source, format)
+    src = as_source(source, format, **options)
     table = normalize(src.read(), {"source": src.describe()})
     sha = content_sha256(table)
     found = ws.metadata.find_dataset_version(name, sha)
@@ -103,7 +115,9 @@ def _store(
     The version folder is claimed first (see :func:`_claim`). An ingest that finds the next
     folder claimed by another waits for it to be recorded, then returns that version when it
     holds the same content, or moves on to the number after it: numbers stay consecutive and
-    no folder is ever written by two ingests. A claim left by a crashed ingest is skipped after
+    no folder is ever written by two ingests. A folder whose claims all belong to processes of
+    this machine that are gone is emptied and claimed again at once (same number); a claim
+    whose owner cannot be checked (another host, an older loopml) is skipped after
     ``_STALE_AFTER`` seconds, data left without a claim or record at once.
     """
     skip_below = 0  # numbers below this are held by folders that will never be recorded
@@ -115,7 +129,7 @@ def _store(
             return IngestResult(twin, created=False)
         version = max(ws.metadata.latest_dataset_version(name) + 1, skip_below)
         folder = _folder(name, version)
-        claim, state = _claim(ws, folder)
+        claim, state = _claim(ws, folder, partial(_is_recorded, ws, name, version))
         if state == _ORPHANED:
             skip_below = version + 1
             continue
@@ -126,7 +140,7 @@ def _store(
             elif now - waited_since > _STALE_AFTER:
                 skip_below = version + 1
                 continue
-            time.sleep(random.uniform(pause / 2, pause))
+            _wait(random.uniform(pause / 2, pause))
             pause = min(pause * 2, 0.5)
             continue
         try:
@@ -153,17 +167,25 @@ def _store(
     )
 
 
-def as_source(source: SourceLike, format: str | None = None) -> Source:
-    """``source`` as a :class:`Source` (paths by ``format`` or extension)."""
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def as_source(
+    source: SourceLike, format: str | None = None, **options: Unpack[CsvOptions]
+) -> Source:
+    """``source`` as a :class:`Source` (paths by ``format`` or extension, CSV ``options``)."""
     if isinstance(source, Source | pa.Table | pd.DataFrame):
-        if format is not None:
-            raise InvalidInputError(
-                f"format={format!r} applies to file paths, not to a {type(source).__name__}",
-                where={"field": "format"},
-                hint="Leave out format, or pass the file's path",
-            )
+        given = {"format": format, **options}
+        for key, value in given.items():
+            if value is not None and value is not True:  # header=True is the default
+                raise InvalidInputError(
+                    f"{key}={value!r} applies to file paths, not to a {type(source).__name__}",
+                    where={"field": key},
+                    hint=f"Leave out {key}, or pass the file's path",
+                )
         return source if isinstance(source, Source) else TableSource(source)
-    return source_for(source, format)
+    return source_for(source, format, **options)
 
 
 def normalize(table: pa.Table, where: dict[str, Any] | None = None) -> pa.Table:
@@ -225,26 +247,52 @@ def _folder(name: str, version: int) -> str:
     return f"{DATASETS}/{name}/v={version}"
 
 
-def _claim(ws: Workspace, folder: str) -> tuple[str, str]:
+def _claim(ws: Workspace, folder: str, is_recorded: Callable[[], bool]) -> tuple[str, str]:
     """Try to claim an empty version folder, so that two ingests never write the same one.
 
-    Writes a marker (``_claim-<id>``, which readers ignore) and lists the folder; the claim
-    holds when the marker is alone there. Returns the marker's path and the outcome: ``_OWNED``,
-    ``_BUSY`` (another ingest's marker is there: it is writing, or claiming at this very moment)
-    or ``_ORPHANED`` (data without a marker: an ingest that will never record it).
+    Writes a marker (``_claim-<id>``, which readers ignore, naming its owner process) and lists
+    the folder; the claim holds when the marker is alone there, or when every other marker there
+    is of a process of this machine that is gone: then what that ingest left (its markers, its
+    unrecorded data) is removed and the folder is this one's. Returns the marker's path and the
+    outcome: ``_OWNED``, ``_BUSY`` (another ingest's marker is there: it is writing, or claiming
+    at this very moment, or its owner cannot be checked) or ``_ORPHANED`` (data without a live
+    marker that is not this ingest's to replace: an ingest that will never record it, or a
+    version recorded by one that died before removing its marker).
+
+    Two ingests that claim at once both write before they list, so at least one sees the
+    other's marker and backs off; a marker stays while the folder is cleared, so no other
+    ingest can take the same folder over meanwhile.
     """
     claim = f"{folder}/{_CLAIM}{new_id()}"
-    ws.lake.write_bytes(claim, b"")
+    ws.lake.write_bytes(claim, json.dumps({"owner": process_owner(), "at": str(utcnow())}).encode())
     try:
         others = [p for p in ws.lake.list(folder) if p != claim]
+        if not others:
+            return claim, _OWNED
+        markers = [p for p in others if p.rsplit("/", 1)[-1].startswith(_CLAIM)]
+        abandoned = bool(markers) and all(_owner_gone(ws, p) for p in markers)
+        if abandoned:
+            recorded = is_recorded()  # before its owner died: a real version, keep its data
+            for path in markers if recorded else others:
+                ws.lake.delete(path)
+            if not recorded:
+                return claim, _OWNED
     except BaseException:
         _discard(ws, claim)
         raise
-    if not others:
-        return claim, _OWNED
     _discard(ws, claim)
-    busy = any(p.rsplit("/", 1)[-1].startswith(_CLAIM) for p in others)
-    return claim, _BUSY if busy else _ORPHANED
+    return claim, _BUSY if markers and not abandoned else _ORPHANED
+
+
+def _owner_gone(ws: Workspace, marker: str) -> bool:
+    """True when ``marker`` names a process of this machine that no longer runs."""
+    try:
+        owner = json.loads(ws.lake.read_bytes(marker)).get("owner")
+    except NotFoundError:
+        return False  # removed meanwhile by its owner: look again next round
+    except (ValueError, AttributeError):
+        return False  # an older loopml's empty marker, or not ours: owner unknown
+    return owner_alive(owner) is False
 
 
 def _is_recorded(ws: Workspace, name: str, version: int) -> bool:

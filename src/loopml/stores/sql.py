@@ -25,9 +25,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.settings import Settings
-from loopml.stores.base import MetadataStore
+from loopml.stores.base import MetadataStore, check_limit, id_prefix
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.stores.registry import redact_uri
+from loopml.utils import owner_alive, utcnow
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _RETRIES = 20  # attempts of a write that lost a race on a unique key
@@ -385,14 +386,44 @@ class SqlMetadataStore(MetadataStore):
             row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
         if row is None:
             raise self._no_run(run_id)
-        return Run(**row._mapping)
+        return self._seen(Run(**row._mapping))
+
+    def _seen(self, run: Run) -> Run:
+        """``run``, marked aborted (and stored so) when it is running but its process died.
+
+        Only a process of this machine can be checked (:func:`loopml.utils.owner_alive`); the
+        update applies only while the stored run is still running, so it never overwrites an
+        end that was recorded meanwhile.
+        """
+        if run.status != "running" or owner_alive(run.owner) is not False:
+            return run
+        owner = run.owner or {}
+        aborted = replace(
+            run,
+            status="aborted",
+            error=f"the process that ran it died (pid {owner.get('pid')} on "
+            f"{owner.get('host')}) before it finished; seen at {utcnow():%Y-%m-%d %H:%M:%S} UTC",
+        )
+        change = (
+            runs.update()
+            .where(runs.c.id == run.id, runs.c.status == "running")
+            .values(status=aborted.status, error=aborted.error)
+        )
+        try:
+            with self._transaction(write=True) as conn:
+                if conn.execute(change).rowcount == 1:
+                    return aborted
+                row = conn.execute(sa.select(runs).where(runs.c.id == run.id)).first()
+        except StoreError:
+            return aborted  # a read-only store: reported as aborted, stored by a later writer
+        return run if row is None else Run(**row._mapping)
 
     @staticmethod
     def _no_run(run_id: str) -> NotFoundError:
         return NotFoundError(
             f"no run with id {run_id!r}",
             where={"run": run_id},
-            hint="List runs with 'loopml models runs'",
+            hint="List runs with 'loopml runs list'",
         )
 
     def list_runs(self, name: str | None = None, limit: int = 100) -> list[Run]:
@@ -406,7 +437,22 @@ class SqlMetadataStore(MetadataStore):
         if name is not None:
             query = query.where(runs.c.name == name)
         with self._transaction() as conn:
-            return [Run(**row._mapping) for row in conn.execute(query)]
+            found = [Run(**row._mapping) for row in conn.execute(query)]
+        return [self._seen(run) for run in found]
+
+    def run_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        prefix = id_prefix(prefix, "run")  # hex only: nothing in it is a LIKE wildcard
+        check_limit(limit)
+        query = (
+            sa.select(runs.c.id)
+            # LIKE narrows (SQLite's ignores case), the exact substring comparison decides
+            .where(runs.c.id.like(f"{prefix}%"))
+            .where(sa.func.substr(runs.c.id, 1, len(prefix)) == prefix)
+            .order_by(runs.c.id)
+            .limit(limit)
+        )
+        with self._transaction() as conn:
+            return [str(row.id) for row in conn.execute(query)]
 
     # models
     def add_model_version(self, mv: ModelVersion) -> ModelVersion:

@@ -15,14 +15,14 @@ import pandas as pd
 
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.evaluate.cv import cross_validate, holdout_split
-from loopml.evaluate.metrics import check_metric, compute_metrics
+from loopml.evaluate.metrics import check_metric, compute_metrics, metric_names
 from loopml.features.spec import prepare_frame, resolve_kinds
 from loopml.project import ProjectConfig
 from loopml.registry.models import register_model, set_alias
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.train.estimators import flavor_of, make_estimator
 from loopml.train.fit import fit_prepared, infer_task
-from loopml.utils import new_id, utcnow
+from loopml.utils import new_id, process_owner, utcnow
 from loopml.workspace import Workspace
 
 Progress = Callable[[str], None]
@@ -50,15 +50,19 @@ class TrainResult:
 def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = None) -> TrainResult:
     """Train ``config`` on its dataset and record the run; register and promote on a pass.
 
-    Everything a user can get wrong (dataset, target, features, model class, params) is
-    checked before the run is recorded, so bad input leaves no run behind. A run that fails
-    its gate is recorded with the reason and registers no model.
+    Everything a user can get wrong in the project file (dataset, target and feature
+    columns, metric and gate names, model class, params) is checked before any training and
+    before the run is recorded, so bad input costs nothing and leaves no run behind
+    (ConfigError naming the field, with the closest valid name). A run that fails its gate is
+    recorded with the reason and registers no model.
     """
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
     frame = ws.lake.read_table(dv.path).to_pandas()
+    config.check_columns(list(frame.columns), source=f"dataset {dv.name}@{dv.version}")
     x, y, kinds, task = _prepare(config, dv, frame)
+    config.check_metrics(metric_names(task))
     estimator = make_estimator(config.model, task, config.source)
     metric = check_metric(task, config.evaluation.metric or _default_metric(task, y))
     flavor = flavor_of(config.model.cls)
@@ -73,6 +77,7 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
         dataset_version=dv.version,
         git_commit=_git_commit(Path(config.source).resolve().parent),
         packages=_packages(),
+        owner=process_owner(),  # a run whose process dies is then seen as aborted
     )
     ws.metadata.add_run(run)
     say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")

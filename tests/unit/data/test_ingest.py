@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
+from subprocess import PIPE
 
 import numpy as np
 import pandas as pd
@@ -29,6 +33,7 @@ from loopml.data import (
     normalize,
 )
 from loopml.errors import IntegrityError, InvalidInputError, LoopmlError, NotFoundError
+from loopml.utils import process_owner
 from loopml.workspace import Workspace
 
 
@@ -222,13 +227,36 @@ def test_a_folder_without_a_record_is_never_overwritten(workspace: Workspace) ->
     assert not [p for p in workspace.lake.list() if "_claim" in p]
 
 
-def test_a_claim_left_by_a_crashed_ingest_is_skipped_after_a_while(
-    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+def _dead_owner() -> dict[str, object]:
+    """The owner of a real process that has exited (killed, and reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=PIPE)
+    owner = process_owner(child.pid)
+    child.kill()
+    child.wait(30)
+    return owner
+
+
+def _never_wait(seconds: float) -> None:
+    raise AssertionError(f"the ingest waited ({seconds:.3f} s) for a claim it should take over")
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [
+        pytest.param(None, id="a claim without an owner (older loopml)"),
+        pytest.param({"host": "some-other-host", "pid": 1, "started": "1"}, id="another host"),
+        pytest.param("alive", id="a live process of this host"),
+    ],
+)
+def test_a_claim_whose_owner_may_be_alive_is_skipped_after_a_while(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, owner: object
 ) -> None:
     # the module, not the function of the same name that loopml.data re-exports
     module = importlib.import_module("loopml.data.ingest")
     monkeypatch.setattr(module, "_STALE_AFTER", 0.3)
-    workspace.lake.write_bytes("datasets/c/v=1/_claim-crashed", b"")
+    owner = process_owner() if owner == "alive" else owner
+    marker = b"" if owner is None else json.dumps({"owner": owner}).encode()
+    workspace.lake.write_bytes("datasets/c/v=1/_claim-crashed", marker)
     start = time.monotonic()
     res = ingest(workspace, pd.DataFrame({"x": [1]}), "c")
     assert time.monotonic() - start >= 0.3  # it waited for the claim's owner first
@@ -237,6 +265,48 @@ def test_a_claim_left_by_a_crashed_ingest_is_skipped_after_a_while(
     assert "datasets/c/v=1/_claim-crashed" in workspace.lake.list()
     # the next ingest targets version 3
     assert ingest(workspace, pd.DataFrame({"x": [2]}), "c").dataset.version == 3
+
+
+def test_the_claim_of_a_dead_process_is_taken_over_at_once(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = importlib.import_module("loopml.data.ingest")
+    monkeypatch.setattr(module, "_wait", _never_wait)
+    # what an ingest killed after writing its data leaves: its claim and the unrecorded data
+    claim = json.dumps({"owner": _dead_owner()}).encode()
+    workspace.lake.write_bytes("datasets/k/v=1/_claim-killed", claim)
+    workspace.lake.write_table("datasets/k/v=1/part-0.parquet", pa.table({"x": [9]}))
+    res = ingest(workspace, pd.DataFrame({"x": [1]}), "k")
+    assert res.created
+    assert res.dataset.version == 1  # the number the killed ingest would have had: no gap
+    assert workspace.lake.list() == ["datasets/k/v=1/part-0.parquet"]
+    assert load_table(workspace, "k", 1, verify=True).column("x").to_pylist() == [1]
+    assert ingest(workspace, pd.DataFrame({"x": [2]}), "k").dataset.version == 2
+
+
+def test_a_dead_claim_on_a_recorded_version_leaves_its_data(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # killed between recording its version and removing its claim, while another ingest still
+    # had the old latest version in hand
+    module = importlib.import_module("loopml.data.ingest")
+    monkeypatch.setattr(module, "_wait", _never_wait)
+    first = ingest(workspace, pd.DataFrame({"x": [1]}), "r").dataset
+    workspace.lake.write_bytes(
+        "datasets/r/v=1/_claim-killed", json.dumps({"owner": _dead_owner()}).encode()
+    )
+    latest = workspace.metadata.latest_dataset_version
+    stale = [0]  # the first look at the latest version is out of date
+
+    def latest_version(name: str) -> int:
+        return stale.pop() if stale else latest(name)
+
+    monkeypatch.setattr(workspace.metadata, "latest_dataset_version", latest_version)
+    res = ingest(workspace, pd.DataFrame({"x": [2]}), "r")
+    assert res.dataset.version == 2
+    assert load_table(workspace, "r", 1, verify=True).column("x").to_pylist() == [1]
+    assert workspace.metadata.get_dataset_version("r", 1) == first
+    assert not [p for p in workspace.lake.list() if "_claim" in p]
 
 
 def test_verify_detects_data_changed_behind_loopmls_back(workspace: Workspace) -> None:

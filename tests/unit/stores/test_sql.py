@@ -30,10 +30,10 @@ from loopml.utils import utcnow
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def test_two_revisions_in_a_line() -> None:
+def test_the_revisions_form_one_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
-    assert HEAD == "0002"
+    assert [r.revision for r in script.walk_revisions()] == ["0003", "0002", "0001"]
+    assert HEAD == "0003"
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -192,3 +192,21 @@ def test_a_missing_postgres_schema_is_created(postgres_server: str) -> None:
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_a_run_whose_process_died_is_stored_as_aborted_when_seen(tmp_path: Path) -> None:
+    from loopml.testing import _exited_owner
+
+    store = open_metadata(_sqlite(tmp_path), Settings())
+    try:
+        owner = _exited_owner()
+        run = store.add_run(_run("m", owner=owner))
+        seen = store.get_run(run.id)
+        assert seen.status == "aborted"
+        assert seen.error is not None and f"pid {owner['pid']}" in seen.error
+        with store._engine.connect() as conn:  # type: ignore[attr-defined]
+            row = conn.execute(sa.text("SELECT status, error FROM runs")).one()
+        assert tuple(row) == ("aborted", seen.error)  # persisted, not just reported
+        assert store.list_runs("m") == [seen]
+    finally:
+        store.close()
