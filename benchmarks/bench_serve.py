@@ -57,9 +57,7 @@ def build_workspace(path: str, trees: int) -> list[bytes]:
         x, kinds, target="target", task="classification", classes=list(est.classes_)
     )
     with init(path) as ws:
-        mv = register_model(
-            ws, MODEL, ModelBundle(ct, est, sig, "sklearn"), run_id="bench", metrics={}
-        )
+        mv = register_model(ws, MODEL, ModelBundle(ct, est, sig, "sklearn"))
         set_alias(ws, MODEL, "champion", mv.version)
     rows = x.head(200).to_dict("records")
     return [orjson.dumps({"instances": [r]}) for r in rows]

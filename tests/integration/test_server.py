@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import orjson
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
@@ -22,7 +23,7 @@ from loopml.workspace import Workspace
 def cancer(ws: Workspace, seed: int = 0) -> tuple[int, pd.DataFrame]:
     df = load_breast_cancer(as_frame=True).frame
     bundle, x = fit_bundle(df, "target", RandomForestClassifier(n_estimators=20, random_state=seed))
-    mv = register_model(ws, "cancer", bundle, run_id="r", metrics={})
+    mv = register_model(ws, "cancer", bundle)
     set_alias(ws, "cancer", "champion", mv.version)
     return mv.version, x
 
@@ -54,8 +55,14 @@ def test_server_end_to_end(workspace: Workspace) -> None:
             )
             assert infer.status_code == 200 and infer.json()["id"] == "1"
             assert infer.json()["outputs"][0]["data"] == expected
-            bad = client.post("/v1/models/cancer:predict", content=b"{oops")
+            bad = client.post(
+                "/v1/models/cancer:predict",
+                content=b"{oops",
+                headers={"content-type": "application/json"},
+            )
             assert bad.status_code == 400 and bad.json()["code"] == "invalid_json"
+            untyped = client.post("/v1/models/cancer:predict", content=b"{oops")
+            assert untyped.status_code == 415
             assert client.get("/docs").status_code == 200
     finally:
         server.stop()
@@ -155,3 +162,65 @@ def test_startup_error_is_raised(workspace: Workspace) -> None:
 
     with pytest.raises(NotFoundError, match="no model named"):
         start_background_server(workspace, models={"a": "nope@champion"})
+
+
+def test_keep_alive_survives_every_kind_of_error(workspace: Workspace) -> None:
+    """One connection, 50 bad requests of each kind, each followed by a good one: all answered,
+    on the same connection (an error used to close it: a 500 let the exception reach uvicorn)."""
+    _, x = cancer(workspace)
+    server = start_background_server(
+        workspace, reload_interval=0, log_predictions=False, max_body_bytes=20_000
+    )
+    runtime = server.model_server.models.runtime("cancer")  # type: ignore[union-attr]
+    predict = runtime.batcher._predict
+
+    def sometimes_fails(frame: pd.DataFrame) -> object:  # a model that breaks on one input
+        if (frame["mean radius"] == 12345.0).any():
+            raise RuntimeError("the model fell over")
+        return predict(frame)
+
+    runtime.batcher._predict = sometimes_fails
+    row = x.iloc[0].to_dict()
+    good = {"instances": [row]}
+    json_type = {"content-type": "application/json"}
+    bad: dict[str, tuple[int, dict[str, object]]] = {
+        "bad json": (400, {"content": b'{"instances": [', "headers": json_type}),
+        "huge number": (422, {"json": {"instances": [{**row, "mean texture": 1e308}]}}),
+        "unknown model": (404, {"json": good, "url": "/v1/models/nope:predict"}),
+        "text/plain": (
+            415,
+            {"content": orjson.dumps(good), "headers": {"content-type": "text/plain"}},
+        ),
+        "no content type": (415, {"content": orjson.dumps(good)}),
+        "too large": (413, {"json": {"instances": [row] * 100}}),
+        "too large, chunked": (
+            413,
+            {"content": iter([orjson.dumps({"instances": [row] * 100})]), "headers": json_type},
+        ),
+        "model failure": (500, {"json": {"instances": [{**row, "mean radius": 12345.0}]}}),
+        "wrong host": (421, {"json": good, "headers": {"host": "evil.example"}}),
+    }
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/v2/health/ready").status_code == 200
+            first = _connections(client)
+            for kind, (status, request) in bad.items():
+                for _ in range(50):
+                    options = dict(request)
+                    url = str(options.pop("url", "/v1/models/cancer:predict"))
+                    if kind == "too large, chunked":
+                        options["content"] = iter([orjson.dumps({"instances": [row] * 100})])
+                    r = client.post(url, **options)  # type: ignore[arg-type]
+                    assert r.status_code == status, (kind, r.text)
+                    assert r.json()["code"], kind
+                    ok = client.post("/v1/models/cancer:predict", json=good)
+                    assert ok.status_code == 200, (kind, ok.text)
+            assert _connections(client) == first  # never reconnected
+    finally:
+        server.stop()
+
+
+def _connections(client: httpx.Client) -> list[int]:
+    """Ids of the client's pooled connections (httpcore's pool)."""
+    pool = client._transport._pool  # type: ignore[attr-defined]
+    return [id(c) for c in pool.connections]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, step, table
 
 app = typer.Typer(help="Datasets: ingest, list, show.", no_args_is_help=True)
+
+# delimiters that a shell makes hard to type
+_DELIMITER_NAMES = {"\\t": "\t", "tab": "\t", "TAB": "\t", "\\x09": "\t"}
 
 
 @app.command("ingest")
@@ -19,7 +22,32 @@ def ingest(
     name: Annotated[str, typer.Option("--name", "-n", help="Dataset name.")],
     fmt_: Annotated[
         str | None,
-        typer.Option("--format", help="csv, parquet or jsonl [default: from the extension]"),
+        typer.Option("--format", help="csv, parquet or jsonl", show_default="from the extension"),
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            help="CSV delimiter, one character ('\\t' or tab for a tab)",
+            show_default="sniffed from , ; tab |",
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="Text encoding of a CSV file, e.g. latin-1", show_default="utf-8"),
+    ] = None,
+    header: Annotated[
+        bool,
+        typer.Option(
+            "--header/--no-header",
+            help="Whether the first CSV line names the columns (--no-header: column_1..n).",
+        ),
+    ] = True,
+    decimal: Annotated[
+        str | None,
+        typer.Option(
+            help="Decimal mark of a CSV file, . or ,",
+            show_default=", in files not separated by commas that write 1,5; else .",
+        ),
     ] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
@@ -27,9 +55,13 @@ def ingest(
     """Store FILE as a new immutable version of dataset NAME (same content: no new version)."""
     from loopml import data as data_api
 
+    options: dict[str, Any] = {"encoding": encoding, "decimal": decimal}
+    options["delimiter"] = _DELIMITER_NAMES.get(delimiter, delimiter) if delimiter else None
+    if not header:
+        options["header"] = False
     with open_ws(ctx, workspace) as ws:
         step(f"reading {file}")
-        res = data_api.ingest(ws, file, name, format=fmt_)
+        res = data_api.ingest(ws, file, name, format=fmt_, **options)
         dv = res.dataset
         if as_json:
             print_json({**dv.to_dict(), "created": res.created})

@@ -7,15 +7,16 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+import typer.main
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from loopml.cli import data as data_cmd
 from loopml.cli import models as models_cmd
 from loopml.cli import monitor as monitor_cmd
 from loopml.cli import workflow
-from loopml.cli.common import err
+from loopml.cli.common import err, out
 from loopml.errors import LoopmlError
 
 app = typer.Typer(
@@ -36,6 +37,14 @@ workflow.register(app)
 _debug = {"on": False}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from loopml import __version__
+
+        out.print(f"loopml {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -44,36 +53,46 @@ def root(
         typer.Option(
             "--workspace",
             "-w",
-            help="Workspace folder for every command [default: $LOOPML_HOME or ./.loopml]",
-            show_default=False,
+            help="Workspace folder for every command",
+            show_default="$LOOPML_HOME or ./.loopml",
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            expose_value=False,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = {"workspace": workspace}
     _debug["on"] = debug
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; exit codes: 0 success, 1 a finding (drift, failed gate), 2 bad input."""
+    """Entry point; exit codes: 0 success, 1 a finding (drift, failed gate), 2 bad input,
+    3 a bug in loopml.
+
+    typer runs in its standalone mode, so that it shows its own usage errors (usage line and
+    message, exit 2), help and ``typer.Exit`` codes itself, whichever copy of click's
+    exceptions it raises (typer 0.29 bundles its own); loopml's errors reach the handler below.
+    """
     args = sys.argv[1:] if argv is None else argv
     _debug["on"] = "--debug" in args
     try:
-        rv = app(args=args, prog_name="loopml", standalone_mode=False)
+        command().main(args=args, prog_name="loopml", standalone_mode=True)
+    except SystemExit as exc:
+        return _exit_code(exc)
     except LoopmlError as exc:
         if _debug["on"]:
             traceback.print_exc()
         colour = "yellow" if exc.exit_code == 1 else "red"
         err.print(f"[{colour}]error:[/{colour}] {escape(str(exc))}")
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
-        err.print("[red]aborted[/red]")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug in loopml, not the user's mistake
@@ -84,8 +103,36 @@ def main(argv: list[str] | None = None) -> int:
             "This is a bug in loopml; rerun with --debug for the traceback and report it."
         )
         return 3
-    # click returns the code of a typer.Exit instead of raising it when not standalone
-    return rv if isinstance(rv, int) else 0
+    return 0  # standalone mode always ends in SystemExit; kept for type checkers
+
+
+def command() -> TyperGroup:
+    """The click command typer builds from ``app``, with every help text taken literally.
+
+    typer renders help through rich, which reads ``[default: ...]`` or ``NAME[@VERSION]`` in
+    a help text as console markup and drops it; escaping keeps what the author wrote.
+    """
+    group = typer.main.get_group(app)
+    todo: list[object] = [group]
+    while todo:
+        cmd = todo.pop()
+        for item in (cmd, *getattr(cmd, "params", ())):
+            for attr in ("help", "short_help", "epilog"):
+                text = getattr(item, attr, None)
+                if isinstance(text, str):
+                    setattr(item, attr, escape(text))
+        todo.extend(getattr(cmd, "commands", {}).values())
+    return group
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The code of ``sys.exit(code)``: None is 0, a message is printed and is 1 (as Python)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    err.print(escape(str(exc.code)))
+    return 1
 
 
 def run() -> None:

@@ -6,7 +6,16 @@ from typing import Annotated, Any
 
 import typer
 
-from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, table
+from loopml.cli.common import (
+    JsonOpt,
+    WorkspaceOpt,
+    dataset_ref,
+    fmt,
+    open_ws,
+    out,
+    print_json,
+    table,
+)
 
 app = typer.Typer(help="Registered models: list, show, alias.", no_args_is_help=True)
 runs_app = typer.Typer(help="Training runs: list, show.", no_args_is_help=True)
@@ -44,7 +53,7 @@ def list_(
                     r["version"],
                     ", ".join(r["aliases"]),
                     *_main_metric(r["metrics"]),
-                    f"{r['dataset_name']}@{r['dataset_version']}",
+                    dataset_ref(r["dataset_name"], r["dataset_version"]),
                 )
                 for r in rows
             ],
@@ -58,7 +67,9 @@ def show(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show a version: metrics, signature and lineage (run, dataset, artifact)."""
+    """Show a version: metrics, signature, lineage (run, dataset, artifact) and trust opt-ins."""
+    from rich.markup import escape
+
     from loopml import registry
 
     with open_ws(ctx, workspace) as ws:
@@ -76,9 +87,14 @@ def show(
             return
         out.print(f"[bold]{mv.name}@{mv.version}[/bold]  aliases: {', '.join(aliases) or '-'}")
         out.print(f"flavor {mv.flavor}, created {mv.created_at:%Y-%m-%d %H:%M:%S}")
-        out.print(f"trained on {mv.dataset_name}@{mv.dataset_version} by run {run.id}")
+        out.print(f"trained on {dataset_ref(mv.dataset_name, mv.dataset_version)} by run {run.id}")
         out.print(f"git {run.git_commit or '-'}; took {fmt(run.duration_s, 1)} s")
         out.print(f"artifact {doc['artifact_url']} ({mv.size_bytes} bytes)")
+        if mv.trusted:  # opt-ins recorded at registration; loads honour exactly these
+            names = ", ".join(escape(t) for t in mv.trusted)
+            out.print(f"[yellow]trusted beyond loopml's allowlist:[/yellow] {names}")
+        else:
+            out.print("trusted: loopml's allowlist only")
         holdout = mv.metrics.get("holdout", {})
         cv = mv.metrics.get("cv", {})
         table(
@@ -146,7 +162,7 @@ def runs_list(
                     r.id,
                     r.name,
                     r.status,
-                    f"{r.dataset_name}@{r.dataset_version}",
+                    dataset_ref(r.dataset_name, r.dataset_version),
                     *_main_metric(r.metrics)[:2],
                     r.model_version,
                     fmt(r.duration_s, 1),
@@ -159,9 +175,9 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    run_id: Annotated[str, typer.Argument(help="Run id, or its first 4+ hex digits.")],
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Show one run as JSON: parameters, metrics, lineage, packages."""
     with open_ws(ctx, workspace) as ws:
-        print_json(ws.metadata.get_run(run_id).to_dict())
+        print_json(ws.metadata.resolve_run(run_id).to_dict())

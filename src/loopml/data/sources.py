@@ -6,25 +6,29 @@ path, a ``file://`` URI or any fsspec URI (``s3://…``), optionally compressed 
 ``.bz2``, ``.xz``). SQL databases and HTTP JSON APIs are further subclasses of
 :class:`Source`; nothing else changes for them.
 
+A CSV file's delimiter and decimal mark are sniffed from its first lines unless given (see
+:mod:`loopml.data.dialect`); ``header=False`` names the columns ``column_1`` .. ``column_n``.
+
 Every problem with the input becomes a :class:`~loopml.errors.LoopmlError` that names the file
 and, where there is one, the line or column: a missing file, an empty file, a CSV row with the
-wrong number of fields, a JSON line that does not parse, an unreadable Parquet file, and empty
-or repeated column names.
+wrong number of fields, text not valid in its encoding (with the byte and the line), a JSON
+line that does not parse, an unreadable Parquet file, and empty or repeated column names.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import io
 import json
+import lzma
 import os
 import re
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, Unpack
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -35,10 +39,21 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from loopml.data.dialect import (
+    CsvOptions,
+    check_options,
+    first_bad_row,
+    first_decode_error,
+    read_sample,
+    sniff_decimal,
+    sniff_delimiter,
+)
 from loopml.data.schema import check_columns
 from loopml.errors import InvalidInputError, NotFoundError
 
 COMPRESSIONS = (".gz", ".bz2", ".xz")
+# what reading a broken or truncated compressed file raises, besides OSError
+_STREAM_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
 class Source(ABC):
@@ -166,7 +181,8 @@ class FileSource(Source):
 
 
 class CsvSource(FileSource):
-    """Comma-separated values with a header row (any delimiter; quoted values may span lines)."""
+    """Delimiter-separated values (quoted values may span lines), with a header row unless
+    ``header=False``; the delimiter and the decimal mark are sniffed unless given."""
 
     format = "csv"
     extensions = (".csv",)
@@ -175,27 +191,35 @@ class CsvSource(FileSource):
         self,
         path: str | os.PathLike[str],
         *,
-        delimiter: str = ",",
+        delimiter: str | None = None,
         encoding: str = "utf-8",
+        header: bool = True,
+        decimal: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(path, storage_options=storage_options)
-        if len(delimiter) != 1 or delimiter in '\r\n"':
-            raise InvalidInputError(
-                f"invalid CSV delimiter {delimiter!r}",
-                where={"field": "delimiter"},
-                hint="Use one character other than a quote or a line break, e.g. ',' or '\\t'",
-            )
-        try:
-            codecs.lookup(encoding)
-        except LookupError as exc:
-            raise InvalidInputError(
-                f"unknown text encoding {encoding!r}",
-                where={"field": "encoding"},
-                hint="Use a Python codec name such as 'utf-8' or 'latin-1'",
-            ) from exc
+        check_options(delimiter, encoding, decimal)
         self.delimiter = delimiter
         self.encoding = encoding
+        self.header = header
+        self.decimal = decimal
+
+    def dialect(self) -> tuple[str, str]:
+        """``(delimiter, decimal mark)``: as given, else sniffed from the file's first lines."""
+        if self.delimiter is not None and (self.decimal is not None or self.delimiter == ","):
+            return self.delimiter, self.decimal or "."
+        try:
+            with self._open() as fh:
+                sample, complete = read_sample(fh, self.encoding)
+        except UnicodeError:  # an encoding that cannot even start (utf-16 without a BOM)
+            sample, complete = "", True
+        delimiter = self.delimiter or sniff_delimiter(sample, complete=complete)
+        if self.decimal is None:
+            return delimiter, sniff_decimal(
+                sample, delimiter, header=self.header, complete=complete
+            )
+        check_options(delimiter, self.encoding, self.decimal, {"file": self.uri})
+        return delimiter, self.decimal
 
     def _read(self) -> pa.Table:
         invalid: list[pacsv.InvalidRow] = []
@@ -204,13 +228,17 @@ class CsvSource(FileSource):
             invalid.append(row)
             return "error"
 
-        read_options = pacsv.ReadOptions(encoding=self.encoding)
-        # an empty field is missing, as pandas reads it, also in text columns
-        convert_options = pacsv.ConvertOptions(strings_can_be_null=True)
-        parse_options = pacsv.ParseOptions(
-            delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
-        )
+        delimiter = "," if self.delimiter is None else self.delimiter
         try:
+            delimiter, decimal = self.dialect()
+            read_options = pacsv.ReadOptions(
+                encoding=self.encoding, autogenerate_column_names=not self.header
+            )
+            # an empty field is missing, as pandas reads it, also in text columns
+            convert_options = pacsv.ConvertOptions(strings_can_be_null=True, decimal_point=decimal)
+            parse_options = pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+            )
             with self._open() as fh:
                 table = pacsv.read_csv(
                     fh,
@@ -218,35 +246,62 @@ class CsvSource(FileSource):
                     parse_options=parse_options,
                     convert_options=convert_options,
                 )
-        except (pa.ArrowException, UnicodeDecodeError, OSError) as exc:
+            names = table.column_names  # pyarrow decodes the header only here
+        except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
             message = str(exc)
-            if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            if isinstance(exc, UnicodeError):
+                raise self._not_text(message) from exc
+            if not isinstance(exc, pa.ArrowException):
                 raise self._unreadable(exc) from exc
             if "Empty CSV file" in message:
                 raise self._no_rows(" (the file holds no header and no data)") from exc
             if invalid or "Expected" in message:
-                raise self._broken_row(invalid[0] if invalid else None, message) from exc
+                row = invalid[0] if invalid else None
+                raise self._broken_row(row, message, delimiter) from exc
             raise InvalidInputError(
                 f"cannot read {self.uri} as CSV: {message}",
                 where=self._where(),
                 hint="Check the delimiter and the encoding, or pass --format",
             ) from exc
-        for field in table.schema:
+        if not self.header:
+            names = [f"column_{i + 1}" for i in range(table.num_columns)]
+            table = table.rename_columns(names)
+        for name, field in zip(names, table.schema, strict=True):
             if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-                line = self._first_undecodable_line()
-                raise InvalidInputError(
-                    f"column {field.name!r} of {self.uri} is not valid {self.encoding} text",
-                    where=self._where(column=field.name, **({"line": line} if line else {})),
-                    hint="Save the file as UTF-8, or read it with its encoding "
-                    "(CsvSource(path, encoding='latin-1'))",
-                )
+                raise self._not_text(column=name)
         return table
 
-    def _broken_row(self, row: pacsv.InvalidRow | None, message: str) -> InvalidInputError:
+    def _not_text(self, detail: str = "", column: str | None = None) -> InvalidInputError:
+        """The file is not text in ``self.encoding``: say at which byte and line."""
+        try:
+            with self._open() as fh:
+                found = first_decode_error(iter(lambda: fh.read(1 << 20), b""), self.encoding)
+        except UnicodeError:
+            found = None
+        where: dict[str, Any] = {} if column is None else {"column": column}
+        at = f" (column {column!r})" if column is not None else ""
+        if found is not None:
+            where.update(line=found.line, byte=found.byte)
+            at = f" at byte {found.byte}, line {found.line}{at}: {found.bad!r} ({found.reason})"
+        elif detail:
+            at = f"{at}: {detail}"
+        other = "utf-8" if codecs.lookup(self.encoding).name != "utf-8" else "latin-1"
+        return InvalidInputError(
+            f"{self.uri} is not valid {self.encoding} text{at}",
+            where=self._where(**where),
+            hint=f"Give the file's encoding: --encoding {other} on the command line, "
+            f"encoding='{other}' from Python (cp1252 for many files saved on Windows)",
+        )
+
+    def _broken_row(
+        self, row: pacsv.InvalidRow | None, message: str, delimiter: str
+    ) -> InvalidInputError:
         expected = row.expected_columns if row is not None else None
         actual = row.actual_columns if row is not None else None
         text = row.text if row is not None else None
-        found = self._locate_bad_row(expected)
+        with self._open() as raw:  # the csv module finds the row pyarrow stumbled on
+            lines = io.TextIOWrapper(raw, encoding=self.encoding, errors="replace", newline="")
+            found = first_bad_row(lines, delimiter, expected)
         line = found[0] if found else None
         if found and actual is None:
             expected, actual, text = found[1], found[2], found[3]
@@ -259,43 +314,18 @@ class CsvSource(FileSource):
             )
         at = f" line {line}" if line else ""
         shown = f": {text[:200]!r}" if text else ""
+        first = "the header" if self.header else "the first row"
         return InvalidInputError(
-            f"{self.uri}{at} has {actual} fields, but the header has {expected}{shown}",
+            f"{self.uri}{at} has {actual} fields, but {first} has {expected}{shown}",
             where=where,
-            hint="Fix or remove that row; quote values that contain the delimiter "
-            f'("a{self.delimiter}b") and write quotes inside quoted values twice',
+            hint=f"Fix or remove that row; quote values that contain the delimiter {delimiter!r} "
+            f'("a{delimiter}b") and write quotes inside quoted values twice, or give the '
+            "delimiter (--delimiter)",
         )
-
-    def _locate_bad_row(self, expected: int | None) -> tuple[int, int, int, str] | None:
-        """``(first line, expected, actual, text)`` of the first row whose field count is not
-        the header's, found with the csv module (only after pyarrow reported a bad row)."""
-        with self._open() as raw:
-            text = io.TextIOWrapper(raw, encoding=self.encoding, errors="replace", newline="")
-            reader = csv.reader(text, delimiter=self.delimiter, strict=False)
-            end = 0
-            header_len = expected
-            for fields in reader:
-                start, end = end + 1, reader.line_num
-                if not fields:
-                    continue  # blank line: pyarrow skips it too
-                if header_len is None:
-                    header_len = len(fields)
-                    continue
-                if len(fields) != header_len:
-                    return start, header_len, len(fields), self.delimiter.join(fields)
-        return None
-
-    def _first_undecodable_line(self) -> int | None:
-        for number, line in self._lines():
-            try:
-                line.decode(self.encoding)
-            except UnicodeDecodeError:
-                return number
-        return None
 
 
 class TsvSource(CsvSource):
-    """Tab-separated values with a header row."""
+    """Tab-separated values (with a header row unless ``header=False``)."""
 
     format = "tsv"
     extensions = (".tsv",)
@@ -305,9 +335,18 @@ class TsvSource(CsvSource):
         path: str | os.PathLike[str],
         *,
         encoding: str = "utf-8",
+        header: bool = True,
+        decimal: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(path, delimiter="\t", encoding=encoding, storage_options=storage_options)
+        super().__init__(
+            path,
+            delimiter="\t",
+            encoding=encoding,
+            header=header,
+            decimal=decimal,
+            storage_options=storage_options,
+        )
 
 
 class ParquetSource(FileSource):
@@ -486,10 +525,15 @@ FORMATS: dict[str, type[FileSource]] = {
 }
 
 
-def source_for(path_or_uri: str | os.PathLike[str], format: str | None = None) -> Source:
+def source_for(
+    path_or_uri: str | os.PathLike[str],
+    format: str | None = None,
+    **options: Unpack[CsvOptions],
+) -> Source:
     """The source reading ``path_or_uri``: by ``format`` when given, else by file extension
     (``.csv``, ``.tsv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``, each optionally
-    followed by ``.gz``, ``.bz2`` or ``.xz``)."""
+    followed by ``.gz``, ``.bz2`` or ``.xz``). ``options`` (:class:`CsvOptions`) apply to CSV
+    and TSV files; a delimiter given for a ``.tsv`` file wins over the tab."""
     uri = _normalize(path_or_uri)
     supported = "csv, tsv, parquet (.pq), jsonl (.ndjson)"
     if format is not None:
@@ -500,7 +544,7 @@ def source_for(path_or_uri: str | os.PathLike[str], format: str | None = None) -
                 where={"file": uri, "field": "format"},
                 hint=f"Supported formats: {supported}",
             )
-        return cls(uri)
+        return _make(cls, uri, options)
     name = Path(urlparse(uri).path if "://" in uri else uri).name.lower()
     for suffix in COMPRESSIONS:
         if name.endswith(suffix):
@@ -509,13 +553,33 @@ def source_for(path_or_uri: str | os.PathLike[str], format: str | None = None) -
     ext = Path(name).suffix
     for cls in dict.fromkeys(FORMATS.values()):
         if ext in cls.extensions:
-            return cls(uri)
+            return _make(cls, uri, options)
     raise InvalidInputError(
         f"cannot tell the format of {uri} from its extension {ext or '(none)'!r}",
         where={"file": uri},
         hint=f"Use a file ending in .csv, .tsv, .parquet, .pq, .jsonl or .ndjson, or pass a "
         f"format ({supported})",
     )
+
+
+def _make(cls: type[FileSource], uri: str, options: CsvOptions) -> FileSource:
+    """``cls(uri, **options)``, where options left out, None or default count as not given."""
+    given: dict[str, Any] = {
+        k: v for k, v in options.items() if v is not None and not (k == "header" and v is True)
+    }
+    if not given:
+        return cls(uri)
+    if not issubclass(cls, CsvSource):
+        names = ", ".join(sorted(given))
+        raise InvalidInputError(
+            f"{names}: only for CSV and TSV files, but {uri} is read as {cls.format}",
+            where={"file": uri, "field": sorted(given)[0]},
+            hint="Leave it out for Parquet and JSON Lines files; if the file is CSV, say so "
+            "(--format csv, format='csv')",
+        )
+    if cls is TsvSource and "delimiter" in given:
+        cls = CsvSource
+    return cls(uri, **given)
 
 
 def _normalize(path: str | os.PathLike[str]) -> str:

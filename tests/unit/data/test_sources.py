@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
+import io
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopml.data import (
     CsvSource,
@@ -20,6 +24,7 @@ from loopml.data import (
     TsvSource,
     source_for,
 )
+from loopml.data.dialect import sniff_delimiter
 from loopml.errors import InvalidInputError, LoopmlError, NotFoundError
 
 
@@ -257,7 +262,7 @@ def test_csv_not_valid_text(tmp_path: Path) -> None:
     path = write(tmp_path / "u.csv", b"a,b\n1,ok\n2,\xff\xfe\n")
     with pytest.raises(InvalidInputError, match="not valid utf-8 text") as info:
         source_for(path).read()
-    assert info.value.where == {"file": str(path), "column": "b", "line": 3}
+    assert info.value.where == {"file": str(path), "column": "b", "line": 3, "byte": 11}
 
 
 @pytest.mark.parametrize(
@@ -386,3 +391,131 @@ def test_fsspec_uris_read_and_report_lines_like_local_files() -> None:
             source_for("memory://loopml-test/missing.parquet").read()
     finally:
         fs.rm("/loopml-test", recursive=True)
+
+
+# -- delimiters, encodings, headers -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a;b;c\n1;x;2.5\n2;y;3.5\n", {"a": [1, 2], "b": ["x", "y"], "c": [2.5, 3.5]}),
+        ("a|b\n1|x\n2|y\n", {"a": [1, 2], "b": ["x", "y"]}),
+        ("a\tb\n1\tx\n", {"a": [1], "b": ["x"]}),
+        # quoted fields hold the other candidates, even line breaks
+        (
+            'name;note\n"Smith; J";"a,b"\n"two\nlines";c\n',
+            {"name": ["Smith; J", "two\nlines"], "note": ["a,b", "c"]},
+        ),
+        ('a,b\n"x;y;z",1\n"p|q",2\n', {"a": ["x;y;z", "p|q"], "b": [1, 2]}),
+        ("only\n1\n2\n", {"only": [1, 2]}),
+    ],
+)
+def test_the_delimiter_is_sniffed(
+    tmp_path: Path, text: str, expected: dict[str, list[object]]
+) -> None:
+    path = write(tmp_path / "a.csv", text)
+    assert source_for(path).read().to_pydict() == expected
+
+
+def test_a_semicolon_file_with_decimal_commas(tmp_path: Path) -> None:
+    path = write(tmp_path / "eu.csv", "price;qty;label\n1,5;2;a,b\n3,25;4;c\n")
+    table = source_for(path).read()
+    assert table.column("price").to_pylist() == [1.5, 3.25]
+    assert table.column("qty").to_pylist() == [2, 4]
+    assert table.column("label").to_pylist() == ["a,b", "c"]
+    # decimal points in a semicolon file stay decimal points
+    dots = write(tmp_path / "dots.csv", "price;qty\n1.5;2\n")
+    assert source_for(dots).read().column("price").to_pylist() == [1.5]
+    # and the choice can be forced
+    assert CsvSource(path, decimal=".").read().column("price").to_pylist() == ["1,5", "3,25"]
+
+
+def test_a_given_delimiter_wins_over_the_sniffed_one(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", "a;b,c\n1;2,3\n")
+    assert CsvSource(path, delimiter=";").read().column_names == ["a", "b,c"]
+    assert source_for(path, delimiter=",").read().column_names == ["a;b", "c"]
+    # an explicit delimiter reads a .tsv file too
+    tsv = write(tmp_path / "a.tsv", "a;b\n1;2\n")
+    assert source_for(tsv, delimiter=";").read().column_names == ["a", "b"]
+
+
+def test_a_broken_row_is_still_reported_after_sniffing(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.csv", "a;b\n1;2\n3;4;5\n6;7\n")
+    with pytest.raises(InvalidInputError, match="line 3 has 3 fields, but the header has 2"):
+        source_for(path).read()
+
+
+def test_a_headerless_file_gets_numbered_column_names(tmp_path: Path) -> None:
+    path = write(tmp_path / "raw.csv", "1;x;2,5\n2;y;3,5\n")
+    table = source_for(path, header=False).read()
+    assert table.to_pydict() == {
+        "column_1": [1, 2],
+        "column_2": ["x", "y"],
+        "column_3": [2.5, 3.5],
+    }
+    broken = write(tmp_path / "broken.csv", "1,2\n3,4,5\n")
+    with pytest.raises(InvalidInputError, match="line 2 has 3 fields, but the first row has 2"):
+        CsvSource(broken, header=False).read()
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "byte"),
+    [
+        ("a,b\n1,Zürich\n2,Köln\n".encode("latin-1"), 2, 7),
+        ("Straße,b\n1,2\n".encode("latin-1"), 1, 4),  # in the header
+        (b"a,b\n" + b"1,x\n" * 50_000 + "2,\xe9t\xe9\n".encode("latin-1"), 50_002, 200_006),
+    ],
+)
+def test_a_wrong_encoding_names_the_file_the_line_the_byte_and_the_fix(
+    tmp_path: Path, content: bytes, line: int, byte: int
+) -> None:
+    path = write(tmp_path / "latin.csv", content)
+    with pytest.raises(InvalidInputError) as info:
+        source_for(path).read()
+    err = info.value
+    assert err.where == {**err.where, "file": str(path), "line": line, "byte": byte}
+    assert str(path) in err.message and f"byte {byte}" in err.message and "utf-8" in err.message
+    assert "--encoding latin-1" in (err.hint or "") and "encoding='latin-1'" in (err.hint or "")
+    assert source_for(path, encoding="latin-1").read().num_rows >= 1
+
+
+def test_a_wrong_transcoded_encoding_is_located_too(tmp_path: Path) -> None:
+    path = write(tmp_path / "win.csv", b"a,b\n1,ok\n2,\x81\n")
+    with pytest.raises(InvalidInputError) as info:
+        CsvSource(path, encoding="cp1252").read()
+    assert info.value.where == {"file": str(path), "line": 3, "byte": 11}
+
+
+def test_options_apply_to_csv_only(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "a.parquet")
+    with pytest.raises(InvalidInputError, match="delimiter") as info:
+        source_for(tmp_path / "a.parquet", delimiter=";")
+    assert "CSV" in (info.value.hint or "")
+    with pytest.raises(InvalidInputError, match="decimal"):
+        CsvSource(tmp_path / "a.csv", decimal=";")
+    with pytest.raises(InvalidInputError, match="decimal"):
+        CsvSource(tmp_path / "a.csv", delimiter=",", decimal=",")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    rows=st.integers(2, 6).flatmap(
+        lambda n: st.lists(
+            st.lists(st.text(alphabet='ab1. "\n', max_size=5), min_size=n, max_size=n),
+            min_size=1,
+            max_size=8,
+        )
+    ),
+    with_delimiter=st.booleans(),
+)
+def test_sniffing_finds_the_delimiter_csv_writes(
+    delimiter: str, rows: list[list[str]], with_delimiter: bool
+) -> None:
+    # values hold quotes and line breaks, and maybe the delimiter itself (csv quotes those)
+    if with_delimiter:
+        rows = [[f"{v}{delimiter}" for v in row] for row in rows]
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    assert sniff_delimiter(buffer.getvalue(), complete=True) == delimiter

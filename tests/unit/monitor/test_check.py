@@ -46,7 +46,6 @@ def served(workspace: Workspace) -> Workspace:
         workspace,
         "credit",
         bundle,
-        run_id="r",
         metrics={},
         dataset_name=dv.name,
         dataset_version=dv.version,
@@ -57,7 +56,9 @@ def served(workspace: Workspace) -> Workspace:
 
 def _send(ws: Workspace, frame: pd.DataFrame) -> None:
     app = create_app(ws, reload_interval=0)
-    with TestClient(app) as client:  # leaving the block flushes the log
+    with TestClient(
+        app, base_url="http://127.0.0.1"
+    ) as client:  # leaving the block flushes the log
         rows = frame.drop(columns=["label"]).to_dict(orient="records")
         for start in range(0, len(rows), 50):
             r = client.post(
@@ -94,3 +95,43 @@ def test_report_shows_score_drift_without_counting_it_as_a_feature(served: Works
     html = served.lake.read_bytes(check.report_url.split("/lake/", 1)[1]).decode()
     assert "2 of 2 features drifted" in html
     assert "prediction_score" in html
+
+
+# -- what the check says, unseen categories, windows too small ---------------------------------
+
+
+def test_the_summary_names_the_drifting_features_and_the_predictions(served: Workspace) -> None:
+    _send(served, _frame(300, 2, shift=1.0))
+    check = check_drift(served, "credit")
+    assert check.verdict == "drift"
+    pred = "yes" if check.prediction.drifted else "no"
+    assert check.summary == f"drift: 2 of 2 features (score, color); predictions: {pred}"
+    doc = check.to_dict()
+    assert doc["verdict"] == "drift" and doc["summary"] == check.summary
+    assert doc["drifted_features"] == ["score", "color"]
+    assert doc["predictions_drifted"] is check.prediction.drifted
+    html = served.lake.read_bytes(check.report_url.split("/lake/", 1)[1]).decode()
+    assert check.summary in html
+
+
+def test_unseen_categories_in_a_file_are_their_own_bucket(served: Workspace) -> None:
+    frame = _frame(300, 5).drop(columns=["label"])
+    frame.loc[:99, "color"] = "purple"  # never seen in training
+    check = check_drift(served, "credit", data=frame)
+    color = next(f for f in check.features.features if f.feature == "color")
+    assert color.unseen_categories == ["purple"]
+    assert color.drifted
+    assert color.histogram.categories is not None and "(unseen)" in color.histogram.categories
+    assert color.n_current == 300  # counted, not dropped
+    assert any("100 rows" in w and "never had" in w for w in check.warnings)
+
+
+def test_a_window_too_small_is_insufficient_data_and_no_verdict(served: Workspace) -> None:
+    _send(served, _frame(12, 2, shift=3.0))
+    check = check_drift(served, "credit")
+    assert not check.drifted
+    assert check.verdict == "insufficient data"
+    assert any("12 rows" in w and "at least 30" in w for w in check.warnings)
+    assert check.summary.startswith("insufficient data")
+    decided = check_drift(served, "credit", min_rows=10)
+    assert decided.verdict == "drift"

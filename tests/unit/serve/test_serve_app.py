@@ -15,7 +15,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from loopml.errors import NotFoundError
+from loopml.errors import IntegrityError, NotFoundError
 from loopml.registry import ModelBundle, load_model, register_model, set_alias
 from loopml.serve import create_app, read_prediction_log
 from loopml.serve.metrics import parse_exposition
@@ -62,7 +62,7 @@ def pets_bundle(task: str) -> tuple[ModelBundle, pd.DataFrame]:
 
 
 def register(ws: Workspace, name: str, bundle: ModelBundle, alias: str | None = "champion") -> int:
-    mv = register_model(ws, name, bundle, run_id=f"run-{name}", metrics={})
+    mv = register_model(ws, name, bundle)
     if alias:
         set_alias(ws, name, alias, mv.version)
     return mv.version
@@ -88,7 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     register(ws, "prices", prices)
     register(ws, "draft", pets, alias=None)  # no champion: not served
     app = create_app(ws, reload_interval=0)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield {"ws": ws, "client": client, "app": app, "cancer_x": cancer_x, "pets_x": pets_x}
     ws.close()
 
@@ -172,16 +172,14 @@ def test_missing_feature(served: dict[str, Any]) -> None:
     assert "missing" in body["message"]
 
 
-def test_extra_feature(served: dict[str, Any]) -> None:
+def test_extra_feature_is_ignored(served: dict[str, Any]) -> None:
+    # one policy for extra fields on every path (the signature's): ignored, as in batch
     rows = records(served["cancer_x"], 1)
+    plain = predict(served["client"], "cancer", {"instances": rows}).json()["predictions"]
     rows[0]["bogus"] = 1.0
-    assert_error(
-        predict(served["client"], "cancer", {"instances": rows}),
-        422,
-        "invalid_input",
-        row=0,
-        field="bogus",
-    )
+    resp = predict(served["client"], "cancer", {"instances": rows})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"][0]["probabilities"] == plain[0]["probabilities"]
 
 
 def test_wrong_type(served: dict[str, Any]) -> None:
@@ -326,7 +324,7 @@ def test_metrics_exposition(served: dict[str, Any]) -> None:
     inf = 'loopml_request_duration_seconds_bucket{model="cancer",endpoint="v1_predict",le="+Inf"}'
     assert samples[count] == samples[inf] >= 2
     assert samples['loopml_batch_size_count{model="cancer"}'] >= 1
-    assert 'loopml_model_version{model="cancer"}' in samples
+    assert samples['loopml_model_version{model="cancer",reference="cancer@champion"}'] == 1
     assert "loopml_prediction_log_rows_written_total" in samples
     assert "loopml_prediction_log_rows_dropped_total" in samples
 
@@ -370,7 +368,8 @@ def fresh(workspace: Workspace) -> Workspace:
 
 def test_reload_needs_token(fresh: Workspace) -> None:
     app = create_app(fresh, token="s3cret", reload_interval=0, log_predictions=False)
-    with TestClient(app) as client:
+    assert app.state.server.token == "s3cret"
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         resp = client.post("/v1/models/cancer:reload")
         assert_error(resp, 401, "unauthorized", header="Authorization")
         assert resp.headers["www-authenticate"] == "Bearer"
@@ -378,13 +377,13 @@ def test_reload_needs_token(fresh: Workspace) -> None:
         assert_error(wrong, 401, "unauthorized")
         ok = client.post("/v1/models/cancer:reload", headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
-        assert ok.json() == {
-            "model": "cancer",
+        entry = {
             "reference": "cancer@champion",
             "previous_version": 1,
             "version": 1,
             "changed": False,
         }
+        assert ok.json() == {"model": "cancer", **entry, "entries": [entry]}
         # reading stays open
         assert client.get("/v2/models/cancer").status_code == 200
 
@@ -394,7 +393,8 @@ def test_reload_endpoint_swaps_version(fresh: Workspace) -> None:
     app = create_app(
         fresh, models={"cancer": "cancer@champion", "first": "cancer@1"}, reload_interval=0
     )
-    with TestClient(app) as client:
+    auth = {"Authorization": f"Bearer {app.state.server.token}"}
+    with TestClient(app, base_url="http://127.0.0.1", headers=auth) as client:
         v2 = register(fresh, "cancer", cancer_bundle(seed=1)[0])
         rows = records(x, 1)
         assert predict(client, "cancer", {"instances": rows}).json()["version"] == 1
@@ -415,7 +415,7 @@ def test_periodic_reload_and_discovery(fresh: Workspace) -> None:
 
     x = cancer_bundle()[1]
     app = create_app(fresh, reload_interval=0.05, log_predictions=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         register(fresh, "cancer", cancer_bundle(seed=2)[0])
         register(fresh, "other", cancer_bundle(seed=3)[0])
         deadline = time.monotonic() + 10
@@ -433,7 +433,7 @@ def test_periodic_reload_and_discovery(fresh: Workspace) -> None:
 
 def test_startup_fails_for_unknown_reference(workspace: Workspace) -> None:
     app = create_app(workspace, models={"x": "nope@champion"})
-    with pytest.raises(NotFoundError), TestClient(app):
+    with pytest.raises(NotFoundError), TestClient(app, base_url="http://127.0.0.1"):
         pass
 
 
@@ -445,7 +445,9 @@ def test_invalid_options(workspace: Workspace) -> None:
 
 
 def test_no_models_is_ready_and_404(workspace: Workspace, tmp_path: Path) -> None:
-    with TestClient(create_app(workspace, reload_interval=0)) as client:
+    with TestClient(
+        create_app(workspace, reload_interval=0), base_url="http://127.0.0.1"
+    ) as client:
         assert client.get("/v2/health/ready").status_code == 200
         body = assert_error(client.get("/v2/models/cancer"), 404, "not_found")
         assert "none" in body["hint"]
@@ -453,31 +455,69 @@ def test_no_models_is_ready_and_404(workspace: Workspace, tmp_path: Path) -> Non
 
 
 def test_body_too_large(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import loopml.serve.app as app_module
-
-    monkeypatch.setattr(app_module, "MAX_BODY_BYTES", 100)
+    monkeypatch.setattr(served["app"].state.server, "max_body_bytes", 100)
     rows = records(served["cancer_x"], 3)
     body = assert_error(
         predict(served["client"], "cancer", {"instances": rows}), 413, "body_too_large"
     )
     assert body["where"] == {"field": "body"}
+    assert "--max-body-bytes" in body["hint"]
 
 
-def test_model_failure_is_json_500_without_traceback(workspace: Workspace) -> None:
+def broken_bundle(*, sample: bool) -> tuple[ModelBundle, pd.DataFrame]:
+    """A real, loadable model that cannot predict: the forest saw 5 columns, the pipeline
+    gives it 30. With ``sample`` it keeps the training sample rows, as ``fit_bundle`` does."""
     bundle, x = cancer_bundle()
-    # A real, loadable model that cannot predict: the forest saw 5 columns, the pipeline
-    # gives it 30.
     broken = RandomForestClassifier(n_estimators=3, random_state=0).fit(
         bundle.features.transform(x)[:, :5], load_breast_cancer().target
     )
-    register(workspace, "broken", ModelBundle(bundle.features, broken, bundle.signature, "sklearn"))
+    kept = bundle.sample if sample else None
+    return ModelBundle(bundle.features, broken, bundle.signature, "sklearn", sample=kept), x
+
+
+def register_broken(
+    ws: Workspace, name: str, *, sample: bool, alias: str | None = "champion"
+) -> int:
+    """Register a broken bundle as if it had worked where it was registered (registration
+    warms a bundle with sample rows up too; a version can still break where it is served)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ModelBundle, "warm_up", lambda self: None)
+        return register(ws, name, broken_bundle(sample=sample)[0], alias=alias)
+
+
+@pytest.mark.parametrize("sample", [True, False], ids=["sample rows", "no sample rows"])
+def test_a_version_that_cannot_predict_is_not_served(workspace: Workspace, sample: bool) -> None:
+    """Warm-up at startup: with the bundle's sample rows, or a row made from its signature."""
+    register_broken(workspace, "broken", sample=sample)
     app = create_app(workspace, reload_interval=0, log_predictions=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        resp = predict(client, "broken", {"instances": records(x, 2)})
+    with (
+        pytest.raises(IntegrityError, match="cannot predict"),
+        TestClient(app, base_url="http://127.0.0.1"),
+    ):
+        pass
+
+
+def test_model_failure_is_json_500_without_traceback(
+    fresh: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = cancer_bundle()[1]
+    app = create_app(fresh, reload_interval=0, log_predictions=False)
+    # raise_server_exceptions stays on: no exception may escape the app (the server would
+    # close the keep-alive connection)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        runtime = app.state.server.models.runtime("cancer")
+
+        def fail(frame: pd.DataFrame) -> Any:
+            raise RuntimeError("the model fell over")
+
+        monkeypatch.setattr(runtime.batcher, "_predict", fail)
+        resp = predict(client, "cancer", {"instances": records(x, 2)})
         body = assert_error(resp, 500, "internal_error")
-        assert body["where"] == {"path": "/v1/models/broken:predict"}
+        assert body["where"] == {"path": "/v1/models/cancer:predict"}
+        assert "fell over" not in resp.text
+        assert resp.headers["x-content-type-options"] == "nosniff"
         text = client.get("/metrics").text
-        assert 'model="broken",version="1",endpoint="v1_predict",status="500"} 1' in text
+        assert 'model="cancer",version="1",endpoint="v1_predict",status="500"} 1' in text
 
 
 def test_run_server_fails_fast(workspace: Workspace) -> None:

@@ -33,7 +33,7 @@ def _register(
     exclude: list[str] | None = None,
 ) -> pd.DataFrame:
     bundle, x = fit_bundle(df, target, est, task=task, features={"exclude": exclude or []})
-    mv = register_model(ws, name, bundle, run_id="r1", metrics={})
+    mv = register_model(ws, name, bundle)
     set_alias(ws, name, "champion", mv.version)
     return x
 
@@ -67,7 +67,7 @@ def v2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     )
     _register(ws, "prices", pets, "price", Ridge(), "regression", exclude=["label"])
     app = create_app(ws, reload_interval=0, log_predictions=False)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         yield {"ws": ws, "client": client, "cancer_x": cancer_x, "pets_x": pets_x}
     ws.close()
 
@@ -272,8 +272,8 @@ def test_bad_structure(v2: dict[str, Any]) -> None:
     t = tensors(x)
     bad(infer(client, "pets", {"inputs": t[1:]}), field="color")  # a feature is missing
     t = tensors(x)
-    t.append({**t[1], "name": "height"})
-    bad(infer(client, "pets", {"inputs": t}), input="height", field="inputs[2].name")
+    t.append({**t[1], "name": "height"})  # an extra input is ignored, as on every path
+    assert infer(client, "pets", {"inputs": t}).status_code == 200
     t = tensors(x)
     bad(infer(client, "pets", {"inputs": [*t, t[1]]}), input="size", field="inputs[2]")
     bad(infer(client, "pets", ["not", "an", "object"]), field="body")
@@ -298,12 +298,18 @@ def test_bad_values_name_row_and_field(v2: dict[str, Any]) -> None:
 
 def test_malformed_json_and_binary_extension(v2: dict[str, Any]) -> None:
     client = v2["client"]
-    resp = client.post("/v2/models/cancer/infer", content=b"{nope")
+    json_type = {"content-type": "application/json"}
+    resp = client.post("/v2/models/cancer/infer", content=b"{nope", headers=json_type)
     assert resp.status_code == 400
     assert resp.json()["code"] == "invalid_json"
     assert resp.json()["error"]
+    resp = client.post("/v2/models/cancer/infer", content=b"{nope")  # no Content-Type
+    assert resp.status_code == 415
+    assert resp.json()["error"]
     resp = client.post(
-        "/v2/models/cancer/infer", content=b"{}", headers={"Inference-Header-Content-Length": "2"}
+        "/v2/models/cancer/infer",
+        content=b"{}",
+        headers={"Inference-Header-Content-Length": "2", **json_type},
     )
     bad(resp, header="Inference-Header-Content-Length")
     resp = infer(client, "nope", {"inputs": []})
