@@ -26,7 +26,7 @@ WorkspaceOpt = Annotated[
         "--workspace",
         "-w",
         help="Workspace folder",
-        show_default="$LOOPML_HOME or ./.loopml",
+        show_default="$LOOPML_HOME, else the nearest .loopml in this folder or above",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

@@ -54,7 +54,7 @@ def root(
             "--workspace",
             "-w",
             help="Workspace folder for every command",
-            show_default="$LOOPML_HOME or ./.loopml",
+            show_default="$LOOPML_HOME, else the nearest .loopml in this folder or above",
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
