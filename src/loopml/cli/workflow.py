@@ -21,6 +21,7 @@ from loopml.cli.common import (
 from loopml.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from loopml.serve import ModelServer
     from loopml.train import TrainResult
 
 
@@ -88,11 +89,12 @@ def train(
         registry: {alias: champion}
     """
     from loopml.errors import GateFailedError
+    from loopml.features.spec import feature_warnings_to
     from loopml.project import ProjectConfig
     from loopml.train import train as train_api
 
     config = ProjectConfig.from_file(file)
-    with open_ws(ctx, workspace) as ws:
+    with open_ws(ctx, workspace) as ws, feature_warnings_to(lambda m: step(f"warning: {m}")):
         res = train_api(ws, config, progress=step)
     if as_json:
         print_json(res.to_dict())
@@ -138,39 +140,93 @@ def serve(
         typer.Option(
             "--model",
             "-m",
-            help="Serve only these, as NAME (its champion) or NAME@VERSION; repeatable.",
+            help="Serve only these, as NAME (its champion), NAME@VERSION or NAME@ALIAS; "
+            "repeatable. Several versions of one NAME are all served under NAME: the first "
+            "is the default, the others are /v2/models/NAME/versions/V/... and "
+            "/v1/models/NAME@V:predict.",
         ),
     ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(help="Bearer token for state-changing endpoints [env LOOPML_SERVE_TOKEN]"),
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="File holding the bearer token for state-changing endpoints [default: "
+            "LOOPML_SERVE_TOKEN, else <workspace>/serve-token, generated on first serve]",
+        ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Host header to answer, besides the bound host (and localhost when bound "
+            "to loopback); repeatable; '*' answers any. Needed when binding 0.0.0.0 "
+            "[setting serve_allowed_hosts].",
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(min=1, help="Most rows in one request [default: 10000, serve_max_rows]"),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest request body in bytes [default: 64 MiB, serve_max_body_bytes]",
+        ),
+    ] = None,
+    token: Annotated[str | None, typer.Option(hidden=True)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve registered models over HTTP (V1 records API, Open Inference Protocol V2).
 
-    OpenAPI docs at /docs, Prometheus metrics at /metrics.
+    Docs at /docs, what is served at /v1/models, Prometheus metrics at /metrics.
+    State-changing endpoints (POST /v1/models/NAME:reload) take the bearer token.
     """
-    from loopml.names import parse_ref
     from loopml.serve import run_server
 
-    models = None
-    if model:
-        models = {}
-        for ref in model:
-            name, tag = parse_ref(ref)
-            models[name] = f"{name}@{tag or 'champion'}"
+    if token is not None:
+        raise InvalidInputError(
+            "--token is not taken on the command line: every user of this machine can "
+            "read it there (ps)",
+            where={"option": "--token"},
+            hint="Put the token in LOOPML_SERVE_TOKEN, or in a file named by --token-file",
+        )
+    models = serve_models(model)
     with open_ws(ctx, workspace) as ws:
         host = host or ws.settings.serve_host
         port = ws.settings.serve_port if port is None else port
-        step(f"serving on http://{host}:{port} (docs at /docs)")
+
+        def ready(url: str, server: ModelServer) -> None:
+            where = server.token_info.describe()
+            step(f"serving on {url} (docs at /docs; the reload token is {where})")
+
         run_server(
             ws,
             host=host,
             port=port,
             models=models,
-            token=token or ws.settings.serve_token or None,
+            token_file=token_file,
+            allowed_hosts=allowed_host or None,
+            max_rows=max_rows,
+            max_body_bytes=max_body_bytes,
+            on_ready=ready,
         )
+
+
+def serve_models(refs: list[str] | None) -> dict[str, list[str]] | None:
+    """``-m`` values -> served name -> references: ``-m a@1 -m a@2`` serves both under ``a``."""
+    from loopml.names import parse_ref
+
+    if not refs:
+        return None
+    models: dict[str, list[str]] = {}
+    for ref in refs:
+        name, tag = parse_ref(ref)
+        full = f"{name}@{tag or 'champion'}"
+        group = models.setdefault(name, [])
+        if full not in group:
+            group.append(full)
+    return models
 
 
 def predict(
@@ -178,10 +234,23 @@ def predict(
     model: Annotated[str, typer.Option("--model", "-m", help="NAME[@VERSION|@ALIAS].")],
     input_: Annotated[Path, typer.Option("--input", "-i", help="CSV, Parquet or JSONL file.")],
     output: Annotated[Path, typer.Option("--output", "-o", help=".csv or .parquet file.")],
+    unknown: Annotated[
+        str | None,
+        typer.Option(
+            "--unknown",
+            help="A row with a value training never had (a new category, a new missing "
+            "value): 'flag' scores it and names the fields in the unknown_fields column, "
+            "'error' refuses the file [default: the model's features.unknown, else flag].",
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score every row of a file in one batch; writes the rows with their predictions."""
+    """Score every row of a file in one batch; writes the rows with their predictions.
+
+    Every row is logged (as a batch prediction naming the input file), so each id in the
+    output can be followed back with 'loopml trace ID'.
+    """
     from loopml.serve.scoring import predict_file
 
     if input_.resolve() == output.resolve():
@@ -191,11 +260,21 @@ def predict(
             hint="Write predictions to a new file",
         )
     with open_ws(ctx, workspace) as ws:
-        res = predict_file(ws, model, input_, output)
+        res = predict_file(ws, model, input_, output, unknown=unknown)
     if as_json:
         print_json(res.to_dict())
     else:
         out.print(f"scored {res.rows} rows with {res.model}@{res.version} -> {res.output}")
+        if res.flagged:
+            out.print(
+                f"{res.flagged} rows hold values training never had (a new category or a "
+                "missing value): scored, and their fields named in the unknown_fields column"
+            )
+        if res.log_files:
+            out.print(
+                "logged in the prediction log as batch predictions; follow one back with "
+                "'loopml trace ID' (its prediction_id, or the first 12 characters of it)"
+            )
 
 
 def quickstart(
@@ -222,11 +301,17 @@ def quickstart(
 
 def trace(
     ctx: typer.Context,
-    prediction_id: Annotated[str, typer.Argument(help="An id the server answered with.")],
+    prediction_id: Annotated[
+        str,
+        typer.Argument(
+            help="A prediction id (from the server or 'loopml predict'), or its first 4+ "
+            "hex digits."
+        ),
+    ],
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Trace a served prediction back: inputs -> model version -> run -> dataset -> source."""
+    """Trace a prediction back: inputs -> model version -> run -> dataset -> source."""
     from loopml.lineage import trace_prediction
 
     with open_ws(ctx, workspace) as ws:
@@ -239,6 +324,8 @@ def trace(
         f"[bold]prediction {p['id']}[/bold] at {p['timestamp']}: {p['prediction']} "
         f"(score {fmt(p['score'])}, {fmt(p['latency_ms'], 2)} ms)"
     )
+    if p.get("source") == "batch":
+        out.print(f"  scored in batch from {p['input_file']}")
     out.print(f"  logged in {p['log_file']}")
     out.print(f"  <- model {m['name']}@{m['version']}, artifact {m['artifact_url']}")
     out.print(

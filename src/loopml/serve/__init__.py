@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
+import copy
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -16,10 +18,9 @@ from loopml.errors import InvalidInputError, StoreError
 from loopml.predictions import PredictionLogger, read_prediction_log
 from loopml.registry import CHAMPION, resolve_version
 from loopml.serve.app import ModelServer, create_app
+from loopml.serve.events import log_event
 from loopml.serve.runtime import resolve_models
 from loopml.workspace import Workspace
-
-log = logging.getLogger("loopml.serve")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -43,22 +44,39 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _check_exposure(host: str, token: str | None, ws: Workspace) -> None:
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not (token or ws.settings.serve_token):
-        log.warning(
-            "serving on %s without a token: anyone who reaches this port can reload models; "
-            "pass --token or set LOOPML_SERVE_TOKEN",
-            host,
-        )
+def _log_config(log_level: str) -> dict[str, Any]:
+    """uvicorn's logging, plus the ``loopml`` loggers on the same stderr handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["loopml"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
-def _uvicorn_server(app: Any, host: str, port: int, log_level: str, access_log: bool) -> Any:
+def _uvicorn_server(
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str,
+    access_log: bool,
+    on_ready: Callable[[], None] | None = None,
+    log_config: dict[str, Any] | None = None,
+) -> Any:
     import uvicorn
 
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        """Calls ``on_ready`` once the port is bound and the models are loaded."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and not self.should_exit and on_ready is not None:
+                on_ready()
+
+    extra: dict[str, Any] = {} if log_config is None else {"log_config": log_config}
     config = uvicorn.Config(
         app,
         host=host,
@@ -68,8 +86,14 @@ def _uvicorn_server(app: Any, host: str, port: int, log_level: str, access_log: 
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=10,
+        **extra,
     )
-    return uvicorn.Server(config)
+    return Server(config)
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
 
 
 def run_server(
@@ -77,35 +101,61 @@ def run_server(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    models: dict[str, str] | None = None,
+    models: Mapping[str, str | Sequence[str]] | None = None,
     token: str | None = None,
+    token_file: str | Path | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     log_predictions: bool = True,
     reload_interval: float = 2.0,
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
+    max_rows: int | None = None,
+    max_body_bytes: int | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    on_ready: Callable[[str, ModelServer], None] | None = None,
 ) -> None:
-    """Serve until interrupted (uvicorn, one worker). Bad references fail before listening."""
-    for ref in resolve_models(ws, models).values():
-        resolve_version(ws, ref, default_alias=CHAMPION)
-    _check_exposure(host, token, ws)
+    """Serve until interrupted (uvicorn, one worker). Bad references fail before listening.
+
+    ``on_ready(url, server)`` is called once the port is bound and every model is loaded
+    and warmed up (``loopml serve`` prints "serving on ..." there). The ``loopml.serve``
+    log (one structured line per event) goes to stderr with uvicorn's.
+    """
+    for refs in resolve_models(ws, models).values():
+        for ref in refs:
+            resolve_version(ws, ref, default_alias=CHAMPION)
     app = create_app(
         ws,
         models=models,
         token=token,
+        token_file=token_file,
+        host=host,
+        allowed_hosts=allowed_hosts,
         log_predictions=log_predictions,
         reload_interval=reload_interval,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
+        max_rows=max_rows,
+        max_body_bytes=max_body_bytes,
     )
+    model_server: ModelServer = app.state.server
     sock = _bind(host, port)
-    server = _uvicorn_server(app, host, sock.getsockname()[1], log_level, access_log)
+    bound = sock.getsockname()[1]
+    url = _url(host, bound)
+
+    def ready() -> None:
+        log_event(logging.INFO, "ready", url=url, token=model_server.token_info.describe())
+        if on_ready is not None:
+            on_ready(url, model_server)
+
+    server = _uvicorn_server(
+        app, host, bound, log_level, access_log, on_ready=ready, log_config=_log_config(log_level)
+    )
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
-    error = app.state.server.startup_error
+    error = model_server.startup_error
     if error is not None:
         raise error
 
@@ -121,8 +171,7 @@ class BackgroundServer:
         host, port = sock.getsockname()[:2]
         self.host = host
         self.port = int(port)
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{self.port}"
+        self.url = _url(host, self.port)
 
     @property
     def model_server(self) -> ModelServer:
@@ -154,7 +203,7 @@ def start_background_server(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    models: dict[str, str] | None = None,
+    models: Mapping[str, str | Sequence[str]] | None = None,
     token: str | None = None,
     startup_timeout: float = 60.0,
     log_level: str = "warning",
@@ -163,9 +212,11 @@ def start_background_server(
     """Start uvicorn in a daemon thread and return once ``/v2/health/ready`` answers 200.
 
     ``port=0`` picks a free port (see ``.url``). ``options`` go to :func:`create_app`
-    (``log_predictions``, ``reload_interval``, ``max_batch``, ``max_wait_ms``).
+    (``log_predictions``, ``reload_interval``, ``max_batch``, ``max_wait_ms``, ``max_rows``,
+    ``token_file``, ``allowed_hosts``, ...). The bearer token is at
+    ``.model_server.token``.
     """
-    app = create_app(ws, models=models, token=token, **options)
+    app = create_app(ws, models=models, token=token, host=host, **options)
     sock = _bind(host, port)
     server = _uvicorn_server(app, host, sock.getsockname()[1], log_level, access_log=False)
 
@@ -208,6 +259,7 @@ def start_background_server(
 
 __all__ = [
     "BackgroundServer",
+    "ModelServer",
     "PredictionLogger",
     "create_app",
     "read_prediction_log",

@@ -3,42 +3,68 @@
 Per request the server parses the body with orjson, validates the rows against the model
 signature, hands them to the model's micro-batcher (one predict call for concurrent
 requests, in a worker thread), answers, and appends the rows to the prediction log buffer.
-Models load at startup and are swapped by hot reload when their alias moves.
+Models load (and warm up) at startup and are swapped by hot reload when their alias moves.
+
+Each route is an :class:`Endpoint` that says what it needs: ``changes_state`` routes take the
+bearer token, ``body="json"`` routes a JSON content type; the checks are wired when the
+routes are built, so a new route gets them by saying so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from loopml.errors import AuthError, InvalidInputError, LoopmlError, NotFoundError, StoreError
+from loopml.errors import AuthError, InvalidInputError, LoopmlError, StoreError
 from loopml.predictions import PredictionLogger
+from loopml.registry.limits import check_float32
+from loopml.serve.events import log
+from loopml.serve.http import (
+    JSON,
+    Guard,
+    http_error,
+    json_response,
+    loads,
+    loopml_error,
+    read_body,
+    too_many_rows,
+    unsupported_media_type,
+)
 from loopml.serve.metrics import CONTENT_TYPE, Metrics
-from loopml.serve.openapi import build_openapi, docs_page
+from loopml.serve.openapi import DOCS_HEADERS, build_openapi, docs_page
 from loopml.serve.runtime import ModelRuntime, ModelSet, resolve_models
-from loopml.serve.v2 import infer_response, model_metadata, parse_infer_request
+from loopml.serve.security import allowed_hosts as host_allow_list
+from loopml.serve.security import is_json_type, resolve_token, split_hosts
+from loopml.serve.v2 import (
+    infer_response,
+    model_metadata,
+    parse_index_request,
+    parse_infer_request,
+    repository_index,
+)
+from loopml.utils import shorten
 from loopml.workspace import Workspace
 
-log = logging.getLogger("loopml.serve")
-
-JSON = "application/json"
 PREDICT_KEYS = frozenset(("instances",))
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _version() -> str:
@@ -48,70 +74,27 @@ def _version() -> str:
         return "0"
 
 
-MAX_BODY_BYTES = 64 * 1024 * 1024
-
-
-class InvalidJSONError(InvalidInputError):
-    """The request body is not JSON at all."""
-
-    code = "invalid_json"
-    http_status = 400
-
-
-class BodyTooLargeError(InvalidInputError):
-    """The request body is larger than the server accepts."""
-
-    code = "body_too_large"
-    http_status = 413
-
-
-def _too_large(size: int | str) -> BodyTooLargeError:
-    return BodyTooLargeError(
-        f"the request body has {size} bytes, more than the {MAX_BODY_BYTES} this server accepts",
-        where={"field": "body"},
-        hint="Split the instances over several requests",
-    )
-
-
-async def read_body(request: Request) -> bytes:
-    """The body, refusing more than MAX_BODY_BYTES before reading it all into memory."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise _too_large(length)
-        return await request.body()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large(f"more than {size}")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def new_prediction_ids(n: int) -> list[str]:
     """``n`` random 128-bit ids as 32 hex characters."""
     raw = os.urandom(16 * n).hex()
     return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        hint = "Send a JSON document with Content-Type: application/json"
-        if b"NaN" in body or b"Infinity" in body:
-            hint = "NaN and Infinity are not JSON; send null for a missing value"
-        elif not body:
-            hint = "The body is empty; " + hint[0].lower() + hint[1:]
-        raise InvalidJSONError(
-            f"the request body is not valid JSON: {exc}", where={"field": "body"}, hint=hint
-        ) from None
+def split_ref(text: str) -> tuple[str, str | None]:
+    """``a@2`` -> (``a``, ``2``); ``a`` -> (``a``, None): V1 paths may name a version."""
+    name, at, version = text.partition("@")
+    return name, (version if at else None)
 
 
-def _json(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type=JSON)
+@dataclass(frozen=True)
+class Endpoint:
+    """A route and what it requires; :meth:`ModelServer.routes` wires the checks."""
+
+    path: str
+    handler: Handler
+    methods: tuple[str, ...] = ("GET",)
+    changes_state: bool = False  # needs the bearer token
+    body: Literal["none", "json", "json-optional"] = "none"
 
 
 class ModelServer:
@@ -121,32 +104,50 @@ class ModelServer:
         self,
         ws: Workspace,
         *,
-        models: dict[str, str] | None,
+        models: Mapping[str, str | Sequence[str]] | None,
         token: str | None,
+        token_file: str | Path | None,
+        host: str | None,
+        allowed_hosts: Sequence[str] | None,
         log_predictions: bool,
         reload_interval: float,
         max_batch: int,
         max_wait_ms: float,
+        max_rows: int | None,
+        max_body_bytes: int | None,
     ) -> None:
+        settings = ws.settings
+        max_rows = settings.serve_max_rows if max_rows is None else max_rows
+        max_body = settings.serve_max_body_bytes if max_body_bytes is None else max_body_bytes
         for what, value, ok in (
             ("max_batch", max_batch, isinstance(max_batch, int) and max_batch >= 1),
             ("max_wait_ms", max_wait_ms, max_wait_ms >= 0),
             ("reload_interval", reload_interval, reload_interval >= 0),
+            ("max_rows", max_rows, isinstance(max_rows, int) and max_rows >= 1),
+            ("max_body_bytes", max_body, isinstance(max_body, int) and max_body >= 1),
         ):
             if not ok:
                 raise InvalidInputError(
                     f"{what} is {value!r}",
                     where={"field": what},
-                    hint="max_batch is at least 1; max_wait_ms and reload_interval are >= 0 "
-                    "(reload_interval 0 turns hot reload off)",
+                    hint="max_batch, max_rows and max_body_bytes are at least 1; max_wait_ms "
+                    "and reload_interval are >= 0 (reload_interval 0 turns hot reload off)",
                 )
         self.ws = ws
         self.models_arg = models
-        self.token = token or ws.settings.serve_token or None
+        self.host = host or settings.serve_host
+        listed = (
+            split_hosts(settings.serve_allowed_hosts) if allowed_hosts is None else allowed_hosts
+        )
+        self.allowed_hosts = host_allow_list(self.host, listed)
+        self.token_info = resolve_token(ws, token=token, token_file=token_file)
+        self._token = self.token_info.value.encode()
         self.log_predictions = log_predictions
         self.reload_interval = float(reload_interval)
         self.max_batch = int(max_batch)
         self.max_wait_ms = float(max_wait_ms)
+        self.max_rows = int(max_rows)
+        self.max_body_bytes = int(max_body)
         self.metrics = Metrics()
         self.models: ModelSet | None = None
         self.logger: PredictionLogger | None = None
@@ -156,11 +157,11 @@ class ModelServer:
         self.version = _version()
         self.metrics.add_gauge(
             "loopml_model_version",
-            "Registry version each served model answers with.",
-            ("model",),
+            "Registry version each served reference answers with.",
+            ("model", "reference"),
             lambda: {
-                (n,): float(s.runtime.version)
-                for n, s in (self.models.served.items() if self.models else ())
+                (s.name, s.full_ref): float(s.runtime.version)
+                for s in (self.models.entries() if self.models else ())
                 if s.runtime is not None
             },
         )
@@ -170,6 +171,11 @@ class ModelServer:
             (),
             lambda: {(): float(self.logger.buffered_rows)} if self.logger else {},
         )
+
+    @property
+    def token(self) -> str:
+        """The bearer token state-changing endpoints take."""
+        return self.token_info.value
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -233,7 +239,7 @@ class ModelServer:
             try:
                 await self.models.reload_all()
             except Exception:  # the loop must survive anything
-                log.exception("hot reload pass failed")
+                log.exception("event=reload_pass_failed")
 
     def _models(self) -> ModelSet:
         if self.models is None:
@@ -247,38 +253,46 @@ class ModelServer:
         self.metrics.requests.inc((model, version, endpoint, str(status)))
         self.metrics.latency.observe((model, endpoint), perf_counter() - t0)
 
-    def _runtime(self, name: str, endpoint: str, t0: float) -> ModelRuntime:
+    def _runtime(self, name: str, version: str | None, endpoint: str, t0: float) -> ModelRuntime:
         try:
-            return self._models().runtime(name)
+            return self._models().runtime(name, version)
         except LoopmlError as exc:
             self._count("_unknown", "", endpoint, exc.http_status, t0)
             raise
 
     # -- v1 ---------------------------------------------------------------------------------
 
-    async def v1_predict(self, request: Request) -> Response:
-        t0 = perf_counter()
-        name = request.path_params["name"]
-        body = await read_body(request)
-        # Pick the runtime after the last await before submitting: a hot swap between the
-        # two would otherwise hand the rows to a batcher that is closing.
-        runtime = self._runtime(name, "v1_predict", t0)
-        try:
-            data = _loads(body)
-            if not isinstance(data, dict):
-                raise InvalidInputError(
-                    f"the request body is a JSON {type(data).__name__}, not an object",
-                    where={"field": "body"},
-                    hint='Send {"instances": [{"feature": value, ...}]}',
-                )
+    def _instances(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise InvalidInputError(
+                f"the request body is a JSON {type(data).__name__}, not an object",
+                where={"field": "body"},
+                hint='Send {"instances": [{"feature": value, ...}]}',
+            )
+        if data.keys() != PREDICT_KEYS:
             unknown = sorted(set(data) - PREDICT_KEYS)
             if unknown:
                 raise InvalidInputError(
-                    f"unknown key {unknown[0]!r} in the request",
+                    f"unknown key {shorten(repr(unknown[0]))} in the request",
                     where={"field": unknown[0]},
                     hint='Send {"instances": [{"feature": value, ...}]}',
                 )
-            frame = runtime.signature.validate_records(data.get("instances"))
+        instances = data.get("instances")
+        if isinstance(instances, list) and len(instances) > self.max_rows:
+            raise too_many_rows(len(instances), self.max_rows, "instances")
+        return instances
+
+    async def v1_predict(self, request: Request) -> Response:
+        t0 = perf_counter()
+        name, version = split_ref(request.path_params["name"])
+        body = await read_body(request, self.max_body_bytes)
+        # Pick the runtime after the last await before submitting: a hot swap between the
+        # two would otherwise hand the rows to a batcher that is closing.
+        runtime = self._runtime(name, version, "v1_predict", t0)
+        try:
+            checked = runtime.signature.check_records(self._instances(loads(body)))
+            frame = checked.frame
+            check_float32(frame, runtime.numeric)
             pred = await runtime.batcher.submit(frame)
         except LoopmlError as exc:
             self._count(name, runtime.version_text, "v1_predict", exc.http_status, t0)
@@ -303,6 +317,10 @@ class ModelServer:
                 {"prediction_id": i, "prediction": label}
                 for i, label in zip(ids, labels, strict=True)
             ]
+        if checked.any_flagged:  # the model's unknown policy is flag: say which rows and why
+            for entry, fields in zip(predictions, checked.unknown_fields(), strict=True):
+                if fields:
+                    entry["unknown_fields"] = fields
         content = orjson.dumps(
             {"model": name, "version": runtime.version, "predictions": predictions}
         )
@@ -315,61 +333,56 @@ class ModelServer:
         return Response(content, media_type=JSON)
 
     async def v1_reload(self, request: Request) -> Response:
-        self._authorize(request)
         models = self._models()
-        served = models.get(request.path_params["name"])
-        previous, current = await models.reload(served)
-        return _json(
-            {
-                "model": served.name,
-                "reference": served.full_ref,
-                "previous_version": previous,
-                "version": current,
-                "changed": previous != current,
-            }
-        )
+        name, version = split_ref(request.path_params["name"])
+        group = [models.pick(name, version)] if version is not None else models.get(name)
+        entries = []
+        for served in group:
+            previous, current = await models.reload(served, retry_refused=True)
+            entries.append(
+                {
+                    "reference": served.full_ref,
+                    "previous_version": previous,
+                    "version": current,
+                    "changed": previous != current,
+                }
+            )
+        return json_response({"model": name, **entries[0], "entries": entries})
+
+    async def v1_models(self, request: Request) -> Response:
+        entries = self.models.entries() if self.models is not None else ()
+        return json_response({"models": [s.describe() for s in entries]})
 
     def _authorize(self, request: Request) -> None:
-        if self.token is None:
-            return
         header = request.headers.get("authorization", "")
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), self.token.encode()
+            given.strip().encode(), self._token
         ):
+            where = self.token_info.describe()
             raise AuthError(
                 "missing or wrong bearer token" if header else "this endpoint needs a token",
                 where={"header": "Authorization"},
-                hint="Send 'Authorization: Bearer <token>' with the server's token "
-                "(--token or LOOPML_SERVE_TOKEN)",
+                hint=f"Send 'Authorization: Bearer <token>' with the server's token ({where})",
             )
 
     # -- v2 ---------------------------------------------------------------------------------
 
-    def _check_version(self, name: str, runtime: ModelRuntime, version: str | None) -> None:
-        if version is not None and version != runtime.version_text:
-            raise NotFoundError(
-                f"model {name!r} is served at version {runtime.version}, not {version}",
-                where={"model": name, "version": version},
-                hint=f"Use /v2/models/{name}/versions/{runtime.version} or leave the version "
-                "out; to serve another version, map a name to NAME@VERSION",
-            )
-
     async def v2_infer(self, request: Request) -> Response:
         t0 = perf_counter()
         name = request.path_params["name"]
-        body = await read_body(request)
-        runtime = self._runtime(name, "v2_infer", t0)
+        body = await read_body(request, self.max_body_bytes)
+        runtime = self._runtime(name, request.path_params.get("version"), "v2_infer", t0)
         try:
-            self._check_version(name, runtime, request.path_params.get("version"))
             if "inference-header-content-length" in request.headers:
                 raise InvalidInputError(
                     "the binary tensor data extension is not supported",
                     where={"header": "Inference-Header-Content-Length"},
                     hint="Send the tensors as JSON data",
                 )
-            parsed = parse_infer_request(_loads(body), runtime)
+            parsed = parse_infer_request(loads(body), runtime, self.max_rows)
             frame = runtime.signature.validate_records(parsed.records)
+            check_float32(frame, runtime.numeric)
             pred = await runtime.batcher.submit(frame)
         except LoopmlError as exc:
             self._count(name, runtime.version_text, "v2_infer", exc.http_status, t0)
@@ -390,27 +403,38 @@ class ModelServer:
     async def v2_metadata(self, request: Request) -> Response:
         name = request.path_params["name"]
         models = self._models()
-        runtime = models.runtime(name)
-        self._check_version(name, runtime, request.path_params.get("version"))
-        return _json(model_metadata(name, models.get(name).full_ref, runtime))
+        runtime = models.runtime(name, request.path_params.get("version"))
+        served = models.pick(name, request.path_params.get("version"))
+        versions = [runtime.version_text]
+        for other in models.get(name):
+            text = other.runtime.version_text if other.runtime is not None else None
+            if text is not None and text not in versions:
+                versions.append(text)
+        return json_response(model_metadata(name, served.full_ref, runtime, versions))
 
     async def v2_model_ready(self, request: Request) -> Response:
         name = request.path_params["name"]
-        served = self._models().get(name)
-        if served.runtime is not None:
-            self._check_version(name, served.runtime, request.path_params.get("version"))
+        served = self._models().pick(name, request.path_params.get("version"))
         ready = served.ready and not self.stopping
-        return _json({"name": name, "ready": ready}, 200 if ready else 503)
+        return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+
+    async def v2_repository_index(self, request: Request) -> Response:
+        body = await read_body(request, self.max_body_bytes)
+        if body.strip() and "content-type" not in request.headers:
+            raise unsupported_media_type(None)  # a body must say it is JSON; none may be empty
+        ready_only = parse_index_request(loads(body) if body.strip() else None)
+        entries = list(self.models.entries()) if self.models is not None else []
+        return json_response(repository_index(entries, ready_only))
 
     async def v2_server(self, request: Request) -> Response:
-        return _json({"name": "loopml", "version": self.version, "extensions": []})
+        return json_response({"name": "loopml", "version": self.version, "extensions": []})
 
     async def live(self, request: Request) -> Response:
-        return _json({"live": True})
+        return json_response({"live": True})
 
     async def ready(self, request: Request) -> Response:
         ok = self.models is not None and self.models.ready and not self.stopping
-        return _json({"ready": ok}, 200 if ok else 503)
+        return json_response({"ready": ok}, 200 if ok else 503)
 
     # -- ops --------------------------------------------------------------------------------
 
@@ -418,110 +442,120 @@ class ModelServer:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
-        return _json(build_openapi(self.models, self.version))
+        return json_response(build_openapi(self.models, self.version))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(docs_page(build_openapi(self.models, self.version)))
+        page = docs_page(build_openapi(self.models, self.version))
+        return Response(page, media_type="text/html; charset=utf-8", headers=DOCS_HEADERS)
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every route with what it requires (see :class:`Endpoint`)."""
+        post = ("POST",)
+        infer = self.v2_infer
+        return [
+            Endpoint("/v1/models", self.v1_models),
+            Endpoint("/v1/models/{name}:predict", self.v1_predict, post, body="json"),
+            Endpoint("/v1/models/{name}:reload", self.v1_reload, post, changes_state=True),
+            Endpoint("/v2", self.v2_server),
+            Endpoint("/v2/health/live", self.live),
+            Endpoint("/v2/health/ready", self.ready),
+            Endpoint("/v2/repository/index", self.v2_repository_index, post, body="json-optional"),
+            Endpoint("/v2/models/{name}", self.v2_metadata),
+            Endpoint("/v2/models/{name}/ready", self.v2_model_ready),
+            Endpoint("/v2/models/{name}/infer", infer, post, body="json"),
+            Endpoint("/v2/models/{name}/versions/{version}", self.v2_metadata),
+            Endpoint("/v2/models/{name}/versions/{version}/ready", self.v2_model_ready),
+            Endpoint("/v2/models/{name}/versions/{version}/infer", infer, post, body="json"),
+            Endpoint("/metrics", self.metrics_endpoint),
+            Endpoint("/openapi.json", self.openapi),
+            Endpoint("/docs", self.docs),
+        ]
+
+    def _wire(self, endpoint: Endpoint) -> Handler:
+        handler = endpoint.handler
+        if endpoint.body == "json":
+            inner = handler
+
+            async def json_only(request: Request) -> Response:
+                kind = request.headers.get("content-type")
+                if not is_json_type(kind):
+                    raise unsupported_media_type(kind)
+                return await inner(request)
+
+            handler = json_only
+        elif endpoint.body == "json-optional":
+            inner_opt = handler
+
+            async def json_if_any(request: Request) -> Response:
+                kind = request.headers.get("content-type")
+                if kind is not None and not is_json_type(kind):
+                    raise unsupported_media_type(kind)
+                return await inner_opt(request)
+
+            handler = json_if_any
+        if endpoint.changes_state:
+            protected = handler
+
+            async def authorized(request: Request) -> Response:
+                self._authorize(request)
+                return await protected(request)
+
+            handler = authorized
+        return handler
 
     def routes(self) -> list[Route]:
         return [
-            Route("/v1/models/{name}:predict", self.v1_predict, methods=["POST"]),
-            Route("/v1/models/{name}:reload", self.v1_reload, methods=["POST"]),
-            Route("/v2", self.v2_server, methods=["GET"]),
-            Route("/v2/health/live", self.live, methods=["GET"]),
-            Route("/v2/health/ready", self.ready, methods=["GET"]),
-            Route("/v2/models/{name}", self.v2_metadata, methods=["GET"]),
-            Route("/v2/models/{name}/ready", self.v2_model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/infer", self.v2_infer, methods=["POST"]),
-            Route("/v2/models/{name}/versions/{version}", self.v2_metadata, methods=["GET"]),
-            Route(
-                "/v2/models/{name}/versions/{version}/ready", self.v2_model_ready, methods=["GET"]
-            ),
-            Route("/v2/models/{name}/versions/{version}/infer", self.v2_infer, methods=["POST"]),
-            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
-            Route("/openapi.json", self.openapi, methods=["GET"]),
-            Route("/docs", self.docs, methods=["GET"]),
+            Route(e.path, self._wire(e), methods=list(e.methods), name=e.path)
+            for e in self.endpoints()
         ]
-
-
-# -- error handlers -------------------------------------------------------------------------
-
-
-def _error_body(request: Request, body: dict[str, Any], message: str) -> dict[str, Any]:
-    if request.url.path.startswith("/v2"):
-        body["error"] = message  # the V2 spec's error object
-    return body
-
-
-async def _loopml_error(request: Request, exc: Exception) -> Response:
-    if not isinstance(exc, LoopmlError):  # pragma: no cover - registered for LoopmlError only
-        raise exc
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
-    body = _error_body(request, exc.to_dict(), str(exc))
-    return Response(orjson.dumps(body), exc.http_status, headers=headers, media_type=JSON)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 500
-    detail = exc.detail if isinstance(exc, HTTPException) else "error"
-    code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
-    message = f"{request.method} {request.url.path}: {detail}"
-    body = {
-        "code": code,
-        "message": message,
-        "where": {"path": request.url.path},
-        "hint": "The endpoints are listed at /docs",
-    }
-    headers = getattr(exc, "headers", None)
-    return Response(
-        orjson.dumps(_error_body(request, body, message)), status, headers=headers, media_type=JSON
-    )
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    message = f"the server failed to answer ({type(exc).__name__})"
-    body = {
-        "code": "internal_error",
-        "message": message,
-        "where": {"path": request.url.path},
-        "hint": "This is not a problem with the request; the server log has the details",
-    }
-    return Response(orjson.dumps(_error_body(request, body, message)), 500, media_type=JSON)
 
 
 def create_app(
     ws: Workspace,
     *,
-    models: dict[str, str] | None = None,
+    models: Mapping[str, str | Sequence[str]] | None = None,
     token: str | None = None,
+    token_file: str | Path | None = None,
+    host: str | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     log_predictions: bool = True,
     reload_interval: float = 2.0,
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
+    max_rows: int | None = None,
+    max_body_bytes: int | None = None,
 ) -> Starlette:
-    """The ASGI app serving ``models`` (served name -> ``NAME[@VERSION|@ALIAS]``).
+    """The ASGI app serving ``models`` (served name -> ``NAME[@VERSION|@ALIAS]``, or a list
+    of them: each version is addressable under the one name, the first is its default).
 
     ``models=None`` serves every registered model at its ``champion`` alias (and picks up
-    models that gain one later). ``token`` (else the workspace's ``serve_token``) protects the
-    endpoints that change state. The server object is at ``app.state.server``.
+    models that gain one later). State-changing endpoints need a bearer token: ``token``,
+    else ``token_file``, else ``LOOPML_SERVE_TOKEN``, else ``serve_token_file``, else one
+    generated into ``<workspace>/serve-token``. Requests must carry a ``Host`` the server
+    answers: ``host`` (the bound interface, default ``serve_host``) and ``allowed_hosts``
+    (default ``serve_allowed_hosts``; ``["*"]`` for any). ``max_rows`` and
+    ``max_body_bytes`` bound a request (defaults ``serve_max_rows``,
+    ``serve_max_body_bytes``). The server object is at ``app.state.server``.
     """
     server = ModelServer(
         ws,
         models=models,
         token=token,
+        token_file=token_file,
+        host=host,
+        allowed_hosts=allowed_hosts,
         log_predictions=log_predictions,
         reload_interval=reload_interval,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
+        max_rows=max_rows,
+        max_body_bytes=max_body_bytes,
     )
     app = Starlette(
         routes=server.routes(),
         lifespan=server.lifespan,
-        exception_handlers={
-            LoopmlError: _loopml_error,
-            HTTPException: _http_error,
-            Exception: _internal_error,
-        },
+        middleware=[Middleware(Guard, allowed_hosts=server.allowed_hosts)],
+        exception_handlers={LoopmlError: loopml_error, HTTPException: http_error},
     )
     app.state.server = server
     return app

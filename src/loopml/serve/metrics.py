@@ -200,7 +200,9 @@ class Metrics:
         )
         self.reloads = Counter(
             "loopml_model_reloads_total",
-            "Hot reloads of a served model, by result (swapped or failed).",
+            "Hot reloads of a served model, by result: swapped, refused (the new version "
+            "failed to load or warm up; the old one keeps serving) or failed (the registry "
+            "could not be read).",
             ("model", "result"),
         )
         self._gauges: list[Gauge] = []

@@ -1,36 +1,39 @@
-"""The server's OpenAPI 3.1 document, written from the served models' signatures.
+"""The server's OpenAPI 3.1 document, written from the served models' signatures, and /docs.
 
 The app is plain Starlette (no request models on the hot path), so the document is built
 here: every endpoint, and for each served model the schema of one instance and an example
-request that "Try it out" in ``/docs`` can send as is.
+request that can be sent as is. ``/docs`` renders the document on the server as one HTML
+page: no script, no CDN, no external style, under a strict Content-Security-Policy.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from typing import Any
 
-from loopml.kinds import CATEGORICAL
-from loopml.registry.signature import Signature
-from loopml.serve.runtime import ModelSet
+import orjson
 
-SWAGGER_HTML = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>loopml model server - API docs</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
-</head>
-<body>
-<div id="swagger-ui">{listing}</div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true}});
-</script>
-<noscript>The OpenAPI document is at <a href="openapi.json">openapi.json</a>.</noscript>
-</body>
-</html>
-"""
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.registry.signature import Signature
+from loopml.serve.runtime import ModelSet, example_instance
+
+DOCS_STYLE = (
+    "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
+    "color:#1b1f23}code,pre{font:13px ui-monospace,monospace}pre{background:#f6f8fa;"
+    "padding:.6rem;overflow:auto}section{border-top:1px solid #ddd;padding:.4rem 0}"
+    ".m{display:inline-block;min-width:4rem;font-weight:bold}.get{color:#1a7f37}"
+    ".post{color:#0550ae}table{border-collapse:collapse}td{padding:0 .8rem 0 0}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(DOCS_STYLE.encode()).digest()).decode()
+DOCS_HEADERS = {
+    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -70,6 +73,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Malformed JSON (code invalid_json)",
         401: "Missing or wrong bearer token",
         404: "No such model or version on this server",
+        409: "The new version failed to load or warm up; the old one keeps serving",
+        413: "The body or the number of rows is over the server's limit",
+        415: "The body is not sent as application/json",
+        421: "The Host header names a host this server does not answer for",
         422: "The input does not match the model signature; `where` names row and field",
     }
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
@@ -83,6 +90,8 @@ def instance_schema(sig: Signature) -> dict[str, Any]:
             prop: dict[str, Any] = {"type": ["string", "null"] if f.nullable else "string"}
             if f.categories:
                 prop["enum"] = [*f.categories, None] if f.nullable else list(f.categories)
+        elif f.kind == DATETIME:
+            prop = {"type": ["string", "null"] if f.nullable else "string", "format": "date-time"}
         else:
             prop = {"type": ["number", "null"] if f.nullable else "number"}
             if f.min is not None and f.max is not None:
@@ -91,22 +100,9 @@ def instance_schema(sig: Signature) -> dict[str, Any]:
     return {
         "type": "object",
         "required": sig.names,
-        "additionalProperties": False,
+        "additionalProperties": True,  # extra fields (an id) are ignored
         "properties": props,
     }
-
-
-def example_instance(sig: Signature) -> dict[str, Any]:
-    """A valid instance: mid-range numbers, the first category."""
-    out: dict[str, Any] = {}
-    for f in sig.inputs:
-        if f.kind == CATEGORICAL:
-            out[f.name] = (f.categories or [""])[0]
-        elif f.min is not None and f.max is not None:
-            out[f.name] = round((f.min + f.max) / 2, 6)
-        else:
-            out[f.name] = 0.0
-    return out
 
 
 def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
@@ -118,7 +114,7 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
     v2_examples: dict[str, Any] = {}
     instance_refs = []
     for name in names:
-        runtime = served[name].runtime
+        runtime = served[name][0].runtime
         if runtime is None:
             continue
         sig = runtime.signature
@@ -134,7 +130,7 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
                     {
                         "name": f.name,
                         "shape": [1],
-                        "datatype": "BYTES" if f.kind == CATEGORICAL else "FP64",
+                        "datatype": "FP64" if f.kind == NUMERIC else "BYTES",
                         "data": [example[f.name]],
                     }
                     for f in sig.inputs
@@ -194,11 +190,50 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
             "outputs": {"type": "array", "items": _ref("Tensor")},
         },
     }
+    schemas["ModelList"] = {
+        "type": "object",
+        "properties": {
+            "models": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "model": {"type": "string"},
+                        "reference": {"type": "string", "examples": ["cancer@champion"]},
+                        "version": {"type": ["integer", "null"]},
+                        "ready": {"type": "boolean"},
+                        "last_error": {"type": ["string", "null"]},
+                    },
+                },
+            }
+        },
+    }
+    schemas["RepositoryIndex"] = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "state"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "state": {"type": "string", "enum": ["READY", "UNAVAILABLE"]},
+                "reason": {"type": "string"},
+            },
+        },
+    }
     name_param = {
         "name": "name",
         "in": "path",
         "required": True,
         "schema": {"type": "string", "enum": names} if names else {"type": "string"},
+    }
+    v1_name_param = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "a served name, or NAME@VERSION (NAME@ALIAS) for one of its versions",
+        "schema": {"type": "string", "examples": names} if names else {"type": "string"},
     }
     version_param = {
         "name": "version",
@@ -216,7 +251,10 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
         "tags": ["v2"],
         "summary": "Open Inference Protocol inference",
         "requestBody": {"required": True, "content": {"application/json": v2_body}},
-        "responses": {"200": _json(_ref("InferResponse"), "Outputs"), **_errors(400, 404, 422)},
+        "responses": {
+            "200": _json(_ref("InferResponse"), "Outputs"),
+            **_errors(400, 404, 413, 415, 422),
+        },
     }
     meta_op = {
         "tags": ["v2"],
@@ -233,23 +271,54 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
             "post": {
                 "tags": ["v1"],
                 "summary": "Predict records",
-                "parameters": [name_param],
+                "parameters": [v1_name_param],
                 "requestBody": {"required": True, "content": {"application/json": v1_body}},
                 "responses": {
                     "200": _json(_ref("PredictResponse"), "One prediction per instance"),
-                    **_errors(400, 404, 422),
+                    **_errors(400, 404, 413, 415, 422),
                 },
             }
         },
         "/v1/models/{name}:reload": {
             "post": {
                 "tags": ["v1"],
-                "summary": "Re-resolve the model's alias now and swap in a new version",
-                "parameters": [name_param],
+                "summary": "Re-resolve the model's alias now and swap in a new version "
+                "(after it loads and warms up)",
+                "parameters": [v1_name_param],
                 "security": [{"bearer": []}],
                 "responses": {
                     "200": {"description": "previous and current version"},
-                    **_errors(401, 404),
+                    **_errors(401, 404, 409),
+                },
+            }
+        },
+        "/v1/models": {
+            "get": {
+                "tags": ["v1"],
+                "summary": "What is served: name, model, reference, version, ready, last error",
+                "responses": {"200": _json(_ref("ModelList"), "One item per served reference")},
+            }
+        },
+        "/v2/repository/index": {
+            "post": {
+                "tags": ["v2"],
+                "summary": "Model repository index (KServe extension): name, version, state, "
+                "reason of every served version",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"ready": {"type": "boolean"}},
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("RepositoryIndex"), "One item per served version"),
+                    **_errors(400, 415),
                 },
             }
         },
@@ -315,19 +384,50 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
     }
 
 
-def docs_page(document: dict[str, Any]) -> str:
-    """The /docs page: Swagger UI when its scripts load, and a plain listing of every
-    operation rendered on the server, so the page is useful offline too."""
-    items = []
-    for path, ops in document.get("paths", {}).items():
-        for method, op in ops.items():
-            summary = html.escape(str(op.get("summary", "")))
-            items.append(
-                f"<li><code>{html.escape(method.upper())} {html.escape(path)}</code> {summary}</li>"
-            )
-    title = html.escape(str(document.get("info", {}).get("title", "loopml")))
-    listing = (
-        f"<h1>{title}</h1><p>The full OpenAPI document is at "
-        f'<a href="openapi.json">openapi.json</a>.</p><ul>{"".join(items)}</ul>'
+def _operation_html(path: str, method: str, op: dict[str, Any]) -> str:
+    esc = html.escape
+    parts = [
+        f'<section><h3><span class="m {esc(method)}">{esc(method.upper())}</span>'
+        f"<code>{esc(method.upper())} {esc(path)}</code></h3>",
+        f"<p>{esc(str(op.get('summary', '')))}</p>",
+    ]
+    if op.get("security"):
+        parts.append("<p>Needs <code>Authorization: Bearer &lt;token&gt;</code>.</p>")
+    params = op.get("parameters") or []
+    if params:
+        rows = "".join(
+            f"<tr><td><code>{esc(p['name'])}</code></td><td>{esc(p['in'])}</td>"
+            f"<td>{esc(', '.join(map(str, p.get('schema', {}).get('enum', []))))}</td></tr>"
+            for p in params
+        )
+        parts.append(f"<table>{rows}</table>")
+    content = (op.get("requestBody") or {}).get("content", {}).get("application/json", {})
+    for name, example in (content.get("examples") or {}).items():
+        body = orjson.dumps(example.get("value"), option=orjson.OPT_INDENT_2).decode()
+        parts.append(f"<p>Example for <code>{esc(name)}</code>:</p><pre>{esc(body)}</pre>")
+    codes = ", ".join(
+        f"{esc(code)} {esc(str(r.get('description', '')))}"
+        for code, r in (op.get("responses") or {}).items()
     )
-    return SWAGGER_HTML.format(listing=listing)
+    parts.append(f"<p>Responses: {codes}</p></section>")
+    return "".join(parts)
+
+
+def docs_page(document: dict[str, Any]) -> str:
+    """The /docs page: every operation of the OpenAPI document rendered on the server,
+    with the example requests; no script and nothing loaded from elsewhere."""
+    title = html.escape(str(document.get("info", {}).get("title", "loopml")))
+    description = html.escape(str(document.get("info", {}).get("description", "")))
+    ops = [
+        _operation_html(path, method, op)
+        for path, methods in document.get("paths", {}).items()
+        for method, op in methods.items()
+    ]
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title} - API docs</title><style>{DOCS_STYLE}</style></head><body>"
+        f"<h1>{title}</h1><p>{description}</p><p>The OpenAPI document is at "
+        '<a href="openapi.json">openapi.json</a>. POST bodies are JSON: send '
+        "<code>Content-Type: application/json</code>.</p>"
+        f"{''.join(ops)}</body></html>"
+    )

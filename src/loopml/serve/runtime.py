@@ -1,29 +1,45 @@
-"""The models a server holds, and hot reload when an alias moves.
+"""The models a server holds, warm-up, and hot reload when an alias moves.
 
-A :class:`ServedModel` is one name the server answers to, bound to a registry reference
-(``cancer@champion``, ``cancer@3``). Its current :class:`ModelRuntime` (the loaded version,
-its batcher and what the hot path precomputes) is replaced in one assignment when the alias
-moves: requests that already hold the old runtime finish on it.
+A served name (``cancer``) holds one or more :class:`ServedModel` entries, each bound to a
+registry reference (``cancer@champion``, ``cancer@3``); the first is the name's default, the
+others are addressed by version or alias (``/v2/models/cancer/versions/3/infer``,
+``/v1/models/cancer@3:predict``). An entry's current :class:`ModelRuntime` (the loaded
+version, its batcher and what the hot path precomputes) is replaced in one assignment when
+its alias moves: requests that already hold the old runtime finish on it.
+
+A version is swapped in (or served at startup) only after it has loaded and predicted its
+warm-up rows; one that cannot is refused, logged once and counted
+(``loopml_model_reloads_total{result="refused"}``), and the old version keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from functools import partial
+from time import perf_counter
 from typing import Any
 
-from loopml.errors import InvalidInputError, LoopmlError, NotFoundError
-from loopml.kinds import CATEGORICAL
+from loopml.errors import (
+    ConflictError,
+    IntegrityError,
+    InvalidInputError,
+    LoopmlError,
+    NotFoundError,
+    StoreError,
+)
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
 from loopml.names import check_name, parse_ref
-from loopml.registry import CHAMPION, LoadedModel, load_model, resolve_version
+from loopml.registry import CHAMPION, LoadedModel, Signature, load_model, resolve_version
 from loopml.serve.batching import MicroBatcher
+from loopml.serve.events import log_event
 from loopml.serve.metrics import Metrics
+from loopml.utils import shorten
 from loopml.workspace import Workspace
 
-log = logging.getLogger("loopml.serve")
+Refs = dict[str, list[str]]
 
 
 def label_datatype(classes: list[Any] | None, task: str) -> str:
@@ -37,6 +53,56 @@ def label_datatype(classes: list[Any] | None, task: str) -> str:
     if all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
         return "FP64"
     return "BYTES"
+
+
+def example_instance(sig: Signature) -> dict[str, Any]:
+    """A valid instance: mid-range numbers, the first category (null where none is known),
+    a fixed date."""
+    out: dict[str, Any] = {}
+    for f in sig.inputs:
+        if f.kind == CATEGORICAL:
+            out[f.name] = f.categories[0] if f.categories else None
+        elif f.kind == DATETIME:
+            out[f.name] = "2000-01-01T00:00:00"
+        elif f.min is not None and f.max is not None:
+            out[f.name] = round((f.min + f.max) / 2, 6)
+        else:
+            out[f.name] = 0.0
+    return out
+
+
+def warm_up(loaded: LoadedModel) -> None:
+    """Predict the bundle's warm-up rows; IntegrityError if the model cannot.
+
+    A bundle kept sample rows at training time (``ModelBundle.warm_up``); an older one, or one
+    built by hand without them, predicts one row made from its signature (mid-range numbers,
+    first categories), so a model that loads but cannot predict is caught either way.
+    """
+    bundle = loaded.bundle
+    if bundle.sample is not None:
+        bundle.warm_up()
+        return
+    try:
+        frame = loaded.signature.validate_records([example_instance(loaded.signature)])
+    except LoopmlError:
+        return  # no valid row can be made from this signature: nothing to warm up with
+    try:
+        bundle.predict_frame(frame)
+    except Exception as exc:
+        raise IntegrityError(
+            f"{loaded.name}@{loaded.version} loads but cannot predict a row inside its "
+            f"training ranges: {type(exc).__name__}: {shorten(str(exc), 200)}",
+            where={"model": loaded.name, "version": loaded.version},
+            hint="The estimator does not fit its feature pipeline or signature; retrain or "
+            "re-register the model",
+        ) from exc
+
+
+def load_ready(ws: Workspace, ref: str) -> LoadedModel:
+    """Load ``ref`` and warm it up (blocking: run it in a thread)."""
+    loaded = load_model(ws, ref)
+    warm_up(loaded)
+    return loaded
 
 
 class ModelRuntime:
@@ -61,7 +127,8 @@ class ModelRuntime:
         self.classes: list[Any] | None = list(classes) if classes else None
         self.class_keys: list[str] | None = [str(c) for c in classes] if classes else None
         self.label_datatype = label_datatype(self.classes, self.signature.task)
-        self.numeric_only = all(f.kind != CATEGORICAL for f in self.signature.inputs)
+        self.numeric = [f.name for f in self.signature.inputs if f.kind == NUMERIC]
+        self.numeric_only = len(self.numeric) == len(self.signature.inputs)
         batch_hist = metrics.batch_rows
         req_hist = metrics.batch_requests
         labels = (served_name,)
@@ -80,7 +147,7 @@ class ModelRuntime:
 
 
 class ServedModel:
-    """A served name bound to a registry reference, with its current runtime."""
+    """One entry of a served name: a registry reference and its current runtime."""
 
     def __init__(self, name: str, ref: str) -> None:
         self.name = name
@@ -89,8 +156,9 @@ class ServedModel:
         self.tag = tag if tag is not None else CHAMPION
         self.pinned = self.tag.isdigit()
         self.runtime: ModelRuntime | None = None
-        self.lock = asyncio.Lock()  # one reload of this model at a time
+        self.lock = asyncio.Lock()  # one reload of this entry at a time
         self.last_error: str | None = None
+        self.refused: int | None = None  # a version that failed to load or warm up
 
     @property
     def ready(self) -> bool:
@@ -100,37 +168,74 @@ class ServedModel:
     def full_ref(self) -> str:
         return f"{self.model_name}@{self.tag}"
 
+    def describe(self) -> dict[str, Any]:
+        """One row of ``GET /v1/models``."""
+        return {
+            "name": self.name,
+            "model": self.model_name,
+            "reference": self.full_ref,
+            "version": self.runtime.version if self.runtime is not None else None,
+            "ready": self.ready,
+            "last_error": self.last_error,
+        }
+
+
+def _check_ref(served: str, ref: Any) -> str:
+    if not isinstance(ref, str):
+        raise InvalidInputError(
+            f"the reference of served model {served!r} must be a string",
+            where={"model": served},
+            hint="Write NAME, NAME@VERSION or NAME@ALIAS",
+        )
+    name, tag = parse_ref(ref, "model")
+    return f"{name}@{tag or CHAMPION}"
+
 
 def resolve_models(
-    ws: Workspace, models: dict[str, str] | None, *, warn: bool = True
-) -> dict[str, str]:
-    """Served name -> reference; ``None`` means every model that has a champion."""
+    ws: Workspace, models: Mapping[str, str | Sequence[str]] | None, *, warn: bool = True
+) -> Refs:
+    """Served name -> its references (default first); ``None``: every model's champion.
+
+    A served name may hold several references (``{"a": ["a@1", "a@2"]}``): each version is
+    addressable under the one name. The same reference twice is served once.
+    """
     if models is not None:
-        if not isinstance(models, dict):
+        if not isinstance(models, Mapping):
             raise InvalidInputError(
                 f"models must map served names to references, got {type(models).__name__}",
                 where={"field": "models"},
-                hint='Pass e.g. {"cancer": "cancer@champion"}',
+                hint='Pass e.g. {"cancer": "cancer@champion"} or {"a": ["a@1", "a@2"]}',
             )
-        out: dict[str, str] = {}
-        for served, ref in models.items():
+        out: Refs = {}
+        for served, refs in models.items():
             check_name(served, "served model name")
-            if not isinstance(ref, str):
+            listed = [refs] if isinstance(refs, str) else list(refs)
+            if not listed:
                 raise InvalidInputError(
-                    f"the reference of served model {served!r} must be a string",
+                    f"served model {served!r} has no reference",
                     where={"model": served},
-                    hint="Write NAME, NAME@VERSION or NAME@ALIAS",
+                    hint="Give it NAME, NAME@VERSION or NAME@ALIAS",
                 )
-            parse_ref(ref, "model")
-            out[served] = ref
+            unique: list[str] = []
+            for ref in listed:
+                full = _check_ref(served, ref)
+                if full not in unique:
+                    unique.append(full)
+            out[served] = unique
         return out
     out = {}
     for name in sorted({mv.name for mv in ws.metadata.list_model_versions()}):
         if CHAMPION in ws.metadata.get_aliases(name):
-            out[name] = f"{name}@{CHAMPION}"
+            out[name] = [f"{name}@{CHAMPION}"]
         elif warn:
-            log.warning("not serving model %r: it has no %r alias", name, CHAMPION)
+            log_event(logging.WARNING, "not_served", model=name, reason=f"no {CHAMPION} alias")
     return out
+
+
+class SwapRefusedError(ConflictError):
+    """A new version failed to load or warm up; the old one keeps serving."""
+
+    code = "swap_refused"
 
 
 class ModelSet:
@@ -139,7 +244,7 @@ class ModelSet:
     def __init__(
         self,
         ws: Workspace,
-        refs: dict[str, str],
+        refs: Refs,
         *,
         auto: bool,
         executor: Executor,
@@ -153,25 +258,51 @@ class ModelSet:
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
-        self.served: dict[str, ServedModel] = {n: ServedModel(n, r) for n, r in refs.items()}
+        self.served: dict[str, list[ServedModel]] = {
+            n: [ServedModel(n, r) for r in rs] for n, rs in refs.items()
+        }
         self._skipped: dict[str, str] = {}  # auto mode: new models that failed to load
 
-    def get(self, name: str) -> ServedModel:
-        served = self.served.get(name)
-        if served is None:
+    def entries(self) -> Iterator[ServedModel]:
+        for group in list(self.served.values()):
+            yield from group
+
+    def get(self, name: str) -> list[ServedModel]:
+        group = self.served.get(name)
+        if group is None:
             names = ", ".join(sorted(self.served)) or "none"
             raise NotFoundError(
-                f"this server does not serve a model named {name!r}",
+                f"this server does not serve a model named {shorten(repr(name))}",
                 where={"model": name},
                 hint=f"Served models: {names}",
             )
-        return served
+        return group
 
-    def runtime(self, name: str) -> ModelRuntime:
-        served = self.get(name)
+    def pick(self, name: str, version: str | None = None) -> ServedModel:
+        """The entry of ``name`` at ``version`` (a version number or the entry's alias);
+        the name's default entry when ``version`` is None."""
+        group = self.get(name)
+        if version is None:
+            return group[0]
+        for served in group:
+            if served.runtime is not None and served.runtime.version_text == version:
+                return served
+        for served in group:
+            if served.tag == version:
+                return served
+        shown = ", ".join(str(s.runtime.version) for s in group if s.runtime) or "none"
+        raise NotFoundError(
+            f"model {name!r} is served at version {shown}, not {shorten(version)}",
+            where={"model": name, "version": version},
+            hint=f"Use one of these versions, or leave the version out (/v2/models/{name}); "
+            "to serve another version, add it with -m NAME@VERSION",
+        )
+
+    def runtime(self, name: str, version: str | None = None) -> ModelRuntime:
+        served = self.pick(name, version)
         if served.runtime is None:
             raise NotFoundError(
-                f"model {name!r} is not loaded",
+                f"model {name!r} ({served.full_ref}) is not loaded",
                 where={"model": name},
                 hint=f"Loading failed: {served.last_error}" if served.last_error else None,
             )
@@ -179,7 +310,7 @@ class ModelSet:
 
     @property
     def ready(self) -> bool:
-        return all(s.ready for s in self.served.values())
+        return all(s.ready for s in self.entries())
 
     def _build(self, served: ServedModel, loaded: LoadedModel) -> ModelRuntime:
         return ModelRuntime(
@@ -194,17 +325,32 @@ class ModelSet:
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
+    async def _load(self, served: ServedModel, ref: str) -> LoadedModel:
+        t0 = perf_counter()
+        loaded: LoadedModel = await self._in_thread(load_ready, self.ws, ref)
+        log_event(
+            logging.INFO,
+            "model_loaded",
+            served=served.name,
+            ref=served.full_ref,
+            version=loaded.version,
+            seconds=round(perf_counter() - t0, 3),
+        )
+        return loaded
+
     async def load_all(self) -> None:
-        """Load every served model (in threads); the first failure is raised."""
-        for served in self.served.values():
-            loaded = await self._in_thread(load_model, self.ws, served.full_ref)
-            served.runtime = self._build(served, loaded)
-            log.info("serving %s as %r (version %d)", served.full_ref, served.name, loaded.version)
+        """Load and warm up every served model (in threads); the first failure is raised."""
+        for served in self.entries():
+            served.runtime = self._build(served, await self._load(served, served.full_ref))
 
-    async def reload(self, served: ServedModel) -> tuple[int | None, int | None]:
-        """Re-resolve ``served``'s reference; load and swap when it moved.
+    async def reload(
+        self, served: ServedModel, *, retry_refused: bool = False
+    ) -> tuple[int | None, int | None]:
+        """Re-resolve ``served``'s reference; load, warm up and swap when it moved.
 
-        Returns (previous version, current version). Errors propagate to the caller.
+        Returns (previous version, current version). A new version that fails to load or
+        warm up raises :class:`SwapRefusedError` and is not tried again by the periodic
+        reload (``retry_refused`` asks again, as ``POST :reload`` does) until the alias moves.
         """
         async with served.lock:
             old = served.runtime
@@ -213,41 +359,80 @@ class ModelSet:
                 return previous, previous
             record = await self._in_thread(resolve_version, self.ws, served.full_ref)
             if old is not None and record.version == old.version:
+                served.refused = None
                 return previous, previous
-            loaded = await self._in_thread(load_model, self.ws, f"{record.name}@{record.version}")
+            if served.refused == record.version and not retry_refused:
+                return previous, previous
+            try:
+                loaded = await self._load(served, f"{record.name}@{record.version}")
+            except Exception as exc:
+                raise self._refuse(served, record.version, previous, exc) from exc
             served.runtime = self._build(served, loaded)  # the swap: one assignment
             served.last_error = None
+            served.refused = None
             self.metrics.reloads.inc((served.name, "swapped"))
-            log.info(
-                "%r now serves %s version %d (was %s)",
-                served.name,
-                served.model_name,
-                loaded.version,
-                previous,
+            log_event(
+                logging.INFO,
+                "alias_switch",
+                served=served.name,
+                ref=served.full_ref,
+                previous=previous,
+                version=loaded.version,
             )
             if old is not None:
                 await old.batcher.aclose()  # requests already queued finish on the old one
             return previous, loaded.version
 
+    def _refuse(
+        self, served: ServedModel, version: int, serving: int | None, exc: BaseException
+    ) -> SwapRefusedError:
+        reason = str(exc) if isinstance(exc, LoopmlError) else f"{type(exc).__name__}: {exc}"
+        reason = shorten(reason, 300)
+        if not isinstance(exc, StoreError):  # a store that is down may come back: retry
+            served.refused = version
+        served.last_error = f"version {version} refused: {reason}"
+        self.metrics.reloads.inc((served.name, "refused"))
+        log_event(
+            logging.WARNING,
+            "swap_refused",
+            served=served.name,
+            ref=served.full_ref,
+            version=version,
+            serving=serving,
+            reason=reason,
+        )
+        still = f"still serving version {serving}" if serving is not None else "not serving it"
+        return SwapRefusedError(
+            f"{served.full_ref} moved to version {version}, which failed to load or warm up "
+            f"({still}): {reason}",
+            where={"model": served.name, "version": version},
+            hint="Fix or retrain that version and move the alias again",
+        )
+
     async def reload_all(self) -> None:
         """One hot-reload pass over every served model; failures are logged and counted."""
         if self.auto:
             await self._discover()
-        for served in list(self.served.values()):
+        for served in list(self.entries()):
             if served.pinned and served.runtime is not None:
                 continue
             try:
                 await self.reload(served)
-            except LoopmlError as exc:
-                self._reload_failed(served, exc)
+            except SwapRefusedError:
+                pass  # logged and counted where it was refused
             except Exception as exc:  # keep serving the old version whatever happens
-                log.exception("reloading %r failed", served.name)
                 self._reload_failed(served, exc)
 
     def _reload_failed(self, served: ServedModel, exc: BaseException) -> None:
-        message = str(exc)
+        message = str(exc) if isinstance(exc, LoopmlError) else f"{type(exc).__name__}: {exc}"
         if message != served.last_error:
-            log.warning("could not reload %r (%s): %s", served.name, served.full_ref, message)
+            log_event(
+                logging.WARNING,
+                "reload_failed",
+                served=served.name,
+                ref=served.full_ref,
+                reason=shorten(message, 300),
+            )
         served.last_error = message
         self.metrics.reloads.inc((served.name, "failed"))
 
@@ -256,26 +441,31 @@ class ModelSet:
         try:
             refs = await self._in_thread(partial(resolve_models, warn=False), self.ws, None)
         except Exception as exc:
-            log.warning("could not list registered models: %s", exc)
+            log_event(logging.WARNING, "reload_failed", reason=shorten(str(exc), 300))
             return
-        for name, ref in refs.items():
+        for name, group in refs.items():
             if name in self.served:
                 continue
-            served = ServedModel(name, ref)
+            served = ServedModel(name, group[0])
             try:
-                loaded = await self._in_thread(load_model, self.ws, served.full_ref)
+                loaded = await self._load(served, served.full_ref)
             except Exception as exc:
                 if self._skipped.get(name) != str(exc):
-                    log.warning("not serving new model %r: %s", name, exc)
+                    log_event(
+                        logging.WARNING,
+                        "swap_refused",
+                        served=name,
+                        ref=served.full_ref,
+                        reason=shorten(str(exc), 300),
+                    )
+                    self.metrics.reloads.inc((name, "refused"))
                 self._skipped[name] = str(exc)
-                self.metrics.reloads.inc((name, "failed"))
                 continue
             self._skipped.pop(name, None)
             served.runtime = self._build(served, loaded)
-            self.served[name] = served
-            log.info("now serving %s as %r (version %d)", ref, name, loaded.version)
+            self.served[name] = [served]
 
     async def aclose(self) -> None:
-        for served in self.served.values():
+        for served in self.entries():
             if served.runtime is not None:
                 await served.runtime.batcher.aclose()

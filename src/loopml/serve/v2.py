@@ -21,9 +21,11 @@ import numpy as np
 import orjson
 
 from loopml.errors import InvalidInputError
-from loopml.kinds import CATEGORICAL
+from loopml.kinds import CATEGORICAL, NUMERIC
 from loopml.registry.bundle import Prediction
-from loopml.serve.runtime import ModelRuntime
+from loopml.serve.http import too_many_rows
+from loopml.serve.runtime import ModelRuntime, ServedModel
+from loopml.utils import shorten
 
 NUMERIC_DATATYPES = frozenset(
     ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32")
@@ -59,7 +61,7 @@ def _flatten(data: list[Any]) -> list[Any]:
     return out
 
 
-def _tensor(t: Any, k: int) -> tuple[str, list[int], str, list[Any]]:
+def _tensor(t: Any, k: int, max_rows: int) -> tuple[str, list[int], str, list[Any]]:
     where: dict[str, Any] = {"field": f"inputs[{k}]"}
     if not isinstance(t, dict):
         raise _bad(
@@ -77,8 +79,8 @@ def _tensor(t: Any, k: int) -> tuple[str, list[int], str, list[Any]]:
     unknown = sorted(set(t) - TENSOR_KEYS)
     if unknown:
         raise _bad(
-            f"inputs[{k}] has unknown key {unknown[0]!r}",
-            {"field": f"inputs[{k}].{unknown[0]}"},
+            f"inputs[{k}] has unknown key {shorten(repr(unknown[0]))}",
+            {"field": f"inputs[{k}].{shorten(unknown[0])}"},
             f"An input tensor has only: {', '.join(sorted(TENSOR_KEYS))}",
         )
     name, shape, datatype, data = t["name"], t["shape"], t["datatype"], t["data"]
@@ -88,6 +90,7 @@ def _tensor(t: Any, k: int) -> tuple[str, list[int], str, list[Any]]:
             {"field": f"inputs[{k}].name"},
             "Name the tensor like the feature it carries",
         )
+    shown = shorten(repr(name))
     where = {"input": name, "field": f"inputs[{k}].shape"}
     if (
         not isinstance(shape, list)
@@ -95,19 +98,22 @@ def _tensor(t: Any, k: int) -> tuple[str, list[int], str, list[Any]]:
         or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
     ):
         raise _bad(
-            f"input {name!r} has shape {shape!r}; a shape is a list of non-negative integers",
+            f"input {shown} has shape {shorten(repr(shape))}; a shape is a list of "
+            "non-negative integers",
             where,
             "Use [N] or [N, 1] for one feature, [N, F] for a 2-D tensor of all features",
         )
+    if shape[0] > max_rows:
+        raise too_many_rows(shape[0], max_rows, f"inputs[{k}].shape")
     if datatype not in DATATYPES:
         raise _bad(
-            f"input {name!r} has datatype {datatype!r}, which is not a V2 datatype",
+            f"input {shown} has datatype {shorten(repr(datatype))}, which is not a V2 datatype",
             {"input": name, "field": f"inputs[{k}].datatype"},
             f"Use one of: {', '.join(sorted(DATATYPES))}",
         )
     if not isinstance(data, list):
         raise _bad(
-            f"input {name!r} data must be a JSON array, got {type(data).__name__}",
+            f"input {shown} data must be a JSON array, got {type(data).__name__}",
             {"input": name, "field": f"inputs[{k}].data"},
             "Send the values as a flat (row-major) or nested array",
         )
@@ -121,15 +127,17 @@ def _tensor(t: Any, k: int) -> tuple[str, list[int], str, list[Any]]:
     expected = math.prod(shape)
     if len(flat) != expected:
         raise _bad(
-            f"input {name!r} has {len(flat)} values but shape {shape} needs {expected}",
+            f"input {shown} has {len(flat)} values but shape {shorten(str(shape))} needs "
+            f"{shorten(str(expected))}",
             {"input": name, "field": f"inputs[{k}].data"},
             "Make the data match the shape (row-major)",
         )
     return name, shape, datatype, flat
 
 
-def parse_infer_request(body: Any, runtime: ModelRuntime) -> InferRequest:
-    """Check a V2 inference request and turn its tensors into records."""
+def parse_infer_request(body: Any, runtime: ModelRuntime, max_rows: int) -> InferRequest:
+    """Check a V2 inference request and turn its tensors into records (at most
+    ``max_rows`` of them)."""
     if not isinstance(body, dict):
         raise _bad(
             f"the request body is {type(body).__name__}, not an object",
@@ -139,8 +147,8 @@ def parse_infer_request(body: Any, runtime: ModelRuntime) -> InferRequest:
     unknown = sorted(set(body) - REQUEST_KEYS)
     if unknown:
         raise _bad(
-            f"unknown key {unknown[0]!r} in the inference request",
-            {"field": unknown[0]},
+            f"unknown key {shorten(repr(unknown[0]))} in the inference request",
+            {"field": shorten(unknown[0])},
             f"A V2 inference request has only: {', '.join(sorted(REQUEST_KEYS))}",
         )
     request_id = body.get("id")
@@ -161,7 +169,7 @@ def parse_infer_request(body: Any, runtime: ModelRuntime) -> InferRequest:
             'Send {"inputs": [{"name": FEATURE, "shape": [N], "datatype": "FP64", "data": [...]}]}',
         )
     features = runtime.signature.names
-    tensors = [_tensor(t, k) for k, t in enumerate(inputs)]
+    tensors = [_tensor(t, k, max_rows) for k, t in enumerate(inputs)]
     first_name, first_shape = tensors[0][0], tensors[0][1]
     if (
         len(tensors) == 1
@@ -186,7 +194,7 @@ def _requested_outputs(value: Any, runtime: ModelRuntime) -> list[str] | None:
         name = item.get("name") if isinstance(item, dict) else None
         if name not in available:
             raise _bad(
-                f"outputs[{k}] asks for {name!r}, which this model does not produce",
+                f"outputs[{k}] asks for {shorten(repr(name))}, which this model does not produce",
                 {"field": f"outputs[{k}].name"},
                 hint,
             )
@@ -196,13 +204,16 @@ def _requested_outputs(value: Any, runtime: ModelRuntime) -> list[str] | None:
 
 def _kind_check(runtime: ModelRuntime, name: str, datatype: str, k: int) -> None:
     field = next(f for f in runtime.signature.inputs if f.name == name)
-    if field.kind == CATEGORICAL and datatype != "BYTES":
+    # a numeric column declared categorical (a zip code) takes numbers too: categories
+    # compare by value, so 1 and "1" are one category
+    numbers_ok = field.numeric_categories or field.boolean_categories
+    if field.kind == CATEGORICAL and datatype != "BYTES" and not numbers_ok:
         raise _bad(
             f"input {name!r} is categorical and must have datatype BYTES, got {datatype}",
             {"input": name, "field": f"inputs[{k}].datatype"},
             "Send categories as strings with datatype BYTES",
         )
-    if field.kind != CATEGORICAL and datatype == "BYTES":
+    if field.kind == NUMERIC and datatype == "BYTES":
         raise _bad(
             f"input {name!r} is numeric and cannot have datatype BYTES",
             {"input": name, "field": f"inputs[{k}].datatype"},
@@ -219,11 +230,7 @@ def _named_records(
     rows: int | None = None
     for k, (name, shape, datatype, flat) in enumerate(tensors):
         if name not in known:
-            raise _bad(
-                f"input {name!r} is not a feature of this model",
-                {"input": name, "field": f"inputs[{k}].name"},
-                f"Send one tensor per feature: {', '.join(features)}",
-            )
+            continue  # an extra input is ignored, as an extra field of a record is
         if name in columns:
             raise _bad(
                 f"input {name!r} is given twice",
@@ -232,7 +239,8 @@ def _named_records(
             )
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise _bad(
-                f"input {name!r} has shape {shape}; a per-feature tensor is [N] or [N, 1]",
+                f"input {name!r} has shape {shorten(str(shape))}; a per-feature tensor is [N] "
+                "or [N, 1]",
                 {"input": name, "field": f"inputs[{k}].shape"},
                 "Send one column per feature, or one [N, F] tensor for all-numeric models",
             )
@@ -276,13 +284,14 @@ def _matrix_records(
         )
     if datatype not in NUMERIC_DATATYPES and datatype != "BOOL":
         raise _bad(
-            f"input {name!r} has datatype {datatype}; the features are numeric",
+            f"input {shorten(repr(name))} has datatype {datatype}; the features are numeric",
             {"input": name, "field": "inputs[0].datatype"},
             "Use FP64 (or another numeric datatype)",
         )
     if shape[1] != width:
         raise _bad(
-            f"input {name!r} has {shape[1]} columns but the model has {width} features",
+            f"input {shorten(repr(name))} has {shape[1]} columns but the model has {width} "
+            "features",
             where,
             f"Send shape [N, {width}] with columns in this order: {', '.join(features)}",
         )
@@ -344,11 +353,14 @@ def infer_response(
     }
 
 
-def model_metadata(model_name: str, served_ref: str, runtime: ModelRuntime) -> dict[str, Any]:
-    """The V2 model metadata response."""
+def model_metadata(
+    model_name: str, served_ref: str, runtime: ModelRuntime, versions: list[str]
+) -> dict[str, Any]:
+    """The V2 model metadata response (``versions``: every version served under the name,
+    the one described first)."""
     sig = runtime.signature
     inputs = [
-        {"name": f.name, "datatype": "BYTES" if f.kind == CATEGORICAL else "FP64", "shape": [-1]}
+        {"name": f.name, "datatype": "FP64" if f.kind == NUMERIC else "BYTES", "shape": [-1]}
         for f in sig.inputs
     ]
     outputs: list[dict[str, Any]] = [
@@ -363,9 +375,43 @@ def model_metadata(model_name: str, served_ref: str, runtime: ModelRuntime) -> d
     outputs.append({"name": "prediction_id", "datatype": "BYTES", "shape": [-1]})
     return {
         "name": model_name,
-        "versions": [runtime.version_text],
+        "versions": versions,
         "platform": runtime.platform,
         "inputs": inputs,
         "outputs": outputs,
         "parameters": parameters,
     }
+
+
+def repository_index(entries: list[ServedModel], ready_only: bool) -> list[dict[str, Any]]:
+    """The model repository extension's index: one item per served version."""
+    out = []
+    for served in entries:
+        runtime = served.runtime
+        if ready_only and runtime is None:
+            continue
+        item: dict[str, Any] = {
+            "name": served.name,
+            "state": "READY" if runtime is not None else "UNAVAILABLE",
+            "reason": served.last_error or "",
+        }
+        if runtime is not None:
+            item["version"] = runtime.version_text
+        out.append(item)
+    return out
+
+
+def parse_index_request(body: Any) -> bool:
+    """``{"ready": true}`` asks for ready models only; an empty body for all."""
+    if body is None:
+        return False
+    if not isinstance(body, dict) or set(body) - {"ready"}:
+        raise _bad(
+            'a repository index request is {} or {"ready": true|false}',
+            {"field": "body"},
+            'Send an empty body, {} or {"ready": true}',
+        )
+    ready = body.get("ready", False)
+    if not isinstance(ready, bool):
+        raise _bad("'ready' must be true or false", {"field": "ready"}, 'Send {"ready": true}')
+    return ready
