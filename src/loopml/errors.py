@@ -85,6 +85,19 @@ class IntegrityError(LoopmlError):
     exit_code = 2
 
 
+class UnsafeFormatError(IntegrityError):
+    """An artifact holds a type or function loopml does not load without an explicit opt-in.
+
+    ``types`` lists the refused names, exactly as an opt-in (``trust=[...]``) would name them.
+    """
+
+    code = "unsafe_format"
+
+    def __init__(self, message: str, *, types: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.types: list[str] = list(types or [])
+
+
 class StoreError(LoopmlError):
     """A backend (database, object store) failed or could not be reached."""
 
@@ -119,4 +132,5 @@ __all__ = [
     "LoopmlError",
     "NotFoundError",
     "StoreError",
+    "UnsafeFormatError",
 ]

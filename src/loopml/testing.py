@@ -347,6 +347,90 @@ def check_model_version_race(factory: Callable[[], MetadataStore]) -> None:
     _equal(sorted(numbers), list(range(1, writers * each + 1)), "numbers handed out")
 
 
+def check_names_differing_in_case(factory: Callable[[], MetadataStore]) -> None:
+    """A dataset or model named like an existing one but for case is refused with a
+    ConflictError naming the existing spelling (they would share a folder on macOS and
+    Windows); the existing one is untouched and keeps growing under its own spelling."""
+    ds, model = _unique("case-ds"), _unique("case-model")  # lower case
+    with _opened(factory) as store:
+        store.add_dataset_version(_dataset(ds))
+        store.add_model_version(_model(model))
+        for other in (ds.upper(), ds.capitalize()):
+            for what, fn in (
+                ("add", partial(store.add_dataset_version, _dataset(other))),
+                ("latest", partial(store.latest_dataset_version, other)),
+            ):
+                err = _raises(ConflictError, fn, f"{what} dataset {other!r} beside {ds!r}")
+                if repr(ds) not in str(err):
+                    raise AssertionError(f"the conflict names the existing spelling: {err}")
+        err = _raises(
+            ConflictError, partial(store.add_model_version, _model(model.upper())), "model"
+        )
+        if repr(model) not in str(err):
+            raise AssertionError(f"the conflict names the existing spelling: {err}")
+        _equal(
+            [d.name for d in store.list_dataset_versions() if d.name.lower() == ds],
+            [ds],
+            "datasets after the refusals",
+        )
+        _equal(
+            [m.name for m in store.list_model_versions() if m.name.lower() == model],
+            [model],
+            "models after the refusals",
+        )
+        _equal(store.latest_dataset_version(ds), 1, "the existing spelling")
+        store.add_dataset_version(_dataset(ds, 2))
+        _equal(store.add_model_version(_model(model)).version, 2, "the existing spelling")
+        # a dataset and a model are different things: they may share a name in any case
+        store.add_model_version(_model(ds.upper()))
+
+
+def check_case_race(factory: Callable[[], MetadataStore]) -> None:
+    """Writers racing to create one name in different cases (each with its own store): only
+    one spelling is ever recorded."""
+    stem = _unique("race")
+    spellings = list(dict.fromkeys([stem, stem.upper(), stem.capitalize(), stem.title()]))
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    stores = [factory() for _ in spellings]
+    start = threading.Barrier(len(spellings))
+
+    def work(store: MetadataStore, name: str) -> None:
+        try:
+            start.wait()
+            for kind, add in (
+                ("model", lambda: store.add_model_version(_model(name))),
+                ("dataset", lambda: store.add_dataset_version(_dataset(name))),
+            ):
+                try:
+                    add()
+                    with lock:
+                        outcomes.append(f"{kind}:{name}")
+                except ConflictError:
+                    pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    pairs = zip(stores, spellings, strict=True)
+    threads = [threading.Thread(target=work, args=pair) for pair in pairs]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        if errors:
+            raise AssertionError(f"a racing writer failed: {errors[0]!r}") from errors[0]
+        store = stores[0]
+        models = {m.name for m in store.list_model_versions() if m.name.lower() == stem}
+        datasets = {d.name for d in store.list_dataset_versions() if d.name.lower() == stem}
+    finally:
+        for s in stores:
+            s.close()
+    _equal(len(models), 1, f"spellings of one model recorded ({sorted(models)})")
+    _equal(len(datasets), 1, f"spellings of one dataset recorded ({sorted(datasets)})")
+
+
 def check_aliases(factory: Callable[[], MetadataStore]) -> None:
     """Aliases point at existing versions, move, and are deleted; mistakes are NotFound."""
     name = _unique("model")
@@ -437,6 +521,8 @@ def metadata_store_checks() -> Iterator[tuple[str, Check]]:
         check_run_id_prefixes,
         check_model_version_numbering,
         check_model_version_race,
+        check_names_differing_in_case,
+        check_case_race,
         check_aliases,
         check_timestamps_utc,
         check_json_values,

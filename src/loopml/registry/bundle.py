@@ -1,28 +1,37 @@
 """The model artifact: fitted feature pipeline + estimator + signature, in one file.
 
 A bundle is a zip holding ``manifest.json`` (format, flavor, signature), ``features.skops``
-(the fitted ColumnTransformer) and the estimator: ``model.skops`` for scikit-learn,
-``model.lgb.txt`` (LightGBM's own text format) for LightGBM. Nothing is pickled; on load,
-skops accepts only types from scikit-learn, NumPy and SciPy.
+(the fitted ColumnTransformer), the estimator (``model.skops`` for scikit-learn,
+``model.lgb.txt``, LightGBM's own text format, for LightGBM) and ``sample.parquet``: a few
+training rows as they enter the feature pipeline, which a server predicts before it swaps a
+version in (bundles written before it have none). Nothing is pickled. On load, the skops
+files may name only the types in :mod:`loopml.registry.allowlist`, plus those the user
+trusted when registering the version (recorded on the version, never read from the bundle);
+see :mod:`loopml.registry.safeload`.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
-from loopml.errors import IntegrityError
-from loopml.registry.signature import Signature
+from loopml.errors import IntegrityError, LoopmlError
+from loopml.registry.allowlist import allowed_types, check_trust
+from loopml.registry.limits import check_float32
+from loopml.registry.safeload import load_skops, refused_names, type_names, unsafe
+from loopml.registry.signature import Signature, Validated
 
 FORMAT_VERSION = 1
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
 FLAVORS = ("sklearn", "lightgbm")
+SAMPLE_ROWS = 5  # training rows kept in a bundle to warm a version up
+SAMPLE_FILE = "sample.parquet"
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,9 @@ class Prediction:
     labels: np.ndarray  # predicted class (classification) or value (regression)
     probabilities: np.ndarray | None  # n x k class probabilities, classification only
     classes: list[Any] | None
+    # per row, the fields holding a value training never had (unknown policy "flag");
+    # None when no row has one
+    unknown_fields: list[list[str]] | None = None
 
     @property
     def scores(self) -> np.ndarray:
@@ -46,7 +58,17 @@ class Prediction:
 class ModelBundle:
     """A trained model ready to predict: what was trained is exactly what is served."""
 
-    def __init__(self, features: Any, estimator: Any, signature: Signature, flavor: str) -> None:
+    def __init__(
+        self,
+        features: Any,
+        estimator: Any,
+        signature: Signature,
+        flavor: str,
+        *,
+        sample: pd.DataFrame | None = None,
+        trusted: Iterable[str] = (),
+        name: str = "model",
+    ) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"unknown flavor {flavor!r}")
         self.features = features
@@ -56,6 +78,39 @@ class ModelBundle:
         self.estimator = estimator
         self.signature = signature
         self.flavor = flavor
+        #: a few training rows in the validated layout (None: a bundle written before)
+        self.sample = None if sample is None else sample.reset_index(drop=True)
+        #: names beyond loopml's allowlist that the user trusted for this model
+        self.trusted = check_trust(trusted)
+        self.name = name  # how messages name it, e.g. "cancer@3"
+
+    def warm_up(self) -> None:
+        """Predict the sample rows; IntegrityError when the model cannot (nothing to do
+        for a bundle without a sample)."""
+        if self.sample is None or len(self.sample) == 0:
+            return
+        n = len(self.sample)
+        try:
+            p = self.predict_frame(self.sample)
+            problem = None
+            if len(p.labels) != n:
+                problem = f"{len(p.labels)} predictions for {n} rows"
+            elif p.probabilities is not None and (
+                p.probabilities.shape != (n, len(p.classes or []))
+                or not np.isfinite(p.probabilities).all()
+            ):
+                problem = f"probabilities of shape {p.probabilities.shape} or not finite"
+            elif p.probabilities is None and not np.isfinite(p.scores).all():
+                problem = "a prediction that is not a finite number"
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"[:300]
+        if problem is not None:
+            raise IntegrityError(
+                f"model {self.name} cannot predict its own sample rows: {problem}",
+                where={"artifact": self.name},
+                hint="The version loads but does not work; retrain it, and keep serving the "
+                "version that does",
+            )
 
     # -- predicting -------------------------------------------------------------------------
 
@@ -75,23 +130,48 @@ class ModelBundle:
         labels = np.asarray(classes)[proba.argmax(axis=1)]
         return Prediction(labels, proba, classes)
 
-    def predict_records(self, records: object) -> Prediction:
-        return self.predict_frame(self.signature.validate_records(records))
+    def predict_records(
+        self, records: object, *, unknown: str | None = None, extra: str = "ignore"
+    ) -> Prediction:
+        """Validate JSON-like records as the server does, then predict (see
+        :meth:`Signature.check_records` for the policies)."""
+        checked = self.signature.check_records(records, unknown=unknown, extra=extra)
+        return self._predict_checked(checked, None)
 
-    def predict(self, frame: pd.DataFrame, *, source: str = "input") -> Prediction:
-        """Validate a table against the signature (extra columns ignored), then predict."""
-        return self.predict_frame(self.signature.validate_frame(frame, source=source))
+    def predict(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str = "input",
+        unknown: str | None = None,
+        extra: str = "ignore",
+    ) -> Prediction:
+        """Validate a table against the signature (extra columns ignored), then predict; rows
+        with values training never had are scored and listed in ``unknown_fields``, or
+        refused, as the unknown policy says (:meth:`Signature.check_frame`)."""
+        checked = self.signature.check_frame(frame, source=source, unknown=unknown, extra=extra)
+        return self._predict_checked(checked, source)
+
+    def _predict_checked(self, checked: Validated, source: str | None) -> Prediction:
+        # finite numbers beyond float32 pass validation, then crash the model: name them
+        check_float32(checked.frame, source=source)
+        p = self.predict_frame(checked.frame)
+        if checked.any_flagged:
+            p = replace(p, unknown_fields=checked.unknown_fields())
+        return p
 
     # -- bytes ------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         import skops.io as sio
 
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "flavor": self.flavor,
             "signature": self.signature.to_dict(),
         }
+        if self.sample is not None:
+            manifest["sample"] = SAMPLE_FILE
         buf = io.BytesIO()
         # Fixed timestamps inside the zip; the sha256 is taken of these bytes as stored.
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -101,19 +181,47 @@ class ModelBundle:
                 _add(zf, "model.lgb.txt", self.estimator.model_to_string().encode())
             else:
                 _add(zf, "model.skops", sio.dumps(self.estimator))
+            if self.sample is not None:
+                _add(zf, SAMPLE_FILE, _parquet(self.sample))
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, what: str = "model artifact") -> ModelBundle:
+    def from_bytes(
+        cls, data: bytes, *, what: str = "model artifact", trusted: Iterable[str] = ()
+    ) -> ModelBundle:
+        """Read a bundle written by :meth:`to_bytes`, refusing what loopml does not load.
+
+        ``trusted`` names types or functions beyond :mod:`loopml.registry.allowlist` that the
+        user opted in to for this model (``load_model`` passes the version's record, never
+        anything from the bundle). The returned bundle's ``trusted`` lists the opt-ins the
+        file needed. Raises UnsafeFormatError naming what was refused, IntegrityError for
+        anything damaged.
+        """
+        trust = check_trust(trusted)
+        try:
+            return cls._read(data, what, trust)
+        except LoopmlError:
+            raise
+        except Exception as exc:  # a malformed manifest, a LightGBM parse error...
+            raise IntegrityError(
+                f"{what} could not be read: {type(exc).__name__}: {exc}"[:400],
+                where={"artifact": what},
+                hint="The file is damaged or was not written by this loopml; retrain the model",
+            ) from exc
+
+    @classmethod
+    def _read(cls, data: bytes, what: str, trust: tuple[str, ...]) -> ModelBundle:
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
             manifest = orjson.loads(zf.read("manifest.json"))
-        except (zipfile.BadZipFile, KeyError, orjson.JSONDecodeError) as exc:
+        except Exception as exc:  # BadZipFile, KeyError, JSON and zlib errors...
             raise IntegrityError(
                 f"{what} is not a loopml model bundle",
                 where={"artifact": what},
                 hint="The file is damaged or was not written by loopml",
             ) from exc
+        if not isinstance(manifest, dict):
+            manifest = {}
         if manifest.get("format") != FORMAT_VERSION or manifest.get("flavor") not in FLAVORS:
             raise IntegrityError(
                 f"{what} has format {manifest.get('format')!r} and flavor "
@@ -122,14 +230,32 @@ class ModelBundle:
                 hint="Upgrade loopml or retrain the model",
             )
         flavor = manifest["flavor"]
-        features = _skops_load(zf.read("features.skops"), what)
+        signature = Signature.from_dict(manifest["signature"])
+        members = ["features.skops"] if flavor == "lightgbm" else ["features.skops", "model.skops"]
+        blobs = {m: _member(zf, m, what) for m in members}
+        # every file is checked before any is loaded, so that a refusal names every type
+        names = {m: type_names(blob, m, what) for m, blob in blobs.items()}
+        needed = set().union(*names.values())
+        refused = refused_names(needed, trust)
+        if refused:
+            raise unsafe(refused, what)
+        loaded = {m: load_skops(blobs[m], m, what, trust, names=names[m]) for m in members}
         if flavor == "lightgbm":
             import lightgbm
 
-            estimator: Any = lightgbm.Booster(model_str=zf.read("model.lgb.txt").decode())
+            text = _member(zf, "model.lgb.txt", what).decode()
+            estimator: Any = lightgbm.Booster(model_str=text)
         else:
-            estimator = _skops_load(zf.read("model.skops"), what)
-        return cls(features, estimator, Signature.from_dict(manifest["signature"]), flavor)
+            estimator = loaded["model.skops"]
+        return cls(
+            loaded["features.skops"],
+            estimator,
+            signature,
+            flavor,
+            sample=_read_sample(zf, manifest, signature, what),
+            trusted=sorted(needed - allowed_types()),
+            name=what,
+        )
 
 
 def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -138,15 +264,41 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
     zf.writestr(info, data)
 
 
-def _skops_load(data: bytes, what: str) -> Any:
-    import skops.io as sio
-
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
-    if refused:
+def _member(zf: zipfile.ZipFile, name: str, what: str) -> bytes:
+    try:
+        return zf.read(name)
+    except Exception as exc:  # KeyError (absent), BadZipFile, zlib.error, EOFError...
         raise IntegrityError(
-            f"{what} contains types loopml does not trust: {', '.join(refused[:5])}",
-            where={"artifact": what},
-            hint="Only scikit-learn, NumPy and SciPy objects are loaded from artifacts",
-        )
-    return sio.loads(data, trusted=untrusted)
+            f"{what} has no readable {name}",
+            where={"artifact": what, "file": name},
+            hint="The file is damaged or was not written by loopml",
+        ) from exc
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def _read_sample(
+    zf: zipfile.ZipFile, manifest: dict[str, Any], signature: Signature, what: str
+) -> pd.DataFrame | None:
+    """The sample rows in the validated layout; None for a bundle written without them."""
+    if manifest.get("sample") is None:
+        return None
+    import pyarrow.parquet as pq
+
+    blob = _member(zf, SAMPLE_FILE, what)
+    try:
+        frame = pq.read_table(io.BytesIO(blob)).to_pandas(ignore_metadata=True)
+        return signature.validate_frame(frame, source=f"{what} sample rows")
+    except Exception as exc:
+        raise IntegrityError(
+            f"{what} has unreadable sample rows: {type(exc).__name__}: {exc}"[:400],
+            where={"artifact": what, "file": SAMPLE_FILE},
+            hint="The file is damaged or was not written by loopml; retrain the model",
+        ) from exc

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from loopml.errors import InvalidInputError, NotFoundError
-from loopml.names import check_name, parse_ref
+from loopml.names import check_name, is_version, parse_ref
 from loopml.registry.allowlist import check_trust
 from loopml.registry.bundle import ModelBundle, Prediction
 from loopml.registry.signature import Signature
@@ -84,7 +84,7 @@ def register_model(
     _check_lineage(ws, run_id, dataset_name, dataset_version)
     data = bundle.to_bytes()
     opted_in = sorted({*check_trust(trust), *bundle.trusted})
-    checked = ModelBundle.from_bytes(data, what=f"model {name!r} to register", trusted=opted_in)
+    checked = ModelBundle.from_bytes(data, what=f"{name} (being registered)", trusted=opted_in)
     checked.warm_up()
     sha = ws.artifacts.put(data)
     draft = ModelVersion(
@@ -167,7 +167,7 @@ def resolve_version(ws: Workspace, ref: str, *, default_alias: str | None = None
             if not versions:
                 raise _no_model(ws, name)
             return versions[-1]
-    if tag.isdigit():
+    if is_version(tag):
         return ws.metadata.get_model_version(name, int(tag))
     check_name(tag, "alias")
     aliases = ws.metadata.get_aliases(name)

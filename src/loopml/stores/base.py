@@ -6,28 +6,98 @@ The contract every backend must satisfy is in ``loopml.testing``.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+from loopml.errors import InvalidInputError, NotFoundError
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
+
+#: The fewest hex digits that abbreviate an id (as git abbreviates commits).
+ID_PREFIX_MIN = 4
+ID_MAX = 64
+WHOLE_ID = 32  # hex digits of the ids loopml hands out (uuid4)
+#: How many candidates an ambiguous prefix lists.
+CANDIDATES_SHOWN = 5
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def id_prefix(text: object, what: str = "run") -> str:
+    """``text`` as an id prefix: 4 to 64 hex digits, lowercased. InvalidInputError otherwise.
+
+    Checked before it reaches a query, so no wildcard (``%``, ``_``, ``*``) ever does.
+    """
+    if not isinstance(text, str) or not _HEX.fullmatch(text):
+        raise InvalidInputError(
+            f"{text!r} is not a {what} id or the start of one",
+            where={what: text},
+            hint=f"Give the {what} id, or at least its first {ID_PREFIX_MIN} hex digits",
+        )
+    if not ID_PREFIX_MIN <= len(text) <= ID_MAX:
+        raise InvalidInputError(
+            f"{what} id prefix {text!r} has {len(text)} hex digits",
+            where={what: text},
+            hint=f"Give at least {ID_PREFIX_MIN} (and at most {ID_MAX}) hex digits of the id",
+        )
+    return text.lower()
+
+
+def is_id_prefix(text: object) -> bool:
+    """Whether ``text`` reads as hex digits (of any length), i.e. as a possible id prefix."""
+    return isinstance(text, str) and bool(_HEX.fullmatch(text))
+
+
+def ambiguous_id(
+    what: str, prefix: str, candidates: Sequence[str], more: bool
+) -> InvalidInputError:
+    """The error for a prefix that several ids start with; ``candidates`` describe a few."""
+    listed = "; ".join(candidates[:CANDIDATES_SHOWN])
+    if more or len(candidates) > CANDIDATES_SHOWN:
+        listed += "; and more"
+    return InvalidInputError(
+        f"{what} id prefix {prefix!r} is ambiguous; it begins several ids: {listed}",
+        where={what: prefix},
+        hint=f"Give more digits of the {what} id",
+        code="ambiguous_id",
+    )
+
+
+def check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(
+            f"limit must be a positive integer, got {limit!r}",
+            where={"field": "limit"},
+            hint="Pass limit=1 or more",
+        )
+    return limit
 
 
 class MetadataStore(ABC):
-    """Datasets, runs, model versions and aliases. Transactions; no file content."""
+    """Datasets, runs, model versions and aliases. Transactions; no file content.
+
+    Names that differ only in case are one name (they share a folder on macOS and Windows):
+    creating a dataset or model spelled like an existing one but for case is a ConflictError
+    (code ``name_taken``) naming the existing spelling.
+    """
 
     uri: str
 
     # datasets
     @abstractmethod
     def latest_dataset_version(self, name: str) -> int:
-        """Highest version number of ``name``, 0 when there is none."""
+        """Highest version number of ``name``, 0 when there is none.
+
+        ConflictError when there is none but a dataset of the same name in another case.
+        """
 
     @abstractmethod
     def add_dataset_version(self, dv: DatasetVersion) -> DatasetVersion:
-        """Insert ``dv`` as given. ConflictError if (name, version) or (name, sha256) exists."""
+        """Insert ``dv`` as given. ConflictError if (name, version) or (name, sha256) exists,
+        or the name is an existing dataset's in another case."""
 
     @abstractmethod
     def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
@@ -58,10 +128,53 @@ class MetadataStore(ABC):
     def list_runs(self, name: str | None = None, limit: int = 100) -> list[Run]:
         """Newest first."""
 
+    @abstractmethod
+    def run_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of the runs whose id starts with ``prefix``, sorted, at most ``limit``.
+
+        ``prefix`` is checked with :func:`id_prefix` (4+ hex digits, any case) before it
+        reaches the backend; InvalidInputError for anything else.
+        """
+
+    def resolve_run(self, ref: str) -> Run:
+        """The run whose id is ``ref``, or the one run whose id starts with it.
+
+        A prefix is 4 or more hex digits (any case), as git takes an abbreviated commit. An
+        ambiguous prefix is an InvalidInputError (code ``ambiguous_id``) listing a few
+        candidates; an unknown one a NotFoundError. Ids that are not hex match only whole.
+        """
+        if not is_id_prefix(ref):
+            return self.get_run(ref)
+        prefix = id_prefix(ref, "run")
+        ids = self.run_ids_with_prefix(prefix, limit=CANDIDATES_SHOWN + 1)
+        if prefix in ids or ref in ids:
+            return self.get_run(prefix if prefix in ids else ref)
+        if not ids:
+            try:
+                return self.get_run(ref)  # a whole id stored as it was given (upper case)
+            except NotFoundError:
+                if len(prefix) >= WHOLE_ID:
+                    raise
+            raise NotFoundError(
+                f"no run id starts with {ref!r}",
+                where={"run": ref},
+                hint="List runs with 'loopml runs list'",
+            )
+        if len(ids) == 1:
+            return self.get_run(ids[0])
+        described = []
+        for run_id in ids[:CANDIDATES_SHOWN]:
+            run = self.get_run(run_id)
+            described.append(f"{run_id} ({run.name}, {run.started_at:%Y-%m-%d %H:%M})")
+        raise ambiguous_id("run", ref, described, more=len(ids) > CANDIDATES_SHOWN)
+
     # models
     @abstractmethod
     def add_model_version(self, mv: ModelVersion) -> ModelVersion:
-        """Register ``mv`` under the next version number of its name; returns it numbered."""
+        """Register ``mv`` under the next version number of its name; returns it numbered.
+
+        ConflictError when the name is an existing model's in another case.
+        """
 
     @abstractmethod
     def get_model_version(self, name: str, version: int) -> ModelVersion:

@@ -170,7 +170,7 @@ class LocalLocation(Location):
         atomic_write_bytes(Path(full), data)
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class S3Location(Location):
@@ -192,7 +192,7 @@ class S3Location(Location):
 
         parts = urlsplit(uri)
         bucket, prefix = parts.netloc, parts.path.strip("/")
-        if not _BUCKET.match(bucket):
+        if not _BUCKET.fullmatch(bucket):
             raise ConfigError(
                 f"S3 URI {uri!r} has no valid bucket name ({bucket!r})",
                 where={"uri": uri},
@@ -367,12 +367,12 @@ class S3Lake(FsspecLake):
 
 # -- artifacts --------------------------------------------------------------------------------
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def check_sha256(sha256: object) -> str:
-    """``sha256`` in lower-case hex, or InvalidInputError."""
-    if isinstance(sha256, str) and _SHA256.match(sha256.lower()):
+    """``sha256`` in lower-case hex, or InvalidInputError (the whole text must match)."""
+    if isinstance(sha256, str) and _SHA256.fullmatch(sha256.lower()):
         return sha256.lower()
     raise InvalidInputError(
         f"invalid artifact sha256 {sha256!r}",

@@ -8,6 +8,7 @@ naming the URI (never its password) with a hint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sqlite3
@@ -285,16 +286,49 @@ class SqlMetadataStore(MetadataStore):
         for attempt in range(_RETRIES):
             try:
                 return fn()
-            except ConflictError:
-                if attempt == _RETRIES - 1:
+            except ConflictError as exc:
+                # only a lost race on a key is retried; a refusal (a name taken) is final
+                if exc.code != ConflictError.code or attempt == _RETRIES - 1:
                     raise
                 time.sleep(random.uniform(0.002, 0.02) * (attempt + 1))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    # names: one spelling per name, whatever the case (they share a folder on macOS/Windows)
+    def _lock_name(self, conn: Connection, table: sa.Table, name: str) -> None:
+        """Serialise writers creating ``name`` in any case; SQLite's writers already are."""
+
+    @staticmethod
+    def _spelled_otherwise(conn: Connection, table: sa.Table, name: str) -> str | None:
+        """The stored name that is ``name`` but for case, when ``name`` itself is not stored."""
+        if conn.execute(sa.select(table.c.name).where(table.c.name == name).limit(1)).first():
+            return None
+        query = (
+            sa.select(table.c.name)
+            .where(sa.func.lower(table.c.name) == name.lower(), table.c.name != name)
+            .order_by(table.c.name)
+            .limit(1)
+        )
+        found = conn.execute(query).scalar()
+        return None if found is None else str(found)
+
+    def _check_spelling(self, conn: Connection, table: sa.Table, name: str, what: str) -> None:
+        existing = self._spelled_otherwise(conn, table, name)
+        if existing is not None:
+            raise ConflictError(
+                f"{what} {name!r} is the existing {what} {existing!r} spelled in another case",
+                where={what: name, "existing": existing},
+                hint=f"Names that differ only in case are the same name (they share a folder "
+                f"on macOS and Windows): use {existing!r}, or choose another name",
+                code="name_taken",
+            )
+
     # datasets
     def latest_dataset_version(self, name: str) -> int:
         with self._transaction() as conn:
-            return self._latest(conn, datasets, name)
+            latest = self._latest(conn, datasets, name)
+            if latest == 0:  # a new name: it must not be an existing one in another case
+                self._check_spelling(conn, datasets, name, "dataset")
+            return latest
 
     @staticmethod
     def _latest(conn: Connection, table: sa.Table, name: str) -> int:
@@ -303,6 +337,8 @@ class SqlMetadataStore(MetadataStore):
 
     def add_dataset_version(self, dv: DatasetVersion) -> DatasetVersion:
         with self._transaction(write=True) as conn:
+            self._lock_name(conn, datasets, dv.name)
+            self._check_spelling(conn, datasets, dv.name, "dataset")
             same = sa.select(datasets.c.version).where(datasets.c.name == dv.name)
             if conn.execute(same.where(datasets.c.version == dv.version)).first():
                 raise ConflictError(
@@ -458,6 +494,8 @@ class SqlMetadataStore(MetadataStore):
     def add_model_version(self, mv: ModelVersion) -> ModelVersion:
         def attempt() -> ModelVersion:
             with self._transaction(write=True) as conn:
+                self._lock_name(conn, model_versions, mv.name)
+                self._check_spelling(conn, model_versions, mv.name, "model")
                 numbered = replace(mv, version=self._latest(conn, model_versions, mv.name) + 1)
                 conn.execute(model_versions.insert().values(_values(numbered)))
             return numbered
@@ -617,6 +655,13 @@ class PostgresMetadataStore(SqlMetadataStore):
         url = make_url(psycopg_uri(uri))
         connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": 10}
         return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+    def _lock_name(self, conn: Connection, table: sa.Table, name: str) -> None:
+        # READ COMMITTED would let two writers each miss the other's new spelling: a
+        # transaction lock per (table, lower-case name) makes the second see the first
+        digest = hashlib.sha256(f"loopml:{table.name}:{name.lower()}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def _before_migrate(self, conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
 from loopml.features.spec import build_transformer, prepare_frame, resolve_kinds
 from loopml.project import FeatureSpec
-from loopml.registry.bundle import ModelBundle
+from loopml.registry.bundle import SAMPLE_ROWS, ModelBundle
 from loopml.registry.signature import Signature
 
 
@@ -33,13 +34,22 @@ def fit_prepared(
     task: str,
     target: str,
     flavor: str = "sklearn",
+    trust: Iterable[str] | None = None,
 ) -> ModelBundle:
-    """Fit a fresh copy of ``estimator`` on features ``x`` (from ``prepare_frame``)."""
+    """Fit a fresh copy of ``estimator`` on features ``x`` (from ``prepare_frame``).
+
+    The bundle keeps up to ``SAMPLE_ROWS`` rows of ``x``, spread over it, to warm the
+    version up before serving; ``trust`` is carried to :func:`loopml.register_model`.
+    """
     features = build_transformer(spec, kinds).fit(x)
     model = clone(estimator).fit(features.transform(x), y.to_numpy())
     classes = list(model.classes_) if task == "classification" else None
-    sig = Signature.from_frame(x, kinds, target=target, task=task, classes=classes)
-    return ModelBundle(features, model, sig, flavor)
+    sig = Signature.from_frame(
+        x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown
+    )
+    picked = np.unique(np.linspace(0, len(x) - 1, min(len(x), SAMPLE_ROWS)).round().astype(int))
+    sample = x.iloc[picked]
+    return ModelBundle(features, model, sig, flavor, sample=sample, trusted=trust or ())
 
 
 def fit_bundle(
@@ -49,11 +59,14 @@ def fit_bundle(
     *,
     task: str | None = None,
     features: FeatureSpec | Mapping[str, Any] | None = None,
+    trust: Iterable[str] | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Fit features + ``estimator`` on a DataFrame in one call, without a project file.
 
     Returns the bundle (ready for :func:`loopml.register_model`) and the prepared features.
-    ``estimator`` is cloned, as scikit-learn's cross-validation does.
+    ``estimator`` is cloned, as scikit-learn's cross-validation does. ``trust`` names types
+    or functions beyond loopml's allowlist that the estimator holds (e.g. the function of a
+    ``FunctionTransformer``); registering the bundle records them on the version.
     """
     spec = features if isinstance(features, FeatureSpec) else FeatureSpec.from_config(features)
     kinds = resolve_kinds(spec, frame, target)
@@ -61,6 +74,14 @@ def fit_bundle(
     y = frame[target]
     flavor = "lightgbm" if type(estimator).__module__.startswith("lightgbm") else "sklearn"
     bundle = fit_prepared(
-        spec, kinds, estimator, x, y, task=task or infer_task(y), target=target, flavor=flavor
+        spec,
+        kinds,
+        estimator,
+        x,
+        y,
+        task=task or infer_task(y),
+        target=target,
+        flavor=flavor,
+        trust=trust,
     )
     return bundle, x

@@ -4,7 +4,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import Ridge
 
-from loopml.errors import IntegrityError
+from loopml.errors import IntegrityError, UnsafeFormatError
 from loopml.features import FeatureSpec, build_transformer, prepare_frame, resolve_kinds
 from loopml.registry import ModelBundle, Signature
 
@@ -73,5 +73,5 @@ def test_damaged_or_untrusted_artifacts_are_refused() -> None:
             if item == "model.skops":
                 payload = sio.dumps(IntegrityError("x"))  # a type skops must not be told to trust
             dst.writestr(item, payload)
-    with pytest.raises(IntegrityError, match="does not trust"):
+    with pytest.raises(UnsafeFormatError, match="does not load without an opt-in"):
         ModelBundle.from_bytes(buf.getvalue())
