@@ -1,7 +1,7 @@
-"""Lineage: from a served prediction back to the data it came from.
+"""Lineage: from a prediction back to the data it came from.
 
-prediction id -> the logged inputs and output -> model version -> training run -> dataset
-version -> source file.
+prediction id -> the logged inputs and output (served, or scored in batch from a file) ->
+model version -> training run -> dataset version -> source file.
 """
 
 from __future__ import annotations
@@ -13,14 +13,20 @@ from loopml.workspace import Workspace
 
 
 def trace_prediction(ws: Workspace, prediction_id: str) -> dict[str, Any]:
-    """Everything that led to one served prediction, as one JSON-ready document."""
+    """Everything that led to one prediction, as one JSON-ready document.
+
+    ``prediction_id`` is the id the server or ``loopml predict`` handed out, or a unique
+    prefix of it (4+ hex digits, as git takes abbreviated commits).
+    """
     row, path = find_prediction(ws.lake, prediction_id)
     mv = ws.metadata.get_model_version(str(row["model"]), int(row["version"]))
     run = ws.metadata.get_run(mv.run_id)
     inputs = logged_inputs(row, [f["name"] for f in mv.signature["inputs"]])
     doc: dict[str, Any] = {
         "prediction": {
-            "id": prediction_id,
+            "id": row["prediction_id"],
+            "source": row["source"],
+            "input_file": row["input_file"],
             "timestamp": row["timestamp"].isoformat(),
             "prediction": row["prediction"],
             "score": row["score"],

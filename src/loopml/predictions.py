@@ -6,15 +6,22 @@ parts under ``predictions/<model>/date=YYYY-MM-DD/`` every ``flush_seconds`` or 
 ``flush_rows`` rows wait. A failed write keeps the rows for the next flush; the buffer is
 bounded, and rows pushed out of it are counted, never raised into a request.
 
+Batch scoring writes its rows synchronously, at the end of the job, with
+:func:`write_predictions`, in the same layout. Every row says where it came from: ``source`` is
+``server`` or ``batch``, and ``input_file`` names the scored file of a batch row. Parts written
+before these columns existed carry no layout marker in their Parquet metadata; they read as
+``server`` rows, and a feature they stored under one of the new reserved names is read back as
+``feature_<name>``, as it is written now.
+
 This module owns the log's layout, its writer and its reader: the server writes through it,
 the monitor reads windows back with :func:`read_prediction_log`, and lineage finds one
-prediction with :func:`find_prediction`. It sits below those stages and imports none of them.
+prediction with :func:`find_prediction` (by its id or a unique prefix of 4+ hex digits). It
+sits below those stages and imports none of them.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
@@ -32,15 +39,31 @@ import pyarrow.compute as pc
 
 from loopml.errors import InvalidInputError, NotFoundError
 from loopml.names import check_name
-from loopml.stores.base import Lake
+from loopml.stores.base import CANDIDATES_SHOWN, WHOLE_ID, Lake, ambiguous_id, id_prefix
 
 log = logging.getLogger("loopml.predictions")
 
 PREFIX = "predictions"
+SERVER = "server"
+BATCH = "batch"
+SOURCES = (SERVER, BATCH)
 # Columns every part has; a feature with one of these names is stored as "feature_<name>".
-BASE_COLUMNS = ("prediction_id", "timestamp", "model", "version", "latency_ms")
+BASE_COLUMNS = (
+    "prediction_id",
+    "timestamp",
+    "model",
+    "version",
+    "latency_ms",
+    "source",
+    "input_file",
+)
 TAIL_COLUMNS = ("prediction", "score")
 RESERVED = frozenset(BASE_COLUMNS + TAIL_COLUMNS)
+# Parquet metadata of every part: the layout version (parts without it are layout 1, before
+# "source" and "input_file" existed)
+LAYOUT_KEY = b"loopml.prediction_log.layout"
+LAYOUT = b"2"
+_ADDED_IN_2 = ("source", "input_file")
 _US_PER_DAY = 86_400_000_000
 
 
@@ -106,6 +129,8 @@ class _Entry:
     scores: np.ndarray
     ids: Sequence[str]
     latency_ms: float
+    source: str = SERVER
+    input_file: str | None = None
 
     @property
     def rows(self) -> int:
@@ -217,9 +242,7 @@ class PredictionLogger:
             for (model, _version, day), group in groups.items():
                 try:
                     table = build_table(group)
-                    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-                    path = f"{PREFIX}/{model}/date={day}/part-{stamp}-{uuid.uuid4().hex}.parquet"
-                    self.lake.write_table(path, table)
+                    self.lake.write_table(_part_path(model, day), table)
                 except Exception as exc:  # a lake outage must never reach a request
                     self.metrics.log_errors.inc()
                     log.warning(
@@ -247,7 +270,7 @@ class PredictionLogger:
         day = ts_us // _US_PER_DAY
         text = self._days.get(day)
         if text is None:
-            text = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+            text = _day_text(ts_us)
             self._days[day] = text
         return text
 
@@ -286,6 +309,69 @@ class PredictionLogger:
             log.warning("dropped %d prediction log rows that could not be written", left)
 
 
+def _day_text(ts_us: int) -> str:
+    return datetime.fromtimestamp((ts_us // _US_PER_DAY) * 86_400, UTC).strftime("%Y-%m-%d")
+
+
+def _part_path(model: str, day: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{PREFIX}/{model}/date={day}/part-{stamp}-{uuid.uuid4().hex}.parquet"
+
+
+def write_predictions(
+    lake: Lake,
+    model: str,
+    version: int,
+    frame: pd.DataFrame,
+    prediction: Scored,
+    prediction_ids: Sequence[str],
+    *,
+    latency_ms: float,
+    source: str = BATCH,
+    input_file: str | None = None,
+) -> list[str]:
+    """Write these rows to the log now, in the layout the logger writes; their part paths.
+
+    For batch scoring: the job logs what it scored before it reports done, so every id it
+    hands out can be traced. Raises what the lake raises (the caller decides what a failed
+    log write means); nothing is written for zero rows.
+    """
+    check_name(model, "model")
+    if source not in SOURCES:
+        raise _bad_source(source)
+    if len(prediction_ids) == 0:
+        return []
+    entry = _Entry(
+        model,
+        int(version),
+        time.time_ns() // 1000,
+        frame,
+        prediction.labels,
+        prediction.scores,
+        prediction_ids,
+        float(latency_ms),
+        source,
+        input_file,
+    )
+    if len(frame) != entry.rows or len(entry.labels) != entry.rows:
+        raise InvalidInputError(
+            f"{len(frame)} input rows and {len(entry.labels)} predictions for {entry.rows} ids",
+            where={"model": model},
+            hint="Pass one id per scored row",
+        )
+    path = _part_path(model, _day_text(entry.ts_us))
+    lake.write_table(path, build_table([entry]))
+    return [path]
+
+
+def _bad_source(source: object) -> InvalidInputError:
+    return InvalidInputError(
+        f"prediction log source {source!r} is unknown",
+        where={"field": "source"},
+        hint=f"Use one of: {', '.join(SOURCES)}",
+    )
+
+
 def build_table(entries: Sequence[_Entry]) -> pa.Table:
     """One Arrow table for entries of the same model version (same features)."""
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
@@ -311,6 +397,13 @@ def build_table(entries: Sequence[_Entry]) -> pa.Table:
             np.repeat(np.fromiter((e.latency_ms for e in entries), dtype=np.float64), counts),
             pa.float64(),
         ),
+        "source": pa.array(
+            np.repeat(np.array([e.source for e in entries], dtype=object), counts), pa.string()
+        ),
+        "input_file": pa.array(
+            np.repeat(np.array([e.input_file for e in entries], dtype=object), counts),
+            pa.string(),
+        ),
     }
     for name in frame.columns:
         series = frame[name]
@@ -325,7 +418,7 @@ def build_table(entries: Sequence[_Entry]) -> pa.Table:
     cols["prediction"] = pa.array([str(v) for v in labels.tolist()], pa.string())
     scores = np.concatenate([e.scores for e in entries]) if len(entries) > 1 else entries[0].scores
     cols["score"] = pa.array(np.asarray(scores, dtype=np.float64), pa.float64())
-    return pa.table(cols)
+    return pa.table(cols).replace_schema_metadata({LAYOUT_KEY: LAYOUT})
 
 
 def _text(value: Any) -> str | None:
@@ -345,6 +438,8 @@ def _empty_log() -> pd.DataFrame:
             "model": pd.Series([], dtype=object),
             "version": pd.Series([], dtype="int64"),
             "latency_ms": pd.Series([], dtype="float64"),
+            "source": pd.Series([], dtype=object),
+            "input_file": pd.Series([], dtype=object),
             "prediction": pd.Series([], dtype=object),
             "score": pd.Series([], dtype="float64"),
         }
@@ -362,6 +457,21 @@ def _as_utc(value: datetime, what: str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def normalized(table: pa.Table) -> pa.Table:
+    """A part read back, in the current layout (older parts are upgraded on the way in)."""
+    if (table.schema.metadata or {}).get(LAYOUT_KEY) == LAYOUT:
+        return table
+    names = [
+        f"feature_{n}" if n in _ADDED_IN_2 and f"feature_{n}" not in table.column_names else n
+        for n in table.column_names
+    ]
+    table = table.rename_columns(names)
+    at = table.column_names.index("latency_ms") + 1 if "latency_ms" in names else len(names)
+    n = table.num_rows
+    table = table.add_column(at, "source", pa.array([SERVER] * n, pa.string()))
+    return table.add_column(at + 1, "input_file", pa.nulls(n, pa.string()))
+
+
 def read_prediction_log(
     lake: Lake,
     model: str,
@@ -369,13 +479,17 @@ def read_prediction_log(
     since: datetime | None = None,
     until: datetime | None = None,
     version: int | None = None,
+    source: str | None = None,
 ) -> pd.DataFrame:
     """The logged predictions of ``model`` with ``since <= timestamp < until``, oldest first.
 
-    Naive datetimes are taken as UTC. Only the date partitions in range are read. Returns an
-    empty frame (with the base columns) when nothing is logged yet.
+    Naive datetimes are taken as UTC. Only the date partitions in range are read; ``version``
+    and ``source`` (``server`` or ``batch``) filter further. Returns an empty frame (with the
+    base columns) when nothing is logged yet.
     """
     check_name(model, "model")
+    if source is not None and source not in SOURCES:
+        raise _bad_source(source)
     lo = _as_utc(since, "since") if since is not None else None
     hi = _as_utc(until, "until") if until is not None else None
     if lo is not None and hi is not None and hi < lo:
@@ -401,7 +515,7 @@ def read_prediction_log(
         files.append(rel)
     if not files:
         return _empty_log()
-    tables = [lake.read_table(f) for f in files]
+    tables = [normalized(lake.read_table(f)) for f in files]
     try:
         table = pa.concat_tables(tables, promote_options="permissive")
         frame = table.to_pandas()
@@ -415,6 +529,8 @@ def read_prediction_log(
         mask &= (frame["timestamp"] < hi).to_numpy()
     if version is not None:
         mask &= (frame["version"] == int(version)).to_numpy()
+    if source is not None:
+        mask &= (frame["source"] == source).to_numpy()
     frame = frame.loc[mask]
     if frame.empty:
         return _empty_log()
@@ -422,8 +538,6 @@ def read_prediction_log(
 
 
 # -- finding one prediction -------------------------------------------------------------------
-
-_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _newest_first(path: str) -> tuple[str, str]:
@@ -434,27 +548,44 @@ def _newest_first(path: str) -> tuple[str, str]:
 def find_prediction(lake: Lake, prediction_id: str) -> tuple[dict[str, Any], str]:
     """The logged row of ``prediction_id`` and the lake path of its log part.
 
-    Scans the log newest part first; cost grows with the log until it is compacted and
-    indexed.
+    ``prediction_id`` is a whole id or a unique prefix of it (4 or more hex digits, any case,
+    as git takes abbreviated commits): an ambiguous prefix is an InvalidInputError (code
+    ``ambiguous_id``) listing a few candidates, an unknown one a NotFoundError. Scans the log
+    newest part first (a whole id stops at its row, a prefix reads every part to be sure it is
+    unique); cost grows with the log until it is compacted and indexed.
     """
-    if not isinstance(prediction_id, str) or not _ID.fullmatch(prediction_id):
-        raise InvalidInputError(
-            f"{prediction_id!r} is not a prediction id",
-            where={"prediction_id": prediction_id},
-            hint="Prediction ids are the 32 hex characters the server answers with",
-        )
+    prefix = id_prefix(prediction_id, "prediction")
+    whole = len(prefix) >= WHOLE_ID
+    found: dict[str, tuple[dict[str, Any], str]] = {}
     parts = [p for p in lake.list(f"{PREFIX}/") if p.endswith(".parquet")]
     for path in sorted(parts, key=_newest_first, reverse=True):
         table = lake.read_table(path)
-        hits = table.filter(pc.equal(table["prediction_id"], prediction_id))
-        if hits.num_rows:
-            return hits.to_pylist()[0], path
-    raise NotFoundError(
-        f"prediction {prediction_id} is not in the prediction log",
-        where={"prediction_id": prediction_id},
-        hint="The log is written in the background about once a second; check the id, "
-        "or that the server ran with this workspace",
-    )
+        ids = table["prediction_id"]
+        mask = pc.equal(ids, prefix) if whole else pc.starts_with(ids, pattern=prefix)
+        hits = table.filter(mask)
+        if not hits.num_rows:
+            continue
+        for row in normalized(hits).to_pylist():
+            found.setdefault(str(row["prediction_id"]), (row, path))
+        if whole or len(found) > CANDIDATES_SHOWN:
+            break
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise NotFoundError(
+            f"prediction {prediction_id} is not in the prediction log"
+            if whole
+            else f"no prediction id starts with {prediction_id!r} in the prediction log",
+            where={"prediction_id": prediction_id},
+            hint="The server writes the log in the background about once a second; check the "
+            "id, or that the server (or batch job) ran with this workspace",
+        )
+    described = [
+        f"{pid} ({row['model']}@{row['version']}, {row['source']}, "
+        f"{row['timestamp']:%Y-%m-%d %H:%M:%S})"
+        for pid, (row, _path) in sorted(found.items())
+    ]
+    raise ambiguous_id("prediction", prediction_id, described, more=len(found) > CANDIDATES_SHOWN)
 
 
 def logged_inputs(row: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:

@@ -8,11 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from loopml.errors import InvalidInputError
+from loopml.errors import InvalidInputError, NotFoundError
+from loopml.predictions import (
+    PredictionLogger,
+    find_prediction,
+    read_prediction_log,
+    write_predictions,
+)
 from loopml.registry.bundle import Prediction
-from loopml.serve import PredictionLogger, read_prediction_log
 from loopml.serve.metrics import Metrics
 from loopml.workspace import Workspace
 
@@ -45,9 +51,11 @@ def test_log_flush_and_read_back(workspace: Workspace) -> None:
         logger.close()
     log = read_prediction_log(workspace.lake, "m")
     assert list(log.columns) == [
-        "prediction_id", "timestamp", "model", "version", "latency_ms",
+        "prediction_id", "timestamp", "model", "version", "latency_ms", "source", "input_file",
         "x", "color", "feature_score", "prediction", "score",
     ]  # fmt: skip
+    assert log["source"].tolist() == ["server"] * 3
+    assert log["input_file"].isna().all()
     assert log["prediction_id"].tolist() == ids
     assert str(log["timestamp"].dtype) == "datetime64[us, UTC]"
     assert (log["model"] == "m").all()
@@ -182,3 +190,85 @@ def test_read_window_and_errors(workspace: Workspace) -> None:
 def test_invalid_settings(workspace: Workspace) -> None:
     with pytest.raises(InvalidInputError, match="flush_rows"):
         PredictionLogger(workspace.lake, flush_rows=0)
+
+
+# -- batch predictions, old parts, finding by prefix ----------------------------------------
+
+
+def test_batch_predictions_are_written_at_once_and_marked(workspace: Workspace) -> None:
+    frame, pred, _ = classified(3)
+    ids = [f"{i:032x}" for i in range(3)]
+    paths = write_predictions(
+        workspace.lake, "m", 4, frame, pred, ids, latency_ms=12.5, input_file="/data/in.csv"
+    )
+    assert len(paths) == 1 and paths[0].startswith("predictions/m/date=")
+    logger = PredictionLogger(workspace.lake, flush_seconds=60)
+    logger.log("m", 4, *classified(2, start=5)[:3], latency_ms=1.0)
+    logger.close()
+    log = read_prediction_log(workspace.lake, "m")
+    assert log["source"].tolist() == ["batch"] * 3 + ["server"] * 2
+    assert log["input_file"].tolist()[:3] == ["/data/in.csv"] * 3
+    assert log["input_file"].iloc[3:].isna().all()
+    assert log["prediction_id"].tolist()[:3] == ids
+    assert log["latency_ms"].tolist()[:3] == [12.5] * 3
+    batch = read_prediction_log(workspace.lake, "m", source="batch")
+    assert batch["prediction_id"].tolist() == ids
+    assert len(read_prediction_log(workspace.lake, "m", source="server")) == 2
+    with pytest.raises(InvalidInputError, match="source"):
+        read_prediction_log(workspace.lake, "m", source="nope")
+    with pytest.raises(InvalidInputError, match="3 predictions for 2 ids"):
+        write_predictions(workspace.lake, "m", 4, frame, pred, ids[:2], latency_ms=1.0)
+
+
+def _old_part(workspace: Workspace, ids: list[str]) -> None:
+    """A part as the log wrote it before it had source columns, with a feature 'source'."""
+    n = len(ids)
+    table = pa.table(
+        {
+            "prediction_id": pa.array(ids, pa.string()),
+            "timestamp": pa.array(
+                [datetime.now(UTC) - timedelta(minutes=5)] * n, pa.timestamp("us", tz="UTC")
+            ),
+            "model": pa.array(["m"] * n),
+            "version": pa.array([1] * n, pa.int64()),
+            "latency_ms": pa.array([1.0] * n),
+            "source": pa.array(["web"] * n),  # a feature, then not a reserved name
+            "prediction": pa.array(["yes"] * n),
+            "score": pa.array([0.5] * n),
+        }
+    )
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    workspace.lake.write_table(f"predictions/m/date={day}/part-old.parquet", table)
+
+
+def test_old_parts_read_as_server_rows(workspace: Workspace) -> None:
+    _old_part(workspace, ["a" * 32, "b" * 32])
+    frame, pred, _ = classified(1)
+    write_predictions(workspace.lake, "m", 1, frame, pred, ["c" * 32], latency_ms=1.0)
+    log = read_prediction_log(workspace.lake, "m")
+    assert log["source"].tolist() == ["server", "server", "batch"]
+    assert log["feature_source"].tolist()[:2] == ["web", "web"]
+    row, path = find_prediction(workspace.lake, "a" * 12)
+    assert row["source"] == "server" and row["feature_source"] == "web"
+    assert row["input_file"] is None
+    assert path.endswith("part-old.parquet")
+
+
+def test_find_prediction_by_unique_prefix(workspace: Workspace) -> None:
+    frame, pred, _ = classified(3)
+    ids = ["abcd" + "0" * 28, "abcd" + "1" * 28, "abce" + "2" * 28]
+    write_predictions(workspace.lake, "m", 1, frame, pred, ids, latency_ms=1.0)
+    for ref in (ids[0], ids[1][:12], "ABCE", ids[2][:5].upper()):
+        row, _ = find_prediction(workspace.lake, ref)
+        assert row["prediction_id"] in ids and row["prediction_id"].startswith(ref.lower())
+    with pytest.raises(InvalidInputError, match="ambiguous") as info:
+        find_prediction(workspace.lake, "abcd")
+    assert ids[0] in str(info.value) and ids[1] in str(info.value)
+    assert info.value.code == "ambiguous_id"
+    with pytest.raises(NotFoundError, match="no prediction id starts with 'abcf'"):
+        find_prediction(workspace.lake, "abcf")
+    with pytest.raises(NotFoundError, match="not in the prediction log"):
+        find_prediction(workspace.lake, "f" * 32)
+    for bad in ("abc", "nope", "abcd%", "a" * 65, ""):
+        with pytest.raises(InvalidInputError):
+            find_prediction(workspace.lake, bad)

@@ -80,6 +80,9 @@ def table(
         floors = [min(w, max(_width(c), MIN_COLUMN)) for c, w in zip(columns, natural, strict=True)]
         first = [i for i, c in enumerate(columns) if c in set(shrink)]
         widths = _fit(natural, floors, out.width - 2 * (n - 1), first)
+    if title is not None and _width(title) > out.width:
+        out.print(Text.from_markup(title, style="italic"), soft_wrap=False)  # wrapped, not cut
+        title = None
     t = (
         Table(title=title, title_justify="left", show_lines=False)
         if boxed

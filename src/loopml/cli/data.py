@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, step, table
+from loopml.cli.common import JsonOpt, WorkspaceOpt, open_ws, out, print_json, step, table
 
 app = typer.Typer(help="Datasets: ingest, list, show.", no_args_is_help=True)
 
@@ -127,12 +127,46 @@ def show(
             rows.append(
                 (
                     col["name"],
-                    col.get("type"),
+                    col.get("kind", "-"),
                     st.get("nulls"),
                     st.get("distinct"),
-                    fmt(st.get("min")),
-                    fmt(st.get("mean")),
-                    fmt(st.get("max")),
+                    _summary(st),
                 )
             )
-        table(None, ["column", "type", "nulls", "distinct", "min", "mean", "max"], rows)
+        # the Arrow type of each column is in --json (schema); here, how it is meant to be used
+        table(None, ["column", "kind", "nulls", "distinct", "values"], rows, shrink=["values"])
+
+
+TOP_SHOWN = 3  # most frequent values data show lists
+VALUE_CHARS = 20  # a listed value longer than this is cut
+
+
+def _summary(st: dict[str, Any]) -> str:
+    """The values of a column in a few words: the top categories, or the range and mean."""
+    top = st.get("top")
+    if top:
+        count = st.get("count") or sum(int(t["count"]) for t in top) or 1
+        shown = [f"{_short(t['value'])} {int(t['count']) / count:.0%}" for t in top[:TOP_SHOWN]]
+        more = int(st.get("distinct") or len(top)) - len(shown)
+        return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
+    lo, hi, mean = st.get("min"), st.get("max"), st.get("mean")
+    if isinstance(lo, int | float) and isinstance(hi, int | float):
+        said = f"{_num(lo)} .. {_num(hi)}"
+        return said + (f" (mean {_num(mean)})" if isinstance(mean, int | float) else "")
+    if lo is not None and hi is not None:
+        return f"{lo} .. {hi}"
+    return ""
+
+
+def _num(value: float) -> str:
+    """Three significant digits, or whole thousands with separators: 0.0526, 14.1, 4,254."""
+    if isinstance(value, bool):
+        return str(value)
+    if abs(value) >= 1000 and abs(value) < 1e15:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= VALUE_CHARS else text[: VALUE_CHARS - 1] + "…"

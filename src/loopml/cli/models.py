@@ -14,6 +14,7 @@ from loopml.cli.common import (
     open_ws,
     out,
     print_json,
+    short_ids,
     table,
 )
 
@@ -154,12 +155,13 @@ def runs_list(
         if as_json:
             print_json([r.to_dict() for r in runs])
             return
+        ids = short_ids([r.id for r in runs])  # 'runs show' takes these prefixes
         table(
             "runs",
             ["id", "model", "status", "dataset", "metric", "holdout", "version", "seconds"],
             [
                 (
-                    r.id,
+                    short,
                     r.name,
                     r.status,
                     dataset_ref(r.dataset_name, r.dataset_version),
@@ -167,7 +169,7 @@ def runs_list(
                     r.model_version,
                     fmt(r.duration_s, 1),
                 )
-                for r in runs
+                for short, r in zip(ids, runs, strict=True)
             ],
         )
 

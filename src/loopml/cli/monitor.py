@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli.common import JsonOpt, WorkspaceOpt, fmt, open_ws, out, print_json, table
+from loopml.cli.common import JsonOpt, WorkspaceOpt, err, fmt, open_ws, out, print_json, table
 from loopml.errors import InvalidInputError
+
+MIN_ROWS = 30  # loopml.monitor.drift.MIN_ROWS, without importing the statistics for --help
 
 app = typer.Typer(help="Monitoring: drift.", no_args_is_help=True)
 
@@ -43,15 +45,22 @@ def drift(
     drift_share: Annotated[
         float, typer.Option(help="Share of drifting features that means drift.")
     ] = 0.3,
+    min_rows: Annotated[
+        int,
+        typer.Option(min=1, help="Fewest rows in each window for a verdict (else: a warning)."),
+    ] = MIN_ROWS,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Compare recent inputs with the training data; exit 1 when drift passes the threshold.
 
     Numeric features: PSI and Kolmogorov-Smirnov. Categorical: PSI and chi-square. The model's
-    scores are compared too. Writes an HTML report with a plot per drifting feature.
+    scores are compared with its out-of-sample scores from training. A window with fewer than
+    --min-rows rows is no verdict: a warning, exit 0. Writes an HTML report with a plot per
+    drifting feature.
     """
     from loopml.monitor import check_drift
+    from loopml.monitor.drift import DRIFT, INSUFFICIENT, NO_DRIFT
 
     with open_ws(ctx, workspace) as ws:
         res = check_drift(
@@ -63,7 +72,10 @@ def drift(
             psi_threshold=psi_threshold,
             alpha=alpha,
             drift_share=drift_share,
+            min_rows=min_rows,
         )
+    for warning in res.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     if as_json:
         print_json(res.to_dict())
     else:
@@ -77,21 +89,27 @@ def drift(
                     f.statistic_name,
                     fmt(f.statistic),
                     f"{f.p_value:.2e}" if f.p_value is not None else "",
-                    "[red]DRIFT[/red]" if f.drifted else "ok",
+                    "[red]DRIFT[/red]" if f.drifted else ("ok" if f.note is None else "-"),
                 )
             )
+        out.print(f"current:   {res.current}")
+        out.print(f"reference: {res.reference}; scores: {res.reference_scores}")
         table(
-            f"drift of {res.model}@{res.version}: {res.current} vs {res.reference}",
-            ["feature", "kind", "psi", "test", "statistic", "p-value", "verdict"],
+            f"drift of {res.model}@{res.version}",
+            ["feature", "kind", "psi", "test", "statistic", "p-value", "drift"],
             rows,
         )
-        n = len(res.features.drifted_features)
-        verdict = "[red]DRIFT DETECTED[/red]" if res.drifted else "[green]no drift[/green]"
-        out.print(
-            f"{verdict}: {n}/{len(res.features.features)} features drifting "
-            f"(share {res.features.share_drifted:.0%}, threshold {drift_share:.0%}); "
-            f"prediction drift: {'yes' if res.prediction.drifted else 'no'}"
-        )
+        share = res.features.share_drifted
+        said = {
+            DRIFT: f"[red]drift[/red] ({share:.0%} of features drift, threshold "
+            f"{drift_share:.0%}{'' if res.features.drifted else '; the predictions drift'})",
+            NO_DRIFT: f"[green]no drift[/green] ({share:.0%} of features drift, threshold "
+            f"{drift_share:.0%})",
+            INSUFFICIENT: f"[yellow]insufficient data[/yellow] (fewer than {min_rows} rows: "
+            "nothing decided)",
+        }
+        out.print(f"verdict: {said[res.verdict]}")
+        out.print(res.summary)
         out.print(f"report: {res.report_url}")
     if res.drifted:
         raise typer.Exit(1)

@@ -36,6 +36,11 @@ A feature drifts when **both** hold:
 Requiring both keeps tiny-but-significant shifts on big samples (p-value alone) and noisy PSI on
 small samples (PSI alone) from raising alarms. The dataset drifts when the share of drifting
 features is at least ``drift_share``.
+
+Too little data is no verdict: with fewer than ``min_rows`` rows (default 30) in the reference
+or the current window the statistics are still computed and shown, but nothing is decided (the
+report's verdict is "insufficient data" and says the minimum); likewise a feature with fewer
+than ``min_rows`` values on either side is shown but not decided.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,7 +56,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from loopml.errors import InvalidInputError
-from loopml.kinds import CATEGORICAL, FEATURE_KINDS, NUMERIC
+from loopml.kinds import CATEGORICAL, NUMERIC
 from loopml.monitor.stats import (
     PSI_EPSILON,
     UNSEEN_LABEL,
@@ -76,7 +81,13 @@ from loopml.monitor.stats import (
     value_counts,
 )
 
-KINDS = FEATURE_KINDS
+# the kinds drift is tested for (a datetime feature is not: time moves on by nature)
+KINDS = (NUMERIC, CATEGORICAL)
+#: Fewest rows (and values of a feature) in each window for a drift test to decide anything.
+MIN_ROWS = 30
+DRIFT = "drift"
+NO_DRIFT = "no drift"
+INSUFFICIENT = "insufficient data"
 PLOT_BINS = 20
 PLOT_TAIL = 0.005  # numeric plots span the 0.5%–99.5% quantiles; the end bins hold the tails
 MAX_PLOT_CATEGORIES = 20
@@ -147,10 +158,19 @@ class DriftReport:
     bins: int
     n_reference_rows: int
     n_current_rows: int
+    min_rows: int = MIN_ROWS
+    insufficient: str | None = None  # why nothing was decided (a window under min_rows)
 
     @property
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drifted]
+
+    @property
+    def verdict(self) -> str:
+        """``drift``, ``no drift`` or ``insufficient data`` (a window too small to decide)."""
+        if self.insufficient is not None:
+            return INSUFFICIENT
+        return DRIFT if self.drifted else NO_DRIFT
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -160,11 +180,14 @@ class DriftReport:
             "alpha_adjusted": self.alpha_adjusted,
             "drift_share": self.drift_share,
             "bins": self.bins,
+            "min_rows": self.min_rows,
         }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict; :meth:`from_dict` reads it back."""
         return {
+            "verdict": self.verdict,
+            "insufficient": self.insufficient,
             "drifted": self.drifted,
             "share_drifted": self.share_drifted,
             "drifted_features": self.drifted_features,
@@ -193,6 +216,8 @@ class DriftReport:
                 bins=int(th["bins"]),
                 n_reference_rows=int(data["n_reference_rows"]),
                 n_current_rows=int(data["n_current_rows"]),
+                min_rows=int(th.get("min_rows", MIN_ROWS)),
+                insufficient=data.get("insufficient"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(
@@ -240,6 +265,7 @@ def compute_drift(
     alpha: float = 0.05,
     drift_share: float = 0.3,
     bins: int = 10,
+    min_rows: int = MIN_ROWS,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` feature by feature.
 
@@ -252,7 +278,9 @@ def compute_drift(
     (Bonferroni) **and** its PSI is at least ``psi_threshold``; the dataset drifts when the
     share of drifting features is at least ``drift_share``. A feature with no values in
     ``current`` cannot be tested: its statistics are ``None``, it does not count as drifting and
-    its ``note`` says why.
+    its ``note`` says why. With fewer than ``min_rows`` rows in either frame nothing is decided
+    (``verdict`` "insufficient data", ``insufficient`` says why); a feature with fewer than
+    ``min_rows`` values on either side is measured but not decided (its ``note`` says so).
 
     Raises :class:`InvalidInputError` for a missing column, an unknown kind, an empty frame, a
     reference column with no values, a non-numeric column declared numeric, or thresholds out of
@@ -260,8 +288,10 @@ def compute_drift(
     """
     check_bins(bins)
     _check_thresholds(psi_threshold, alpha, drift_share)
+    _check_min_rows(min_rows)
     _check_frames(reference, current, features)
     alpha_adjusted = alpha / len(features)
+    insufficient = _too_few_rows(len(reference), len(current), min_rows)
     results: list[FeatureDrift] = []
     for name, kind in features.items():
         ref_col = _column(reference, name, "reference")
@@ -270,13 +300,15 @@ def compute_drift(
             fd = _numeric_drift(name, ref_col, cur_col, bins, psi_threshold, alpha_adjusted)
         else:
             fd = _categorical_drift(name, ref_col, cur_col, psi_threshold, alpha_adjusted)
-        results.append(fd)
+        results.append(_undecided(fd, min_rows))
 
+    if insufficient is not None:
+        results = [replace(f, drifted=False) for f in results]
     n_drifted = sum(f.drifted for f in results)
     share = n_drifted / len(results)
     return DriftReport(
         features=results,
-        drifted=share >= drift_share,
+        drifted=insufficient is None and share >= drift_share,
         share_drifted=share,
         psi_threshold=float(psi_threshold),
         alpha=float(alpha),
@@ -285,7 +317,37 @@ def compute_drift(
         bins=bins,
         n_reference_rows=len(reference),
         n_current_rows=len(current),
+        min_rows=min_rows,
+        insufficient=insufficient,
     )
+
+
+def _too_few_rows(n_reference: int, n_current: int, min_rows: int) -> str | None:
+    small = [(side, n) for side, n in (("current", n_current), ("reference", n_reference))]
+    small = [(side, n) for side, n in small if n < min_rows]
+    if not small:
+        return None
+    said = " and ".join(
+        f"the {side} window has {n} row{'s' if n != 1 else ''}" for side, n in small
+    )
+    return (
+        f"{said}; drift is decided on at least {min_rows} rows in each, so nothing is decided "
+        "(the statistics are shown for information)"
+    )
+
+
+def _undecided(fd: FeatureDrift, min_rows: int) -> FeatureDrift:
+    """``fd``, not decided when either side has fewer than ``min_rows`` values."""
+    if fd.note is not None or min(fd.n_reference, fd.n_current) >= min_rows:
+        return fd
+    side, n = (
+        ("current", fd.n_current) if fd.n_current < min_rows else ("reference", fd.n_reference)
+    )
+    note = (
+        f"only {n} value{'s' if n != 1 else ''} in the {side} data; at least {min_rows} are "
+        "needed to decide: not decided"
+    )
+    return replace(fd, drifted=False, note=note)
 
 
 def _decide(
@@ -477,6 +539,14 @@ def _check_frames(
             raise InvalidInputError(f"the {side} data is empty", where={"data": side}, hint=hint)
 
 
+def _check_min_rows(min_rows: int) -> None:
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int | np.integer) or min_rows < 1:
+        raise InvalidInputError(
+            f"min_rows must be an integer of at least 1, got {min_rows!r}",
+            where={"field": "min_rows"},
+        )
+
+
 def _check_thresholds(psi_threshold: float, alpha: float, drift_share: float) -> None:
     checks = (
         ("psi_threshold", psi_threshold, lambda v: v >= 0, "a number >= 0"),
@@ -493,6 +563,8 @@ def _check_thresholds(psi_threshold: float, alpha: float, drift_share: float) ->
 
 __all__ = [
     "CATEGORICAL",
+    "INSUFFICIENT",
+    "MIN_ROWS",
     "NUMERIC",
     "PSI_EPSILON",
     "ROW_COLUMNS",

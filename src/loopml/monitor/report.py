@@ -31,6 +31,9 @@ h1{font-size:1.6rem;margin-bottom:.3rem}h2{font-size:1.2rem;margin-top:2rem}
 .verdict{display:inline-block;padding:.4rem .8rem;border-radius:6px;font-weight:600}
 .verdict.yes{background:#ffebe9;color:#a40e26;border:1px solid #ff8182}
 .verdict.no{background:#dafbe1;color:#116329;border:1px solid #4ac26b}
+.verdict.insufficient{background:#fff8c5;color:#7d4e00;border:1px solid #d4a72c}
+.summary-line{font-weight:600}
+.warning{background:#fff8c5;border-left:4px solid #d4a72c;padding:.4rem .8rem;margin:.4rem 0}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
 th,td{border-bottom:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa;cursor:default;white-space:nowrap}
@@ -262,35 +265,47 @@ def render_html(
     title: str,
     context: Mapping[str, str],
     extra: Sequence[FeatureDrift] = (),
+    summary: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
     """The whole report page: verdict, thresholds, context, feature table, plots of drifters.
 
     ``extra`` rows (e.g. the drift of the model's scores) are shown and plotted with the
-    features but do not count towards the dataset verdict.
+    features but do not count towards the dataset verdict. ``summary`` (which features and
+    whether the predictions drift) and ``warnings`` are shown under the verdict.
     """
     n = len(report.features)
     n_drifted = len(report.drifted_features)
     verdict = "yes" if report.drifted else "no"
     verdict_text = "Dataset drift detected" if report.drifted else "No dataset drift"
+    if report.insufficient is not None:
+        verdict, verdict_text = "insufficient", "Insufficient data"
+    said = (
+        f"Nothing is decided: {_e(report.insufficient)}."
+        if report.insufficient is not None
+        else f"{n_drifted} of {n} feature{'s' if n != 1 else ''} drifted "
+        f"({_e(_pct(report.share_drifted))}; the dataset drifts at "
+        f"{_e(_pct(report.drift_share))} or more)."
+    )
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        f'<p><span class="verdict {verdict}">{verdict_text}</span> '
-        f"{n_drifted} of {n} feature{'s' if n != 1 else ''} drifted "
-        f"({_e(_pct(report.share_drifted))}; the dataset drifts at "
-        f"{_e(_pct(report.drift_share))} or more).</p>",
+        f'<p><span class="verdict {verdict}">{verdict_text}</span> {said}</p>',
+        *([f'<p class="summary-line">{_e(summary)}</p>'] if summary else []),
+        *(f'<p class="warning">{_e(w)}</p>' for w in warnings),
         "<h2>Summary</h2>",
         _key_values(
             [
-                ("dataset drift", verdict),
+                ("dataset drift", report.verdict),
                 ("share of drifting features", _pct(report.share_drifted)),
                 ("PSI threshold", f"{report.psi_threshold:g}"),
                 ("alpha", f"{report.alpha:g} ({report.alpha_adjusted:.3g} per feature)"),
                 ("drift share threshold", _pct(report.drift_share)),
                 ("numeric PSI bins", str(report.bins)),
+                ("rows needed to decide", str(report.min_rows)),
                 ("reference rows", str(report.n_reference_rows)),
                 ("current rows", str(report.n_current_rows)),
                 *context.items(),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from loopml.errors import ConfigError
+from loopml.project.suggest import did_you_mean
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -32,8 +33,8 @@ class Condition:
 
 @dataclass(frozen=True)
 class Gate:
-    """All conditions must hold (``and``). Metric names may use a ``cv.`` prefix for the
-    cross-validated mean; a bare name means the holdout value."""
+    """All conditions must hold (``and``). A bare metric name means the holdout value,
+    ``cv.<name>`` the cross-validated mean and ``cv.<name>.std`` its standard deviation."""
 
     conditions: tuple[Condition, ...]
 
@@ -52,6 +53,39 @@ class Gate:
                 )
             conds.append(Condition(m.group(1), m.group(2), float(m.group(3))))
         return cls(tuple(conds))
+
+    def validate(
+        self,
+        metric_names: Sequence[str],
+        *,
+        folds: int = 5,
+        field: str = "evaluation.gate",
+        source: str | None = None,
+    ) -> None:
+        """ConfigError unless every condition names a metric that training will compute.
+
+        ``metric_names`` are the holdout metrics of the task; ``cv.`` names need ``folds``.
+        Checked before any training, so a typo costs nothing and records no run.
+        """
+        known = gate_metric_names(metric_names)
+        where = {"field": field} if source is None else {"file": source, "field": field}
+        for c in self.conditions:
+            if c.metric in known:
+                if c.metric.startswith("cv.") and not folds:
+                    raise ConfigError(
+                        f"the gate uses {c.metric} but evaluation.folds is 0 (no cross-validation)",
+                        where=where,
+                        hint=f"Set evaluation.folds to 2 or more, or gate on "
+                        f"{_holdout_name(c.metric)} (the holdout value)",
+                    )
+                continue
+            raise ConfigError(
+                f"gate metric {c.metric!r} is not a metric of this task",
+                where=where,
+                hint=f"{did_you_mean(c.metric, known)}Gate on one of: "
+                f"{', '.join(metric_names)}, as cv.<name> for the cross-validated mean or "
+                "cv.<name>.std for its spread",
+            )
 
     def check(self, metrics: Mapping[str, float]) -> tuple[bool, str]:
         """(passed, reason) for the given flat metrics."""
@@ -72,3 +106,13 @@ class Gate:
 
     def __str__(self) -> str:
         return " and ".join(str(c) for c in self.conditions) or "(none)"
+
+
+def gate_metric_names(metric_names: Sequence[str]) -> list[str]:
+    """Every name a gate may use for these holdout metrics: ``x``, ``cv.x``, ``cv.x.std``."""
+    names = list(metric_names)
+    return [*names, *(f"cv.{n}" for n in names), *(f"cv.{n}.std" for n in names)]
+
+
+def _holdout_name(metric: str) -> str:
+    return metric.removeprefix("cv.").removesuffix(".std")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import inspect
+import pkgutil
 from typing import Any
 
 from sklearn.base import is_classifier, is_regressor
 
 from loopml.errors import ConfigError
 from loopml.project import ModelSpec
+from loopml.project.suggest import closest, did_you_mean
 
 ALLOWED_ROOTS = ("sklearn", "lightgbm")
 
@@ -36,16 +39,63 @@ def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
         raise ConfigError(
             f"cannot import module {module_name!r} for model.class{extra}",
             where=where,
-            hint="Check the spelling of the import path",
+            hint=f"{did_you_mean(path, _near_paths(module_name, attr))}Check the spelling "
+            "of the import path",
         ) from exc
     cls = getattr(module, attr, None)
     if not isinstance(cls, type):
+        classes = [f"{module_name}.{n}" for n in _public_classes(module)]
         raise ConfigError(
             f"unknown model class {path!r}: {module_name} has no class {attr!r}",
             where=where,
-            hint="Check the spelling, e.g. sklearn.linear_model.LogisticRegression",
+            hint=f"{did_you_mean(path, classes)}Check the spelling, e.g. "
+            "sklearn.linear_model.LogisticRegression",
         )
     return cls
+
+
+def _public_classes(module: Any) -> list[str]:
+    return [
+        n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type)
+    ]
+
+
+def _near_paths(module_name: str, attr: str) -> list[str]:
+    """``module.attr`` for the modules next to a misspelled one that do have ``attr``."""
+    parent, _, child = module_name.rpartition(".")
+    if not parent:
+        return []
+    try:
+        package = importlib.import_module(parent)
+    except ImportError:
+        return []
+    names = [m.name for m in pkgutil.iter_modules(getattr(package, "__path__", []))]
+    match = closest(child, [n for n in names if not n.startswith("_")])
+    if match is None:
+        return []
+    try:
+        near = importlib.import_module(f"{parent}.{match}")
+    except ImportError:
+        return []
+    return [f"{parent}.{match}.{attr}"] if isinstance(getattr(near, attr, None), type) else []
+
+
+def _check_param_names(cls: type, params: dict[str, Any], spec: ModelSpec, source: str) -> None:
+    """ConfigError for a parameter ``cls`` does not take, suggesting the closest it does."""
+    try:
+        signature = inspect.signature(cls)  # of __init__, without self
+    except (TypeError, ValueError):
+        return
+    accepted = [n for n in signature.parameters if n != "self"]
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return  # takes anything (LightGBM passes extras on to its booster)
+    for name in params:
+        if name not in accepted:
+            raise ConfigError(
+                f"model.params do not fit {spec.cls}: it takes no parameter {name!r}",
+                where={"file": source, "field": f"model.params.{name}"},
+                hint=f"{did_you_mean(name, accepted)}{cls.__name__} takes: {', '.join(accepted)}",
+            )
 
 
 def make_estimator(spec: ModelSpec, task: str, source: str = "loopml.yaml") -> Any:
@@ -54,6 +104,7 @@ def make_estimator(spec: ModelSpec, task: str, source: str = "loopml.yaml") -> A
     params = dict(spec.params)
     if flavor_of(spec.cls) == "lightgbm":
         params.setdefault("verbose", -1)
+    _check_param_names(cls, params, spec, source)
     try:
         est = cls(**params)
     except TypeError as exc:
@@ -62,6 +113,17 @@ def make_estimator(spec: ModelSpec, task: str, source: str = "loopml.yaml") -> A
             where={"file": source, "field": "model.params"},
             hint=f"See the parameters of {cls.__name__} in its documentation",
         ) from exc
+    # scikit-learn's own value checks, which it runs only in fit (LightGBM declares none)
+    validate = getattr(est, "_validate_params", None)
+    if callable(validate) and hasattr(est, "_parameter_constraints"):
+        try:
+            validate()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"model.params do not fit {spec.cls}: {exc}",
+                where={"file": source, "field": "model.params"},
+                hint=f"See the parameters of {cls.__name__} in its documentation",
+            ) from exc
     ok = is_classifier(est) if task == "classification" else is_regressor(est)
     if not ok:
         raise ConfigError(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.evaluate.cv import cross_validate, holdout_split
@@ -26,6 +27,8 @@ from loopml.utils import new_id, process_owner, utcnow
 from loopml.workspace import Workspace
 
 Progress = Callable[[str], None]
+#: Most out-of-sample scores a version keeps as its prediction-drift reference.
+REFERENCE_MAX_ROWS = 20_000
 PACKAGES = ("loopml", "scikit-learn", "numpy", "pandas", "pyarrow", "lightgbm", "skops")
 
 
@@ -84,6 +87,7 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
     try:
         ev = config.evaluation
         x_tr, x_ho, y_tr, y_ho = holdout_split(x, y, fraction=ev.holdout, task=task, seed=ev.seed)
+        out_of_fold = pd.Series(np.nan, index=x_tr.index, dtype="float64")
 
         def fit_score(
             xa: pd.DataFrame, ya: pd.Series, xb: pd.DataFrame, yb: pd.Series
@@ -99,6 +103,7 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
                 flavor=flavor,
             )
             p = bundle.predict_frame(xb)
+            out_of_fold.loc[xb.index] = p.scores  # each training row, by the fold not fit on it
             return compute_metrics(task, yb, p.labels, p.probabilities, p.classes)
 
         cv: dict[str, dict[str, float]] = {}
@@ -137,6 +142,9 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
         mv = None
         promoted = None
         if passed:
+            metrics["reference_scores"] = _keep_reference_scores(
+                ws, config, run.id, out_of_fold if cv else None, p.scores
+            )
             mv = register_model(
                 ws,
                 config.name,
@@ -173,6 +181,43 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
             )
         )
         raise
+
+
+def _keep_reference_scores(
+    ws: Workspace,
+    config: ProjectConfig,
+    run_id: str,
+    out_of_fold: pd.Series | None,
+    holdout: np.ndarray,
+) -> dict[str, Any]:
+    """Write the model's out-of-sample scores to the lake; what the version records of them.
+
+    These are the reference for prediction drift: what the model scores on rows it was not
+    fit on (the out-of-fold scores of every training row when cross-validation ran, and the
+    holdout's), not its scores on its own training rows, which a model that fits them
+    closely (a forest, boosting) pushes towards 0 and 1. At most :data:`REFERENCE_MAX_ROWS`
+    are kept, a uniform sample when there are more.
+    """
+    parts = [np.asarray(holdout, dtype=np.float64)]
+    origins = [np.full(len(holdout), "holdout", dtype=object)]
+    source = "holdout"
+    if out_of_fold is not None:
+        oof = out_of_fold.to_numpy(dtype=np.float64)
+        oof = oof[np.isfinite(oof)]
+        parts.insert(0, oof)
+        origins.insert(0, np.full(len(oof), "out_of_fold", dtype=object))
+        source = "out_of_fold+holdout"
+    scores = np.concatenate(parts)
+    origin = np.concatenate(origins)
+    if len(scores) > REFERENCE_MAX_ROWS:
+        rng = np.random.default_rng(config.evaluation.seed)
+        keep = np.sort(rng.choice(len(scores), REFERENCE_MAX_ROWS, replace=False))
+        scores, origin = scores[keep], origin[keep]
+    path = f"references/{config.name}/run={run_id}/scores.parquet"
+    ws.lake.write_table(
+        path, pa.table({"score": pa.array(scores), "origin": pa.array(origin, pa.string())})
+    )
+    return {"path": path, "source": source, "rows": len(scores)}
 
 
 def _prepare(

@@ -414,3 +414,54 @@ def test_statistics_reject_empty_samples() -> None:
         chi_square(["a"], [None])
     with pytest.raises(InvalidInputError, match="declare it 'categorical'"):
         ks(["a", "b"], [1.0])
+
+
+# --- windows too small to decide ----------------------------------------------------------------
+
+
+def test_a_window_under_the_minimum_is_insufficient_data_not_a_verdict() -> None:
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"x": rng.normal(size=600), "c": rng.choice(list("ab"), size=600)})
+    cur = pd.DataFrame({"x": rng.normal(5, size=12), "c": ["b"] * 12})  # far off, but 12 rows
+    report = compute_drift(ref, cur, {"x": "numeric", "c": "categorical"})
+    assert not report.drifted and report.drifted_features == []
+    assert report.verdict == "insufficient data"
+    assert report.insufficient is not None
+    assert "12 rows" in report.insufficient and "at least 30" in report.insufficient
+    x = report.features[0]
+    assert x.psi is not None and x.p_value is not None  # measured, shown, not decided
+    assert x.note is not None and "at least 30" in x.note
+    decided = compute_drift(ref, cur, {"x": "numeric", "c": "categorical"}, min_rows=10)
+    assert decided.drifted and decided.verdict == "drift" and decided.insufficient is None
+    back = DriftReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert back == report
+
+
+def test_a_feature_with_too_few_values_is_not_decided() -> None:
+    rng = np.random.default_rng(4)
+    ref = pd.DataFrame({"x": rng.normal(size=600), "y": rng.normal(size=600)})
+    y = np.full(200, np.nan)
+    y[:10] = 9.0  # 10 values, far off
+    cur = pd.DataFrame({"x": rng.normal(3, size=200), "y": y})
+    report = compute_drift(ref, cur, {"x": "numeric", "y": "numeric"})
+    assert report.drifted_features == ["x"]
+    fy = report.features[1]
+    assert not fy.drifted and "10 values" in (fy.note or "")
+    assert report.verdict == "drift"
+
+
+def test_an_old_report_without_the_minimum_reads_back() -> None:
+    rng = np.random.default_rng(5)
+    ref = pd.DataFrame({"x": rng.normal(size=300)})
+    report = compute_drift(ref, ref.sample(100, random_state=0), {"x": "numeric"})
+    data = report.to_dict()
+    del data["insufficient"], data["thresholds"]["min_rows"]
+    assert DriftReport.from_dict(data).verdict == "no drift"
+
+
+def test_datetime_features_are_not_a_drift_kind() -> None:
+    frame = pd.DataFrame({"t": pd.date_range("2024-01-01", periods=40, tz="UTC")})
+    with pytest.raises(InvalidInputError, match="expected 'numeric' or 'categorical'"):
+        compute_drift(frame, frame, {"t": "datetime"})
+    with pytest.raises(InvalidInputError, match="min_rows"):
+        compute_drift(frame, frame, {"t": "categorical"}, min_rows=0)

@@ -182,3 +182,29 @@ def test_categorical_svg_groups_bars_side_by_side(report: DriftReport) -> None:
     assert "city (category)" in text
     assert "(unseen)" in text
     assert "Paris" in text
+
+
+def test_summary_and_warnings_are_on_the_page_escaped(report: DriftReport) -> None:
+    page = render_html(
+        report,
+        title="t",
+        context={},
+        summary="drift: 2 of 4 features (<b>, city); predictions: no",
+        warnings=["scores compared with <training rows>"],
+    )
+    parsed = _parse(page)
+    text = "".join(parsed.text)
+    assert "drift: 2 of 4 features (<b>, city); predictions: no" in text
+    assert "scores compared with <training rows>" in text
+    assert "<training rows>" not in page  # escaped
+
+
+def test_a_window_too_small_says_insufficient_data_and_the_minimum() -> None:
+    rng = np.random.default_rng(2)
+    ref = pd.DataFrame({"x": rng.normal(size=500)})
+    cur = pd.DataFrame({"x": rng.normal(4, size=10)})
+    parsed = _parse(render_html(compute_drift(ref, cur, {"x": "numeric"}), title="t", context={}))
+    text = " ".join(" ".join(parsed.text).split())
+    assert "Insufficient data" in text
+    assert "at least 30 rows" in text
+    assert "Dataset drift detected" not in text and "No dataset drift" not in text

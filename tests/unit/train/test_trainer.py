@@ -118,3 +118,58 @@ def test_infer_task_and_estimators() -> None:
     assert est.n_estimators == 3
     with pytest.raises(ConfigError, match="predict_proba"):
         make_estimator(ModelSpec("sklearn.svm.LinearSVC"), "classification")
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "suggested"),
+    [
+        ({"evaluation": {"folds": 3, "gate": "cv.rocauc >= 0.9"}}, "evaluation.gate", "cv.roc_auc"),
+        ({"evaluation": {"metric": "acuracy"}}, "evaluation.metric", "accuracy"),
+        ({"data": {"dataset": "cancer", "target": "targt"}}, "data.target", "target"),
+        ({"features": {"include": ["mean radius", "mean textre"]}}, "features.include", None),
+        (
+            {"model": {"class": "sklearn.ensemble.RandomForestClassifer"}},
+            "model.class",
+            "sklearn.ensemble.RandomForestClassifier",
+        ),
+        (
+            {"model": {"class": "sklearn.ensembel.RandomForestClassifier"}},
+            "model.class",
+            "sklearn.ensemble.RandomForestClassifier",
+        ),
+        (
+            {
+                "model": {
+                    "class": "sklearn.ensemble.RandomForestClassifier",
+                    "params": {"n_estimator": 5},
+                }
+            },
+            "model.params.n_estimator",
+            "n_estimators",
+        ),
+    ],
+)
+def test_project_mistakes_are_found_before_any_work(
+    cancer: Workspace, over: dict, field: str, suggested: str | None
+) -> None:
+    steps: list[str] = []
+    with pytest.raises(ConfigError) as info:
+        train(cancer, _config(**over), progress=steps.append)
+    err = info.value
+    assert err.where["field"] == field
+    assert f"Did you mean '{suggested or 'mean texture'}'" in (err.hint or "")
+    assert err.exit_code == 2
+    assert steps == []  # nothing started
+    assert cancer.metadata.list_runs() == []
+
+
+def test_a_parameter_value_the_estimator_refuses_is_found_before_any_work(
+    cancer: Workspace,
+) -> None:
+    cfg = _config(
+        model={"class": "sklearn.ensemble.RandomForestClassifier", "params": {"n_estimators": -3}}
+    )
+    with pytest.raises(ConfigError, match="n_estimators") as info:
+        train(cancer, cfg)
+    assert info.value.where["field"] == "model.params"
+    assert cancer.metadata.list_runs() == []
