@@ -26,7 +26,7 @@ registry:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,12 @@ from typing import Any
 import yaml
 
 from loopml.errors import ConfigError, NotFoundError
-from loopml.names import check_name, parse_ref
+from loopml.names import check_name, is_version, parse_ref
 from loopml.project.features import FeatureSpec
 from loopml.project.gate import Gate
+from loopml.project.suggest import did_you_mean
+
+COLUMNS_SHOWN = 30
 
 PROJECT_FILE = "loopml.yaml"
 TASKS = ("classification", "regression")
@@ -46,6 +49,9 @@ TASKS = ("classification", "regression")
 class ModelSpec:
     cls: str
     params: dict[str, Any] = field(default_factory=dict)
+    # type or function names trusted beyond loopml's artifact allowlist (an explicit opt-in,
+    # recorded on the registered version)
+    trust: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class ProjectConfig:
         ds_name, ds_tag = parse_ref(str(_req(d, "dataset", source, "data.")), "dataset")
         ds_version = None
         if ds_tag is not None:
-            if not ds_tag.isdigit():
+            if not is_version(ds_tag):
                 raise ConfigError(
                     f"data.dataset version {ds_tag!r} is not a number",
                     where={"file": source, "field": "data.dataset"},
@@ -123,7 +129,15 @@ class ProjectConfig:
                 hint="Use classification or regression, or leave it out to infer it",
             )
         m = _section(data, "model", source, required=True)
-        _known(m, {"class", "params"}, "model.", source)
+        _known(m, {"class", "params", "trust"}, "model.", source)
+        trust = m.get("trust") or []
+        if not isinstance(trust, list) or not all(isinstance(t, str) for t in trust):
+            raise ConfigError(
+                f"model.trust must be a list of type names, got {trust!r}",
+                where={"file": source, "field": "model.trust"},
+                hint="Write trust: [sklearn.preprocessing._function_transformer."
+                "FunctionTransformer], with the names the refusal named",
+            )
         params = m.get("params") or {}
         if not isinstance(params, Mapping):
             raise ConfigError(
@@ -159,7 +173,9 @@ class ProjectConfig:
             target=str(_req(d, "target", source, "data.")),
             task=task,
             features=FeatureSpec.from_config(_section(data, "features", source)),
-            model=ModelSpec(str(_req(m, "class", source, "model.")), dict(params)),
+            model=ModelSpec(
+                str(_req(m, "class", source, "model.")), dict(params), tuple(sorted(set(trust)))
+            ),
             evaluation=EvaluationSpec(
                 metric=str(e["metric"]) if e.get("metric") else None,
                 folds=folds,
@@ -171,6 +187,41 @@ class ProjectConfig:
             source=source,
         )
 
+    # -- checks against what the file refers to (run before any training) --------------------
+
+    def check_columns(self, columns: Sequence[str], *, source: str) -> None:
+        """ConfigError unless the target and every column the ``features`` section names are
+        among ``columns`` (of the dataset ``source``); the hint suggests the closest name."""
+        names = [str(c) for c in columns]
+        known = set(names)
+        shown = ", ".join(names[:COLUMNS_SHOWN]) + (" ..." if len(names) > COLUMNS_SHOWN else "")
+        spec = self.features
+        named = [("data.target", self.target, "target column")]
+        named += [("features.include", c, "feature column") for c in spec.include or []]
+        named += [("features.exclude", c, "excluded column") for c in spec.exclude]
+        named += [("features.kinds", c, "column") for c in spec.kinds]
+        for fieldname, column, what in named:
+            if column in known:
+                continue
+            raise ConfigError(
+                f"{what} {column!r} is not in {source}",
+                where={"file": self.source, "field": fieldname, "column": column},
+                hint=f"{did_you_mean(column, names)}Columns of {source}: {shown}",
+            )
+
+    def check_metrics(self, metric_names: Sequence[str]) -> None:
+        """ConfigError unless ``evaluation.metric`` and every gate condition name metrics in
+        ``metric_names`` (the holdout metrics of the task), with the closest name as a hint."""
+        metric = self.evaluation.metric
+        if metric is not None and metric not in metric_names:
+            raise ConfigError(
+                f"evaluation.metric {metric!r} is not a metric of this task",
+                where={"file": self.source, "field": "evaluation.metric"},
+                hint=f"{did_you_mean(metric, metric_names)}Choose one of: "
+                f"{', '.join(metric_names)}",
+            )
+        self.evaluation.gate.validate(metric_names, folds=self.evaluation.folds, source=self.source)
+
     def to_dict(self) -> dict[str, Any]:
         ds = (
             self.dataset
@@ -181,7 +232,11 @@ class ProjectConfig:
             "name": self.name,
             "data": {"dataset": ds, "target": self.target, "task": self.task},
             "features": self.features.to_dict(),
-            "model": {"class": self.model.cls, "params": self.model.params},
+            "model": {
+                "class": self.model.cls,
+                "params": self.model.params,
+                **({"trust": list(self.model.trust)} if self.model.trust else {}),
+            },
             "evaluation": {
                 "metric": self.evaluation.metric,
                 "folds": self.evaluation.folds,
@@ -228,7 +283,8 @@ def _known(data: Mapping[str, Any], known: set[str], prefix: str, source: str) -
             raise ConfigError(
                 f"unknown key {prefix}{key}",
                 where={"file": source, "field": f"{prefix}{key}"},
-                hint=f"Known keys here: {', '.join(sorted(known))}",
+                hint=f"{did_you_mean(str(key), sorted(known))}Known keys here: "
+                f"{', '.join(sorted(known))}",
             )
 
 

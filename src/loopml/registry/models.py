@@ -211,7 +211,7 @@ def set_alias(ws: Workspace, name: str, alias: str, version: int) -> None:
     """Point ``alias`` of ``name`` at ``version``."""
     check_name(name, "model")
     check_name(alias, "alias")
-    if alias.isdigit():
+    if is_version(alias) or alias.isdigit():
         raise InvalidInputError(
             f"alias {alias!r} is a number",
             where={"alias": alias},

@@ -31,7 +31,7 @@ from loopml.errors import (
     StoreError,
 )
 from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
-from loopml.names import check_name, parse_ref
+from loopml.names import check_name, is_version, parse_ref
 from loopml.registry import CHAMPION, LoadedModel, Signature, load_model, resolve_version
 from loopml.serve.batching import MicroBatcher
 from loopml.serve.events import log_event
@@ -154,7 +154,7 @@ class ServedModel:
         self.ref = ref
         self.model_name, tag = parse_ref(ref, "model")
         self.tag = tag if tag is not None else CHAMPION
-        self.pinned = self.tag.isdigit()
+        self.pinned = is_version(self.tag)
         self.runtime: ModelRuntime | None = None
         self.lock = asyncio.Lock()  # one reload of this entry at a time
         self.last_error: str | None = None

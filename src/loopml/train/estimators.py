@@ -10,6 +10,7 @@ from typing import Any
 from sklearn.base import is_classifier, is_regressor
 
 from loopml.errors import ConfigError
+from loopml.registry.allowlist import allowed_types, check_trust
 from loopml.project import ModelSpec
 from loopml.project.suggest import closest, did_you_mean
 
@@ -51,7 +52,25 @@ def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
             hint=f"{did_you_mean(path, classes)}Check the spelling, e.g. "
             "sklearn.linear_model.LogisticRegression",
         )
+    _check_allowed(cls, spec, source)
     return cls
+
+
+def _check_allowed(cls: type, spec: ModelSpec, source: str) -> None:
+    """A scikit-learn class the artifact allowlist refuses fails now, not after training."""
+    trusted = check_trust(spec.trust, "model.trust")
+    if flavor_of(spec.cls) != "sklearn":
+        return  # stored in its library's own format, not by skops
+    stored = f"{cls.__module__}.{cls.__name__}"
+    if stored in allowed_types() or stored in trusted:
+        return
+    raise ConfigError(
+        f"model.class {spec.cls!r} is not a type loopml loads from a model artifact "
+        f"({stored})",
+        where={"file": source, "field": "model.class"},
+        hint=f"Choose a listed estimator, or opt in with 'trust: [{stored}]' under model: "
+        "if you trust the class (the opt-in is recorded on the version)",
+    )
 
 
 def _public_classes(module: Any) -> list[str]:

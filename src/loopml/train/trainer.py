@@ -153,6 +153,7 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
                 metrics=metrics,
                 dataset_name=dv.name,
                 dataset_version=dv.version,
+                trust=config.model.trust,
             )
             say(f"registered {mv.name}@{mv.version} (gate: {reason})")
             if config.alias:

@@ -61,3 +61,100 @@ def test_errors_name_the_field(patch: dict, field: str) -> None:
         ProjectConfig.from_dict(base)
     where = info.value.where
     assert field in where or where.get("field") == field
+
+
+# -- checks against the task's metrics and the dataset's columns ------------------------------
+
+CLASSIFICATION = ("accuracy", "roc_auc", "f1", "precision", "recall", "log_loss")
+COLUMNS = ("mean radius", "mean texture", "worst area", "target")
+
+
+def _cfg(**over: object) -> ProjectConfig:
+    base: dict = {
+        "name": "m",
+        "data": {"dataset": "d", "target": "target"},
+        "model": {"class": "sklearn.linear_model.LogisticRegression"},
+        "evaluation": {"metric": "roc_auc", "folds": 5, "gate": "roc_auc >= 0.9"},
+    }
+    base.update(over)
+    return ProjectConfig.from_dict(base)
+
+
+@pytest.mark.parametrize(
+    ("gate", "suggested"),
+    [
+        ("cv.rocauc >= 0.9", "cv.roc_auc"),
+        ("roc_auc >= 0.9 and acuracy > 0.8", "accuracy"),
+        ("cv.roc_auc.sdt < 0.05", "cv.roc_auc.std"),
+    ],
+)
+def test_a_misspelled_gate_metric_is_a_config_error_with_the_closest_name(
+    gate: str, suggested: str
+) -> None:
+    config = _cfg(evaluation={"gate": gate})
+    with pytest.raises(ConfigError) as info:
+        config.check_metrics(CLASSIFICATION)
+    err = info.value
+    assert err.where["field"] == "evaluation.gate"
+    assert f"Did you mean '{suggested}'" in (err.hint or "")
+
+
+def test_gate_names_the_task_computes_pass() -> None:
+    gate = "roc_auc >= 0.9 and cv.accuracy > 0.8 and cv.log_loss.std < 0.1"
+    _cfg(evaluation={"gate": gate}).check_metrics(CLASSIFICATION)
+    _cfg(evaluation={"gate": None}).check_metrics(CLASSIFICATION)
+
+
+def test_metric_of_another_task_and_cv_without_folds_are_refused() -> None:
+    with pytest.raises(ConfigError, match="'rmse' is not a metric") as info:
+        _cfg(evaluation={"gate": "rmse < 3"}).check_metrics(CLASSIFICATION)
+    assert "roc_auc" in (info.value.hint or "")
+    with pytest.raises(ConfigError, match="folds is 0") as info:
+        _cfg(evaluation={"folds": 0, "gate": "cv.roc_auc > 0.9"}).check_metrics(CLASSIFICATION)
+    assert info.value.where["field"] == "evaluation.gate"
+    with pytest.raises(ConfigError) as info:
+        _cfg(evaluation={"metric": "rocauc"}).check_metrics(CLASSIFICATION)
+    assert info.value.where["field"] == "evaluation.metric"
+    assert "Did you mean 'roc_auc'" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("over", "field", "suggested"),
+    [
+        ({"data": {"dataset": "d", "target": "traget"}}, "data.target", "target"),
+        ({"features": {"include": ["mean radius", "mean textur"]}}, "features.include", None),
+        ({"features": {"exclude": ["worst aera"]}}, "features.exclude", "worst area"),
+        ({"features": {"kinds": {"mean radus": "numeric"}}}, "features.kinds", "mean radius"),
+    ],
+)
+def test_columns_the_file_names_must_be_in_the_dataset(
+    over: dict, field: str, suggested: str | None
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        _cfg(**over).check_columns(COLUMNS, source="dataset d@1")
+    err = info.value
+    assert err.where["field"] == field
+    assert "dataset d@1" in err.message
+    assert f"Did you mean '{suggested or 'mean texture'}'" in (err.hint or "")
+
+
+def test_an_unknown_key_suggests_the_closest_known_one() -> None:
+    base = {"name": "m", "data": {"dataset": "d", "target": "t"}, "model": {"class": "x.Y"}}
+    with pytest.raises(ConfigError) as info:
+        ProjectConfig.from_dict({**base, "evalution": {}})
+    assert "Did you mean 'evaluation'" in (info.value.hint or "")
+    with pytest.raises(ConfigError) as info:
+        ProjectConfig.from_dict({**base, "evaluation": {"fold": 3}})
+    assert "Did you mean 'folds'" in (info.value.hint or "")
+
+
+def test_a_superscript_digit_is_not_a_version() -> None:
+    # "²".isdigit() is True but int("²") fails: the check must be ASCII digits only
+    with pytest.raises(ConfigError, match="is not a number"):
+        ProjectConfig.from_dict(
+            {
+                "name": "m",
+                "data": {"dataset": "cancer@²", "target": "t"},
+                "model": {"class": "sklearn.linear_model.LogisticRegression"},
+            }
+        )
