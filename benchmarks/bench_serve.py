@@ -4,7 +4,8 @@ The naive baseline (not a floor: it runs scikit-learn per request) is a bare Sta
 that parses the body with orjson and runs the same model (fitted feature pipeline + estimator
 ``predict_proba``) on the one row, in the event loop, with nothing else: no validation, no ids,
 no batching, no log, no metrics. loopml does its whole job: validation against the signature,
-micro-batching in a worker thread, prediction ids, metrics, the prediction log and hot-reload polling.
+micro-batching in a worker thread, prediction ids, metrics, the prediction log and hot-reload
+polling.
 
 Each server runs in its own process on 127.0.0.1 (a free port); the clients are a few
 httpx clients, each in its own process with one keep-alive connection, sending single-row

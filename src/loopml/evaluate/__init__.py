@@ -1,7 +1,6 @@
 """Evaluation: metrics, cross-validation, gates."""
 
 from loopml.evaluate.cv import cross_validate, folds, holdout_split
-from loopml.project.gate import Condition, Gate
 from loopml.evaluate.metrics import (
     CLASSIFICATION_METRICS,
     LOWER_IS_BETTER,
@@ -9,6 +8,7 @@ from loopml.evaluate.metrics import (
     check_metric,
     compute_metrics,
 )
+from loopml.project.gate import Condition, Gate
 
 __all__ = [
     "CLASSIFICATION_METRICS",

@@ -127,8 +127,8 @@ def unsafe(refused: list[str], what: str, member: str | None = None) -> UnsafeFo
         hint="A function, or a type loopml does not list, in a model file runs code its "
         "author chose. If you built this model yourself and trust it, register it with "
         f"trust={refused!r} (register_model(..., trust=[...]) or fit_bundle(..., "
-        "trust=[...]), or model: {trust: [...]} in loopml.yaml); the opt-in is recorded on the version and shown by "
-        "'loopml models show'",
+        "trust=[...]), or model: {trust: [...]} in loopml.yaml); the opt-in is recorded on "
+        "the version and shown by 'loopml models show'",
     )
 
 

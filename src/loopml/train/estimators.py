@@ -10,9 +10,9 @@ from typing import Any
 from sklearn.base import is_classifier, is_regressor
 
 from loopml.errors import ConfigError
-from loopml.registry.allowlist import allowed_types, check_trust
 from loopml.project import ModelSpec
 from loopml.project.suggest import closest, did_you_mean
+from loopml.registry.allowlist import allowed_types, check_trust
 
 ALLOWED_ROOTS = ("sklearn", "lightgbm")
 
@@ -65,8 +65,7 @@ def _check_allowed(cls: type, spec: ModelSpec, source: str) -> None:
     if stored in allowed_types() or stored in trusted:
         return
     raise ConfigError(
-        f"model.class {spec.cls!r} is not a type loopml loads from a model artifact "
-        f"({stored})",
+        f"model.class {spec.cls!r} is not a type loopml loads from a model artifact ({stored})",
         where={"file": source, "field": "model.class"},
         hint=f"Choose a listed estimator, or opt in with 'trust: [{stored}]' under model: "
         "if you trust the class (the opt-in is recorded on the version)",
