@@ -16,7 +16,8 @@ TEXT = "text"
 
 # every logical kind a dataset column can have
 DATA_KINDS = (NUMERIC, CATEGORICAL, BOOLEAN, DATETIME, TEXT)
-# the kinds a model input (a feature column of a signature) can have
-FEATURE_KINDS = (NUMERIC, CATEGORICAL)
+# the kinds a model input (a feature column of a signature) can have; a datetime feature is an
+# instant, expanded into numeric date parts by the feature pipeline
+FEATURE_KINDS = (NUMERIC, CATEGORICAL, DATETIME)
 
 __all__ = ["BOOLEAN", "CATEGORICAL", "DATA_KINDS", "DATETIME", "FEATURE_KINDS", "NUMERIC", "TEXT"]

@@ -1,6 +1,21 @@
 """Feature engineering: the kinds of columns and fitted feature pipelines."""
 
-from loopml.features.spec import build_transformer, infer_kind, prepare_frame, resolve_kinds
+from loopml.features.dates import DatetimeFeatures
+from loopml.features.spec import (
+    FeatureWarning,
+    build_transformer,
+    infer_kind,
+    prepare_frame,
+    resolve_kinds,
+)
 from loopml.project.features import FeatureSpec
 
-__all__ = ["FeatureSpec", "build_transformer", "infer_kind", "prepare_frame", "resolve_kinds"]
+__all__ = [
+    "DatetimeFeatures",
+    "FeatureSpec",
+    "FeatureWarning",
+    "build_transformer",
+    "infer_kind",
+    "prepare_frame",
+    "resolve_kinds",
+]

@@ -3,11 +3,20 @@
 A :class:`~loopml.project.FeatureSpec` (the ``features:`` section of ``loopml.yaml``) builds a
 scikit-learn ``ColumnTransformer`` that is fitted once on training data and then saved inside
 the model artifact, so serving transforms inputs exactly as training did.
+
+With ``include: all``, :func:`resolve_kinds` also decides which columns should not be
+features at all: identifiers (near-unique keys: a one-hot of them is as wide as the data and
+refuses every new row) and free text (a one-hot of it learns nothing). Those are left out
+with a :class:`FeatureWarning` saying why and how to keep them; timestamps (datetime columns,
+and text that is all ISO-8601 dates) become ``datetime`` features, expanded into date parts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,15 +26,68 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from loopml.data.schema import TEXT_DISTINCT_SHARE, TEXT_MEAN_LENGTH, TEXT_MIN_DISTINCT
 from loopml.errors import ConfigError, InvalidInputError
-from loopml.kinds import CATEGORICAL, NUMERIC
+from loopml.features.dates import DatetimeFeatures
+from loopml.features.values import (
+    ValueProblem,
+    looks_like_timestamps,
+    to_categories,
+    to_numbers,
+    to_timestamps,
+)
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
 from loopml.project.features import FeatureSpec
+
+# an identifier: (nearly) every value distinct, in a column of at least this many values
+ID_MIN_ROWS = 20
+ID_DISTINCT_SHARE = 0.95  # with a name that says key (id, uuid, key, ...)
+# name parts that say "key": user_id, customerID, uuid, order-key, pk
+ID_WORDS = frozenset(("id", "ids", "uuid", "guid", "key", "pk", "uid"))
+# without such a name, integers are a key when all distinct and increasing, or all distinct and
+# dense (their range at most this many times their count): row numbers, auto-increment keys
+ID_SPAN = 1.5
+
+
+class FeatureWarning(UserWarning):
+    """A column was left out of the features (an identifier, free text); the message says
+    why and how to keep it."""
+
+
+@contextmanager
+def feature_warnings_to(say: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, each :class:`FeatureWarning` goes to ``say`` (e.g. a progress line
+    of the CLI) as it happens, instead of Python's warning display; other warnings as usual."""
+    with warnings.catch_warnings():  # restores the filters and showwarning on exit
+        warnings.simplefilter("always", FeatureWarning)
+        previous = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: Any = None,
+            line: str | None = None,
+        ) -> None:
+            if issubclass(category, FeatureWarning):
+                say(str(message))
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def resolve_kinds(
     spec: FeatureSpec, frame: pd.DataFrame, target: str, source: str = "dataset"
 ) -> dict[str, str]:
-    """The feature columns of ``frame`` in order, mapped to their kind."""
+    """The feature columns of ``frame`` in order, mapped to their kind.
+
+    Declared kinds (``features.kinds``) win. With ``include: all``, identifier and free-text
+    columns without a declared kind are left out with a :class:`FeatureWarning`; listing a
+    column in ``features.include`` keeps it whatever it looks like.
+    """
     columns = list(frame.columns)
     chosen = spec.include if spec.include is not None else [c for c in columns if c != target]
     for col in [*chosen, *spec.exclude, *spec.kinds]:
@@ -42,27 +104,97 @@ def resolve_kinds(
             hint="Remove the target from features.include",
         )
     chosen = [c for c in chosen if c not in set(spec.exclude)]
-    if not chosen:
+    kinds: dict[str, str] = {}
+    for c in chosen:
+        declared = spec.kinds.get(c)
+        if declared:
+            kinds[c] = declared
+            continue
+        if spec.include is None:
+            reason = not_a_feature(frame[c], str(c))
+            if reason is not None:
+                warnings.warn(
+                    f"column {c!r} of the {source} is not used as a feature: it {reason}. "
+                    "To use it anyway, list it in features.include or declare its kind in "
+                    "features.kinds; to silence this, add it to features.exclude",
+                    FeatureWarning,
+                    stacklevel=2,
+                )
+                continue
+        kinds[c] = infer_kind(frame[c])
+    if not kinds:
         raise ConfigError(
             "no feature columns left",
             where={"field": "features"},
             hint="Include at least one column besides the target",
         )
-    return {c: spec.kinds.get(c) or infer_kind(frame[c]) for c in chosen}
+    return kinds
+
+
+def not_a_feature(col: pd.Series, name: str) -> str | None:
+    """Why a column should not be a feature (an identifier, free text), or None."""
+    if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return None
+    present = col.dropna()
+    count = len(present)
+    if count == 0:
+        return None
+    named = _key_name(name)
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        values = present.to_numpy(dtype=np.float64)
+        if count < ID_MIN_ROWS or not np.all(values == np.floor(values)):
+            return None  # a genuinely continuous number is never an identifier
+        distinct = int(pd.unique(values).size)
+        share = distinct / count
+        span = float(values.max() - values.min()) + 1.0
+        sequential = distinct == count and (
+            span <= ID_SPAN * count or bool((np.diff(values) > 0).all())
+        )
+        if (named and share >= ID_DISTINCT_SHARE) or sequential:
+            return f"looks like an identifier ({distinct} distinct integers in {count} rows)"
+        return None
+    if looks_like_timestamps(col):
+        return None
+    texts = present.astype(str)
+    distinct = int(texts.nunique())
+    share = distinct / count
+    mean_length = float(texts.str.len().mean())
+    spaced = float(texts.str.contains(r"\s", regex=True).mean())
+    near_unique = count >= ID_MIN_ROWS and share >= ID_DISTINCT_SHARE
+    if near_unique and (named or spaced < 0.5) and mean_length < TEXT_MEAN_LENGTH:
+        return f"looks like an identifier ({distinct} distinct values in {count} rows)"
+    if mean_length >= TEXT_MEAN_LENGTH:
+        return f"looks like free text (values are {mean_length:.0f} characters long on average)"
+    if near_unique:
+        return f"looks like free text ({distinct} distinct values in {count} rows)"
+    if distinct >= TEXT_MIN_DISTINCT:
+        share_text = f", {share:.0%} of its rows" if share > TEXT_DISTINCT_SHARE else ""
+        return (
+            f"has {distinct} distinct values{share_text}, too many to one-hot "
+            f"(at most {TEXT_MIN_DISTINCT - 1})"
+        )
+    return None
+
+
+def _key_name(name: str) -> bool:
+    """Whether a column name says it is a key: id, user_id, customerID, uuid, order-key."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
+    return bool(words) and words[-1] in ID_WORDS
 
 
 def build_transformer(spec: FeatureSpec, kinds: Mapping[str, str]) -> ColumnTransformer:
-    """An unfitted ColumnTransformer for these feature kinds (output is dense)."""
+    """An unfitted ColumnTransformer for these feature kinds (output is dense).
+
+    Datetime features are expanded into date parts (:class:`DatetimeFeatures`), then imputed
+    and scaled as ``features.numeric`` says.
+    """
     numeric = [c for c, k in kinds.items() if k == NUMERIC]
     categorical = [c for c, k in kinds.items() if k == CATEGORICAL]
+    dates = [c for c, k in kinds.items() if k == DATETIME]
     transformers: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        steps: list[tuple[str, Any]] = []
-        if spec.numeric_impute != "none":
-            strategy = "constant" if spec.numeric_impute == "zero" else spec.numeric_impute
-            steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=0.0)))
-        if spec.numeric_scale == "standard":
-            steps.append(("scale", StandardScaler()))
+        steps = _numeric_steps(spec)
         transformers.append(("numeric", Pipeline(steps) if steps else "passthrough", numeric))
     if categorical:
         csteps: list[tuple[str, Any]] = []
@@ -72,28 +204,53 @@ def build_transformer(spec: FeatureSpec, kinds: Mapping[str, str]) -> ColumnTran
             csteps.append(("impute", SimpleImputer(strategy="constant", fill_value="__missing__")))
         csteps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
         transformers.append(("categorical", Pipeline(csteps), categorical))
+    if dates:
+        dsteps: list[tuple[str, Any]] = [("parts", DatetimeFeatures()), *_numeric_steps(spec)]
+        transformers.append(("datetime", Pipeline(dsteps), dates))
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 
+def _numeric_steps(spec: FeatureSpec) -> list[tuple[str, Any]]:
+    steps: list[tuple[str, Any]] = []
+    if spec.numeric_impute != "none":
+        strategy = "constant" if spec.numeric_impute == "zero" else spec.numeric_impute
+        steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=0.0)))
+    if spec.numeric_scale == "standard":
+        steps.append(("scale", StandardScaler()))
+    return steps
+
+
 def infer_kind(col: pd.Series) -> str:
-    """Numbers and booleans are numeric; everything else is categorical."""
+    """Numbers and booleans are numeric, timestamps (and ISO-8601 date text) are datetime;
+    everything else is categorical."""
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return NUMERIC
+    if looks_like_timestamps(col):
+        return DATETIME
     return CATEGORICAL
 
 
-def prepare_frame(frame: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
-    """The feature columns in order, numeric as float64 and categorical as str objects."""
+def prepare_frame(
+    frame: pd.DataFrame, kinds: Mapping[str, str], source: str = "dataset"
+) -> pd.DataFrame:
+    """The feature columns in order, read as every validation path reads them: numeric as
+    float64 (booleans as 0/1), categorical as canonical text (``1``, ``1.0`` -> ``"1"``),
+    datetime as UTC instants. A value that cannot be read names its column and row."""
     out: dict[str, Any] = {}
     for col, kind in kinds.items():
-        s = frame[col]
-        if kind == NUMERIC:
-            out[col] = s.astype("float64").to_numpy()
-        else:
-            nulls = s.isna().to_numpy()
-            values = s.astype(object).to_numpy(dtype=object)
-            out[col] = np.array(
-                [np.nan if n else str(v) for v, n in zip(values, nulls, strict=True)],
-                dtype=object,
-            )
+        s = frame[col].reset_index(drop=True)
+        try:
+            if kind == NUMERIC:
+                out[col] = to_numbers(s, allow_bool=True)
+            elif kind == DATETIME:
+                out[col] = to_timestamps(s)
+            else:
+                out[col] = to_categories(s)
+        except ValueProblem as exc:
+            raise InvalidInputError(
+                f"column {col!r} of the {source} is declared {kind}, but row {exc.row} "
+                f"{exc.message}",
+                where={"dataset": source, "column": col, "row": exc.row},
+                hint=f"Declare another kind in features.kinds.{col}, or fix the value",
+            ) from None
     return pd.DataFrame(out, columns=list(kinds), index=frame.index)

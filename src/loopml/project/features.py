@@ -14,6 +14,10 @@ NUMERIC_IMPUTE = ("median", "mean", "zero", "none")
 NUMERIC_SCALE = ("standard", "none")
 CATEGORICAL_IMPUTE = ("most_frequent", "missing", "none")
 CATEGORICAL_ENCODE = ("onehot",)
+# what a model does with a value its training never had (an unseen category, a missing value
+# where training had none): refuse the row, or score it (one-hot unknown, null imputed) and
+# flag it. Unset: each path's default (flag for batch scoring and drift, error over HTTP).
+UNKNOWN_POLICIES = ("error", "flag")
 
 
 @dataclass(frozen=True)
@@ -27,11 +31,12 @@ class FeatureSpec:
     numeric_scale: str = "standard"
     categorical_impute: str = "most_frequent"
     categorical_encode: str = "onehot"
+    unknown: str | None = None  # UNKNOWN_POLICIES, or None for each path's default
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any] | None, where: str = "features") -> FeatureSpec:
         data = dict(data or {})
-        known = {"include", "exclude", "kinds", "numeric", "categorical"}
+        known = {"include", "exclude", "kinds", "numeric", "categorical", "unknown"}
         for key in data:
             if key not in known:
                 raise ConfigError(
@@ -60,6 +65,7 @@ class FeatureSpec:
             numeric_scale=str(num.pop("scale", "standard")),
             categorical_impute=str(cat.pop("impute", "most_frequent")),
             categorical_encode=str(cat.pop("encode", "onehot")),
+            unknown=None if data.get("unknown") is None else str(data["unknown"]),
         )
         for section, rest in (("numeric", num), ("categorical", cat)):
             if rest:
@@ -81,20 +87,30 @@ class FeatureSpec:
                     where={"field": f"{where}.{fname}"},
                     hint=f"Choose one of: {', '.join(allowed)}",
                 )
+        if spec.unknown is not None and spec.unknown not in UNKNOWN_POLICIES:
+            raise ConfigError(
+                f"{where}.unknown is {spec.unknown!r}",
+                where={"field": f"{where}.unknown"},
+                hint="Choose flag (score and flag rows with values training never had) or "
+                "error (refuse them); leave it out for each path's default",
+            )
         for col, kind in spec.kinds.items():
             if kind not in FEATURE_KINDS:
                 raise ConfigError(
                     f"{where}.kinds.{col} is {kind!r}",
                     where={"field": f"{where}.kinds.{col}"},
-                    hint="A kind is 'numeric' or 'categorical'",
+                    hint=f"A kind is one of: {', '.join(FEATURE_KINDS)}",
                 )
         return spec
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "include": self.include or "all",
             "exclude": self.exclude,
             "kinds": self.kinds,
             "numeric": {"impute": self.numeric_impute, "scale": self.numeric_scale},
             "categorical": {"impute": self.categorical_impute, "encode": self.categorical_encode},
         }
+        if self.unknown is not None:
+            out["unknown"] = self.unknown
+        return out

@@ -1,24 +1,54 @@
 """A model's input signature, and validation of inputs against it.
 
-The signature is recorded at training time (names, types, categories and ranges seen) and
+The signature is recorded at training time (names, kinds, categories and ranges seen) and
 travels inside the model artifact, so the server and batch scoring check every input against
 exactly what the model was trained on.
+
+Every path reads inputs the same way: JSON records (:meth:`Signature.check_records`, the V1
+and V2 endpoints) are turned into columns and go through the same per-column reader as the
+columns of a table (:meth:`Signature.check_frame`: batch scoring, drift, the Python API),
+which is :mod:`loopml.features.values`, the reader training used. So a row is accepted or
+refused, and predicted, identically whichever way it comes. Two policies say what happens
+beyond the model's columns and values:
+
+``extra``    a field (or column) the model does not take: ``ignore`` it (the default; the
+             result lists it) or ``error``.
+``unknown``  a value training never had (a category never seen, a missing value where
+             training had none): ``error`` refuses the row; ``flag`` scores it (the one-hot
+             encoder ignores the category, the imputer fills the value) and the result says
+             which rows and fields. The model's own policy (``features.unknown`` in the
+             project file, kept in ``extra["unknown"]``) wins; without one, records default
+             to ``error`` (the server) and tables to ``flag`` (batch scoring, drift).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from loopml.errors import InvalidInputError
-from loopml.kinds import CATEGORICAL, NUMERIC
+from loopml.features.values import (
+    ValueProblem,
+    all_binary,
+    boolean_categories,
+    numeric_categories,
+    to_categories,
+    to_numbers,
+    to_timestamps,
+)
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.project.features import UNKNOWN_POLICIES
 
 MAX_CATEGORIES_SHOWN = 8
+VECTOR_ROWS = 512  # from this many rows, columns are checked with pandas' vectorised lookups
+EXTRA_POLICIES = ("ignore", "error")
+RECORDS_UNKNOWN = "error"  # the server's default: a client can fix its request
+TABLE_UNKNOWN = "flag"  # batch scoring's and drift's: one new category must not sink a file
 
 
 @dataclass(frozen=True)
@@ -26,15 +56,85 @@ class FeatureField:
     """One input column of a model."""
 
     name: str
-    kind: str  # "numeric" or "categorical"
+    kind: str  # "numeric", "categorical" or "datetime"
     dtype: str  # pandas dtype seen in training
     nullable: bool = False  # missing values were seen in training
-    categories: list[str] | None = None  # categorical only, sorted
+    categories: list[str] | None = None  # categorical only, canonical text, sorted
     min: float | None = None  # numeric only
     max: float | None = None
+    binary: bool = False  # numeric only: every training value was 0/1, so true/false are 1/0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        return frozenset(self.categories or ())
+
+    @cached_property
+    def numeric_categories(self) -> bool:
+        """The categories are numbers (a numeric column declared categorical): text that
+        reads as a number is that number, so ``"1.0"`` is category ``"1"``."""
+        return numeric_categories(self.categories or ())
+
+    @cached_property
+    def boolean_categories(self) -> bool:
+        return boolean_categories(self.categories or ())
+
+
+@dataclass(frozen=True)
+class Validated:
+    """Inputs checked against a signature: the typed frame to predict, and what was let by.
+
+    ``unseen`` and ``nulls`` map a field to a boolean mask over the rows (only fields with at
+    least one such row appear; both are empty unless the unknown policy is ``flag``).
+    """
+
+    frame: pd.DataFrame
+    unseen: dict[str, np.ndarray] = field(default_factory=dict)  # a category never seen
+    nulls: dict[str, np.ndarray] = field(default_factory=dict)  # missing where training had none
+    extra: tuple[str, ...] = ()  # fields or columns the model does not take, ignored
+
+    @property
+    def any_flagged(self) -> bool:
+        return bool(self.unseen or self.nulls)
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """One boolean per row: the row holds a value training never had."""
+        out = np.zeros(len(self.frame), dtype=bool)
+        for mask in (*self.unseen.values(), *self.nulls.values()):
+            out |= mask
+        return out
+
+    def unknown_fields(self) -> list[list[str]]:
+        """Per row, the fields holding a value training never had, in signature order."""
+        rows: list[list[str]] = [[] for _ in range(len(self.frame))]
+        if not self.any_flagged:
+            return rows
+        for name in self.frame.columns:
+            for masks in (self.unseen, self.nulls):
+                mask = masks.get(name)
+                if mask is not None:
+                    for i in np.flatnonzero(mask):
+                        rows[i].append(str(name))
+        return rows
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Where an input came from, for error messages: a request's records or a table."""
+
+    source: str | None  # None: records; else the file or frame
+
+    @property
+    def noun(self) -> str:
+        return "feature" if self.source is None else "column"
+
+    def where(self, f: FeatureField, row: int) -> dict[str, Any]:
+        if self.source is None:
+            return {"row": row, "field": f.name}
+        return {"file": self.source, "row": row, "column": f.name}
 
 
 @dataclass(frozen=True)
@@ -50,6 +150,12 @@ class Signature:
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.inputs]
+
+    @property
+    def unknown(self) -> str | None:
+        """The model's own unknown-value policy (``features.unknown``), or None."""
+        value = self.extra.get("unknown")
+        return None if value is None else str(value)
 
     def kinds(self) -> dict[str, str]:
         return {f.name: f.kind for f in self.inputs}
@@ -82,26 +188,40 @@ class Signature:
         target: str,
         task: str,
         classes: Sequence[Any] | None = None,
+        unknown: str | None = None,
     ) -> Signature:
-        """Record the signature of the training features ``frame`` (columns in order)."""
+        """Record the signature of the training features ``frame`` (columns in order).
+
+        ``frame`` is what the feature pipeline was fitted on (``prepare_frame``'s output);
+        categories are recorded in their canonical text. ``unknown`` is the model's policy
+        for values training never had (None: each path's default).
+        """
+        if unknown is not None and unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown policy {unknown!r} is not one of {UNKNOWN_POLICIES}")
         fields = []
         for name, kind in kinds.items():
             col = frame[name]
             nullable = bool(col.isna().any())
             if kind == CATEGORICAL:
-                cats = sorted({str(v) for v in col.dropna().unique()})
+                texts = to_categories(col.reset_index(drop=True))
+                cats = sorted({t for t in texts if isinstance(t, str)})
                 fields.append(FeatureField(name, kind, str(col.dtype), nullable, categories=cats))
+            elif kind == DATETIME:
+                fields.append(FeatureField(name, kind, str(col.dtype), nullable))
             else:
-                values = pd.to_numeric(col, errors="coerce")
-                lo, hi = values.min(), values.max()
+                values = pd.to_numeric(col, errors="coerce").to_numpy(
+                    dtype=np.float64, na_value=np.nan
+                )
+                present = values[~np.isnan(values)]
                 fields.append(
                     FeatureField(
                         name,
                         kind,
                         str(col.dtype),
                         nullable,
-                        min=None if pd.isna(lo) else float(lo),
-                        max=None if pd.isna(hi) else float(hi),
+                        min=float(present.min()) if len(present) else None,
+                        max=float(present.max()) if len(present) else None,
+                        binary=all_binary(values),
                     )
                 )
         return cls(
@@ -109,16 +229,39 @@ class Signature:
             target=target,
             task=task,
             classes=[_plain(c) for c in classes] if classes is not None else None,
+            extra={} if unknown is None else {"unknown": unknown},
         )
 
     # -- validation -------------------------------------------------------------------------
 
-    def validate_records(self, records: object) -> pd.DataFrame:
+    def validate_records(
+        self, records: object, *, unknown: str | None = None, extra: str = "ignore"
+    ) -> pd.DataFrame:
+        """:meth:`check_records`, returning only the typed frame."""
+        return self.check_records(records, unknown=unknown, extra=extra).frame
+
+    def validate_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str = "input",
+        unknown: str | None = None,
+        extra: str = "ignore",
+    ) -> pd.DataFrame:
+        """:meth:`check_frame`, returning only the typed frame."""
+        return self.check_frame(frame, source=source, unknown=unknown, extra=extra).frame
+
+    def check_records(
+        self, records: object, *, unknown: str | None = None, extra: str = "ignore"
+    ) -> Validated:
         """Check JSON-like records (a list of objects) and return them as a typed frame.
 
-        Missing, extra or mistyped features, nulls where training had none and unseen
-        categories raise InvalidInputError naming the row (0-based) and the field.
+        Missing or mistyped features raise InvalidInputError naming the row (0-based) and
+        the field; so do extra fields with ``extra="error"``, and unseen categories or nulls
+        where training had none unless the unknown policy is ``flag`` (module docstring).
         """
+        policy = self._policy(unknown, RECORDS_UNKNOWN)
+        _check_extra_policy(extra)
         if not isinstance(records, list) or not records:
             raise InvalidInputError(
                 "'instances' must be a non-empty list of objects",
@@ -127,6 +270,7 @@ class Signature:
             )
         expected = self.names
         expected_set = set(expected)
+        ignored: set[str] = set()
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
                 raise InvalidInputError(
@@ -137,7 +281,6 @@ class Signature:
             if rec.keys() != expected_set:
                 keys = set(rec)
                 missing = [n for n in expected if n not in keys]
-                extra = sorted(keys - expected_set)
                 if missing:
                     raise InvalidInputError(
                         f"row {i} is missing feature {missing[0]!r}"
@@ -145,87 +288,52 @@ class Signature:
                         where={"row": i, "field": missing[0]},
                         hint=f"The model expects: {', '.join(expected)}",
                     )
-                raise InvalidInputError(
-                    f"row {i} has unknown feature {extra[0]!r}",
-                    where={"row": i, "field": extra[0]},
-                    hint=f"Remove it; the model expects only: {', '.join(expected)}",
-                )
-        if all(f.kind == NUMERIC for f in self.inputs):
-            # one 2-D block, laid out as pandas lays out columns (so the numbers match the
-            # batch path bit for bit); building a frame from it is far cheaper
+                more = keys - expected_set
+                if extra == "error":
+                    name = sorted(more)[0]
+                    raise InvalidInputError(
+                        f"row {i} has unknown feature {name!r}",
+                        where={"row": i, "field": name},
+                        hint=f"Remove it; the model expects only: {', '.join(expected)}",
+                    )
+                ignored |= more
+        ctx = _Context(None)
+        result = _Flags()
+        if self._numeric_only:
+            # the server's hot path: one 2-D block, laid out as pandas lays out columns (so the
+            # numbers match the batch path bit for bit); building a frame from it is far cheaper.
+            # Each column is read by the one reader, then one NaN test covers the whole block.
             block = np.empty((len(records), len(self.inputs)), dtype=np.float64, order="F")
             for j, f in enumerate(self.inputs):
-                block[:, j] = self._check_column(f, [rec[f.name] for rec in records])
-            return pd.DataFrame(block, columns=expected, copy=False)
-        columns: dict[str, Any] = {}
-        for f in self.inputs:
-            values = [rec[f.name] for rec in records]
-            columns[f.name] = self._check_column(f, values)
-        return pd.DataFrame(columns, columns=expected)
+                try:
+                    self._read(f, [rec[f.name] for rec in records], ctx, out=block[:, j])
+                except InvalidInputError:
+                    self._check_block(block, j, ctx, policy, result)  # earlier columns first
+                    raise
+            self._check_block(block, len(self.inputs), ctx, policy, result)
+            out = pd.DataFrame(block, columns=self._columns, copy=False)
+        else:
+            columns: dict[str, Any] = {}
+            for f in self.inputs:
+                values = [rec[f.name] for rec in records]
+                columns[f.name] = self._column(f, values, ctx, policy, result)
+            out = pd.DataFrame(columns, columns=expected)
+        return Validated(out, result.unseen, result.nulls, tuple(sorted(ignored)))
 
-    def _check_column(self, f: FeatureField, values: list[Any]) -> Any:
-        if f.kind == NUMERIC:
-            out = np.empty(len(values), dtype=np.float64)
-            for i, v in enumerate(values):
-                t = type(v)
-                if t is float or t is int or (t is bool and f.dtype == "bool"):
-                    if t is float and math.isnan(v):
-                        self._null(f, i)
-                        out[i] = np.nan
-                        continue
-                    out[i] = v
-                elif v is None:
-                    self._null(f, i)
-                    out[i] = np.nan
-                elif isinstance(v, int | float | np.integer | np.floating) and t is not bool:
-                    out[i] = float(v)
-                    if math.isnan(out[i]):
-                        self._null(f, i)
-                else:
-                    raise InvalidInputError(
-                        f"feature {f.name!r} must be a number, got {type(v).__name__} {v!r}",
-                        where={"row": i, "field": f.name},
-                        hint="Send a JSON number for numeric features",
-                    )
-            return out
-        cats = f.categories or []
-        allowed = set(cats)
-        col: list[Any] = []
-        for i, v in enumerate(values):
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                self._null(f, i)
-                col.append(np.nan)
-                continue
-            if isinstance(v, bool | int | float | str):
-                s = str(v)
-                if s not in allowed:
-                    shown = ", ".join(repr(c) for c in cats[:MAX_CATEGORIES_SHOWN])
-                    more = "" if len(cats) <= MAX_CATEGORIES_SHOWN else f" and {len(cats) - 8} more"
-                    raise InvalidInputError(
-                        f"feature {f.name!r} has category {s!r}, never seen in training",
-                        where={"row": i, "field": f.name},
-                        hint=f"Known categories: {shown}{more}",
-                    )
-                col.append(s)
-            else:
-                raise InvalidInputError(
-                    f"feature {f.name!r} must be a string, got {type(v).__name__}",
-                    where={"row": i, "field": f.name},
-                    hint="Send categorical features as JSON strings",
-                )
-        return np.array(col, dtype=object)
+    def check_frame(
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str = "input",
+        unknown: str | None = None,
+        extra: str = "ignore",
+    ) -> Validated:
+        """Check a whole table (batch scoring, drift) column by column, as records are.
 
-    @staticmethod
-    def _null(f: FeatureField, row: int) -> None:
-        if not f.nullable:
-            raise InvalidInputError(
-                f"feature {f.name!r} is missing a value (null or NaN)",
-                where={"row": row, "field": f.name},
-                hint="This feature was never missing in training; send a value",
-            )
-
-    def validate_frame(self, frame: pd.DataFrame, *, source: str = "input") -> pd.DataFrame:
-        """Check a whole table (batch scoring); extra columns are ignored, vectorised checks."""
+        Extra columns are ignored (listed in the result) unless ``extra="error"``.
+        """
+        policy = self._policy(unknown, TABLE_UNKNOWN)
+        _check_extra_policy(extra)
         missing = [n for n in self.names if n not in frame.columns]
         if missing:
             raise InvalidInputError(
@@ -234,56 +342,164 @@ class Signature:
                 where={"file": source, "column": missing[0]},
                 hint=f"The model expects: {', '.join(self.names)}",
             )
+        expected = set(self.names)
+        more = [str(c) for c in frame.columns if c not in expected]
+        if more and extra == "error":
+            raise InvalidInputError(
+                f"{source} has column {more[0]!r}, which the model does not take",
+                where={"file": source, "column": more[0]},
+                hint=f"Remove it; the model expects only: {', '.join(self.names)}",
+            )
+        ctx = _Context(source)
+        result = _Flags()
         out: dict[str, Any] = {}
         for f in self.inputs:
-            col = frame[f.name]
-            if f.kind == NUMERIC:
-                if col.dtype == object or isinstance(col.dtype, pd.StringDtype):
-                    num = pd.to_numeric(col, errors="coerce")
-                    bad = num.isna() & col.notna()
-                    if bad.any():
-                        row = int(np.flatnonzero(bad.to_numpy())[0])
-                        raise InvalidInputError(
-                            f"column {f.name!r} must be numeric, got {col.iloc[row]!r}",
-                            where={"file": source, "row": row, "column": f.name},
-                            hint="Fix the value or the column type",
-                        )
-                    col = num
-                values = col.astype("float64")
-                nulls = values.isna().to_numpy()
-                if nulls.any() and not f.nullable:
-                    row = int(np.flatnonzero(nulls)[0])
-                    self._null_frame(f, row, source)
-                out[f.name] = values.to_numpy()
-            else:
-                nulls = col.isna().to_numpy()
-                if nulls.any() and not f.nullable:
-                    self._null_frame(f, int(np.flatnonzero(nulls)[0]), source)
-                raw = col.astype(object).to_numpy(dtype=object)
-                strs = pd.Series(
-                    [np.nan if n else str(v) for v, n in zip(raw, nulls, strict=True)],
-                    index=col.index,
-                    dtype=object,
-                )
-                unseen = ~strs.isin(f.categories or []) & ~nulls
-                if unseen.any():
-                    row = int(np.flatnonzero(unseen.to_numpy())[0])
-                    raise InvalidInputError(
-                        f"column {f.name!r} has category {strs.iloc[row]!r}, never seen in "
-                        "training",
-                        where={"file": source, "row": row, "column": f.name},
-                        hint=f"Known categories: {', '.join(map(repr, (f.categories or [])[:8]))}",
-                    )
-                out[f.name] = strs.to_numpy(dtype=object)
-        return pd.DataFrame(out, columns=self.names, index=frame.index)
+            out[f.name] = self._column(f, frame[f.name].reset_index(drop=True), ctx, policy, result)
+        typed = pd.DataFrame(out, columns=self.names, index=frame.index)
+        return Validated(typed, result.unseen, result.nulls, tuple(more))
+
+    def _policy(self, unknown: str | None, default: str) -> str:
+        policy = unknown if unknown is not None else (self.unknown or default)
+        if policy not in UNKNOWN_POLICIES:
+            raise InvalidInputError(
+                f"the policy for unknown values is {policy!r}",
+                where={"field": "unknown"},
+                hint=f"Choose one of: {', '.join(UNKNOWN_POLICIES)}",
+            )
+        return policy
+
+    def _check_block(
+        self, block: np.ndarray, width: int, ctx: _Context, policy: str, flags: _Flags
+    ) -> None:
+        """Missing values in the first ``width`` columns of a numeric block, in column order."""
+        nan = np.isnan(block[:, :width])
+        if nan.any():
+            for j, f in enumerate(self.inputs[:width]):
+                if not f.nullable:
+                    self._check_missing(f, nan[:, j], ctx, policy, flags)
+
+    @cached_property
+    def _numeric_only(self) -> bool:
+        return all(f.kind == NUMERIC for f in self.inputs)
+
+    @cached_property
+    def _columns(self) -> pd.Index:
+        """The column index of every validated frame, built once (pandas' Index is
+        immutable, and building one from names costs as much as the rest of a row)."""
+        return pd.Index(self.names)
+
+    @classmethod
+    def _column(
+        cls,
+        f: FeatureField,
+        values: list[Any] | pd.Series,
+        ctx: _Context,
+        policy: str,
+        flags: _Flags,
+    ) -> np.ndarray:
+        """Read one column as ``f``'s kind (the one reader training used), then check it."""
+        out = cls._read(f, values, ctx)
+        if not f.nullable:
+            cls._check_missing(f, _missing(f, out), ctx, policy, flags)
+        if f.kind == CATEGORICAL:
+            cls._check_unseen(f, out, ctx, policy, flags)
+        return out
 
     @staticmethod
-    def _null_frame(f: FeatureField, row: int, source: str) -> None:
+    def _read(
+        f: FeatureField,
+        values: list[Any] | pd.Series,
+        ctx: _Context,
+        out: np.ndarray | None = None,
+    ) -> np.ndarray:
+        try:
+            if f.kind == NUMERIC:
+                return to_numbers(values, allow_bool=f.binary, out=out)
+            if f.kind == DATETIME:
+                return to_timestamps(values)
+            return to_categories(values, numeric=f.numeric_categories, boolean=f.boolean_categories)
+        except ValueProblem as exc:
+            raise InvalidInputError(
+                f"{ctx.noun} {f.name!r} {exc.message}",
+                where=ctx.where(f, exc.row),
+                hint=exc.hint,
+            ) from None
+
+    @staticmethod
+    def _check_missing(
+        f: FeatureField, missing: np.ndarray, ctx: _Context, policy: str, flags: _Flags
+    ) -> None:
+        """Missing values in a field that training never saw missing: refuse, or flag."""
+        if not missing.any():
+            return
+        if policy == "error":
+            row = int(np.flatnonzero(missing)[0])
+            raise InvalidInputError(
+                f"{ctx.noun} {f.name!r} is missing a value (null or NaN)",
+                where=ctx.where(f, row),
+                hint="This feature was never missing in training; send a value "
+                "(or score such rows and flag them: features.unknown: flag)",
+            )
+        flags.nulls[f.name] = missing
+
+    @staticmethod
+    def _check_unseen(
+        f: FeatureField, out: np.ndarray, ctx: _Context, policy: str, flags: _Flags
+    ) -> None:
+        """Categories never seen in training: refuse, or flag."""
+        if len(out) <= VECTOR_ROWS:  # a request: a set lookup per value is the cheapest
+            known = f.known
+            unseen = np.fromiter(
+                (type(v) is str and v not in known for v in out), dtype=bool, count=len(out)
+            )
+        else:  # a table: one hashed lookup over the column
+            seen = pd.Series(out, dtype=object).isin(f.categories or []).to_numpy()
+            unseen = ~seen & ~pd.isna(out)
+        if not unseen.any():
+            return
+        if policy == "error":
+            row = int(np.flatnonzero(unseen)[0])
+            cats = f.categories or []
+            shown = ", ".join(repr(c) for c in cats[:MAX_CATEGORIES_SHOWN])
+            more = (
+                ""
+                if len(cats) <= MAX_CATEGORIES_SHOWN
+                else f" and {len(cats) - MAX_CATEGORIES_SHOWN} more"
+            )
+            raise InvalidInputError(
+                f"{ctx.noun} {f.name!r} has category {_cut(out[row])!r}, never seen in training",
+                where=ctx.where(f, row),
+                hint=f"Known categories: {shown}{more} (or score such rows and flag "
+                "them: features.unknown: flag)",
+            )
+        flags.unseen[f.name] = unseen
+
+
+@dataclass
+class _Flags:
+    unseen: dict[str, np.ndarray] = field(default_factory=dict)
+    nulls: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _missing(f: FeatureField, values: np.ndarray) -> np.ndarray:
+    if f.kind == NUMERIC:
+        return np.isnan(values)
+    if f.kind == DATETIME:
+        return np.isnat(values)
+    return pd.isna(values)  # type: ignore[no-any-return]
+
+
+def _check_extra_policy(extra: str) -> None:
+    if extra not in EXTRA_POLICIES:
         raise InvalidInputError(
-            f"column {f.name!r} has a missing value",
-            where={"file": source, "row": row, "column": f.name},
-            hint="This feature was never missing in training; fill it in",
+            f"the policy for extra fields is {extra!r}",
+            where={"field": "extra"},
+            hint=f"Choose one of: {', '.join(EXTRA_POLICIES)}",
         )
+
+
+def _cut(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _plain(value: Any) -> Any:
