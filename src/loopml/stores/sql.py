@@ -9,14 +9,12 @@ naming the URI (never its password) with a hint.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields, replace
-from datetime import UTC, date, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,172 +27,20 @@ from loopml.settings import Settings
 from loopml.stores.base import MetadataStore, check_limit, id_prefix
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.stores.registry import redact_uri
+from loopml.stores.sql_schema import (
+    _values,
+    alembic_config,
+    aliases,
+    current_revision,
+    datasets,
+    migrate,
+    model_versions,
+    runs,
+)
 from loopml.utils import owner_alive, utcnow
 
-MIGRATIONS = Path(__file__).with_name("migrations")
 _RETRIES = 20  # attempts of a write that lost a race on a unique key
 T = TypeVar("T")
-
-
-# -- column types -----------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
-        return value.tolist()
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    raise TypeError(f"a value of type {type(value).__name__} cannot be stored as JSON")
-
-
-class JsonText(sa.types.TypeDecorator[Any]):
-    """JSON in a text column: the same bytes on every backend, NaN and infinities included."""
-
-    impl = sa.Text
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
-        if value is None:
-            return None
-        return json.dumps(value, default=_json_default, ensure_ascii=False, allow_nan=True)
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
-        return None if value is None else json.loads(value)
-
-
-class UtcDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC in and out; naive datetimes are taken as UTC."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        # SQLite has no time zones: store naive UTC text
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# -- tables (the head revision; migrations/versions/ builds the same schema step by step) -----
-
-metadata = sa.MetaData(
-    naming_convention={
-        "pk": "pk_%(table_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(referred_table_name)s",
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    }
-)
-
-datasets = sa.Table(
-    "datasets",
-    metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("sha256", sa.String(64), nullable=False),
-    sa.Column("path", sa.Text, nullable=False),
-    sa.Column("num_rows", sa.BigInteger, nullable=False),
-    sa.Column("num_bytes", sa.BigInteger, nullable=False),
-    sa.Column("schema", JsonText, nullable=False),
-    sa.Column("stats", JsonText, nullable=False),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.UniqueConstraint("name", "sha256"),
-)
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("started_at", UtcDateTime, nullable=False),
-    sa.Column("params", JsonText, nullable=False),
-    sa.Column("metrics", JsonText, nullable=False),
-    sa.Column("dataset_name", sa.String(128)),
-    sa.Column("dataset_version", sa.Integer),
-    sa.Column("git_commit", sa.String(64)),
-    sa.Column("packages", JsonText, nullable=False),
-    sa.Column("duration_s", sa.Float),
-    sa.Column("error", sa.Text),
-    sa.Column("model_version", sa.Integer),
-    sa.Column("owner", JsonText),
-    sa.Index(None, "name", "started_at"),
-    sa.Index(None, "started_at"),
-)
-
-model_versions = sa.Table(
-    "model_versions",
-    metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("run_id", sa.String(64), nullable=False),
-    sa.Column("artifact_sha256", sa.String(64), nullable=False),
-    sa.Column("flavor", sa.String(32), nullable=False),
-    sa.Column("signature", JsonText, nullable=False),
-    sa.Column("metrics", JsonText, nullable=False),
-    sa.Column("dataset_name", sa.String(128)),
-    sa.Column("dataset_version", sa.Integer),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("trusted", JsonText, nullable=False, server_default="[]"),
-)
-
-aliases = sa.Table(
-    "aliases",
-    metadata,
-    sa.Column("model_name", sa.String(128), primary_key=True),
-    sa.Column("alias", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.ForeignKeyConstraint(
-        ["model_name", "version"], ["model_versions.name", "model_versions.version"]
-    ),
-)
-
-
-def _values(record: Any) -> dict[str, Any]:
-    return {f.name: getattr(record, f.name) for f in fields(record)}
-
-
-# -- migrations -------------------------------------------------------------------------------
-
-
-def alembic_config() -> Any:
-    """An Alembic ``Config`` for loopml's migrations, built in code (no alembic.ini needed)."""
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
-    config.set_main_option("path_separator", "os")
-    return config
-
-
-def migrate(connection: Connection, revision: str = "head") -> None:
-    """Upgrade the schema reachable through ``connection`` to ``revision`` (in its transaction)."""
-    from alembic import command
-
-    config = alembic_config()
-    config.attributes["connection"] = connection
-    command.upgrade(config, revision)
-
-
-def current_revision(connection: Connection) -> str | None:
-    """The Alembic revision the database is at, None when it was never migrated."""
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
 
 
 # -- the store --------------------------------------------------------------------------------

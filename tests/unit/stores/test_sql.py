@@ -17,13 +17,8 @@ from alembic.script import ScriptDirectory
 from loopml.errors import InvalidInputError, StoreError
 from loopml.settings import Settings
 from loopml.stores.registry import open_metadata
-from loopml.stores.sql import (
-    SqliteMetadataStore,
-    alembic_config,
-    current_revision,
-    metadata,
-    migrate,
-)
+from loopml.stores.sql import SqliteMetadataStore
+from loopml.stores.sql_schema import alembic_config, current_revision, metadata, migrate
 from loopml.testing import _model, _run
 from loopml.utils import utcnow
 

@@ -16,7 +16,7 @@ def run_migrations() -> None:
         raise RuntimeError(
             "loopml migrations run through a store: open one with "
             "loopml.stores.registry.open_metadata(uri, settings), or call "
-            "loopml.stores.sql.migrate(connection)"
+            "loopml.stores.sql_schema.migrate(connection)"
         )
     context.configure(connection=connection, render_as_batch=True)
     with context.begin_transaction():
