@@ -25,7 +25,13 @@ import pandas as pd
 from loopml.errors import IntegrityError, LoopmlError
 from loopml.registry.allowlist import allowed_types, check_trust
 from loopml.registry.limits import check_float32
-from loopml.registry.safeload import load_skops, refused_names, type_names, unsafe
+from loopml.registry.safeload import (
+    check_unpacked,
+    load_skops,
+    refused_names,
+    type_names,
+    unsafe,
+)
 from loopml.registry.signature import Signature, Validated
 
 FORMAT_VERSION = 1
@@ -213,7 +219,10 @@ class ModelBundle:
     def _read(cls, data: bytes, what: str, trust: tuple[str, ...]) -> ModelBundle:
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
+            check_unpacked(zf, what)
             manifest = orjson.loads(zf.read("manifest.json"))
+        except LoopmlError:
+            raise
         except Exception as exc:  # BadZipFile, KeyError, JSON and zlib errors...
             raise IntegrityError(
                 f"{what} is not a loopml model bundle",

@@ -27,6 +27,25 @@ SCHEMA = "schema.json"
 _DATA_ONLY = ("JsonNode", "CachedNode")  # nodes that import nothing
 _PICKLE_MAGIC = b"\x80"  # pickle protocols 2 and later start with PROTO
 _SHOWN = 8  # refused names listed in a message
+# the most a zip inside an artifact may unpack to (all its members, as declared); Python's
+# zipfile never inflates a member past its declared size, so this bounds a zip bomb
+MAX_UNPACKED_BYTES = 4 << 30
+
+
+def check_unpacked(zf: zipfile.ZipFile, what: str, member: str | None = None) -> None:
+    """UnsafeFormatError when the members of ``zf`` would unpack to more than the limit."""
+    total = sum(info.file_size for info in zf.infolist())
+    if total <= MAX_UNPACKED_BYTES:
+        return
+    where: dict[str, Any] = {"artifact": what}
+    if member is not None:
+        where["file"] = member
+    raise UnsafeFormatError(
+        f"{what}{': ' + member if member else ''} would unpack to {total} bytes, more than "
+        f"the {MAX_UNPACKED_BYTES} loopml reads from one artifact",
+        where=where,
+        hint="A file that inflates this much is damaged or a zip bomb; retrain the model",
+    )
 
 
 def _damaged(what: str, member: str, detail: str) -> IntegrityError:
@@ -48,7 +67,10 @@ def _schema(data: bytes, member: str, what: str) -> Any:
         )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            check_unpacked(zf, what, member)
             return json.loads(zf.read(SCHEMA))
+    except LoopmlError:
+        raise
     except Exception as exc:  # BadZipFile, KeyError, zlib/JSON/Unicode errors, EOF...
         raise _damaged(what, member, f"{type(exc).__name__}: {exc}"[:200]) from exc
 

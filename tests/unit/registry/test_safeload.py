@@ -26,7 +26,7 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from loopml.errors import IntegrityError, LoopmlError, UnsafeFormatError
-from loopml.registry import ModelBundle
+from loopml.registry import ModelBundle, safeload
 from loopml.registry.allowlist import allowed_types
 from loopml.train import fit_bundle
 from tests.unit.registry.crafted import (
@@ -308,3 +308,28 @@ def test_a_function_named_the_old_way_is_refused() -> None:
     with pytest.raises(UnsafeFormatError) as info:
         ModelBundle.from_bytes(data)
     assert "scipy.special.expit" in info.value.types
+
+
+@pytest.mark.parametrize("where", ["bundle", "features.skops"])
+def test_a_zip_that_would_unpack_past_the_limit_is_refused(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle, _ = genuine()
+    data = bundle.to_bytes()
+    bomb = b"\0" * (8 << 20)  # 8 MiB of zeros deflates to a few KiB
+    if where == "bundle":
+        data = replace_member(data, "padding.bin", bomb)
+    else:
+        inner = member(data, "features.skops")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(io.BytesIO(inner)) as src, zipfile.ZipFile(buf, "w") as dst:
+            for info in src.infolist():
+                dst.writestr(info, src.read(info))
+            dst.writestr(zipfile.ZipInfo("padding.bin"), bomb, zipfile.ZIP_DEFLATED)
+        data = replace_member(data, "features.skops", buf.getvalue())
+    assert len(data) < 1 << 20
+    monkeypatch.setattr(safeload, "MAX_UNPACKED_BYTES", 4 << 20)
+    with pytest.raises(UnsafeFormatError, match="would unpack to"):
+        ModelBundle.from_bytes(data)
+    monkeypatch.setattr(safeload, "MAX_UNPACKED_BYTES", 64 << 20)
+    ModelBundle.from_bytes(data)  # under a larger limit the same file loads
