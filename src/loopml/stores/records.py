@@ -63,6 +63,8 @@ class Run:
     # who runs it: {"host", "pid", "started"} (process start time); a run whose owner
     # process is gone is reported as aborted
     owner: dict[str, Any] | None = None
+    parent_id: str | None = None  # a trial's search, an incremental run's ... (child of)
+    tags: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
@@ -86,6 +88,37 @@ class ModelVersion:
     # type names the user explicitly trusted beyond loopml's allowlist (e.g. a function
     # inside a FunctionTransformer); recorded at registration, honoured on load
     trusted: list[str] = field(default_factory=list)
+    status: str = "active"  # or "archived"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One move of an alias: from which version to which (None: set first, or removed)."""
+
+    model_name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    at: datetime
+    actor: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """A metric of a run at one step (an epoch, a trial, a boosting round)."""
+
+    run_id: str
+    key: str
+    step: int
+    value: float | None
+    at: datetime
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]

@@ -110,8 +110,35 @@ runs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("model_version", sa.Integer),
     sa.Column("owner", JsonText),
+    sa.Column("parent_id", sa.String(64)),
+    sa.Column("tags", JsonText, nullable=False, server_default="{}"),
     sa.Index(None, "name", "started_at"),
     sa.Index(None, "started_at"),
+    sa.Index(None, "parent_id"),
+)
+
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.Float),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+alias_events = sa.Table(
+    "alias_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("alias", sa.String(128), nullable=False),
+    sa.Column("from_version", sa.Integer),
+    sa.Column("to_version", sa.Integer),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(256)),
+    sa.Column("reason", sa.Text),
+    sa.Index(None, "model_name", "at"),
 )
 
 model_versions = sa.Table(
@@ -129,6 +156,7 @@ model_versions = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("trusted", JsonText, nullable=False, server_default="[]"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
 )
 
 aliases = sa.Table(
