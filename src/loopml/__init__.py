@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from loopml.serve import create_app, run_server, start_background_server
     from loopml.serve.scoring import predict_file
     from loopml.train import TrainResult, fit_bundle
+    from loopml.train.evaluation import Evaluation, evaluate_model
+    from loopml.train.search import SearchResult, search
     from loopml.workspace import Workspace, init, open_workspace
 
 __version__ = "0.1.0"
@@ -54,6 +56,7 @@ _LAZY: dict[str, str] = {
     "ConfigError": "loopml.errors",
     "ConflictError": "loopml.errors",
     "DriftCheck": "loopml.monitor",
+    "Evaluation": "loopml.train.evaluation",
     "FeatureSpec": "loopml.project",
     "Gate": "loopml.project",
     "GateFailedError": "loopml.errors",
@@ -64,6 +67,7 @@ _LAZY: dict[str, str] = {
     "ModelBundle": "loopml.registry",
     "NotFoundError": "loopml.errors",
     "ProjectConfig": "loopml.project",
+    "SearchResult": "loopml.train.search",
     "Signature": "loopml.registry",
     "StoreError": "loopml.errors",
     "TrainResult": "loopml.train",
@@ -72,6 +76,7 @@ _LAZY: dict[str, str] = {
     "compute_drift": "loopml.monitor",
     "compute_metrics": "loopml.evaluate",
     "create_app": "loopml.serve",
+    "evaluate_model": "loopml.train.evaluation",
     "fit_bundle": "loopml.train",
     "get_dataset": "loopml.data",
     "ingest": "loopml.data",
@@ -86,6 +91,7 @@ _LAZY: dict[str, str] = {
     "resolve_version": "loopml.registry",
     "run_quickstart": "loopml.quickstart",
     "run_server": "loopml.serve",
+    "search": "loopml.train.search",
     "set_alias": "loopml.registry",
     "trace_prediction": "loopml.lineage",
     "start_background_server": "loopml.serve",
@@ -99,13 +105,18 @@ import loopml.train as _train_stage  # noqa: E402
 
 
 def train(
-    ws: "Workspace", config: "ProjectConfig", *, progress: "Callable[[str], None] | None" = None
+    ws: "Workspace",
+    config: "ProjectConfig",
+    *,
+    progress: "Callable[[str], None] | None" = None,
+    from_version: str | None = None,
 ) -> "TrainResult":
     """Train the model ``config`` describes; register and promote it if it passes its gate.
 
-    See :func:`loopml.train.trainer.train`.
+    ``from_version="NAME@VERSION"`` continues that registered version on the project's
+    dataset instead of training from scratch. See :func:`loopml.train.trainer.train`.
     """
-    return _train_stage.train(ws, config, progress=progress)
+    return _train_stage.train(ws, config, progress=progress, from_version=from_version)
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
@@ -119,6 +130,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DriftCheck",
+    "Evaluation",
     "FeatureSpec",
     "Gate",
     "GateFailedError",
@@ -129,6 +141,7 @@ __all__ = [
     "ModelBundle",
     "NotFoundError",
     "ProjectConfig",
+    "SearchResult",
     "Signature",
     "StoreError",
     "TrainResult",
@@ -138,6 +151,7 @@ __all__ = [
     "compute_drift",
     "compute_metrics",
     "create_app",
+    "evaluate_model",
     "fit_bundle",
     "get_dataset",
     "ingest",
@@ -152,6 +166,7 @@ __all__ = [
     "resolve_version",
     "run_quickstart",
     "run_server",
+    "search",
     "set_alias",
     "start_background_server",
     "trace_prediction",

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     )
     log_flush_rows: int = Field(1000, description="prediction log: rows buffered before a flush")
     log_flush_seconds: float = Field(1.0, description="prediction log: longest wait for a flush")
+    actor: str = Field("", description="who is recorded moving aliases; default the OS user@host")
 
     @field_validator("serve_allowed_hosts", mode="before")
     @classmethod

@@ -57,7 +57,7 @@ def test_runs_show_takes_the_short_id_train_prints(cli, trained: tuple[Path, str
     ws, printed = trained
     short = re.search(r"run ([0-9a-f]{8}):", printed)
     assert short, printed
-    res = cli("runs", "show", short.group(1), "-w", ws)
+    res = cli("runs", "show", short.group(1), "-w", ws, "--json")
     assert res.code == 0, res.err
     run = json.loads(res.out)
     assert run["id"].startswith(short.group(1)) and len(run["id"]) == 32
@@ -74,7 +74,7 @@ def test_ambiguous_and_unknown_run_prefixes(cli, trained: tuple[Path, str]) -> N
     assert res.code == 2
     assert "ambiguous" in res.err and "bug" not in res.err
     assert all(t in res.err.replace("\n", "") for t in twins)
-    assert json.loads(cli("runs", "show", "beef1", "-w", ws).out)["id"] == twins[1]
+    assert json.loads(cli("runs", "show", "beef1", "-w", ws, "--json").out)["id"] == twins[1]
     res = cli("runs", "show", "dead0000", "-w", ws)
     assert res.code == 2 and "no run id starts with 'dead0000'" in res.err
     res = cli("runs", "show", "abc", "-w", ws)

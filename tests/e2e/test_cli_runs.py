@@ -27,7 +27,7 @@ def hang(*args, **kwargs):
     print("training", flush=True)
     time.sleep(600)
 
-trainer.holdout_split = hang
+trainer.cross_validate = hang  # called once the run is recorded (folds: 5)
 sys.exit(main(["-w", sys.argv[1], "train", "-f", sys.argv[2]]))
 """
 
@@ -63,7 +63,7 @@ def test_a_killed_training_run_is_aborted(tmp_path: Path, cli, cancer_csv: Path)
     assert run["status"] == "aborted"
     assert run["owner"]["pid"] != os.getpid()
     assert "died" in run["error"]
-    shown = cli("runs", "show", run["id"], "-w", ws)
+    shown = cli("runs", "show", run["id"], "-w", ws, "--json")
     assert shown.code == 0, shown.err
     assert json.loads(shown.out)["status"] == "aborted"
     listed = cli("runs", "list", "-w", ws)

@@ -190,7 +190,7 @@ def test_missing_target_and_unknown_model_class_leave_no_run(
     assert "MagicForest" in res.err
     res = cli("train", "-f", project_file(tmp_path, cls="os.system"), "-w", trained)
     assert res.code == 2
-    assert "not a scikit-learn or LightGBM estimator" in res.err
+    assert "is not an estimator of a package loopml trains" in res.err
     after = json.loads(cli("runs", "list", "-w", trained, "--json").out)
     assert len(after) == len(before)
 

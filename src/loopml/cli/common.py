@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from loopml.workspace import Workspace, open_workspace
+if TYPE_CHECKING:  # imported when a command opens one: `--help` need not load settings
+    from loopml.workspace import Workspace
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,6 +42,8 @@ def workspace_path(ctx: typer.Context, workspace: Path | None) -> Path | None:
 
 
 def open_ws(ctx: typer.Context, workspace: Path | None) -> Workspace:
+    from loopml.workspace import open_workspace
+
     return open_workspace(workspace_path(ctx, workspace))
 
 

@@ -13,8 +13,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from loopml.cli import data as data_cmd
+from loopml.cli import evaluate as evaluate_cmd
 from loopml.cli import models as models_cmd
 from loopml.cli import monitor as monitor_cmd
+from loopml.cli import runs as runs_cmd
 from loopml.cli import workflow
 from loopml.cli.common import err, out
 from loopml.errors import LoopmlError
@@ -30,9 +32,10 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(models_cmd.app, name="models")
-app.add_typer(models_cmd.runs_app, name="runs")
+app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(monitor_cmd.app, name="monitor")
 workflow.register(app)
+evaluate_cmd.register(app)
 
 _debug = {"on": False}
 

@@ -1,7 +1,9 @@
-"""``loopml models`` and ``loopml runs``: registered versions, aliases, training runs."""
+"""``loopml models``: registered versions and aliases (``loopml runs`` is in cli/runs.py)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -10,16 +12,18 @@ from loopml.cli.common import (
     JsonOpt,
     WorkspaceOpt,
     dataset_ref,
+    err,
     fmt,
     open_ws,
     out,
     print_json,
-    short_ids,
     table,
 )
 
-app = typer.Typer(help="Registered models: list, show, alias.", no_args_is_help=True)
-runs_app = typer.Typer(help="Training runs: list, show.", no_args_is_help=True)
+app = typer.Typer(
+    help="Registered models: list, show, alias, history, card, archive, delete, import, export.",
+    no_args_is_help=True,
+)
 
 
 def _main_metric(metrics: dict[str, Any]) -> tuple[str, str, str]:
@@ -34,24 +38,35 @@ def _main_metric(metrics: dict[str, Any]) -> tuple[str, str, str]:
 def list_(
     ctx: typer.Context,
     name: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Archived versions too.")] = False,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List model versions with their main metric and aliases."""
+    """List model versions with their main metric and aliases (archived ones with --all)."""
     from loopml import registry
 
     with open_ws(ctx, workspace) as ws:
-        rows = registry.list_models(ws, name)
+        rows = registry.list_models(ws, name, all=all_)
         if as_json:
             print_json(rows)
             return
         table(
             "models",
-            ["name", "version", "aliases", "metric", "holdout", "cv (mean ± std)", "dataset"],
+            [
+                "name",
+                "version",
+                *(["status"] if all_ else []),
+                "aliases",
+                "metric",
+                "holdout",
+                "cv (mean ± std)",
+                "dataset",
+            ],
             [
                 (
                     r["name"],
                     r["version"],
+                    *([r["status"]] if all_ else []),
                     ", ".join(r["aliases"]),
                     *_main_metric(r["metrics"]),
                     dataset_ref(r["dataset_name"], r["dataset_version"]),
@@ -87,6 +102,7 @@ def show(
             print_json(doc)
             return
         out.print(f"[bold]{mv.name}@{mv.version}[/bold]  aliases: {', '.join(aliases) or '-'}")
+        out.print(f"status {mv.status}")
         out.print(f"flavor {mv.flavor}, created {mv.created_at:%Y-%m-%d %H:%M:%S}")
         out.print(f"trained on {dataset_ref(mv.dataset_name, mv.dataset_version)} by run {run.id}")
         out.print(f"git {run.git_commit or '-'}; took {fmt(run.duration_s, 1)} s")
@@ -125,61 +141,254 @@ def show(
         )
 
 
+def _expected(text: str | None) -> object:
+    """``--expect``: a version number, ``none`` (the alias must not exist), or absent."""
+    from loopml.errors import InvalidInputError
+    from loopml.registry import ANY_VERSION
+
+    if text is None:
+        return ANY_VERSION
+    if text.strip().lower() == "none":
+        return None
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise InvalidInputError(
+        f"--expect {text!r} is not a version number or 'none'",
+        where={"option": "--expect"},
+        hint="Pass the version the alias points at now (loopml models list NAME), or "
+        "--expect none when it must not exist yet",
+    )
+
+
 @app.command("alias")
 def alias(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Model name.")],
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. champion.")],
-    version: Annotated[int, typer.Argument(help="Version the alias points at.")],
+    version: Annotated[
+        int | None, typer.Argument(help="Version the alias points at (not with --delete).")
+    ] = None,
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            metavar="N|none",
+            help="Move it only if it points at version N now ('none': only if it is not "
+            "set); otherwise fail, naming where it points.",
+        ),
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, for 'loopml models history'.")
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Point ALIAS of model NAME at VERSION (servers pick the change up)."""
+    """Point ALIAS of model NAME at VERSION, or remove it (servers pick the change up)."""
     from loopml import registry
+    from loopml.errors import InvalidInputError
 
+    expected: Any = _expected(expect)
+    if delete == (version is not None):
+        raise InvalidInputError(
+            "give VERSION to point the alias at, or --delete to remove it (not both)",
+            where={"alias": alias_name},
+            hint=f"e.g. 'loopml models alias {name} {alias_name} 3' or "
+            f"'loopml models alias {name} {alias_name} --delete'",
+        )
     with open_ws(ctx, workspace) as ws:
-        registry.set_alias(ws, name, alias_name, version)
-        out.print(f"{name}@{alias_name} -> version {version}")
+        if version is None:  # --delete (checked above)
+            event = registry.delete_alias(ws, name, alias_name, expected=expected, reason=reason)
+            out.print(f"{name}@{alias_name} removed (it pointed at version {event.from_version})")
+            return
+        moved = registry.set_alias(ws, name, alias_name, version, expected=expected, reason=reason)
+        if moved is None:
+            out.print(f"{name}@{alias_name} -> version {version} (already)")
+        else:
+            was = "" if moved.from_version is None else f" (was {moved.from_version})"
+            out.print(f"{name}@{alias_name} -> version {version}{was}")
 
 
-@runs_app.command("list")
-def runs_list(
+@app.command("history")
+def history(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="Only runs of this model.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    alias_name: Annotated[
+        str | None, typer.Option("--alias", metavar="ALIAS", help="Only this alias.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List training runs, newest first."""
+    """The alias moves of a model: who moved which alias, when, from where to where, and why."""
+    from loopml import registry
+
     with open_ws(ctx, workspace) as ws:
-        runs = ws.metadata.list_runs(name, limit=limit)
+        events = registry.alias_history(ws, name, alias_name, limit=limit)
         if as_json:
-            print_json([r.to_dict() for r in runs])
+            print_json([e.to_dict() for e in events])
             return
-        ids = short_ids([r.id for r in runs])  # 'runs show' takes these prefixes
         table(
-            "runs",
-            ["id", "model", "status", "dataset", "metric", "holdout", "version", "seconds"],
+            f"alias history of {name}",
+            ["when (UTC)", "alias", "from", "to", "who", "why"],
             [
                 (
-                    short,
-                    r.name,
-                    r.status,
-                    dataset_ref(r.dataset_name, r.dataset_version),
-                    *_main_metric(r.metrics)[:2],
-                    r.model_version,
-                    fmt(r.duration_s, 1),
+                    f"{e.at:%Y-%m-%d %H:%M:%S}",
+                    e.alias,
+                    "-" if e.from_version is None else e.from_version,
+                    "-" if e.to_version is None else e.to_version,
+                    e.actor or "",
+                    e.reason or "",
                 )
-                for short, r in zip(ids, runs, strict=True)
+                for e in events
             ],
+            shrink=["why"],
         )
 
 
-@runs_app.command("show")
-def runs_show(
+@app.command("card")
+def card(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id, or its first 4+ hex digits.")],
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the markdown to this file.")
+    ] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Show one run as JSON: parameters, metrics, lineage, packages."""
+    """The model card of a version, as markdown: metrics, data, lineage, signature, history."""
+    from loopml import registry
+    from loopml.utils import atomic_write_bytes
+
     with open_ws(ctx, workspace) as ws:
-        print_json(ws.metadata.resolve_run(run_id).to_dict())
+        text = registry.model_card(ws, ref)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    atomic_write_bytes(output, text.encode())
+    err.print(f"model card written to {output}")
+
+
+@app.command("archive")
+def archive(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Archive a version: hidden from 'models list' (unless --all), never served by an alias."""
+    from loopml import registry
+
+    with open_ws(ctx, workspace) as ws:
+        mv = registry.archive_version(ws, ref)
+        out.print(f"{mv.name}@{mv.version} archived (restore it with 'loopml models restore')")
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Make an archived version active again."""
+    from loopml import registry
+
+    with open_ws(ctx, workspace) as ws:
+        mv = registry.restore_version(ws, ref)
+        out.print(f"{mv.name}@{mv.version} is active")
+
+
+@app.command("delete")
+def delete_(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Delete a version's record (refused while an alias points at it)."""
+    from loopml import registry
+
+    with open_ws(ctx, workspace) as ws:
+        mv = registry.delete_version(ws, ref)
+        out.print(
+            f"{mv.name}@{mv.version} deleted: only its record; its artifact "
+            f"{mv.artifact_sha256[:12]} stays in the artifact store (artifacts are "
+            "content-addressed and may be shared by other versions)"
+        )
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Model file.")],
+    name: Annotated[str, typer.Option("--name", help="Register it as this model.")],
+    target: Annotated[
+        str | None, typer.Option("--target", help="The target column's name.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="classification or regression (checked).")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features", help="a,b,c: the model's inputs, in order, when it has no names."
+        ),
+    ] = None,
+    sample: Annotated[
+        Path | None,
+        typer.Option("--sample", help="CSV or Parquet rows it takes: kinds and ranges."),
+    ] = None,
+    trust: Annotated[
+        list[str] | None,
+        typer.Option("--trust", metavar="TYPE", help="Trust a type beyond the allowlist."),
+    ] = None,
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Unpickle a pickle or joblib file (runs its code!)."),
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a model file: a loopml bundle, LightGBM text, XGBoost JSON/UBJ or skops.
+
+    Pickle and joblib files are refused unless --trust-pickle (recorded on the version).
+    The first version of a name takes the champion alias.
+    """
+    from loopml import registry
+
+    with open_ws(ctx, workspace) as ws:
+        done = registry.import_model(
+            ws,
+            file,
+            name,
+            target=target,
+            task=task,
+            features=None if features is None else features.split(","),
+            sample=sample,
+            trust=trust,
+            trust_pickle=trust_pickle,
+        )
+        mv = done.version
+        if as_json:
+            print_json({**mv.to_dict(), "format": done.format, "alias": done.alias})
+            return
+        out.print(f"imported {file.name} ({done.format}) as {mv.name}@{mv.version}")
+        if mv.trusted:
+            out.print(f"trusted beyond loopml's allowlist: {', '.join(mv.trusted)}")
+        if done.alias:
+            out.print(f"alias {done.alias} -> {mv.name}@{mv.version}")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    format_: Annotated[
+        str, typer.Option("--format", help="bundle (ONNX is not supported yet).")
+    ] = "bundle",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write a version's bundle to a file ('loopml models import' reads it back)."""
+    from loopml import registry
+
+    with open_ws(ctx, workspace) as ws:
+        path = registry.export_model(ws, ref, output, format=format_)
+        out.print(f"exported {ref} to {path}")

@@ -74,6 +74,27 @@ def init(
 def train(
     ctx: typer.Context,
     file: Annotated[Path, typer.Option("--file", "-f", help="Project file.")] = Path("loopml.yaml"),
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search",
+            help="Run the project's search: section first (Optuna; processes running the "
+            "same search share its study), then train its best params.",
+        ),
+    ] = False,
+    trials: Annotated[
+        int | None,
+        typer.Option(help="Trials of the whole study, overriding search.trials.", min=1),
+    ] = None,
+    from_version: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="NAME@VERSION",
+            help="Continue this registered version on the project's dataset (LightGBM, "
+            "XGBoost, partial_fit estimators) instead of training from scratch.",
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -94,11 +115,37 @@ def train(
     from loopml.train import train as train_api
 
     config = ProjectConfig.from_file(file)
+    if trials is not None and not search:
+        raise InvalidInputError(
+            "--trials is given without --search",
+            where={"option": "--trials"},
+            hint="Add --search to run the project's search: section",
+        )
+    if from_version is not None and search:
+        raise InvalidInputError(
+            "--from and --search cannot be given together",
+            where={"option": "--from"},
+            hint="Continue a version with --from, or search from scratch with --search",
+        )
     with open_ws(ctx, workspace) as ws, feature_warnings_to(lambda m: step(f"warning: {m}")):
-        res = train_api(ws, config, progress=step)
+        if search:
+            from loopml.cli.searching import print_search, run_search
+
+            found = run_search(ws, config, trials=trials, quiet=as_json)
+            if found.result is None:  # another process trains the best
+                if as_json:
+                    print_json(found.to_dict())
+                else:
+                    print_search(found)
+                return
+            res = found.result
+        else:
+            res = train_api(ws, config, progress=step, from_version=from_version)
     if as_json:
-        print_json(res.to_dict())
+        print_json(found.to_dict() if search else res.to_dict())
     else:
+        if search:
+            print_search(found)
         _print_train(res)
     if not res.passed:
         raise GateFailedError(

@@ -60,10 +60,14 @@ def cross_validate(
     task: str,
     seed: int,
     on_fold: Callable[[int], None] | None = None,
+    splits: list[Fold] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Run ``fit_score`` on each fold; returns metric -> {mean, std, min, max}."""
+    """Run ``fit_score`` on each fold (``splits``, or shuffled k-fold); returns
+    metric -> {mean, std, min, max}."""
     per_fold: list[dict[str, float]] = []
-    for i, (tr, te) in enumerate(folds(y, n_folds=n_folds, task=task, seed=seed)):
+    if splits is None:
+        splits = folds(y, n_folds=n_folds, task=task, seed=seed)
+    for i, (tr, te) in enumerate(splits):
         per_fold.append(fit_score(x.iloc[tr], y.iloc[tr], x.iloc[te], y.iloc[te]))
         if on_fold is not None:
             on_fold(i)

@@ -21,7 +21,12 @@ evaluation:
   gate: roc_auc >= 0.9
 registry:
   alias: champion                 # alias moved to a version that passes; null to never move
+  promote: if_not_worse           # vs the champion on the same holdout: if_better, always
 ```
+
+``data.positive``, ``model.class_weight`` and ``evaluation.threshold`` are read by
+:mod:`loopml.project.imbalance`; ``registry.promote`` and ``registry.tolerance`` by
+:mod:`loopml.project.promotion`.
 """
 
 from __future__ import annotations
@@ -35,8 +40,19 @@ import yaml
 
 from loopml.errors import ConfigError, NotFoundError
 from loopml.names import check_name, is_version, parse_ref
+from loopml.project.evaluation import (
+    DEFAULT_BOOTSTRAP,
+    SliceSpec,
+    SplitSpec,
+    parse_bootstrap,
+    parse_slices,
+    parse_split,
+)
 from loopml.project.features import FeatureSpec
 from loopml.project.gate import Gate
+from loopml.project.imbalance import ThresholdSpec, parse_class_weight, parse_threshold
+from loopml.project.promotion import PromotionSpec, parse_promotion
+from loopml.project.search import SearchSpec
 from loopml.project.suggest import did_you_mean
 
 COLUMNS_SHOWN = 30
@@ -52,6 +68,8 @@ class ModelSpec:
     # type or function names trusted beyond loopml's artifact allowlist (an explicit opt-in,
     # recorded on the registered version)
     trust: tuple[str, ...] = ()
+    # "balanced" or {label: weight}: passed to the estimator's class_weight
+    class_weight: str | dict[Any, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,11 @@ class EvaluationSpec:
     holdout: float = 0.2
     seed: int = 42
     gate: Gate = field(default_factory=lambda: Gate(()))
+    split: SplitSpec = field(default_factory=SplitSpec)
+    slices: tuple[SliceSpec, ...] = ()
+    bootstrap: int = DEFAULT_BOOTSTRAP  # holdout resamples for confidence intervals; 0: none
+    refit: bool = True  # refit on all the data (training part + holdout) after evaluation
+    threshold: ThresholdSpec | None = None  # decision threshold chosen out of fold
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,9 @@ class ProjectConfig:
     evaluation: EvaluationSpec
     alias: str | None = "champion"
     source: str = PROJECT_FILE
+    search: SearchSpec | None = None  # the hyperparameter search, run by --search
+    positive: Any = None  # data.positive: the positive label of a binary target
+    promotion: PromotionSpec = field(default_factory=PromotionSpec)  # registry.promote
 
     @classmethod
     def from_file(cls, path: str | Path = PROJECT_FILE) -> ProjectConfig:
@@ -107,10 +133,15 @@ class ProjectConfig:
                 where={"file": source},
                 hint="See the example in 'loopml train --help'",
             )
-        _known(data, {"name", "data", "features", "model", "evaluation", "registry"}, "", source)
+        _known(
+            data,
+            {"name", "data", "features", "model", "evaluation", "registry", "search"},
+            "",
+            source,
+        )
         name = check_name(_req(data, "name", source), "model")
         d = _section(data, "data", source, required=True)
-        _known(d, {"dataset", "target", "task"}, "data.", source)
+        _known(d, {"dataset", "target", "task", "positive"}, "data.", source)
         ds_name, ds_tag = parse_ref(str(_req(d, "dataset", source, "data.")), "dataset")
         ds_version = None
         if ds_tag is not None:
@@ -129,7 +160,7 @@ class ProjectConfig:
                 hint="Use classification or regression, or leave it out to infer it",
             )
         m = _section(data, "model", source, required=True)
-        _known(m, {"class", "params", "trust"}, "model.", source)
+        _known(m, {"class", "params", "trust", "class_weight"}, "model.", source)
         trust = m.get("trust") or []
         if not isinstance(trust, list) or not all(isinstance(t, str) for t in trust):
             raise ConfigError(
@@ -146,7 +177,15 @@ class ProjectConfig:
                 hint="Write params: {n_estimators: 100}",
             )
         e = _section(data, "evaluation", source)
-        _known(e, {"metric", "folds", "holdout", "seed", "gate"}, "evaluation.", source)
+        _known(
+            e,
+            {
+                *("metric", "folds", "holdout", "seed", "gate", "split", "slices", "bootstrap"),
+                *("refit", "threshold"),
+            },
+            "evaluation.",
+            source,
+        )
         folds = _int(e.get("folds", 5), "evaluation.folds", source)
         if folds == 1 or folds < 0:
             raise ConfigError(
@@ -162,7 +201,15 @@ class ProjectConfig:
                 hint="Give the fraction held out for the final evaluation, e.g. 0.2",
             )
         r = _section(data, "registry", source)
-        _known(r, {"alias"}, "registry.", source)
+        _known(r, {"alias", "promote", "tolerance"}, "registry.", source)
+        refit = e.get("refit", True)
+        if not isinstance(refit, bool):
+            raise ConfigError(
+                f"evaluation.refit must be true or false, got {refit!r}",
+                where={"file": source, "field": "evaluation.refit"},
+                hint="true (the default) refits on all the data after evaluation; false keeps "
+                "the model fitted on the training part",
+            )
         alias = r.get("alias", "champion")
         if alias is not None:
             check_name(str(alias), "alias")
@@ -174,7 +221,10 @@ class ProjectConfig:
             task=task,
             features=FeatureSpec.from_config(_section(data, "features", source)),
             model=ModelSpec(
-                str(_req(m, "class", source, "model.")), dict(params), tuple(sorted(set(trust)))
+                str(_req(m, "class", source, "model.")),
+                dict(params),
+                tuple(sorted(set(trust))),
+                class_weight=parse_class_weight(m.get("class_weight"), source),
             ),
             evaluation=EvaluationSpec(
                 metric=str(e["metric"]) if e.get("metric") else None,
@@ -182,9 +232,19 @@ class ProjectConfig:
                 holdout=float(holdout),
                 seed=_int(e.get("seed", 42), "evaluation.seed", source),
                 gate=Gate.parse(e.get("gate")),
+                split=parse_split(e.get("split"), source),
+                slices=parse_slices(e.get("slices"), source),
+                bootstrap=parse_bootstrap(e.get("bootstrap"), source),
+                refit=refit,
+                threshold=parse_threshold(e.get("threshold"), source, folds=folds),
             ),
             alias=None if alias is None else str(alias),
             source=source,
+            search=None
+            if data.get("search") is None
+            else SearchSpec.from_config(data["search"], source=source),
+            positive=d.get("positive"),
+            promotion=parse_promotion(r, source),
         )
 
     # -- checks against what the file refers to (run before any training) --------------------
@@ -200,6 +260,9 @@ class ProjectConfig:
         named += [("features.include", c, "feature column") for c in spec.include or []]
         named += [("features.exclude", c, "excluded column") for c in spec.exclude]
         named += [("features.kinds", c, "column") for c in spec.kinds]
+        if self.evaluation.split.column is not None:
+            named.append(("evaluation.split.column", self.evaluation.split.column, "split column"))
+        named += [("evaluation.slices", s.column, "slice column") for s in self.evaluation.slices]
         for fieldname, column, what in named:
             if column in known:
                 continue
@@ -221,6 +284,14 @@ class ProjectConfig:
                 f"{', '.join(metric_names)}",
             )
         self.evaluation.gate.validate(metric_names, folds=self.evaluation.folds, source=self.source)
+        sliced = [c for c in self.evaluation.gate.conditions if c.metric.startswith("slices.")]
+        if sliced and not self.evaluation.slices:
+            raise ConfigError(
+                f"the gate uses {sliced[0].metric} but evaluation.slices names no column",
+                where={"file": self.source, "field": "evaluation.gate"},
+                hint="Declare the slices, e.g. slices: [{column: age, bins: 4}], or drop the "
+                "condition",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         ds = (
@@ -230,21 +301,41 @@ class ProjectConfig:
         )
         return {
             "name": self.name,
-            "data": {"dataset": ds, "target": self.target, "task": self.task},
+            "data": {
+                "dataset": ds,
+                "target": self.target,
+                "task": self.task,
+                **({"positive": self.positive} if self.positive is not None else {}),
+            },
             "features": self.features.to_dict(),
             "model": {
                 "class": self.model.cls,
                 "params": self.model.params,
                 **({"trust": list(self.model.trust)} if self.model.trust else {}),
+                **(
+                    {"class_weight": self.model.class_weight}
+                    if self.model.class_weight is not None
+                    else {}
+                ),
             },
             "evaluation": {
                 "metric": self.evaluation.metric,
                 "folds": self.evaluation.folds,
                 "holdout": self.evaluation.holdout,
                 "seed": self.evaluation.seed,
-                "gate": str(self.evaluation.gate),
+                "gate": str(self.evaluation.gate) if self.evaluation.gate.conditions else None,
+                "split": self.evaluation.split.to_dict(),
+                "slices": [s.to_dict() for s in self.evaluation.slices],
+                "bootstrap": self.evaluation.bootstrap,
+                "refit": self.evaluation.refit,
+                **(
+                    {"threshold": self.evaluation.threshold.to_dict()}
+                    if self.evaluation.threshold is not None
+                    else {}
+                ),
             },
-            "registry": {"alias": self.alias},
+            "registry": {"alias": self.alias, **self.promotion.to_dict()},
+            **({"search": self.search.to_dict()} if self.search else {}),
         }
 
 

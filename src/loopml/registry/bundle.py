@@ -1,8 +1,9 @@
 """The model artifact: fitted feature pipeline + estimator + signature, in one file.
 
-A bundle is a zip holding ``manifest.json`` (format, flavor, signature), ``features.skops``
-(the fitted ColumnTransformer), the estimator (``model.skops`` for scikit-learn,
-``model.lgb.txt``, LightGBM's own text format, for LightGBM) and ``sample.parquet``: a few
+A bundle is a zip holding ``manifest.json`` (format, flavor, signature, and what the flavor
+keeps under ``model``), ``features.skops`` (the fitted ColumnTransformer), the estimator in
+its flavor's files (:mod:`loopml.registry.flavors`: ``model.skops`` for scikit-learn,
+``model.lgb.txt`` for LightGBM, ``model.xgb.json`` for XGBoost) and ``sample.parquet``: a few
 training rows as they enter the feature pipeline, which a server predicts before it swaps a
 version in (bundles written before it have none). Nothing is pickled. On load, the skops
 files may name only the types in :mod:`loopml.registry.allowlist`, plus those the user
@@ -24,6 +25,7 @@ import pandas as pd
 
 from loopml.errors import IntegrityError, LoopmlError
 from loopml.registry.allowlist import allowed_types, check_trust
+from loopml.registry.flavors import Flavor, flavor_names, get_flavor, known_flavor
 from loopml.registry.limits import check_float32
 from loopml.registry.safeload import (
     check_unpacked,
@@ -33,9 +35,10 @@ from loopml.registry.safeload import (
     unsafe,
 )
 from loopml.registry.signature import Signature, Validated
+from loopml.registry.threshold import labels_at, positive_index
 
 FORMAT_VERSION = 1
-FLAVORS = ("sklearn", "lightgbm")
+FEATURES_FILE = "features.skops"
 SAMPLE_ROWS = 5  # training rows kept in a bundle to warm a version up
 SAMPLE_FILE = "sample.parquet"
 
@@ -50,6 +53,8 @@ class Prediction:
     # per row, the fields holding a value training never had (unknown policy "flag");
     # None when no row has one
     unknown_fields: list[list[str]] | None = None
+    # binary: the column of ``probabilities`` holding P(positive) (data.positive)
+    positive_index: int = 1
 
     @property
     def scores(self) -> np.ndarray:
@@ -57,7 +62,7 @@ class Prediction:
         if self.probabilities is None:
             return self.labels.astype(np.float64)
         if self.probabilities.shape[1] == 2:
-            return self.probabilities[:, 1]
+            return self.probabilities[:, self.positive_index]
         return self.probabilities.max(axis=1)  # type: ignore[no-any-return]
 
 
@@ -75,13 +80,11 @@ class ModelBundle:
         trusted: Iterable[str] = (),
         name: str = "model",
     ) -> None:
-        if flavor not in FLAVORS:
+        if flavor not in flavor_names():
             raise ValueError(f"unknown flavor {flavor!r}")
         self.features = features
-        if flavor == "lightgbm" and hasattr(estimator, "booster_"):
-            # predict with the Booster in memory too, exactly as after a reload
-            estimator = estimator.booster_
-        self.estimator = estimator
+        # predict with what a reload gives (a LightGBM or XGBoost Booster), exactly
+        self.estimator = get_flavor(flavor).prepare(estimator)
         self.signature = signature
         self.flavor = flavor
         #: a few training rows in the validated layout (None: a bundle written before)
@@ -118,23 +121,26 @@ class ModelBundle:
                 "version that does",
             )
 
+    @property
+    def flavor_impl(self) -> Flavor:
+        """The :class:`~loopml.registry.flavors.Flavor` that saves and predicts this model."""
+        return get_flavor(self.flavor)
+
     # -- predicting -------------------------------------------------------------------------
 
     def predict_frame(self, frame: pd.DataFrame) -> Prediction:
         """Predict rows already validated against the signature (columns in order)."""
         x = self.features.transform(frame)
         classes = self.signature.classes
-        if self.flavor == "lightgbm":
-            raw = np.asarray(self.estimator.predict(x), dtype=np.float64)
-            if self.signature.task == "regression":
-                return Prediction(raw, None, None)
-            proba = np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
-        else:
-            if self.signature.task == "regression":
-                return Prediction(np.asarray(self.estimator.predict(x)), None, None)
-            proba = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
-        labels = np.asarray(classes)[proba.argmax(axis=1)]
-        return Prediction(labels, proba, classes)
+        task = self.signature.task
+        # regression: the values; classification: class probabilities (registry.flavors)
+        proba = self.flavor_impl.predict(self.estimator, x, task)
+        if task == "regression":
+            return Prediction(proba, None, None)
+        # the label at the version's decision threshold, if it has one (registry.threshold)
+        extra = self.signature.extra
+        labels = labels_at(proba, classes or [], extra)
+        return Prediction(labels, proba, classes, positive_index=positive_index(classes, extra))
 
     def predict_records(
         self, records: object, *, unknown: str | None = None, extra: str = "ignore"
@@ -171,22 +177,24 @@ class ModelBundle:
     def to_bytes(self) -> bytes:
         import skops.io as sio
 
+        flavor = self.flavor_impl
         manifest: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "flavor": self.flavor,
             "signature": self.signature.to_dict(),
         }
+        meta = flavor.manifest(self.estimator)
+        if meta:
+            manifest["model"] = meta
         if self.sample is not None:
             manifest["sample"] = SAMPLE_FILE
         buf = io.BytesIO()
         # Fixed timestamps inside the zip; the sha256 is taken of these bytes as stored.
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             _add(zf, "manifest.json", orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS))
-            _add(zf, "features.skops", sio.dumps(self.features))
-            if self.flavor == "lightgbm":
-                _add(zf, "model.lgb.txt", self.estimator.model_to_string().encode())
-            else:
-                _add(zf, "model.skops", sio.dumps(self.estimator))
+            _add(zf, FEATURES_FILE, sio.dumps(self.features))
+            for member, blob in flavor.save(self.estimator).items():
+                _add(zf, member, blob)
             if self.sample is not None:
                 _add(zf, SAMPLE_FILE, _parquet(self.sample))
         return buf.getvalue()
@@ -231,36 +239,39 @@ class ModelBundle:
             ) from exc
         if not isinstance(manifest, dict):
             manifest = {}
-        if manifest.get("format") != FORMAT_VERSION or manifest.get("flavor") not in FLAVORS:
+        if manifest.get("format") != FORMAT_VERSION:
             raise IntegrityError(
                 f"{what} has format {manifest.get('format')!r} and flavor "
                 f"{manifest.get('flavor')!r}, which this loopml cannot read",
                 where={"artifact": what},
                 hint="Upgrade loopml or retrain the model",
             )
-        flavor = manifest["flavor"]
+        flavor = known_flavor(manifest.get("flavor"), what)
         signature = Signature.from_dict(manifest["signature"])
-        members = ["features.skops"] if flavor == "lightgbm" else ["features.skops", "model.skops"]
-        blobs = {m: _member(zf, m, what) for m in members}
-        # every file is checked before any is loaded, so that a refusal names every type
-        names = {m: type_names(blob, m, what) for m, blob in blobs.items()}
+        meta = manifest.get("model") or {}
+        if not isinstance(meta, dict):
+            raise IntegrityError(
+                f"{what} has a manifest whose model field is not an object",
+                where={"artifact": what, "file": "manifest.json"},
+                hint="The file is damaged or was not written by loopml; retrain the model",
+            )
+        blobs = {m: _member(zf, m, what) for m in (FEATURES_FILE, *flavor.members)}
+        # every skops file is checked before any is loaded, so that a refusal names every type
+        names = {m: type_names(blobs[m], m, what) for m in (FEATURES_FILE, *flavor.skops_members)}
         needed = set().union(*names.values())
         refused = refused_names(needed, trust)
         if refused:
             raise unsafe(refused, what)
-        loaded = {m: load_skops(blobs[m], m, what, trust, names=names[m]) for m in members}
-        if flavor == "lightgbm":
-            import lightgbm
-
-            text = _member(zf, "model.lgb.txt", what).decode()
-            estimator: Any = lightgbm.Booster(model_str=text)
-        else:
-            estimator = loaded["model.skops"]
+        features = load_skops(
+            blobs[FEATURES_FILE], FEATURES_FILE, what, trust, names=names[FEATURES_FILE]
+        )
+        model_files = {m: blobs[m] for m in flavor.members}
+        estimator = flavor.load(model_files, trusted=trust, what=what, meta=meta, checked=names)
         return cls(
-            loaded["features.skops"],
+            features,
             estimator,
             signature,
-            flavor,
+            flavor.name,
             sample=_read_sample(zf, manifest, signature, what),
             trusted=sorted(needed - allowed_types()),
             name=what,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -11,11 +13,15 @@ from loopml.names import check_name, is_version, parse_ref
 from loopml.registry.allowlist import check_trust
 from loopml.registry.bundle import ModelBundle, Prediction
 from loopml.registry.signature import Signature
-from loopml.stores.records import ModelVersion, Run
+from loopml.stores.base import ANY_VERSION, Expected
+from loopml.stores.records import AliasEvent, ModelVersion, Run
 from loopml.utils import new_id, utcnow
 from loopml.workspace import Workspace
 
 CHAMPION = "champion"
+#: opt-ins that name a format a model came from rather than a type inside it: recorded on the
+#: version (``trusted``) and shown, never passed to the loader
+FORMAT_OPT_INS = ("pickle",)
 
 
 @dataclass
@@ -67,6 +73,7 @@ def register_model(
     dataset_name: str | None = None,
     dataset_version: int | None = None,
     trust: Iterable[str] | None = None,
+    run_params: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Store the bundle in the artifact store and record a new version of ``name``.
 
@@ -78,12 +85,19 @@ def register_model(
     types or functions beyond loopml's allowlist that the model may contain, e.g. the
     function of a ``FunctionTransformer``; the ones it needs are recorded on the version
     (``ModelVersion.trusted``), honoured by every later load, and shown by ``models show``.
+    ``"pickle"`` in ``trust`` records that the model was converted from a pickle the user
+    trusted (see :mod:`loopml.registry.transfer`). ``run_params``: the params of the run
+    recorded when there is no ``run_id`` (default ``{"registered_from": "python"}``).
     """
     check_name(name, "model")
     metrics = {} if metrics is None else metrics
     _check_lineage(ws, run_id, dataset_name, dataset_version)
     data = bundle.to_bytes()
-    opted_in = sorted({*check_trust(trust), *bundle.trusted})
+    trust = [] if trust is None else trust
+    if isinstance(trust, str):
+        check_trust(trust)  # the error for a string in place of a list
+    formats = sorted({t for t in trust if t in FORMAT_OPT_INS})
+    opted_in = sorted({*check_trust(t for t in trust if t not in FORMAT_OPT_INS), *bundle.trusted})
     checked = ModelBundle.from_bytes(data, what=f"{name} (being registered)", trusted=opted_in)
     checked.warm_up()
     sha = ws.artifacts.put(data)
@@ -99,11 +113,11 @@ def register_model(
         dataset_version=dataset_version,
         created_at=utcnow(),
         size_bytes=len(data),
-        trusted=list(checked.trusted),
+        trusted=[*formats, *checked.trusted],
     )
     if run_id is not None:
         return ws.metadata.add_model_version(draft)
-    return _register_with_run(ws, draft)
+    return _register_with_run(ws, draft, run_params or {"registered_from": "python"})
 
 
 def _check_lineage(
@@ -130,14 +144,14 @@ def _check_lineage(
         ws.metadata.get_dataset_version(dataset_name, dataset_version)
 
 
-def _register_with_run(ws: Workspace, draft: ModelVersion) -> ModelVersion:
+def _register_with_run(ws: Workspace, draft: ModelVersion, params: dict[str, Any]) -> ModelVersion:
     """Record a succeeded run for a model registered from Python, then the version."""
     run = Run(
         id=new_id(),
         name=draft.name,
         status="succeeded",
         started_at=draft.created_at,
-        params={"registered_from": "python"},
+        params=params,
         metrics=draft.metrics,
         dataset_name=draft.dataset_name,
         dataset_version=draft.dataset_version,
@@ -156,7 +170,7 @@ def _register_with_run(ws: Workspace, draft: ModelVersion) -> ModelVersion:
 def resolve_version(ws: Workspace, ref: str, *, default_alias: str | None = None) -> ModelVersion:
     """``NAME``, ``NAME@VERSION`` or ``NAME@ALIAS`` -> the version record.
 
-    A bare name means ``default_alias`` when given, else the latest version.
+    A bare name means ``default_alias`` when given, else the latest active version.
     """
     name, tag = parse_ref(ref, "model")
     if tag is None:
@@ -166,7 +180,8 @@ def resolve_version(ws: Workspace, ref: str, *, default_alias: str | None = None
             versions = ws.metadata.list_model_versions(name)
             if not versions:
                 raise _no_model(ws, name)
-            return versions[-1]
+            active = [v for v in versions if v.status == "active"]
+            return (active or versions)[-1]
     if is_version(tag):
         return ws.metadata.get_model_version(name, int(tag))
     check_name(tag, "alias")
@@ -203,12 +218,23 @@ def load_model(ws: Workspace, ref: str, *, default_alias: str | None = CHAMPION)
     data = ws.artifacts.get(record.artifact_sha256)
     # the opt-ins come from the version's record, never from the (untrusted) bundle
     what = f"{record.name}@{record.version}"
-    bundle = ModelBundle.from_bytes(data, what=what, trusted=record.trusted)
+    types = [t for t in record.trusted if t not in FORMAT_OPT_INS]
+    bundle = ModelBundle.from_bytes(data, what=what, trusted=types)
     return LoadedModel(record, bundle)
 
 
-def set_alias(ws: Workspace, name: str, alias: str, version: int) -> None:
-    """Point ``alias`` of ``name`` at ``version``."""
+def actor(ws: Workspace) -> str:
+    """Who is changing the registry: ``$LOOPML_ACTOR`` (setting ``actor``), else user@host."""
+    if ws.settings.actor:
+        return ws.settings.actor
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in the environment or the password database
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _check_alias(name: str, alias: str) -> None:
     check_name(name, "model")
     check_name(alias, "alias")
     if is_version(alias) or alias.isdigit():
@@ -217,21 +243,125 @@ def set_alias(ws: Workspace, name: str, alias: str, version: int) -> None:
             where={"alias": alias},
             hint="Aliases are names such as champion or challenger; numbers mean versions",
         )
-    ws.metadata.get_model_version(name, version)
-    ws.metadata.set_alias(name, alias, version)
 
 
-def list_models(ws: Workspace, name: str | None = None) -> list[dict[str, Any]]:
-    """Every version (of one model, or all) with its aliases, for listings."""
+def _check_expected(expected: Expected) -> None:
+    if expected is ANY_VERSION or expected is None:
+        return
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 1:
+        raise InvalidInputError(
+            f"expected must be a version number (1 or more), None or ANY_VERSION, got {expected!r}",
+            where={"field": "expected"},
+            hint="Pass the version the alias points at now (see 'loopml models list'), or "
+            "None when it must not exist yet",
+        )
+
+
+def set_alias(
+    ws: Workspace,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    expected: Expected = ANY_VERSION,
+    reason: str | None = None,
+) -> AliasEvent | None:
+    """Point ``alias`` of ``name`` at ``version``, as a compare-and-set, and log the move.
+
+    ``expected`` is the version the caller believes the alias points at (None: it must not
+    exist yet; the default :data:`ANY_VERSION`: wherever it points). When another move got
+    there first, ConflictError (code ``alias_moved``) naming the current version; of two
+    concurrent promotions with the same ``expected`` exactly one wins. The move is logged
+    (``loopml models history``) with who made it (setting ``actor``, ``$LOOPML_ACTOR``, else
+    user@host) and ``reason``. Returns the event, None when the alias already pointed there.
+    """
+    _check_alias(name, alias)
+    _check_expected(expected)
+    return ws.metadata.set_alias(
+        name, alias, int(version), expected=expected, actor=actor(ws), reason=reason
+    )
+
+
+def delete_alias(
+    ws: Workspace,
+    name: str,
+    alias: str,
+    *,
+    expected: Expected = ANY_VERSION,
+    reason: str | None = None,
+) -> AliasEvent:
+    """Remove ``alias`` of ``name`` (compare-and-set as :func:`set_alias`) and log it."""
+    _check_alias(name, alias)
+    _check_expected(expected)
+    return ws.metadata.delete_alias(name, alias, expected=expected, actor=actor(ws), reason=reason)
+
+
+def alias_history(
+    ws: Workspace, name: str, alias: str | None = None, *, limit: int = 100
+) -> list[AliasEvent]:
+    """The alias moves of ``name`` (of one alias), newest first."""
+    check_name(name, "model")
+    if alias is not None:
+        check_name(alias, "alias")
+    if not ws.metadata.list_model_versions(name):
+        events = ws.metadata.list_alias_events(name, alias, limit=limit)
+        if not events:
+            raise _no_model(ws, name)
+        return events
+    return ws.metadata.list_alias_events(name, alias, limit=limit)
+
+
+def _exact_version(ws: Workspace, ref: str, doing: str) -> tuple[str, int]:
+    name, tag = parse_ref(ref, "model")
+    if tag is None or not is_version(tag):
+        raise InvalidInputError(
+            f"{doing} needs NAME@VERSION, got {ref!r}",
+            where={"model": ref},
+            hint=f"Name the version, e.g. {name}@1 ('loopml models list {name}' shows them)",
+        )
+    return name, int(tag)
+
+
+def archive_version(ws: Workspace, ref: str) -> ModelVersion:
+    """Archive ``NAME@VERSION``: kept and loadable by number, hidden from listings (unless
+    ``all``) and never served by an alias. ConflictError when an alias points at it."""
+    name, version = _exact_version(ws, ref, "archive")
+    return ws.metadata.set_model_version_status(name, version, "archived")
+
+
+def restore_version(ws: Workspace, ref: str) -> ModelVersion:
+    """Make an archived ``NAME@VERSION`` active again."""
+    name, version = _exact_version(ws, ref, "restore")
+    return ws.metadata.set_model_version_status(name, version, "active")
+
+
+def delete_version(ws: Workspace, ref: str) -> ModelVersion:
+    """Delete the record of ``NAME@VERSION`` (ConflictError when an alias points at it).
+
+    Only the record goes: artifacts are content-addressed and may be shared by other
+    versions, so the bundle's bytes stay in the artifact store. The number is not reused.
+    """
+    name, version = _exact_version(ws, ref, "delete")
+    return ws.metadata.delete_model_version(name, version)
+
+
+def list_models(
+    ws: Workspace, name: str | None = None, *, all: bool = False
+) -> list[dict[str, Any]]:
+    """Every active version (of one model, or all) with its aliases, for listings; archived
+    ones too with ``all``."""
     if name is not None:
         check_name(name, "model")
     rows = []
     alias_cache: dict[str, dict[str, int]] = {}
-    for mv in ws.metadata.list_model_versions(name):
+    versions = ws.metadata.list_model_versions(name)
+    for mv in versions:
+        if mv.status != "active" and not all:
+            continue
         if mv.name not in alias_cache:
             alias_cache[mv.name] = ws.metadata.get_aliases(mv.name)
         aliases = sorted(a for a, v in alias_cache[mv.name].items() if v == mv.version)
         rows.append({**mv.to_dict(), "aliases": aliases})
-    if name is not None and not rows:
+    if name is not None and not versions:
         raise _no_model(ws, name)
     return rows

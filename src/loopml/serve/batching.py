@@ -39,7 +39,9 @@ class _Item:
 def slice_prediction(pred: Prediction, start: int, stop: int) -> Prediction:
     """Rows ``start:stop`` of a batch prediction."""
     proba = pred.probabilities[start:stop] if pred.probabilities is not None else None
-    return Prediction(pred.labels[start:stop], proba, pred.classes)
+    return Prediction(
+        pred.labels[start:stop], proba, pred.classes, positive_index=pred.positive_index
+    )
 
 
 def _predict_many(predict: PredictFn, frames: list[pd.DataFrame]) -> Prediction:

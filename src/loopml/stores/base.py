@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 from loopml.errors import InvalidInputError, NotFoundError
-from loopml.stores.records import DatasetVersion, ModelVersion, Run
+from loopml.stores.records import AliasEvent, DatasetVersion, ModelVersion, Run, RunStep
 
 #: The fewest hex digits that abbreviate an id (as git abbreviates commits).
 ID_PREFIX_MIN = 4
@@ -66,6 +68,48 @@ def ambiguous_id(
     )
 
 
+TAG_KEY_MAX = 256
+
+
+def check_tags(tags: Mapping[str, str], delete: Sequence[str] = ()) -> None:
+    """Tag keys are 1 to 256 characters and values strings; InvalidInputError otherwise."""
+    for key, value in [*tags.items(), *((k, "") for k in delete)]:
+        if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX:
+            raise InvalidInputError(
+                f"tag key {key!r} must be a string of 1 to {TAG_KEY_MAX} characters",
+                where={"tag": key},
+                hint="Give tags as KEY=VALUE, e.g. team=risk",
+            )
+        if not isinstance(value, str):
+            raise InvalidInputError(
+                f"tag {key!r} has the value {value!r}, which is not a string",
+                where={"tag": key},
+                hint="Tag values are strings; use params or metrics for numbers",
+            )
+
+
+def check_step(key: object, step: object, value: object) -> None:
+    """A step's key is a non-empty string, its step an int >= 0, its value a number."""
+    if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX:
+        raise InvalidInputError(
+            f"step metric key {key!r} must be a string of 1 to {TAG_KEY_MAX} characters",
+            where={"key": key},
+            hint="Name the metric, e.g. 'cv.roc_auc'",
+        )
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise InvalidInputError(
+            f"step {step!r} of {key!r} must be an integer, 0 or more",
+            where={"key": key, "step": step},
+            hint="Number steps 0, 1, 2, ... (an epoch, a fold, a trial)",
+        )
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise InvalidInputError(
+            f"step {step} of {key!r} has the value {value!r}, which is not a number",
+            where={"key": key, "step": step},
+            hint="Log a float (or None for a missing value)",
+        )
+
+
 def check_limit(limit: object) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidInputError(
@@ -74,6 +118,21 @@ def check_limit(limit: object) -> int:
             hint="Pass limit=1 or more",
         )
     return limit
+
+
+class Unchecked(Enum):
+    """The type of :data:`ANY_VERSION`."""
+
+    ANY = "any"
+
+
+#: ``expected=ANY_VERSION``: move an alias wherever it points now (no compare-and-set).
+ANY_VERSION = Unchecked.ANY
+#: what a caller believes an alias points at: a version, None (no such alias) or ANY_VERSION
+Expected = int | None | Literal[Unchecked.ANY]
+#: a version's status: served and listed, listed only with --all, or deleted (hidden, and its
+#: number never reused)
+VERSION_STATUSES = ("active", "archived", "deleted")
 
 
 class MetadataStore(ABC):
@@ -125,8 +184,35 @@ class MetadataStore(ABC):
         """NotFoundError if absent."""
 
     @abstractmethod
-    def list_runs(self, name: str | None = None, limit: int = 100) -> list[Run]:
-        """Newest first."""
+    def list_runs(
+        self, name: str | None = None, limit: int = 100, *, parent: str | None = None
+    ) -> list[Run]:
+        """Newest first; of one model when ``name`` is given, children of run ``parent``
+        (their ``parent_id``) when that is."""
+
+    @abstractmethod
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str], delete: Sequence[str] = ()) -> Run:
+        """Set ``tags`` on the run and remove the keys in ``delete``, in one transaction (a
+        concurrent change of other tags is kept). Keys and values are strings, keys 1 to
+        256 characters; InvalidInputError otherwise, NotFoundError for an unknown run or a
+        key in ``delete`` the run has not got. Returns the updated run."""
+
+    @abstractmethod
+    def log_step(
+        self, run_id: str, key: str, step: int, value: float | None, at: datetime | None = None
+    ) -> RunStep:
+        """Record metric ``key`` of the run at ``step`` (0 or more); logging a step again
+        replaces its value. NotFoundError for an unknown run, InvalidInputError for an
+        empty key, a negative step or a value that is not a number."""
+
+    @abstractmethod
+    def list_steps(self, run_id: str, key: str | None = None) -> list[RunStep]:
+        """The run's steps (of one key), ordered by key then step."""
+
+    @abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Delete the run and its steps. ConflictError (code ``run_in_use``) naming the
+        model version when one was registered from it; NotFoundError when absent."""
 
     @abstractmethod
     def run_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
@@ -185,12 +271,57 @@ class MetadataStore(ABC):
         """Ordered by name then version."""
 
     @abstractmethod
-    def set_alias(self, name: str, alias: str, version: int) -> None:
-        """Point ``alias`` of model ``name`` at ``version`` (which must exist)."""
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        expected: Expected = ANY_VERSION,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AliasEvent | None:
+        """Point ``alias`` of model ``name`` at ``version`` (which must exist and be active),
+        as a compare-and-set, and log the move, in one transaction.
+
+        ``expected`` is the version the caller believes the alias points at now (None: that
+        it does not exist); when it points elsewhere, ConflictError (code ``alias_moved``)
+        naming the current version, and nothing changes. Of two concurrent moves with the
+        same ``expected`` exactly one wins. Returns the :class:`AliasEvent` appended, None
+        when the alias already pointed at ``version`` (nothing logged).
+        """
 
     @abstractmethod
-    def delete_alias(self, name: str, alias: str) -> None:
-        """Remove an alias. NotFoundError if absent."""
+    def delete_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        expected: Expected = ANY_VERSION,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AliasEvent:
+        """Remove an alias (compare-and-set as :meth:`set_alias`) and log it. NotFoundError
+        if absent."""
+
+    @abstractmethod
+    def list_alias_events(
+        self, name: str, alias: str | None = None, limit: int = 100
+    ) -> list[AliasEvent]:
+        """The alias moves of model ``name`` (of one alias), newest first."""
+
+    @abstractmethod
+    def set_model_version_status(self, name: str, version: int, status: str) -> ModelVersion:
+        """Mark a version ``active`` or ``archived``. ConflictError (code ``version_aliased``)
+        naming the alias when one points at it and it is being archived; NotFoundError for
+        an unknown (or deleted) version."""
+
+    @abstractmethod
+    def delete_model_version(self, name: str, version: int) -> ModelVersion:
+        """Delete a version's record: from then on it is in no listing and no lookup, and its
+        number is never given again. ConflictError (code ``version_aliased``) naming the
+        alias when one points at it. Artifacts are not touched (they are content-addressed
+        and may be shared). Returns the record as it was."""
 
     @abstractmethod
     def get_aliases(self, name: str) -> dict[str, int]:

@@ -40,7 +40,7 @@ class DatasetVersion:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
 
 
-RUN_STATUSES = ("running", "succeeded", "failed", "gate_failed", "aborted")
+RUN_STATUSES = ("running", "succeeded", "failed", "gate_failed", "aborted", "pruned")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import hashlib
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,8 +25,17 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.settings import Settings
-from loopml.stores.base import MetadataStore, check_limit, id_prefix
-from loopml.stores.records import DatasetVersion, ModelVersion, Run
+from loopml.stores import sql_aliases
+from loopml.stores.base import (
+    ANY_VERSION,
+    Expected,
+    MetadataStore,
+    check_limit,
+    check_step,
+    check_tags,
+    id_prefix,
+)
+from loopml.stores.records import AliasEvent, DatasetVersion, ModelVersion, Run, RunStep
 from loopml.stores.registry import redact_uri
 from loopml.stores.sql_schema import (
     _values,
@@ -35,6 +45,7 @@ from loopml.stores.sql_schema import (
     datasets,
     migrate,
     model_versions,
+    run_steps,
     runs,
 )
 from loopml.utils import owner_alive, utcnow
@@ -308,7 +319,9 @@ class SqlMetadataStore(MetadataStore):
             hint="List runs with 'loopml runs list'",
         )
 
-    def list_runs(self, name: str | None = None, limit: int = 100) -> list[Run]:
+    def list_runs(
+        self, name: str | None = None, limit: int = 100, *, parent: str | None = None
+    ) -> list[Run]:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidInputError(
                 f"limit must be a positive integer, got {limit!r}",
@@ -318,9 +331,82 @@ class SqlMetadataStore(MetadataStore):
         query = sa.select(runs).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(limit)
         if name is not None:
             query = query.where(runs.c.name == name)
+        if parent is not None:
+            query = query.where(runs.c.parent_id == parent)
         with self._transaction() as conn:
             found = [Run(**row._mapping) for row in conn.execute(query)]
         return [self._seen(run) for run in found]
+
+    def set_run_tags(self, run_id: str, tags: Mapping[str, str], delete: Sequence[str] = ()) -> Run:
+        check_tags(tags, delete)
+        with self._transaction(write=True) as conn:
+            locked = sa.select(runs).where(runs.c.id == run_id).with_for_update()
+            row = conn.execute(locked).first()  # PostgreSQL: no lost update of other tags
+            if row is None:
+                raise self._no_run(run_id)
+            current = dict(row._mapping["tags"] or {})
+            missing = [k for k in delete if k not in current]
+            if missing:
+                raise NotFoundError(
+                    f"run {run_id} has no tag {missing[0]!r}",
+                    where={"run": run_id, "tag": missing[0]},
+                    hint=f"Its tags: {', '.join(sorted(current)) or 'none'}",
+                )
+            merged = {k: v for k, v in current.items() if k not in set(delete)}
+            merged.update(tags)
+            conn.execute(runs.update().where(runs.c.id == run_id).values(tags=merged))
+        return self.get_run(run_id)
+
+    def log_step(
+        self, run_id: str, key: str, step: int, value: float | None, at: datetime | None = None
+    ) -> RunStep:
+        check_step(key, step, value)
+        record = RunStep(run_id, key, step, None if value is None else float(value), at or utcnow())
+        where = (run_steps.c.run_id == run_id) & (run_steps.c.key == key)
+        where &= run_steps.c.step == step
+
+        def attempt() -> RunStep:
+            with self._transaction(write=True) as conn:
+                if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+                    raise self._no_run(run_id)
+                change = {"value": record.value, "at": record.at}
+                if conn.execute(run_steps.update().where(where).values(change)).rowcount == 0:
+                    conn.execute(run_steps.insert().values(_values(record)))
+            return record
+
+        return self._retrying(attempt)
+
+    def list_steps(self, run_id: str, key: str | None = None) -> list[RunStep]:
+        query = (
+            sa.select(run_steps)
+            .where(run_steps.c.run_id == run_id)
+            .order_by(run_steps.c.key, run_steps.c.step)
+        )
+        if key is not None:
+            query = query.where(run_steps.c.key == key)
+        with self._transaction() as conn:
+            return [RunStep(**row._mapping) for row in conn.execute(query)]
+
+    def delete_run(self, run_id: str) -> None:
+        with self._transaction(write=True) as conn:
+            if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+                raise self._no_run(run_id)
+            used = conn.execute(
+                sa.select(model_versions.c.name, model_versions.c.version)
+                .where(model_versions.c.run_id == run_id)
+                .order_by(model_versions.c.name, model_versions.c.version)
+            ).first()
+            if used is not None:
+                raise ConflictError(
+                    f"run {run_id} trained model version {used.name}@{used.version}; "
+                    "it is kept while the version exists",
+                    where={"run": run_id, "model": f"{used.name}@{used.version}"},
+                    hint=f"Delete model version {used.name}@{used.version} first, or keep "
+                    "the run (it is that version's lineage)",
+                    code="run_in_use",
+                )
+            conn.execute(run_steps.delete().where(run_steps.c.run_id == run_id))
+            conn.execute(runs.delete().where(runs.c.id == run_id))
 
     def run_ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         prefix = id_prefix(prefix, "run")  # hex only: nothing in it is a LIKE wildcard
@@ -350,7 +436,9 @@ class SqlMetadataStore(MetadataStore):
 
     def get_model_version(self, name: str, version: int) -> ModelVersion:
         query = sa.select(model_versions).where(
-            model_versions.c.name == name, model_versions.c.version == int(version)
+            model_versions.c.name == name,
+            model_versions.c.version == int(version),
+            model_versions.c.status != "deleted",
         )
         with self._transaction() as conn:
             row = conn.execute(query).first()
@@ -360,6 +448,18 @@ class SqlMetadataStore(MetadataStore):
 
     def _no_model_version(self, conn: Connection, name: str, version: int) -> NotFoundError:
         latest = self._latest(conn, model_versions, name)
+        gone = sa.select(model_versions.c.version).where(
+            model_versions.c.name == name,
+            model_versions.c.version == int(version),
+            model_versions.c.status == "deleted",
+        )
+        if latest and conn.execute(gone).first() is not None:
+            return NotFoundError(
+                f"model {name!r} version {version} was deleted",
+                where={"model": name, "version": version},
+                hint=f"Its record is gone; the versions of {name} left are listed by "
+                f"'loopml models list {name} --all'",
+            )
         return NotFoundError(
             f"model {name!r} has no version {version}" if latest else f"no model named {name!r}",
             where={"model": name, "version": version},
@@ -367,39 +467,70 @@ class SqlMetadataStore(MetadataStore):
         )
 
     def list_model_versions(self, name: str | None = None) -> list[ModelVersion]:
-        query = sa.select(model_versions).order_by(model_versions.c.name, model_versions.c.version)
+        query = (
+            sa.select(model_versions)
+            .where(model_versions.c.status != "deleted")
+            .order_by(model_versions.c.name, model_versions.c.version)
+        )
         if name is not None:
             query = query.where(model_versions.c.name == name)
         with self._transaction() as conn:
             return [ModelVersion(**row._mapping) for row in conn.execute(query)]
 
-    def set_alias(self, name: str, alias: str, version: int) -> None:
-        key = (aliases.c.model_name == name) & (aliases.c.alias == alias)
-        target = sa.select(model_versions.c.version).where(
-            model_versions.c.name == name, model_versions.c.version == int(version)
-        )
-
-        def attempt() -> None:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        expected: Expected = ANY_VERSION,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AliasEvent | None:
+        def attempt() -> AliasEvent | None:
+            # a lost race on the first INSERT is retried: the retry reads the winner's row
             with self._transaction(write=True) as conn:
-                if conn.execute(target).first() is None:
-                    raise self._no_model_version(conn, name, version)
-                moved = conn.execute(aliases.update().where(key).values(version=int(version)))
-                if moved.rowcount == 0:
-                    row = {"model_name": name, "alias": alias, "version": int(version)}
-                    conn.execute(aliases.insert().values(row))
-
-        self._retrying(attempt)
-
-    def delete_alias(self, name: str, alias: str) -> None:
-        key = (aliases.c.model_name == name) & (aliases.c.alias == alias)
-        with self._transaction(write=True) as conn:
-            if conn.execute(aliases.delete().where(key)).rowcount == 0:
-                known = self._aliases(conn, name)
-                raise NotFoundError(
-                    f"model {name!r} has no alias {alias!r}",
-                    where={"model": name, "alias": alias},
-                    hint=f"Aliases of {name}: {', '.join(sorted(known)) or 'none'}",
+                missing = self._no_model_version(conn, name, version)
+                return sql_aliases.set_alias(
+                    conn, name, alias, version, expected, actor, reason, missing
                 )
+
+        return self._retrying(attempt)
+
+    def delete_alias(
+        self,
+        name: str,
+        alias: str,
+        *,
+        expected: Expected = ANY_VERSION,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> AliasEvent:
+        with self._transaction(write=True) as conn:
+            return sql_aliases.delete_alias(conn, name, alias, expected, actor, reason)
+
+    def list_alias_events(
+        self, name: str, alias: str | None = None, limit: int = 100
+    ) -> list[AliasEvent]:
+        check_limit(limit)
+        with self._transaction() as conn:
+            return sql_aliases.list_events(conn, name, alias, limit)
+
+    def set_model_version_status(self, name: str, version: int, status: str) -> ModelVersion:
+        if status not in ("active", "archived"):
+            raise InvalidInputError(
+                f"status {status!r} is not 'active' or 'archived'",
+                where={"field": "status"},
+                hint="Delete a version with delete_model_version",
+            )
+        with self._transaction(write=True) as conn:
+            missing = self._no_model_version(conn, name, version)
+            return sql_aliases.set_status(conn, name, version, status, missing)
+
+    def delete_model_version(self, name: str, version: int) -> ModelVersion:
+        with self._transaction(write=True) as conn:
+            missing = self._no_model_version(conn, name, version)
+            return sql_aliases.delete_version(conn, name, version, missing)
 
     def get_aliases(self, name: str) -> dict[str, int]:
         with self._transaction() as conn:

@@ -235,6 +235,75 @@ def check_run_id_prefixes(factory: Callable[[], MetadataStore]) -> None:
             )
 
 
+def check_run_tags(factory: Callable[[], MetadataStore]) -> None:
+    """Tags are set and deleted by key, keeping the others; bad keys and runs are refused."""
+    run = _run(_unique("model"), tags={"team": "risk"})
+    with _opened(factory) as store:
+        store.add_run(run)
+        _equal(store.get_run(run.id).tags, {"team": "risk"}, "tags given at creation")
+        got = store.set_run_tags(run.id, {"stage": "dev", "team": "fraud"})
+        _equal(got.tags, {"stage": "dev", "team": "fraud"}, "tags set (one replaced)")
+        got = store.set_run_tags(run.id, {"note": "ok"}, delete=["stage"])
+        _equal(got.tags, {"note": "ok", "team": "fraud"}, "a tag deleted, another set")
+        _equal(store.get_run(run.id), got, "the run as stored")
+        _raises(NotFoundError, lambda: store.set_run_tags(run.id, {}, ["nope"]), "delete absent")
+        _raises(NotFoundError, lambda: store.set_run_tags(_run("x").id, {"a": "b"}), "unknown run")
+        bad_tags: list[dict[str, Any]] = [{"": "x"}, {"k": 1}, {"k" * 257: "x"}]
+        for bad in bad_tags:
+            _raises(InvalidInputError, partial(store.set_run_tags, run.id, bad), f"tags {bad!r}")
+        _equal(store.get_run(run.id).tags, got.tags, "tags after refused changes")
+
+
+def check_run_steps(factory: Callable[[], MetadataStore]) -> None:
+    """Steps come back ordered by key then step; a step logged again is replaced."""
+    run = _run(_unique("model"))
+    with _opened(factory) as store:
+        store.add_run(run)
+        for step, value in ((1, 0.5), (0, 0.25), (2, None)):
+            store.log_step(run.id, "cv.roc_auc", step, value, at=_T0)
+        store.log_step(run.id, "a.loss", 0, 3, at=_T0)
+        store.log_step(run.id, "cv.roc_auc", 1, 0.75, at=_T0 + timedelta(seconds=1))
+        got = [(s.key, s.step, s.value) for s in store.list_steps(run.id)]
+        want = [("a.loss", 0, 3.0), ("cv.roc_auc", 0, 0.25), ("cv.roc_auc", 1, 0.75)]
+        _equal(got, [*want, ("cv.roc_auc", 2, None)], "steps by key then step")
+        one = store.list_steps(run.id, "a.loss")
+        _equal([(s.key, s.value, s.at) for s in one], [("a.loss", 3.0, _T0)], "one key")
+        _equal(store.list_steps(_run("x").id), [], "steps of an unknown run")
+        _raises(NotFoundError, lambda: store.log_step(_run("x").id, "k", 0, 1.0), "unknown run")
+        bad_steps: list[tuple[Any, Any, Any]] = [("", 0, 1.0), ("k", -1, 1.0), ("k", True, 1.0)]
+        for key, step, value in [*bad_steps, ("k", 0, "1")]:
+            _raises(
+                InvalidInputError,
+                partial(store.log_step, run.id, key, step, value),
+                f"step {key!r} {step!r} {value!r}",
+            )
+
+
+def check_run_children_and_delete(factory: Callable[[], MetadataStore]) -> None:
+    """Children list by parent; a run is deleted with its steps unless a version uses it."""
+    name = _unique("model")
+    with _opened(factory) as store:
+        parent = store.add_run(_run(name))
+        kids = [
+            store.add_run(_run(name, parent_id=parent.id, started_at=_T0 + timedelta(hours=h)))
+            for h in (1, 2)
+        ]
+        store.add_run(_run(name))
+        listed = [r.id for r in store.list_runs(parent=parent.id)]
+        _equal(listed, [kids[1].id, kids[0].id], "children, newest first")
+        _equal(store.list_runs(parent=kids[0].id), [], "a run without children")
+        store.log_step(kids[0].id, "loss", 0, 1.0)
+        store.delete_run(kids[0].id)
+        _raises(NotFoundError, lambda: store.get_run(kids[0].id), "a deleted run")
+        _equal(store.list_steps(kids[0].id), [], "the deleted run's steps")
+        _raises(NotFoundError, lambda: store.delete_run(kids[0].id), "delete it again")
+        used = store.add_model_version(_model(name, run_id=kids[1].id))
+        err = _raises(ConflictError, lambda: store.delete_run(kids[1].id), "a run with a version")
+        if f"{name}@{used.version}" not in str(err) or getattr(err, "code", "") != "run_in_use":
+            raise AssertionError(f"the refusal names the version {name}@{used.version}: {err}")
+        _equal(store.get_run(kids[1].id).id, kids[1].id, "the refused run is kept")
+
+
 def check_model_version_numbering(factory: Callable[[], MetadataStore]) -> None:
     """Each name numbers its versions 1, 2, 3...; the store assigns the number."""
     a, b = _unique("a-model"), _unique("b-model")
@@ -449,6 +518,8 @@ def check_close_twice(factory: Callable[[], MetadataStore]) -> None:
 
 def metadata_store_checks() -> Iterator[tuple[str, Check]]:
     """``(name, check)`` for every check of the MetadataStore contract."""
+    from loopml.testing.aliases import ALIAS_CHECKS
+
     checks: list[Check] = [
         check_dataset_round_trip,
         check_dataset_versions_ordering,
@@ -458,11 +529,15 @@ def metadata_store_checks() -> Iterator[tuple[str, Check]]:
         check_run_owner,
         check_runs_newest_first,
         check_run_id_prefixes,
+        check_run_tags,
+        check_run_steps,
+        check_run_children_and_delete,
         check_model_version_numbering,
         check_model_version_race,
         check_names_differing_in_case,
         check_case_race,
         check_aliases,
+        *ALIAS_CHECKS,
         check_timestamps_utc,
         check_json_values,
         check_persistence,

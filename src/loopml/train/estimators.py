@@ -1,4 +1,8 @@
-"""Estimators named by import path: any scikit-learn estimator, or LightGBM."""
+"""Estimators named by import path: any scikit-learn estimator, LightGBM or XGBoost.
+
+Which packages may be named, and how each family is saved, comes from the flavor table
+(:mod:`loopml.registry.flavors`).
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ from loopml.errors import ConfigError
 from loopml.project import ModelSpec
 from loopml.project.suggest import closest, did_you_mean
 from loopml.registry.allowlist import allowed_types, check_trust
+from loopml.registry.flavors import flavor_for, flavor_roots
 
-ALLOWED_ROOTS = ("sklearn", "lightgbm")
+ALLOWED_ROOTS = flavor_roots()
 
 
 def flavor_of(class_path: str) -> str:
-    return "lightgbm" if class_path.split(".")[0] == "lightgbm" else "sklearn"
+    """The name of the flavor that saves estimators of ``class_path``."""
+    return flavor_for(class_path).name
 
 
 def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
@@ -28,15 +34,17 @@ def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
     where = {"file": source, "field": "model.class"}
     if not module_name or module_name.split(".")[0] not in ALLOWED_ROOTS:
         raise ConfigError(
-            f"model.class {path!r} is not a scikit-learn or LightGBM estimator",
+            f"model.class {path!r} is not an estimator of a package loopml trains "
+            f"({', '.join(ALLOWED_ROOTS)})",
             where=where,
             hint="Name an estimator by import path, e.g. sklearn.ensemble.RandomForestClassifier"
-            " or lightgbm.LGBMClassifier",
+            ", lightgbm.LGBMClassifier or xgboost.XGBClassifier",
         )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = " (pip install 'loopml[lightgbm]')" if module_name.startswith("lightgbm") else ""
+        package = flavor_for(path).extra
+        extra = f" (pip install 'loopml[{package}]')" if package else ""
         raise ConfigError(
             f"cannot import module {module_name!r} for model.class{extra}",
             where=where,
@@ -59,7 +67,7 @@ def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
 def _check_allowed(cls: type, spec: ModelSpec, source: str) -> None:
     """A scikit-learn class the artifact allowlist refuses fails now, not after training."""
     trusted = check_trust(spec.trust, "model.trust")
-    if flavor_of(spec.cls) != "sklearn":
+    if not flavor_for(spec.cls).skops_members:
         return  # stored in its library's own format, not by skops
     stored = f"{cls.__module__}.{cls.__name__}"
     if stored in allowed_types() or stored in trusted:
@@ -119,9 +127,7 @@ def _check_param_names(cls: type, params: dict[str, Any], spec: ModelSpec, sourc
 def make_estimator(spec: ModelSpec, task: str, source: str = "loopml.yaml") -> Any:
     """A fresh unfitted estimator with ``model.params``; checks it fits the task."""
     cls = estimator_class(spec, source)
-    params = dict(spec.params)
-    if flavor_of(spec.cls) == "lightgbm":
-        params.setdefault("verbose", -1)
+    params = {**flavor_for(spec.cls).defaults(), **spec.params}
     _check_param_names(cls, params, spec, source)
     try:
         est = cls(**params)

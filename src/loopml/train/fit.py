@@ -12,6 +12,7 @@ from sklearn.base import clone
 from loopml.features.spec import build_transformer, prepare_frame, resolve_kinds
 from loopml.project import FeatureSpec
 from loopml.registry.bundle import SAMPLE_ROWS, ModelBundle
+from loopml.registry.flavors import flavor_for, get_flavor
 from loopml.registry.signature import Signature
 
 
@@ -33,23 +34,29 @@ def fit_prepared(
     *,
     task: str,
     target: str,
-    flavor: str = "sklearn",
+    flavor: str | None = None,
     trust: Iterable[str] | None = None,
 ) -> ModelBundle:
     """Fit a fresh copy of ``estimator`` on features ``x`` (from ``prepare_frame``).
 
-    The bundle keeps up to ``SAMPLE_ROWS`` rows of ``x``, spread over it, to warm the
-    version up before serving; ``trust`` is carried to :func:`loopml.register_model`.
+    ``flavor`` names how the model is saved (:mod:`loopml.registry.flavors`; None: the
+    estimator's own). The bundle keeps up to ``SAMPLE_ROWS`` rows of ``x``, spread over it,
+    to warm the version up before serving; ``trust`` is carried to
+    :func:`loopml.register_model`.
     """
+    impl = flavor_for(estimator) if flavor is None else get_flavor(flavor)
     features = build_transformer(spec, kinds).fit(x)
-    model = clone(estimator).fit(features.transform(x), y.to_numpy())
-    classes = list(model.classes_) if task == "classification" else None
+    model, classes = impl.fit(clone(estimator), features.transform(x), y.to_numpy(), task)
     sig = Signature.from_frame(
         x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown
     )
+    return ModelBundle(features, model, sig, impl.name, sample=sample_rows(x), trusted=trust or ())
+
+
+def sample_rows(x: pd.DataFrame) -> pd.DataFrame:
+    """Up to ``SAMPLE_ROWS`` rows of ``x``, spread over it, to warm a version up."""
     picked = np.unique(np.linspace(0, len(x) - 1, min(len(x), SAMPLE_ROWS)).round().astype(int))
-    sample = x.iloc[picked]
-    return ModelBundle(features, model, sig, flavor, sample=sample, trusted=trust or ())
+    return x.iloc[picked]
 
 
 def fit_bundle(
@@ -72,7 +79,6 @@ def fit_bundle(
     kinds = resolve_kinds(spec, frame, target)
     x = prepare_frame(frame, kinds)
     y = frame[target]
-    flavor = "lightgbm" if type(estimator).__module__.startswith("lightgbm") else "sklearn"
     bundle = fit_prepared(
         spec,
         kinds,
@@ -81,7 +87,6 @@ def fit_bundle(
         y,
         task=task or infer_task(y),
         target=target,
-        flavor=flavor,
         trust=trust,
     )
     return bundle, x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import time
 from collections.abc import Callable
@@ -15,14 +16,33 @@ import pandas as pd
 import pyarrow as pa
 
 from loopml.errors import ConfigError, InvalidInputError
-from loopml.evaluate.cv import cross_validate, holdout_split
+from loopml.evaluate.cv import cross_validate
+from loopml.evaluate.holdout import holdout_extras
 from loopml.evaluate.metrics import check_metric, compute_metrics, metric_names
+from loopml.evaluate.slices import flagged_lines
+from loopml.evaluate.split import (
+    check_split,
+    fold_indices,
+    holdout_indices,
+    split_column,
+    without_split_column,
+)
 from loopml.features.spec import prepare_frame, resolve_kinds
 from loopml.project import ProjectConfig
+from loopml.project.imbalance import resolve_positive
 from loopml.registry.models import register_model, set_alias
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.train.estimators import flavor_of, make_estimator
+from loopml.train.evaluation import write_run_report
 from loopml.train.fit import fit_prepared, infer_task
+from loopml.train.imbalance import apply_class_weight, choose_threshold, mark_bundle
+from loopml.train.incremental import begin_continuation
+from loopml.train.promote import (
+    champion_record,
+    check_champion,
+    decide,
+    save_holdout_predictions,
+)
 from loopml.utils import new_id, process_owner, utcnow
 from loopml.workspace import Workspace
 
@@ -50,7 +70,13 @@ class TrainResult:
         }
 
 
-def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = None) -> TrainResult:
+def train(
+    ws: Workspace,
+    config: ProjectConfig,
+    *,
+    progress: Progress | None = None,
+    from_version: str | None = None,
+) -> TrainResult:
     """Train ``config`` on its dataset and record the run; register and promote on a pass.
 
     Everything a user can get wrong in the project file (dataset, target and feature
@@ -58,17 +84,57 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
     before the run is recorded, so bad input costs nothing and leaves no run behind
     (ConfigError naming the field, with the closest valid name). A run that fails its gate is
     recorded with the reason and registers no model.
+
+    ``from_version`` (``NAME@VERSION``) continues that version on this dataset version
+    instead of training from scratch (:mod:`loopml.train.incremental`).
     """
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
     frame = ws.lake.read_table(dv.path).to_pandas()
     config.check_columns(list(frame.columns), source=f"dataset {dv.name}@{dv.version}")
-    x, y, kinds, task = _prepare(config, dv, frame)
+    features, split_note = without_split_column(config.features, config.evaluation.split)
+    x, y, kinds, task = _prepare(replace(config, features=features), dv, frame)
     config.check_metrics(metric_names(task))
-    estimator = make_estimator(config.model, task, config.source)
+    split_col = split_column(frame, config.evaluation.split)
+    check_split(
+        config.evaluation.split,
+        split_col,
+        n_folds=config.evaluation.folds,
+        task=task,
+        source=f"dataset {dv.name}@{dv.version}",
+    )
+    # the rows of the holdout and of each fold: a split that cannot be made fails here
+    ev = config.evaluation
+    tr_idx, ho_idx = holdout_indices(
+        y, spec=ev.split, fraction=ev.holdout, task=task, seed=ev.seed, column=split_col
+    )
+    cv_splits = None
+    if ev.folds:
+        cv_splits = fold_indices(
+            y.iloc[tr_idx],
+            spec=ev.split,
+            n_folds=ev.folds,
+            task=task,
+            seed=ev.seed,
+            column=None if split_col is None else split_col.iloc[tr_idx].reset_index(drop=True),
+        )
+    estimator = _seeded(
+        make_estimator(config.model, task, config.source),
+        config.model.params,
+        config.evaluation.seed,
+    )
     metric = check_metric(task, config.evaluation.metric or _default_metric(task, y))
     flavor = flavor_of(config.model.cls)
+    positive, labels = _check_classes(config, y, task, dv)
+    estimator = apply_class_weight(estimator, config.model.class_weight, labels, config.source)
+    # incremental mode (train/incremental.py): checked before any run is recorded
+    cont = None
+    if from_version is not None:
+        cont = begin_continuation(
+            ws, config, from_version, dataset=dv, estimator=estimator, kinds=kinds, y=y, task=task
+        )
+    fit = fit_prepared if cont is None else cont.fit_prepared
 
     run = Run(
         id=new_id(),
@@ -82,17 +148,21 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
         packages=_packages(),
         owner=process_owner(),  # a run whose process dies is then seen as aborted
     )
+    if cont is not None:
+        run = cont.mark(run)  # a child of the parent's run, both datasets in its lineage
     ws.metadata.add_run(run)
     say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")
+    if split_note:
+        say(split_note)
     try:
-        ev = config.evaluation
-        x_tr, x_ho, y_tr, y_ho = holdout_split(x, y, fraction=ev.holdout, task=task, seed=ev.seed)
+        x_tr, x_ho, y_tr, y_ho = x.iloc[tr_idx], x.iloc[ho_idx], y.iloc[tr_idx], y.iloc[ho_idx]
         out_of_fold = pd.Series(np.nan, index=x_tr.index, dtype="float64")
+        fold_step = itertools.count()  # each fold's score is a step of the run
 
         def fit_score(
             xa: pd.DataFrame, ya: pd.Series, xb: pd.DataFrame, yb: pd.Series
         ) -> dict[str, float]:
-            bundle = fit_prepared(
+            bundle = fit(
                 config.features,
                 kinds,
                 estimator,
@@ -102,9 +172,13 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
                 target=config.target,
                 flavor=flavor,
             )
-            p = bundle.predict_frame(xb)
+            p = mark_bundle(bundle, positive).predict_frame(xb)
             out_of_fold.loc[xb.index] = p.scores  # each training row, by the fold not fit on it
-            return compute_metrics(task, yb, p.labels, p.probabilities, p.classes)
+            scores = compute_metrics(
+                task, yb, p.labels, p.probabilities, p.classes, positive=positive
+            )
+            ws.metadata.log_step(run.id, f"cv.{metric}", next(fold_step), scores.get(metric))
+            return scores
 
         cv: dict[str, dict[str, float]] = {}
         if ev.folds:
@@ -116,8 +190,9 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
                 task=task,
                 seed=ev.seed,
                 on_fold=lambda i: say(f"cross-validation fold {i + 1}/{ev.folds} done"),
+                splits=cv_splits,
             )
-        bundle = fit_prepared(
+        bundle = fit(
             config.features,
             kinds,
             estimator,
@@ -127,24 +202,97 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
             target=config.target,
             flavor=flavor,
         )
-        p = bundle.predict_frame(x_ho)
-        holdout = compute_metrics(task, y_ho, p.labels, p.probabilities, p.classes)
+        threshold = None
+        if ev.threshold is not None:  # chosen out of fold, never on the holdout
+            threshold = choose_threshold(
+                ev.threshold, (y_tr == positive).to_numpy(), out_of_fold.to_numpy(), config.source
+            )
+            say(f"decision threshold {threshold['value']:.4f} for {ev.threshold} (out of fold)")
+        p = mark_bundle(bundle, positive, threshold).predict_frame(x_ho)
+        holdout = compute_metrics(
+            task, y_ho, p.labels, p.probabilities, p.classes, positive=positive
+        )
         say(f"holdout {metric} = {holdout.get(metric, float('nan')):.4f}")
         flat = {**holdout, **{f"cv.{k}": v["mean"] for k, v in cv.items()}}
         flat.update({f"cv.{k}.std": v["std"] for k, v in cv.items()})
-        passed, reason = ev.gate.check(flat)
         metrics: dict[str, Any] = {
             "metric": metric,
             "holdout": holdout,
             "cv": cv,
             "rows": {"train": len(x_tr), "holdout": len(x_ho)},
+            **holdout_extras(
+                task,
+                ev,
+                y_ho,
+                p.labels,
+                p.probabilities,
+                p.classes,
+                metric=metric,
+                overall=holdout.get(metric),
+                rows=frame.iloc[ho_idx][[s.column for s in ev.slices]] if ev.slices else None,
+                positive=positive,
+            ),
+            "split": ev.split.to_dict(),
         }
+        for line in flagged_lines(metrics.get("slices") or {"metric": metric, "flagged": []}):
+            say(line)
+        champion = None
+        if config.alias:  # the alias's holder, scored on the same holdout rows
+            champion = check_champion(
+                ws,
+                name=config.name,
+                alias=config.alias,
+                task=task,
+                metric=metric,
+                dataset=(dv.name, dv.version),
+                raw_rows=frame.loc[x_ho.index],
+                y=y_ho,
+                new=p,
+                positive=positive,
+                metrics_fn=lambda yy, pp: compute_metrics(
+                    task, yy, pp.labels, pp.probabilities, pp.classes, positive=positive
+                ),
+                seed=ev.seed,
+            )
+        passed, reason = ev.gate.check(
+            flat,
+            champion=None if champion is None else champion.for_gate,
+            slices=(metrics.get("slices") or {}).get("columns"),
+        )
+        metrics["refit"] = ev.refit
+        if threshold is not None:
+            metrics["threshold"] = threshold
+        take_alias, why = False, "gate failed"
+        if champion is not None:
+            if passed:
+                take_alias, why = decide(config.promotion, champion, config.name)
+            metrics["champion"] = champion_record(champion, take_alias, why)
+            say(f"champion check: {why}")
+        # reports/runs/<run_id>.html: curves, calibration, confusion, native importances
+        metrics["report"] = write_run_report(ws, run.id, config, bundle, y_ho, p, metrics)
         mv = None
         promoted = None
         if passed:
             metrics["reference_scores"] = _keep_reference_scores(
                 ws, config, run.id, out_of_fold if cv else None, p.scores
             )
+            metrics["holdout_predictions"] = save_holdout_predictions(
+                ws, config.name, run.id, x_ho.index, p
+            )
+            if ev.refit:  # the holdout metrics stay those of the model fitted without it
+                say(f"refitting on all {len(x)} rows")
+                bundle = fit(
+                    config.features,
+                    kinds,
+                    estimator,
+                    x,
+                    y,
+                    task=task,
+                    target=config.target,
+                    flavor=flavor,
+                )
+                mark_bundle(bundle, positive, threshold)
+            metrics["rows"]["fit"] = len(x) if ev.refit else len(x_tr)
             mv = register_model(
                 ws,
                 config.name,
@@ -156,10 +304,19 @@ def train(ws: Workspace, config: ProjectConfig, *, progress: Progress | None = N
                 trust=config.model.trust,
             )
             say(f"registered {mv.name}@{mv.version} (gate: {reason})")
-            if config.alias:
-                set_alias(ws, mv.name, config.alias, mv.version)
+            if config.alias and champion is not None and take_alias:
+                set_alias(
+                    ws,
+                    mv.name,
+                    config.alias,
+                    mv.version,
+                    expected=champion.version,
+                    reason=f"gate passed: {reason}; {why}",
+                )
                 promoted = config.alias
                 say(f"alias {config.alias} -> {mv.name}@{mv.version}")
+            elif config.alias and champion is not None:
+                say(f"alias {config.alias} stays on {mv.name}@{champion.version}")
         else:
             say(f"gate failed: {reason}; not registered")
         run = replace(
@@ -254,6 +411,46 @@ def _prepare(
         )
     kinds = resolve_kinds(config.features, frame, config.target, source)
     return prepare_frame(frame, kinds), y.reset_index(drop=True), kinds, task
+
+
+def _seeded(estimator: Any, params: dict[str, Any], seed: int) -> Any:
+    """``estimator`` with ``random_state`` from ``evaluation.seed`` when it takes one and the
+    project file did not set it, so the same file, data and seed give the same metrics."""
+    if "random_state" in params or "random_state" not in estimator.get_params(deep=False):
+        return estimator
+    return estimator.set_params(random_state=seed)
+
+
+def _check_classes(
+    config: ProjectConfig, y: pd.Series, task: str, dv: DatasetVersion
+) -> tuple[Any, list[Any]]:
+    """The positive label (None: regression or multiclass) and the sorted labels, checked
+    against ``data.positive``, ``model.class_weight`` and ``evaluation.threshold``."""
+    if task != "classification":
+        for fieldname, value in (
+            ("data.positive", config.positive),
+            ("model.class_weight", config.model.class_weight),
+            ("evaluation.threshold", config.evaluation.threshold),
+        ):
+            if value is not None:
+                raise ConfigError(
+                    f"{fieldname} is set but the task is {task}",
+                    where={"file": config.source, "field": fieldname},
+                    hint=f"Leave {fieldname} out, or train a classifier (data.task)",
+                )
+        return None, []
+    labels = sorted(y.unique().tolist(), key=lambda v: (str(type(v)), v))
+    positive = resolve_positive(
+        config.positive, labels, source=config.source, dataset=f"{dv.name}@{dv.version}"
+    )
+    if config.evaluation.threshold is not None and positive is None:
+        raise ConfigError(
+            f"evaluation.threshold is for a binary target; {config.target!r} has "
+            f"{len(labels)} classes",
+            where={"file": config.source, "field": "evaluation.threshold"},
+            hint="Leave evaluation.threshold out for a multiclass target",
+        )
+    return positive, labels
 
 
 def _default_metric(task: str, y: pd.Series) -> str:

@@ -37,7 +37,8 @@ def _train(ws: Workspace, cancer: pd.DataFrame, folds: int) -> pd.DataFrame:
             "name": "cancer",
             "data": {"dataset": "cancer", "target": "target"},
             "model": {"class": "sklearn.ensemble.RandomForestClassifier", "params": FOREST},
-            "evaluation": {"folds": folds, "holdout": 0.2, "seed": 42},
+            # refit: false keeps the holdout rows unseen by the registered model
+            "evaluation": {"folds": folds, "holdout": 0.2, "seed": 42, "refit": False},
         }
     )
     assert train(ws, config).passed

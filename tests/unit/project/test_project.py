@@ -158,3 +158,61 @@ def test_a_superscript_digit_is_not_a_version() -> None:
                 "model": {"class": "sklearn.linear_model.LogisticRegression"},
             }
         )
+
+
+EVALUATION = """
+name: cancer
+data: {dataset: cancer, target: target}
+model: {class: sklearn.linear_model.LogisticRegression}
+evaluation:
+  split: {kind: time, column: ts, gap: 1d}
+  folds: 3
+  holdout: 0.2
+  slices: [site, {column: age, bins: 4}, {column: city, top: 5}]
+  bootstrap: 1000
+"""
+
+
+def test_evaluation_split_slices_and_bootstrap_are_read(tmp_path: Path) -> None:
+    p = tmp_path / "loopml.yaml"
+    p.write_text(EVALUATION)
+    c = ProjectConfig.from_file(p)
+    ev = c.evaluation
+    assert (ev.split.kind, ev.split.column, ev.split.gap_seconds) == ("time", "ts", 86400.0)
+    assert [(s.column, s.bins, s.top) for s in ev.slices] == [
+        ("site", None, 10),
+        ("age", 4, 10),
+        ("city", None, 5),
+    ]
+    assert ev.bootstrap == 1000
+    assert ProjectConfig.from_dict(c.to_dict()).to_dict() == c.to_dict()
+    assert c.to_dict()["evaluation"]["split"] == {"kind": "time", "column": "ts", "gap": "1d"}
+    default = _cfg()
+    assert (default.evaluation.split.kind, default.evaluation.bootstrap) == ("random", 200)
+    with pytest.raises(ConfigError, match="split column") as e:
+        c.check_columns(["target", "site", "age", "city", "tss"], source="dataset cancer@1")
+    assert e.value.where["field"] == "evaluation.split.column"
+    assert "Did you mean 'tss'" in str(e.value.hint)
+    with pytest.raises(ConfigError, match="slice column") as e:
+        c.check_columns(["target", "ts", "site", "age"], source="dataset cancer@1")
+    assert e.value.where["field"] == "evaluation.slices"
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "field"),
+    [
+        ({"split": {"kind": "chronological"}}, "evaluation.split.kind"),
+        ({"split": {"kind": "time"}}, "evaluation.split.column"),
+        ({"split": {"kind": "time", "column": "ts", "gap": "soon"}}, "evaluation.split.gap"),
+        ({"split": {"kind": "group", "column": "g", "gap": 3}}, "evaluation.split.gap"),
+        ({"split": {"kind": "time", "colum": "ts"}}, "evaluation.split.colum"),
+        ({"slices": [{"bins": 3}]}, "evaluation.slices"),
+        ({"slices": [{"column": "age", "bins": 0}]}, "evaluation.slices.bins"),
+        ({"bootstrap": 5}, "evaluation.bootstrap"),
+        ({"bootstrap": "many"}, "evaluation.bootstrap"),
+    ],
+)
+def test_evaluation_mistakes_name_the_field(evaluation: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        _cfg(evaluation=evaluation)
+    assert e.value.where["field"] == field
