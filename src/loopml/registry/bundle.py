@@ -84,7 +84,8 @@ class ModelBundle:
             raise ValueError(f"unknown flavor {flavor!r}")
         self.features = features
         # predict with what a reload gives (a LightGBM or XGBoost Booster), exactly
-        self.estimator = get_flavor(flavor).prepare(estimator)
+        self._flavor = get_flavor(flavor)  # looked up once, not on every predict
+        self.estimator = self._flavor.prepare(estimator)
         self.signature = signature
         self.flavor = flavor
         #: a few training rows in the validated layout (None: a bundle written before)
@@ -124,7 +125,7 @@ class ModelBundle:
     @property
     def flavor_impl(self) -> Flavor:
         """The :class:`~loopml.registry.flavors.Flavor` that saves and predicts this model."""
-        return get_flavor(self.flavor)
+        return self._flavor
 
     # -- predicting -------------------------------------------------------------------------
 
@@ -266,7 +267,16 @@ class ModelBundle:
             blobs[FEATURES_FILE], FEATURES_FILE, what, trust, names=names[FEATURES_FILE]
         )
         model_files = {m: blobs[m] for m in flavor.members}
-        estimator = flavor.load(model_files, trusted=trust, what=what, meta=meta, checked=names)
+        try:
+            estimator = flavor.load(model_files, trusted=trust, what=what, meta=meta, checked=names)
+        except ImportError as exc:  # the flavor's library is an extra this machine lacks
+            package = f"'loopml[{flavor.extra}]'" if flavor.extra else flavor.name
+            raise LoopmlError(
+                f"{what} is a {flavor.name} model, and {flavor.name} is not installed here",
+                where={"artifact": what},
+                hint=f"pip install {package} where the model is loaded",
+                code="missing_dependency",
+            ) from exc
         return cls(
             features,
             estimator,

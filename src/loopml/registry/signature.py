@@ -43,6 +43,7 @@ from loopml.features.values import (
 )
 from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
 from loopml.project.features import UNKNOWN_POLICIES
+from loopml.utils import shorten
 
 MAX_CATEGORIES_SHOWN = 8
 VECTOR_ROWS = 512  # from this many rows, columns are checked with pandas' vectorised lookups
@@ -467,7 +468,8 @@ class Signature:
                 else f" and {len(cats) - MAX_CATEGORIES_SHOWN} more"
             )
             raise InvalidInputError(
-                f"{ctx.noun} {f.name!r} has category {_cut(out[row])!r}, never seen in training",
+                f"{ctx.noun} {f.name!r} has category {shorten(out[row], 60)!r}, never seen in "
+                "training",
                 where=ctx.where(f, row),
                 hint=f"Known categories: {shown}{more} (or score such rows and flag "
                 "them: features.unknown: flag)",
@@ -496,10 +498,6 @@ def _check_extra_policy(extra: str) -> None:
             where={"field": "extra"},
             hint=f"Choose one of: {', '.join(EXTRA_POLICIES)}",
         )
-
-
-def _cut(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _plain(value: Any) -> Any:

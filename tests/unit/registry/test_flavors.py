@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import zipfile
 from typing import Any
 
@@ -201,3 +202,24 @@ def test_only_partial_fit_sklearn_estimators_continue() -> None:
     assert sk.can_continue(SGDClassifier)
     assert not sk.can_continue(RandomForestClassifier)
     assert "partial_fit" in (sk.continues or "")
+
+
+def test_a_model_whose_library_is_missing_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from xgboost import XGBClassifier
+
+    from loopml.errors import IntegrityError, LoopmlError
+    from loopml.registry import ModelBundle
+    from loopml.train import fit_bundle
+
+    frame = load_breast_cancer(as_frame=True).frame
+    bundle, _ = fit_bundle(frame, "target", XGBClassifier(n_estimators=5))
+    data = bundle.to_bytes()
+    monkeypatch.setitem(sys.modules, "xgboost", None)  # import xgboost now fails
+    with pytest.raises(LoopmlError, match="xgboost is not installed") as info:
+        ModelBundle.from_bytes(data, what="cancer@1")
+    assert not isinstance(info.value, IntegrityError)  # not "damaged": a missing extra
+    assert info.value.code == "missing_dependency"
+    assert "loopml[xgboost]" in str(info.value.hint)
