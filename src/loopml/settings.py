@@ -62,8 +62,34 @@ class Settings(BaseSettings):
     serve_max_body_bytes: int = Field(
         64 * 1024 * 1024, gt=0, description="largest request body the server reads"
     )
+    serve_compile: str = Field(
+        "auto",
+        pattern="^(auto|onnx|native)$",
+        description="auto: serve the ONNX-compiled bundle where it converts and matches, else "
+        "native; onnx: refuse a version that does not compile; native: never compile",
+    )
+    serve_queue_rows: int = Field(
+        4096, gt=0, description="rows waiting per model before new requests get 503"
+    )
+    serve_retry_after: int = Field(1, ge=0, description="Retry-After seconds on a 503")
+    serve_shutdown_grace: float = Field(
+        30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM"
+    )
+    serve_grpc_port: int = Field(0, ge=0, description="Open Inference Protocol gRPC port; 0: off")
+    serve_workers: int = Field(1, ge=1, description="server processes sharing the port")
     log_flush_rows: int = Field(1000, description="prediction log: rows buffered before a flush")
     log_flush_seconds: float = Field(1.0, description="prediction log: longest wait for a flush")
+    log_fsync: str = Field(
+        "interval",
+        pattern="^(always|interval|never)$",
+        description="prediction log spool: fsync before each answer (always), every "
+        "log_fsync_ms (interval), or leave it to the OS (never); every answered row is written "
+        "to the spool before its response in all three",
+    )
+    log_fsync_ms: float = Field(200.0, gt=0, description="prediction log: fsync period (interval)")
+    log_spool_max_bytes: int = Field(
+        256 * 1024 * 1024, gt=0, description="prediction log: most bytes spooled locally"
+    )
     actor: str = Field("", description="who is recorded moving aliases; default the OS user@host")
 
     @field_validator("serve_allowed_hosts", mode="before")
