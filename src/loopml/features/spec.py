@@ -29,6 +29,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from loopml.data.schema import TEXT_DISTINCT_SHARE, TEXT_MEAN_LENGTH, TEXT_MIN_DISTINCT
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.features.dates import DatetimeFeatures
+from loopml.features.identity import Identity
 from loopml.features.values import (
     ValueProblem,
     looks_like_timestamps,
@@ -183,19 +184,23 @@ def _key_name(name: str) -> bool:
     return bool(words) and words[-1] in ID_WORDS
 
 
-def build_transformer(spec: FeatureSpec, kinds: Mapping[str, str]) -> ColumnTransformer:
+def build_transformer(
+    spec: FeatureSpec, kinds: Mapping[str, str], estimator: Any = None
+) -> ColumnTransformer:
     """An unfitted ColumnTransformer for these feature kinds (output is dense).
 
     Datetime features are expanded into date parts (:class:`DatetimeFeatures`), then imputed
-    and scaled as ``features.numeric`` says.
+    and scaled as ``features.numeric`` says; ``auto`` is decided for ``estimator`` (see
+    :func:`numeric_choices`).
     """
+    impute, scale = numeric_choices(spec, estimator)
     numeric = [c for c, k in kinds.items() if k == NUMERIC]
     categorical = [c for c, k in kinds.items() if k == CATEGORICAL]
     dates = [c for c, k in kinds.items() if k == DATETIME]
     transformers: list[tuple[str, Any, list[str]]] = []
     if numeric:
-        steps = _numeric_steps(spec)
-        transformers.append(("numeric", Pipeline(steps) if steps else "passthrough", numeric))
+        steps = _numeric_steps(impute, scale)
+        transformers.append(("numeric", Pipeline(steps) if steps else Identity(), numeric))
     if categorical:
         csteps: list[tuple[str, Any]] = []
         if spec.categorical_impute == "most_frequent":
@@ -205,17 +210,60 @@ def build_transformer(spec: FeatureSpec, kinds: Mapping[str, str]) -> ColumnTran
         csteps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
         transformers.append(("categorical", Pipeline(csteps), categorical))
     if dates:
-        dsteps: list[tuple[str, Any]] = [("parts", DatetimeFeatures()), *_numeric_steps(spec)]
+        dsteps: list[tuple[str, Any]] = [
+            ("parts", DatetimeFeatures()),
+            *_numeric_steps(impute, scale),
+        ]
         transformers.append(("datetime", Pipeline(dsteps), dates))
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 
-def _numeric_steps(spec: FeatureSpec) -> list[tuple[str, Any]]:
+#: estimators that split on thresholds: scaling a feature changes nothing for them
+TREE_MODULES = ("lightgbm", "xgboost", "sklearn.tree", "sklearn.ensemble")
+#: ... and of those, the ones that route missing values themselves (learned per split)
+NATIVE_MISSING = ("lightgbm", "xgboost")
+NATIVE_MISSING_CLASSES = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+
+
+def _final_step(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)  # a Pipeline: its model is the last step
+    return steps[-1][1] if isinstance(steps, list) and steps else estimator
+
+
+def numeric_choices(spec: FeatureSpec, estimator: Any = None) -> tuple[str, str]:
+    """``(impute, scale)`` for numeric features, ``auto`` decided for ``estimator``.
+
+    A tree model (scikit-learn's trees and ensembles of them, LightGBM, XGBoost) gets no
+    scaling: it splits on thresholds, so scaling costs time and changes no prediction.
+    LightGBM, XGBoost and HistGradientBoosting get no imputation either: they learn where
+    missing values go at each split, which imputing would hide from them. Anything else
+    (and no estimator) gets median imputation and standard scaling.
+    """
+    model = _final_step(estimator)
+    module = type(model).__module__ if model is not None else ""
+    tree = model is not None and module.startswith(TREE_MODULES)
+    if tree and module.startswith("sklearn.ensemble"):
+        # ensembles of trees only: bagging or voting over a linear model needs its scaling
+        inner = getattr(model, "estimator", None)
+        tree = inner is None or type(inner).__module__.startswith("sklearn.tree")
+    native = model is not None and (
+        module.startswith(NATIVE_MISSING) or type(model).__name__ in NATIVE_MISSING_CLASSES
+    )
+    impute = spec.numeric_impute
+    if impute == "auto":
+        impute = "none" if native else "median"
+    scale = spec.numeric_scale
+    if scale == "auto":
+        scale = "none" if tree else "standard"
+    return impute, scale
+
+
+def _numeric_steps(impute: str, scale: str) -> list[tuple[str, Any]]:
     steps: list[tuple[str, Any]] = []
-    if spec.numeric_impute != "none":
-        strategy = "constant" if spec.numeric_impute == "zero" else spec.numeric_impute
+    if impute != "none":
+        strategy = "constant" if impute == "zero" else impute
         steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=0.0)))
-    if spec.numeric_scale == "standard":
+    if scale == "standard":
         steps.append(("scale", StandardScaler()))
     return steps
 

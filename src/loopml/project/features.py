@@ -10,8 +10,11 @@ from typing import Any
 from loopml.errors import ConfigError
 from loopml.kinds import FEATURE_KINDS
 
-NUMERIC_IMPUTE = ("median", "mean", "zero", "none")
-NUMERIC_SCALE = ("standard", "none")
+# auto: what the model needs (features.spec.numeric_steps): no imputation for a model that
+# handles missing values itself (LightGBM, XGBoost, HistGradientBoosting), no scaling for
+# a tree model, median and standard otherwise
+NUMERIC_IMPUTE = ("auto", "median", "mean", "zero", "none")
+NUMERIC_SCALE = ("auto", "standard", "none")
 CATEGORICAL_IMPUTE = ("most_frequent", "missing", "none")
 CATEGORICAL_ENCODE = ("onehot",)
 # what a model does with a value its training never had (an unseen category, a missing value
@@ -27,8 +30,8 @@ class FeatureSpec:
     include: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)  # overrides of inferred kinds
-    numeric_impute: str = "median"
-    numeric_scale: str = "standard"
+    numeric_impute: str = "auto"
+    numeric_scale: str = "auto"
     categorical_impute: str = "most_frequent"
     categorical_encode: str = "onehot"
     unknown: str | None = None  # UNKNOWN_POLICIES, or None for each path's default
@@ -61,8 +64,8 @@ class FeatureSpec:
             include=include_list,
             exclude=list(data.get("exclude") or []),
             kinds=dict(data.get("kinds") or {}),
-            numeric_impute=str(num.pop("impute", "median")),
-            numeric_scale=str(num.pop("scale", "standard")),
+            numeric_impute=str(num.pop("impute", "auto")),
+            numeric_scale=str(num.pop("scale", "auto")),
             categorical_impute=str(cat.pop("impute", "most_frequent")),
             categorical_encode=str(cat.pop("encode", "onehot")),
             unknown=None if data.get("unknown") is None else str(data["unknown"]),

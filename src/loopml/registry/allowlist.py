@@ -110,6 +110,7 @@ COMPOSITION = (
     "sklearn.utils._bunch.Bunch",
     # loopml's own transformers: plain classes, no stored functions
     "loopml.features.dates.DatetimeFeatures",
+    "loopml.features.identity.Identity",
 )
 
 TRANSFORMERS = (

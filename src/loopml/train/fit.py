@@ -45,7 +45,7 @@ def fit_prepared(
     :func:`loopml.register_model`.
     """
     impl = flavor_for(estimator) if flavor is None else get_flavor(flavor)
-    features = build_transformer(spec, kinds).fit(x)
+    features = build_transformer(spec, kinds, estimator).fit(x)
     model, classes = impl.fit(clone(estimator), features.transform(x), y.to_numpy(), task)
     sig = Signature.from_frame(
         x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown

@@ -27,7 +27,7 @@ from loopml.evaluate.split import (
     split_column,
     without_split_column,
 )
-from loopml.features.spec import prepare_frame, resolve_kinds
+from loopml.features.spec import numeric_choices, prepare_frame, resolve_kinds
 from loopml.project import ProjectConfig
 from loopml.project.imbalance import resolve_positive
 from loopml.registry.models import register_model, set_alias
@@ -141,7 +141,11 @@ def train(
         name=config.name,
         status="running",
         started_at=utcnow(),
-        params={"project": config.to_dict(), "estimator": _params(estimator)},
+        params={
+            "project": config.to_dict(),
+            "estimator": _params(estimator),
+            "features": _resolved_features(config, estimator),
+        },
         dataset_name=dv.name,
         dataset_version=dv.version,
         git_commit=_git_commit(Path(config.source).resolve().parent),
@@ -487,3 +491,9 @@ def _packages() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return out
+
+
+def _resolved_features(config: ProjectConfig, estimator: Any) -> dict[str, Any]:
+    """The numeric transforms this run used, ``auto`` decided for its estimator."""
+    impute, scale = numeric_choices(config.features, estimator)
+    return {"numeric": {"impute": impute, "scale": scale}}
