@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from loopml.evaluate.metrics import positive_class
 
@@ -85,11 +86,12 @@ def bootstrap_values(
         while done < resamples:
             b = min(chunk, resamples - done)
             idx = rng.integers(0, n, size=(b, n))
+            counts = np.empty((b, n))
+            for j in range(b):
+                counts[j] = np.bincount(idx[j], minlength=n)
             # counts laid out (rows, resamples): the reductions below run down contiguous rows
-            w = np.bincount((idx * b + np.arange(b)[:, None]).ravel(), minlength=b * n)
-            parts.append(
-                _weighted(task, y, labels, probabilities, classes, positive, w.reshape(n, b))
-            )
+            w = np.ascontiguousarray(counts.T)
+            parts.append(_weighted(task, y, labels, probabilities, classes, positive, w))
             done += b
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return _weighted(task, y, labels, probabilities, classes, positive, np.asarray(weights).T)
@@ -123,9 +125,8 @@ def _weighted(
     class_list = list(classes) if classes is not None else sorted(set(y.tolist()))
     k = len(class_list)
     binary = k == 2
-    code = {c: i for i, c in enumerate(class_list)}
-    yi = np.array([code.get(v, k) for v in y.tolist()])
-    pi = np.array([code.get(v, k) for v in np.asarray(labels).tolist()])
+    yi = _codes(y, class_list)
+    pi = _codes(np.asarray(labels), class_list)
     cm = _confusions(w, yi * (k + 1) + pi, k + 1)[:, :k, :k]  # (b, true, predicted)
     tp = np.diagonal(cm, axis1=1, axis2=2)
     support = cm.sum(axis=2)
@@ -181,6 +182,18 @@ def _weighted(
     return out
 
 
+def _codes(values: np.ndarray, class_list: list[Any]) -> np.ndarray:
+    """The index of each value in ``class_list``; ``len(class_list)`` for any other value."""
+    k = len(class_list)
+    try:
+        codes = pd.Categorical(values, categories=class_list).codes.astype(np.int64)
+    except (TypeError, ValueError):  # labels pandas cannot hold as categories: one by one
+        code = {c: i for i, c in enumerate(class_list)}
+        return np.array([code.get(v, k) for v in values.tolist()], dtype=np.int64)
+    codes[codes < 0] = k
+    return codes
+
+
 def _confusions(w: np.ndarray, code: np.ndarray, k: int) -> np.ndarray:
     """(b, k, k) weighted counts of each (true, predicted) pair; ``w`` is (rows, b)."""
     order = np.argsort(code, kind="stable")
@@ -194,26 +207,44 @@ def _confusions(w: np.ndarray, code: np.ndarray, k: int) -> np.ndarray:
 
 def _auc_ap(w: np.ndarray, score: np.ndarray, is_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted ROC-AUC and average precision of ``score`` for each column of ``w``
-    (rows, resamples), grouping tied scores as scikit-learn does."""
-    order = np.argsort(-score, kind="stable")
-    s = score[order]
-    distinct = np.r_[True, s[1:] != s[:-1]]
-    wo = w[order]
-    pos = wo * is_pos[order][:, None]
-    tot = wo
-    if not distinct.all():
-        starts = np.flatnonzero(distinct)
-        pos = np.add.reduceat(pos, starts, axis=0)
-        tot = np.add.reduceat(wo, starts, axis=0)
-    neg = tot - pos
-    tp, seen = np.cumsum(pos, axis=0), np.cumsum(tot, axis=0)
-    p_tot, n_tot = tp[-1], seen[-1] - tp[-1]
-    fp = seen - tp
+    (rows, resamples), grouping tied scores as scikit-learn does.
+
+    Positives and negatives are taken apart once: with ``below`` the weight of negatives
+    scored under a positive (and ``upto`` those scored at most as high), AUC sums
+    ``w * (below + upto) / 2`` over positives; average precision sums ``w * precision`` at
+    each positive's score, the positives and negatives at or above it read from running sums.
+    Each (rows x resamples) pass is a gather or a running sum of one side only.
+    """
+    pos_rows = np.flatnonzero(is_pos)
+    neg_rows = np.flatnonzero(~is_pos)
+    b = w.shape[1]
+    if len(pos_rows) == 0 or len(neg_rows) == 0:
+        nan = np.full(b, np.nan)
+        return nan, nan.copy()
+    neg_order = neg_rows[np.argsort(score[neg_rows], kind="stable")]
+    neg_scores = score[neg_order]
+    c_neg = np.zeros((len(neg_order) + 1, b))
+    np.cumsum(w[neg_order], axis=0, out=c_neg[1:])  # c_neg[j]: the j lowest negatives
+    s_pos = score[pos_rows]
+    lo = np.searchsorted(neg_scores, s_pos, side="left")  # negatives strictly below
+    hi = np.searchsorted(neg_scores, s_pos, side="right")  # ... and those tied with it
+    w_pos = w[pos_rows]
+    p_tot = w_pos.sum(axis=0)
+    n_tot = c_neg[-1]
+    below = c_neg[lo]
+    below += c_neg[hi]
+    # positives scored at least as high as each positive: running sum from the top
+    pos_desc = np.argsort(-s_pos, kind="stable")
+    ranked = s_pos[pos_desc]
+    c_pos = np.cumsum(w_pos[pos_desc], axis=0)
+    last = np.searchsorted(-ranked, -s_pos, side="right") - 1  # last positive with score >= s
+    tp = c_pos[last]
     with np.errstate(divide="ignore", invalid="ignore"):
-        # negatives scored below a positive's group, plus half of those tied with it
-        auc = (pos * (n_tot - fp + 0.5 * neg)).sum(axis=0) / (p_tot * n_tot)
+        auc = 0.5 * np.einsum("ij,ij->j", w_pos, below) / (p_tot * n_tot)
+        seen = n_tot - c_neg[lo]  # negatives at or above the score
+        seen += tp
         precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
-        ap = (pos * precision).sum(axis=0) / p_tot
+        ap = np.einsum("ij,ij->j", w_pos, precision) / p_tot
     bad = (p_tot == 0) | (n_tot == 0)
     auc[bad] = np.nan
     ap[bad] = np.nan

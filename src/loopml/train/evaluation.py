@@ -235,19 +235,29 @@ def _document(
 
 
 def report_parts(
-    task: str, bundle: ModelBundle, y: Any, p: Prediction, *, positive: Any = None
+    task: str,
+    bundle: ModelBundle,
+    y: Any,
+    p: Prediction,
+    *,
+    positive: Any = None,
+    metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics, diagnostics and native importances of one set of predictions (cheap: no
-    refitting, no permutation)."""
+    refitting, no permutation). ``metrics``: those of ``p`` when already computed."""
     y_arr = np.asarray(y)
     if task == "classification" and p.classes is not None:
         pos = positive_class(p.classes, positive) if len(p.classes) == 2 else positive
-        metrics = compute_metrics(task, y_arr, p.labels, p.probabilities, p.classes, positive=pos)
+        if metrics is None:
+            metrics = compute_metrics(
+                task, y_arr, p.labels, p.probabilities, p.classes, positive=pos
+            )
         diagnostics = classification_diagnostics(
             y_arr, p.labels, p.probabilities, p.classes, pos if pos is not None else p.classes[-1]
         )
     else:
-        metrics = compute_metrics(task, y_arr, p.labels)
+        if metrics is None:
+            metrics = compute_metrics(task, y_arr, p.labels)
         diagnostics = regression_diagnostics(y_arr, p.labels)
     try:
         names = [str(n) for n in bundle.features.get_feature_names_out()]
@@ -297,7 +307,9 @@ def write_run_report(
         "rows": len(p.labels),
         "split": "the run's holdout",
         "task": task,
-        **report_parts(task, bundle, y, p, positive=config.positive),
+        **report_parts(
+            task, bundle, y, p, positive=config.positive, metrics=metrics.get("holdout")
+        ),
         "slices": metrics.get("slices"),
     }
     path = f"reports/runs/{run_id}.html"
