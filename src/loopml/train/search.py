@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,7 +43,7 @@ from loopml.stores.records import Run
 from loopml.train.estimators import _check_param_names, estimator_class, flavor_of, make_estimator
 from loopml.train.fit import fit_prepared
 from loopml.train.imbalance import apply_class_weight, mark_bundle
-from loopml.train.study import TrialSeededSampler, study_storage
+from loopml.train.study import TrialSeededSampler, heartbeat, study_storage
 from loopml.train.trainer import (
     Progress,
     TrainResult,
@@ -438,10 +439,11 @@ class _Objective:
         try:
             self.ws.metadata.add_run(run)
             trial.set_user_attr(RUN_ATTR, run.id)
-            cv = cross_validate(
-                data.x, data.y, fit_score, n_folds=len(data.splits), task=data.task,
-                seed=config.evaluation.seed, splits=data.splits,
-            )  # fmt: skip
+            with heartbeat(study, trial):  # a process that dies stops beating
+                cv = cross_validate(
+                    data.x, data.y, fit_score, n_folds=len(data.splits), task=data.task,
+                    seed=config.evaluation.seed, splits=data.splits,
+                )  # fmt: skip
         except optuna.TrialPruned as exc:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             self._end(run, "pruned", metrics, started, str(exc))
@@ -524,12 +526,17 @@ def _search_metric(config: ProjectConfig, spec: SearchSpec, task: str, y: pd.Ser
 
 
 def _wait_for_running(ws: Workspace, study: optuna.Study, say: Progress) -> None:
-    """Until no trial of the study runs; a trial whose process died (its child run is seen
-    aborted, :meth:`loopml.stores.base.MetadataStore.get_run`) is marked failed."""
+    """Until no trial of the study runs; a trial whose process died is marked failed: on
+    this machine as soon as its child run is seen aborted
+    (:meth:`loopml.stores.base.MetadataStore.get_run`), on any machine once its heartbeat is
+    ``GRACE_S`` old."""
     import optuna
 
     told = False
     while True:
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.9, unchanged since
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         if not running:
             return

@@ -6,11 +6,16 @@ its own in the same database (``loopml_optuna``, or ``<schema>_optuna`` when the
 schema), with SQLite a file next to the metadata file (``loopml.optuna.db``). One process at
 a time creates the tables (an advisory lock, a file lock), so processes starting together
 on a new workspace do not trip over each other.
+
+Trials send heartbeats (:func:`heartbeat`, every ``HEARTBEAT_S``): a trial whose process died
+on any machine stops beating, and after ``GRACE_S`` the other processes of the search mark it
+failed (Optuna's ``fail_stale_trials``) instead of waiting for it forever.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +25,42 @@ from loopml.workspace import Workspace
 
 if TYPE_CHECKING:
     import optuna
+
+HEARTBEAT_S = 10  # how often a running trial says it is alive
+GRACE_S = 60  # a running trial silent this long is taken as dead (its process, any machine)
+
+
+def _heartbeats() -> dict[str, int]:
+    return {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Record the trial's heartbeat now and every ``HEARTBEAT_S`` until the block ends."""
+    # Optuna keeps these private: the study's storage (wrapped in a cache), a trial's id
+    storage = getattr(study._storage, "_backend", study._storage)
+    trial_id = trial._trial_id
+    if getattr(storage, "heartbeat_interval", None) is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception:  # a lost connection: the next beat tries again
+                pass
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="loopml-trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def study_storage(ws: Workspace) -> optuna.storages.RDBStorage:
@@ -47,7 +88,9 @@ def study_storage(ws: Workspace) -> optuna.storages.RDBStorage:
             with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
             return optuna.storages.RDBStorage(
-                f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 30}}
+                f"sqlite:///{path}",
+                engine_kwargs={"connect_args": {"timeout": 30}},
+                **_heartbeats(),
             )
     if url.get_backend_name() == "postgresql":
         schema = f"{_pg_schema(url.query.get('options'))}_optuna"
@@ -65,6 +108,7 @@ def study_storage(ws: Workspace) -> optuna.storages.RDBStorage:
                             "pool_pre_ping": True,
                             "connect_args": {"options": f"-csearch_path={schema}"},
                         },
+                        **_heartbeats(),
                     )
                 finally:
                     conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext('loopml.optuna'))"))
