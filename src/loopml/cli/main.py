@@ -13,6 +13,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from loopml.cli import data as data_cmd
+from loopml.cli import deploy as deploy_cmd
 from loopml.cli import evaluate as evaluate_cmd
 from loopml.cli import models as models_cmd
 from loopml.cli import monitor as monitor_cmd
@@ -34,6 +35,7 @@ app.add_typer(data_cmd.app, name="data")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(monitor_cmd.app, name="monitor")
+app.add_typer(deploy_cmd.app, name="deploy")
 workflow.register(app)
 evaluate_cmd.register(app)
 

@@ -17,7 +17,16 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from loopml.errors import InvalidInputError, NotFoundError
-from loopml.stores.records import AliasEvent, DatasetVersion, ModelVersion, Run, RunStep
+from loopml.stores.records import (
+    AliasEvent,
+    DatasetVersion,
+    Deployment,
+    DeploymentEvent,
+    Feedback,
+    ModelVersion,
+    Run,
+    RunStep,
+)
 
 #: The fewest hex digits that abbreviate an id (as git abbreviates commits).
 ID_PREFIX_MIN = 4
@@ -326,6 +335,52 @@ class MetadataStore(ABC):
     @abstractmethod
     def get_aliases(self, name: str) -> dict[str, int]:
         """alias -> version for one model."""
+
+    # deployments (how a served name splits traffic among versions)
+    @abstractmethod
+    def get_deployment(self, name: str) -> Deployment | None:
+        """The deployment of served name ``name``, None when there is none."""
+
+    @abstractmethod
+    def set_deployment(self, dep: Deployment, *, expected_revision: int | None) -> Deployment:
+        """Store ``dep`` as a compare-and-set on its revision and log the change, in one
+        transaction; returns it as stored, at revision ``expected_revision + 1`` (1 first).
+
+        ``expected_revision`` is the revision the caller believes is stored (None: that
+        there is no deployment of that name); when another is, ConflictError (code
+        ``deployment_moved``) naming the current revision and who made it, and nothing
+        changes. Of two concurrent changes naming the same revision exactly one wins.
+        InvalidInputError for a malformed deployment (mode, shares not summing to 100, a
+        version twice). Whether the versions exist is checked by the registry.
+        """
+
+    @abstractmethod
+    def list_deployments(self) -> list[Deployment]:
+        """Every deployment, ordered by name."""
+
+    @abstractmethod
+    def list_deployment_events(self, name: str, limit: int = 100) -> list[DeploymentEvent]:
+        """The changes of deployment ``name`` (who, when, why, old, new), newest first."""
+
+    # feedback (outcomes that arrive after a prediction)
+    @abstractmethod
+    def add_feedback(self, items: Sequence[Feedback]) -> int:
+        """Store ``items``; returns how many were new. An item whose ``(prediction_id,
+        label, reward)`` is stored already (or comes twice in ``items``) is skipped, also
+        under concurrent writers. A whole-number float label is stored as an int (1.0 is
+        1). InvalidInputError naming the item for an empty id, neither label nor reward,
+        or a reward that is not a finite number; then nothing is stored."""
+
+    @abstractmethod
+    def list_feedback(
+        self,
+        *,
+        prediction_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Feedback]:
+        """Stored feedback, oldest received first: of some predictions, received at or
+        after ``since``, at most ``limit``."""
 
     @abstractmethod
     def close(self) -> None:

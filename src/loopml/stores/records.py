@@ -122,3 +122,82 @@ class RunStep:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+#: how a deployment splits its traffic: one version, fixed weights, or a canary on a primary
+DEPLOYMENT_MODES = ("single", "ab", "canary")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How a served model name splits its traffic among versions, stored so servers agree.
+
+    ``routes`` are ``(version, percent)`` pairs summing to 100: one pair for ``single``, the
+    fixed weights for ``ab``, ``(primary, 100 - p), (canary, p)`` for ``canary``. ``shadow``
+    scores every request without answering. ``revision`` counts the changes (1 first); the
+    store assigns it, and a change names the revision it replaces (compare-and-set).
+    """
+
+    name: str
+    mode: str  # one of DEPLOYMENT_MODES
+    routes: tuple[tuple[int, float], ...]
+    shadow: int | None = None
+    revision: int = 0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Deployment:
+        at = data.get("updated_at")
+        return cls(
+            name=str(data["name"]),
+            mode=str(data["mode"]),
+            routes=tuple((int(v), float(w)) for v, w in data["routes"]),
+            shadow=None if data.get("shadow") is None else int(data["shadow"]),
+            revision=int(data.get("revision") or 0),
+            updated_at=datetime.fromisoformat(at) if isinstance(at, str) else at,
+            updated_by=data.get("updated_by"),
+            reason=data.get("reason"),
+        )
+
+    @property
+    def answering(self) -> tuple[int, ...]:
+        """The versions that answer some traffic (a weight above 0), in route order."""
+        return tuple(v for v, w in self.routes if w > 0)
+
+
+@dataclass(frozen=True)
+class DeploymentEvent:
+    """One change of a deployment: who, when, why, from what (None: created) to what."""
+
+    name: str
+    revision: int  # the revision the change made
+    at: datetime
+    actor: str | None
+    reason: str | None
+    old: Deployment | None
+    new: Deployment
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """An outcome that arrived after a prediction: its true label, a reward, or both.
+
+    The same ``(prediction_id, label, reward)`` is stored once, however often it arrives.
+    """
+
+    prediction_id: str
+    label: Any | None
+    reward: float | None
+    received_at: datetime
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]

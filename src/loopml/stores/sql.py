@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.settings import Settings
-from loopml.stores import sql_aliases
+from loopml.stores import sql_aliases, sql_deployments, sql_feedback
 from loopml.stores.base import (
     ANY_VERSION,
     Expected,
@@ -35,7 +35,16 @@ from loopml.stores.base import (
     check_tags,
     id_prefix,
 )
-from loopml.stores.records import AliasEvent, DatasetVersion, ModelVersion, Run, RunStep
+from loopml.stores.records import (
+    AliasEvent,
+    DatasetVersion,
+    Deployment,
+    DeploymentEvent,
+    Feedback,
+    ModelVersion,
+    Run,
+    RunStep,
+)
 from loopml.stores.registry import redact_uri
 from loopml.stores.sql_schema import (
     _values,
@@ -544,6 +553,47 @@ class SqlMetadataStore(MetadataStore):
             .order_by(aliases.c.alias)
         )
         return {alias: int(version) for alias, version in conn.execute(query)}
+
+    # deployments
+    def get_deployment(self, name: str) -> Deployment | None:
+        with self._transaction() as conn:
+            return sql_deployments.get(conn, name)
+
+    def set_deployment(self, dep: Deployment, *, expected_revision: int | None) -> Deployment:
+        def attempt() -> Deployment:
+            # a lost race on the first INSERT is retried: the retry reads the winner's row
+            with self._transaction(write=True) as conn:
+                return sql_deployments.set_deployment(conn, dep, expected_revision)
+
+        return self._retrying(attempt)
+
+    def list_deployments(self) -> list[Deployment]:
+        with self._transaction() as conn:
+            return sql_deployments.list_all(conn)
+
+    def list_deployment_events(self, name: str, limit: int = 100) -> list[DeploymentEvent]:
+        check_limit(limit)
+        with self._transaction() as conn:
+            return sql_deployments.list_events(conn, name, limit)
+
+    # feedback
+    def add_feedback(self, items: Sequence[Feedback]) -> int:
+        if not items:
+            return 0
+        with self._transaction(write=True) as conn:
+            return sql_feedback.add(conn, items)
+
+    def list_feedback(
+        self,
+        *,
+        prediction_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Feedback]:
+        if limit is not None:
+            check_limit(limit)
+        with self._transaction() as conn:
+            return sql_feedback.list_feedback(conn, prediction_ids, since, limit)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -201,6 +201,27 @@ def _refuse_aliased(conn: Connection, name: str, version: int, doing: str) -> No
     )
 
 
+def _refuse_deployed(conn: Connection, name: str, version: int, doing: str) -> None:
+    """A version a deployment routes traffic to (or shadows) stays until it is moved off."""
+    from loopml.stores.sql_deployments import get
+
+    dep = get(conn, name)
+    if dep is None:
+        return
+    routed = {v for v, _ in dep.routes}
+    if int(version) not in routed and dep.shadow != int(version):
+        return
+    role = "shadows" if int(version) not in routed else "routes traffic to"
+    raise ConflictError(
+        f"cannot {doing} model {name!r} version {version}: its deployment (revision "
+        f"{dep.revision}) {role} it",
+        where={"model": name, "version": version, "deployment": dep.revision},
+        hint=f"Deploy other versions first, e.g. 'loopml deploy {name} --single OTHER_VERSION "
+        f"--expect {dep.revision}'",
+        code="version_deployed",
+    )
+
+
 def set_status(
     conn: Connection, name: str, version: int, status: str, missing: NotFoundError
 ) -> ModelVersion:
@@ -209,6 +230,7 @@ def set_status(
         raise missing
     if status != "active":
         _refuse_aliased(conn, name, version, "archive")
+        _refuse_deployed(conn, name, version, "archive")
     key = (model_versions.c.name == name) & (model_versions.c.version == int(version))
     conn.execute(model_versions.update().where(key).values(status=status))
     return ModelVersion(**{**row, "status": status})
@@ -221,6 +243,7 @@ def delete_version(
     if row is None:
         raise missing
     _refuse_aliased(conn, name, version, "delete")
+    _refuse_deployed(conn, name, version, "delete")
     key = (model_versions.c.name == name) & (model_versions.c.version == int(version))
     # the row stays as a tombstone, so that the number is never handed out again
     conn.execute(model_versions.update().where(key).values(status="deleted"))

@@ -170,6 +170,49 @@ aliases = sa.Table(
     ),
 )
 
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("routes", JsonText, nullable=False),  # [[version, percent], ...]
+    sa.Column("shadow", sa.Integer),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("updated_by", sa.String(256)),
+    sa.Column("reason", sa.Text),
+)
+
+deployment_events = sa.Table(
+    "deployment_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(256)),
+    sa.Column("reason", sa.Text),
+    sa.Column("old", JsonText),  # the deployment replaced (None: created)
+    sa.Column("new", JsonText, nullable=False),
+    sa.Index(None, "name", "at"),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # sha256 of the canonical (prediction_id, label, reward): the same outcome is one row
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("prediction_id", sa.String(128), nullable=False),
+    sa.Column("label", JsonText),
+    sa.Column("reward", sa.Float),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column("source", sa.String(256), nullable=False, server_default=""),
+    sa.UniqueConstraint("key"),
+    sa.Index(None, "prediction_id"),
+    sa.Index(None, "received_at"),
+)
+
 
 def _values(record: Any) -> dict[str, Any]:
     return {f.name: getattr(record, f.name) for f in fields(record)}

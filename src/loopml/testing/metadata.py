@@ -519,6 +519,8 @@ def check_close_twice(factory: Callable[[], MetadataStore]) -> None:
 def metadata_store_checks() -> Iterator[tuple[str, Check]]:
     """``(name, check)`` for every check of the MetadataStore contract."""
     from loopml.testing.aliases import ALIAS_CHECKS
+    from loopml.testing.deployments import DEPLOYMENT_CHECKS
+    from loopml.testing.feedback import FEEDBACK_CHECKS
 
     checks: list[Check] = [
         check_dataset_round_trip,
@@ -538,6 +540,8 @@ def metadata_store_checks() -> Iterator[tuple[str, Check]]:
         check_case_race,
         check_aliases,
         *ALIAS_CHECKS,
+        *DEPLOYMENT_CHECKS,
+        *FEEDBACK_CHECKS,
         check_timestamps_utc,
         check_json_values,
         check_persistence,

@@ -27,8 +27,8 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 def test_the_revisions_form_one_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert [r.revision for r in script.walk_revisions()] == ["0004", "0003", "0002", "0001"]
-    assert HEAD == "0004"
+    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
+    assert HEAD == "0005"
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -182,6 +182,9 @@ def test_a_missing_postgres_schema_is_created(postgres_server: str) -> None:
             "alias_events",
             "aliases",
             "datasets",
+            "deployment_events",
+            "deployments",
+            "feedback",
             "model_versions",
             "run_steps",
             "runs",
