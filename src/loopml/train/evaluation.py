@@ -225,13 +225,53 @@ def _document(
     model: LoadedModel, run: Run, rows: pd.DataFrame, y: pd.Series, *, positive: Any
 ) -> dict[str, Any]:
     p = model.predict(rows, source="evaluation data")
+    parts = report_parts(model.signature.task, model.bundle, y, p, positive=positive)
     return {
         "model": f"{model.name}@{model.version}",
         "run_id": run.id,
         "rows": len(rows),
-        **report_parts(model.signature.task, model.bundle, y, p, positive=positive),
-        "slices": run.metrics.get("slices"),
+        **parts,
+        "slices": _slices(model, run, rows, y, p, parts["metrics"], positive),
     }
+
+
+def _slices(
+    model: LoadedModel,
+    run: Run,
+    rows: pd.DataFrame,
+    y: pd.Series,
+    p: Prediction,
+    metrics: Mapping[str, Any],
+    positive: Any,
+) -> dict[str, Any] | None:
+    """The run's declared slices, measured on these rows (None when it declared none or
+    the rows lack a slice column)."""
+    from loopml.evaluate.slices import slice_metrics
+
+    try:
+        config = ProjectConfig.from_dict(run.params["project"], source=f"run {run.id}")
+    except (LoopmlError, KeyError, TypeError, ValueError):
+        return None
+    specs = config.evaluation.slices
+    if not specs or any(s.column not in rows.columns for s in specs) or not len(rows):
+        return None
+    metric = str(run.metrics.get("metric") or next(iter(metrics), ""))
+    task = model.signature.task
+    pos = positive
+    if task == "classification" and p.classes is not None and len(p.classes) == 2:
+        pos = positive_class(p.classes, positive)
+    return slice_metrics(
+        task,
+        rows[[s.column for s in specs]].reset_index(drop=True),
+        np.asarray(y),
+        p.labels,
+        p.probabilities,
+        p.classes,
+        specs=specs,
+        metric=metric,
+        positive=pos,
+        overall=metrics.get(metric),
+    )
 
 
 def report_parts(

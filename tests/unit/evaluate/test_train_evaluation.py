@@ -117,3 +117,19 @@ def test_split_mistakes_are_found_before_any_work(cancer: Workspace) -> None:
     with pytest.raises(InvalidInputError, match="no training rows"):  # 569 hours of data
         train(cancer, _config({"split": {"kind": "time", "column": "ts", "gap": "60d"}}))
     assert len(cancer.metadata.list_runs()) == before
+
+
+def test_evaluate_on_other_data_measures_the_slices_on_those_rows(cancer: Workspace) -> None:
+    """Defect: ``evaluate --data`` showed the run's holdout slices, not the given rows'."""
+    from loopml.train.evaluation import evaluate_model
+
+    res = train(cancer, _config({"slices": ["site"], "metric": "accuracy", "folds": 0}))
+    assert res.model_version is not None
+    frame = cancer.lake.read_table(cancer.metadata.get_dataset_version("cancer").path)
+    north = frame.to_pandas().query("site == 'north'")
+    ev = evaluate_model(cancer, f"cancer@{res.model_version.version}", north, permutation=False)
+    slices = ev.doc["slices"]["columns"]["site"]
+    assert [(r["slice"], r["rows"]) for r in slices] == [("north", len(north))]
+    assert slices[0]["value"] == pytest.approx(ev.metrics["accuracy"])
+    held_out = res.run.metrics["slices"]["columns"]["site"]
+    assert sum(r["rows"] for r in held_out) == res.run.metrics["rows"]["holdout"]
