@@ -21,21 +21,39 @@ Statistics
   ``scipy.stats.chi2_contingency(table, correction=False)``. A contingency test, rather than a
   goodness-of-fit test against the reference shares, because the reference is a sample too and
   because categories unseen in the reference (their own bucket) would have zero expected count.
-* **Jensen–Shannon divergence** for categorical features, base 2, so it lies in [0, 1]. This is
-  the *divergence*: ``scipy.spatial.distance.jensenshannon(p, q, base=2)`` is its square root.
+  Columns whose smaller expected count is under ``min_expected`` (5) are summed into one
+  "other" column first, so rare categories do not break the chi-square approximation.
+* **Jensen–Shannon divergence** for categorical features, base 2, so it lies in [0, 1]
+  (``FeatureDrift.js``), and the **Jensen–Shannon distance**, its square root
+  (``FeatureDrift.js_distance``, as ``scipy.spatial.distance.jensenshannon(p, q, base=2)``).
+* **Wasserstein-1 distance** for numeric features (``scipy.stats.wasserstein_distance``),
+  divided by the reference's standard deviation so that its threshold is unit-free.
+* **Missing-value rate** per side and **out-of-range rate**: the share of current values
+  outside the reference's [min, max] (numeric) or in categories unseen there (categorical).
+* **Intervals**: 95% basic-bootstrap intervals of PSI, the Wasserstein and the JS distance
+  (multinomial redraws of the bin counts, so cheap at any size): wide on a small window.
 
 Decision rule (:func:`compute_drift`)
 -------------------------------------
-A feature drifts when **both** hold:
+A feature drifts (``FeatureDrift.reasons`` says why) when
 
-1. its test rejects "same distribution": the KS (numeric) or chi-square (categorical) p-value is
-   below ``alpha / number_of_features`` (Bonferroni correction over the features tested
-   together), and
-2. its PSI is at least ``psi_threshold``.
+1. one of its **effect sizes**, less its bootstrap bias (``FeatureDrift.corrected``: what noise
+   alone adds at these sample sizes), reaches its threshold — PSI (≥ 0.2), the normalised
+   Wasserstein (≥ 0.2, numeric) or the JS distance (≥ 0.15, categorical) — **and** its test
+   rejects "same distribution": the KS (numeric) or chi-square (categorical) p-value is below
+   ``alpha / number_of_features`` (Bonferroni correction over the features tested together); or
+2. its missing-value rate rises by at least ``missing_rate`` (0.1) and a 2×2 chi-square test
+   supports it; or
+3. its out-of-range rate is at least ``out_of_range`` (0.05) and more than chance would give
+   (numeric: the exact beta-binomial law of the count outside the reference's range under "no
+   change"; categorical: a binomial test against Good–Turing's share of reference singletons).
 
-Requiring both keeps tiny-but-significant shifts on big samples (p-value alone) and noisy PSI on
-small samples (PSI alone) from raising alarms. The dataset drifts when the share of drifting
-features is at least ``drift_share``.
+Requiring both an effect size and a small p-value keeps tiny-but-significant shifts on big
+samples (p-value alone: every p-value is tiny at a million rows) and noisy effect sizes on small
+samples (effect alone) from raising alarms. Thresholds come from
+:class:`~loopml.monitor.thresholds.DriftThresholds` (defaults and per-feature overrides, read
+from ``monitor: {drift: ...}`` in ``loopml.yaml``). The dataset drifts when the share of
+drifting features is at least ``drift_share``.
 
 Too little data is no verdict: with fewer than ``min_rows`` rows (default 30) in the reference
 or the current window the statistics are still computed and shown, but nothing is decided (the
@@ -54,6 +72,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import stats
 
 from loopml.errors import InvalidInputError
 from loopml.kinds import CATEGORICAL, NUMERIC
@@ -62,14 +81,18 @@ from loopml.monitor.stats import (
     UNSEEN_LABEL,
     FloatArray,
     aligned_counts,
+    bootstrap_interval_counts,
+    bootstrap_interval_wasserstein,
     check_bins,
     chi2_from_counts,
     chi_square,
     finite,
     jensen_shannon,
+    js_distance_from_counts,
     js_from_counts,
     ks,
-    ks_sorted,
+    ks_wasserstein_sorted,
+    merge_rare,
     numeric_array,
     psi,
     psi_categorical,
@@ -78,8 +101,10 @@ from loopml.monitor.stats import (
     shares,
     sorted_counts,
     sorted_quantiles,
+    spread,
     value_counts,
 )
+from loopml.monitor.thresholds import DriftThresholds, FeatureThresholds
 
 # the kinds drift is tested for (a datetime feature is not: time moves on by nature)
 KINDS = (NUMERIC, CATEGORICAL)
@@ -134,6 +159,16 @@ class FeatureDrift:
     histogram: Histogram
     unseen_categories: list[str] = field(default_factory=list)
     note: str | None = None
+    wasserstein: float | None = None  # numeric: Wasserstein-1 / reference standard deviation
+    js_distance: float | None = None  # categorical: sqrt of ``js``, base 2, in [0, 1]
+    missing_reference: float = 0.0  # share of rows missing (numeric: also ±inf)
+    missing_current: float = 0.0
+    out_of_range: float | None = None  # share outside the reference [min, max] / unseen there
+    # 95% bootstrap intervals of the effect sizes: {"psi": [lo, hi], "wasserstein": [lo, hi]}
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    # the effect sizes less their bootstrap bias (what noise alone adds): what is decided on
+    corrected: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)  # why it is flagged (empty: it is not)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +195,7 @@ class DriftReport:
     n_current_rows: int
     min_rows: int = MIN_ROWS
     insufficient: str | None = None  # why nothing was decided (a window under min_rows)
+    limits: DriftThresholds = field(default_factory=DriftThresholds)  # every threshold used
 
     @property
     def drifted_features(self) -> list[str]:
@@ -181,6 +217,10 @@ class DriftReport:
             "drift_share": self.drift_share,
             "bins": self.bins,
             "min_rows": self.min_rows,
+            "wasserstein": self.limits.wasserstein,
+            "js": self.limits.js,
+            "missing_rate": self.limits.missing_rate,
+            "out_of_range": self.limits.out_of_range,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,6 +235,7 @@ class DriftReport:
             "n_reference_rows": self.n_reference_rows,
             "n_current_rows": self.n_current_rows,
             "features": [f.to_dict() for f in self.features],
+            "limits": self.limits.to_dict(),
         }
 
     @classmethod
@@ -218,6 +259,7 @@ class DriftReport:
                 n_current_rows=int(data["n_current_rows"]),
                 min_rows=int(th.get("min_rows", MIN_ROWS)),
                 insufficient=data.get("insufficient"),
+                limits=DriftThresholds(**data.get("limits", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(
@@ -261,49 +303,72 @@ def compute_drift(
     current: pd.DataFrame,
     features: Mapping[str, str],
     *,
-    psi_threshold: float = 0.2,
-    alpha: float = 0.05,
-    drift_share: float = 0.3,
-    bins: int = 10,
-    min_rows: int = MIN_ROWS,
+    psi_threshold: float | None = None,
+    alpha: float | None = None,
+    drift_share: float | None = None,
+    bins: int | None = None,
+    min_rows: int | None = None,
+    thresholds: DriftThresholds | None = None,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` feature by feature.
 
     ``features`` maps a column to ``"numeric"`` or ``"categorical"`` (as
-    ``Signature.kinds()`` gives). Numeric features get PSI and the KS test, categorical ones PSI,
-    the chi-square test and the Jensen–Shannon divergence; see the module docstring for the
-    definitions. Missing values (and ±inf in numeric columns) are dropped per feature and counted.
+    ``Signature.kinds()`` gives). Numeric features get PSI, the KS test and the Wasserstein
+    distance in reference standard deviations; categorical ones PSI, the chi-square test (rare
+    columns summed into one) and the Jensen–Shannon distance; both get missing-value and
+    out-of-range rates and 95% bootstrap intervals of their effect sizes. See the module
+    docstring for the definitions. Missing values (and ±inf in numeric columns) are dropped per
+    feature and counted.
 
-    Rule: a feature drifts when its test's p-value is below ``alpha / len(features)``
-    (Bonferroni) **and** its PSI is at least ``psi_threshold``; the dataset drifts when the
-    share of drifting features is at least ``drift_share``. A feature with no values in
-    ``current`` cannot be tested: its statistics are ``None``, it does not count as drifting and
-    its ``note`` says why. With fewer than ``min_rows`` rows in either frame nothing is decided
-    (``verdict`` "insufficient data", ``insufficient`` says why); a feature with fewer than
-    ``min_rows`` values on either side is measured but not decided (its ``note`` says so).
+    ``thresholds`` (default :class:`DriftThresholds`) holds the defaults and the per-feature
+    overrides; ``psi_threshold``, ``alpha``, ``drift_share``, ``bins`` and ``min_rows``, when
+    given, override its fields. Rule: a feature drifts when one of its effect sizes reaches its
+    threshold **and** its test's p-value is below ``alpha / len(features)`` (Bonferroni), or when
+    its missing-value rate rises, or its out-of-range rate reaches, the threshold with a
+    significant test; the dataset drifts when the share of drifting features is at least
+    ``drift_share``. A feature with no values in ``current`` cannot be tested: its statistics are
+    ``None``, it does not count as drifting and its ``note`` says why. With fewer than
+    ``min_rows`` rows in either frame nothing is decided (``verdict`` "insufficient data",
+    ``insufficient`` says why); a feature with fewer than ``min_rows`` values on either side is
+    measured but not decided (its ``note`` says so).
 
     Raises :class:`InvalidInputError` for a missing column, an unknown kind, an empty frame, a
     reference column with no values, a non-numeric column declared numeric, or thresholds out of
     range.
     """
+    limits = thresholds if thresholds is not None else DriftThresholds()
+    psi_threshold = limits.psi if psi_threshold is None else psi_threshold
+    alpha = limits.alpha if alpha is None else alpha
+    drift_share = limits.drift_share if drift_share is None else drift_share
+    bins = limits.bins if bins is None else bins
+    min_rows = limits.min_rows if min_rows is None else min_rows
     check_bins(bins)
     _check_thresholds(psi_threshold, alpha, drift_share)
     _check_min_rows(min_rows)
     _check_frames(reference, current, features)
+    limits = replace(
+        limits,
+        psi=float(psi_threshold),
+        alpha=float(alpha),
+        drift_share=float(drift_share),
+        bins=int(bins),
+        min_rows=int(min_rows),
+    )
     alpha_adjusted = alpha / len(features)
     insufficient = _too_few_rows(len(reference), len(current), min_rows)
     results: list[FeatureDrift] = []
     for name, kind in features.items():
         ref_col = _column(reference, name, "reference")
         cur_col = _column(current, name, "current")
+        lim = limits.for_feature(name)
         if kind == NUMERIC:
-            fd = _numeric_drift(name, ref_col, cur_col, bins, psi_threshold, alpha_adjusted)
+            fd = _numeric_drift(name, ref_col, cur_col, bins, lim, alpha_adjusted)
         else:
-            fd = _categorical_drift(name, ref_col, cur_col, psi_threshold, alpha_adjusted)
+            fd = _categorical_drift(name, ref_col, cur_col, lim, alpha_adjusted, limits)
         results.append(_undecided(fd, min_rows))
 
     if insufficient is not None:
-        results = [replace(f, drifted=False) for f in results]
+        results = [replace(f, drifted=False, reasons=[]) for f in results]
     n_drifted = sum(f.drifted for f in results)
     share = n_drifted / len(results)
     return DriftReport(
@@ -319,7 +384,25 @@ def compute_drift(
         n_current_rows=len(current),
         min_rows=min_rows,
         insufficient=insufficient,
+        limits=limits,
     )
+
+
+def prediction_drift(
+    reference_scores: Any,
+    current_scores: Any,
+    *,
+    thresholds: DriftThresholds | None = None,
+    name: str = "prediction",
+) -> DriftReport:
+    """Drift of the model's score distribution: ``current_scores`` against ``reference_scores``.
+
+    The scores are one numeric feature, ``name``, tested as any numeric feature (PSI, KS,
+    normalised Wasserstein, out-of-range); a ``thresholds.features[name]`` entry overrides.
+    """
+    ref = pd.DataFrame({name: np.asarray(reference_scores, dtype=np.float64)})
+    cur = pd.DataFrame({name: np.asarray(current_scores, dtype=np.float64)})
+    return compute_drift(ref, cur, {name: NUMERIC}, thresholds=thresholds)
 
 
 def _too_few_rows(n_reference: int, n_current: int, min_rows: int) -> str | None:
@@ -347,15 +430,46 @@ def _undecided(fd: FeatureDrift, min_rows: int) -> FeatureDrift:
         f"only {n} value{'s' if n != 1 else ''} in the {side} data; at least {min_rows} are "
         "needed to decide: not decided"
     )
-    return replace(fd, drifted=False, note=note)
+    return replace(fd, drifted=False, reasons=[], note=note)
 
 
-def _decide(
-    p_value: float | None, psi_value: float | None, psi_threshold: float, alpha_adj: float
-) -> bool:
-    if p_value is None or psi_value is None:
-        return False
-    return p_value < alpha_adj and psi_value >= psi_threshold
+def _flags(
+    *,
+    p_value: float | None,
+    effects: list[tuple[str, float | None, float]],
+    missing: tuple[int, int, int, int],
+    out_of_range: tuple[float | None, int, float, int | None],
+    lim: FeatureThresholds,
+    alpha_adj: float,
+) -> list[str]:
+    """Why a feature drifts (empty: it does not). See :func:`compute_drift` for the rule."""
+    reasons: list[str] = []
+    if p_value is not None and p_value < alpha_adj:
+        hits = [f"{n} {v:.3g} >= {t:g}" for n, v, t in effects if v is not None and v >= t]
+        if hits:
+            reasons.append(f"{', '.join(hits)} (p-value {p_value:.2g} < {alpha_adj:.2g})")
+    miss_ref, n_ref, miss_cur, n_cur = missing
+    rise = miss_cur / max(n_cur, 1) - miss_ref / max(n_ref, 1)
+    if rise >= lim.missing_rate and rise > 0:
+        _, p = chi2_from_counts(
+            np.array([miss_ref, n_ref - miss_ref]), np.array([miss_cur, n_cur - miss_cur])
+        )
+        if p < alpha_adj:
+            reasons.append(f"missing rate up {rise:.3g} >= {lim.missing_rate:g} (p-value {p:.2g})")
+    rate, n_values, expected, n_reference = out_of_range
+    if rate is not None and n_values and rate >= lim.out_of_range and rate > expected:
+        # how surprising that many values beyond the reference would be if nothing changed
+        k = round(rate * n_values)
+        if n_reference is not None:
+            # numeric: n reference values cut the line into n + 1 gaps, and under "no change"
+            # the current values fall into them Dirichlet-multinomially (all weights 1), so
+            # the count in the two outer gaps is beta-binomial(m, 2, n - 1)
+            p = float(stats.betabinom.sf(k - 1, n_values, 2, max(n_reference - 1, 1)))
+        else:
+            p = float(stats.binom.sf(k - 1, n_values, min(max(expected, 0.0), 1.0)))
+        if p < alpha_adj:
+            reasons.append(f"out of range {rate:.3g} >= {lim.out_of_range:g} (p-value {p:.2g})")
+    return reasons
 
 
 def _numeric_drift(
@@ -363,7 +477,7 @@ def _numeric_drift(
     ref_col: pd.Series,
     cur_col: pd.Series,
     bins: int,
-    psi_threshold: float,
+    lim: FeatureThresholds,
     alpha_adj: float,
 ) -> FeatureDrift:
     ref_all = numeric_array(ref_col, "reference", name)
@@ -372,11 +486,41 @@ def _numeric_drift(
     cur = np.sort(finite(cur_all))
     if ref.size == 0:
         raise _no_reference_values(name)
-    psi_value = statistic = p_value = None
+    psi_value = statistic = p_value = w = oor = None
+    intervals: dict[str, list[float]] = {}
+    corrected: dict[str, float] = {}
     if cur.size:
         edges = quantile_edges(ref, bins)
-        psi_value = psi_from_counts(sorted_counts(ref, edges), sorted_counts(cur, edges))
-        statistic, p_value = ks_sorted(ref, cur)
+        ref_counts, cur_counts = sorted_counts(ref, edges), sorted_counts(cur, edges)
+        psi_value = psi_from_counts(ref_counts, cur_counts)
+        statistic, p_value, w_raw = ks_wasserstein_sorted(ref, cur)
+        sd = spread(ref)
+        w = w_raw / sd
+        below = int(np.searchsorted(cur, ref[0], side="left"))
+        above = int(cur.size - np.searchsorted(cur, ref[-1], side="right"))
+        oor = (below + above) / cur.size
+        w_lo, w_hi, w_bias = bootstrap_interval_wasserstein(ref, cur, w_raw)
+        p_lo, p_hi, p_bias = bootstrap_interval_counts(ref_counts, cur_counts, "psi")
+        intervals = {"psi": [p_lo, p_hi], "wasserstein": [w_lo / sd, w_hi / sd]}
+        corrected = {
+            "psi": max(psi_value - p_bias, 0.0),
+            "wasserstein": max(w - w_bias / sd, 0.0),
+        }
+    nulls_ref = int(ref_all.size - ref.size)
+    nulls_cur = int(cur_all.size - cur.size)
+    reasons = _flags(
+        p_value=p_value,
+        effects=[
+            ("psi", corrected.get("psi"), lim.psi),
+            ("wasserstein", corrected.get("wasserstein"), lim.wasserstein),
+        ],
+        missing=(nulls_ref, int(ref_all.size), nulls_cur, int(cur_all.size)),
+        # a new value from the same distribution falls outside the reference's range with
+        # probability 2 / (n + 1)
+        out_of_range=(oor, int(cur.size), 2.0 / (ref.size + 1), int(ref.size)),
+        lim=lim,
+        alpha_adj=alpha_adj,
+    )
     return FeatureDrift(
         feature=name,
         kind=NUMERIC,
@@ -385,18 +529,30 @@ def _numeric_drift(
         statistic=statistic,
         p_value=p_value,
         js=None,
-        drifted=_decide(p_value, psi_value, psi_threshold, alpha_adj),
+        drifted=bool(reasons),
         n_reference=int(ref.size),
         n_current=int(cur.size),
-        nulls_reference=int(ref_all.size - ref.size),
-        nulls_current=int(cur_all.size - cur.size),
+        nulls_reference=nulls_ref,
+        nulls_current=nulls_cur,
         histogram=_numeric_histogram(ref, cur),
         note=None if cur.size else _NO_CURRENT,
+        wasserstein=w,
+        missing_reference=nulls_ref / max(ref_all.size, 1),
+        missing_current=nulls_cur / max(cur_all.size, 1),
+        out_of_range=oor,
+        intervals=intervals,
+        corrected=corrected,
+        reasons=reasons,
     )
 
 
 def _categorical_drift(
-    name: str, ref_col: pd.Series, cur_col: pd.Series, psi_threshold: float, alpha_adj: float
+    name: str,
+    ref_col: pd.Series,
+    cur_col: pd.Series,
+    lim: FeatureThresholds,
+    alpha_adj: float,
+    limits: DriftThresholds,
 ) -> FeatureDrift:
     ref_vc = value_counts(ref_col)
     cur_vc = value_counts(cur_col)
@@ -405,11 +561,36 @@ def _categorical_drift(
     if n_ref == 0:
         raise _no_reference_values(name)
     ref_counts, cur_counts, unseen = aligned_counts(ref_vc, cur_vc)
-    psi_value = statistic = p_value = js = None
+    psi_value = statistic = p_value = js = js_d = oor = None
+    intervals: dict[str, list[float]] = {}
+    corrected: dict[str, float] = {}
     if n_cur:
         psi_value = psi_from_counts(ref_counts, cur_counts)
-        statistic, p_value = chi2_from_counts(ref_counts, cur_counts)
+        statistic, p_value = chi2_from_counts(
+            *merge_rare(ref_counts, cur_counts, limits.min_expected)
+        )
         js = js_from_counts(ref_counts, cur_counts)
+        js_d = js_distance_from_counts(ref_counts, cur_counts)
+        oor = float(cur_counts[len(ref_vc) :].sum()) / n_cur
+        p_lo, p_hi, p_bias = bootstrap_interval_counts(ref_counts, cur_counts, "psi")
+        j_lo, j_hi, j_bias = bootstrap_interval_counts(ref_counts, cur_counts, "js_distance")
+        intervals = {"psi": [p_lo, p_hi], "js_distance": [j_lo, j_hi]}
+        corrected = {"psi": max(psi_value - p_bias, 0.0), "js_distance": max(js_d - j_bias, 0.0)}
+    nulls_ref = len(ref_col) - n_ref
+    nulls_cur = len(cur_col) - n_cur
+    # Good–Turing: the chance that a new value is unseen is about the share of singletons
+    singletons = float((ref_vc.to_numpy() == 1).sum()) / n_ref
+    reasons = _flags(
+        p_value=p_value,
+        effects=[
+            ("psi", corrected.get("psi"), lim.psi),
+            ("js", corrected.get("js_distance"), lim.js),
+        ],
+        missing=(nulls_ref, len(ref_col), nulls_cur, len(cur_col)),
+        out_of_range=(oor, n_cur, max(singletons, 1.0 / (n_ref + 1)), None),
+        lim=lim,
+        alpha_adj=alpha_adj,
+    )
     return FeatureDrift(
         feature=name,
         kind=CATEGORICAL,
@@ -418,14 +599,21 @@ def _categorical_drift(
         statistic=statistic,
         p_value=p_value,
         js=js,
-        drifted=_decide(p_value, psi_value, psi_threshold, alpha_adj),
+        drifted=bool(reasons),
         n_reference=n_ref,
         n_current=n_cur,
-        nulls_reference=len(ref_col) - n_ref,
-        nulls_current=len(cur_col) - n_cur,
+        nulls_reference=nulls_ref,
+        nulls_current=nulls_cur,
         histogram=_categorical_histogram(ref_counts, cur_counts, ref_vc.index),
         unseen_categories=unseen,
         note=None if n_cur else _NO_CURRENT,
+        js_distance=js_d,
+        missing_reference=nulls_ref / max(len(ref_col), 1),
+        missing_current=nulls_cur / max(len(cur_col), 1),
+        out_of_range=oor,
+        intervals=intervals,
+        corrected=corrected,
+        reasons=reasons,
     )
 
 
@@ -569,12 +757,15 @@ __all__ = [
     "PSI_EPSILON",
     "ROW_COLUMNS",
     "DriftReport",
+    "DriftThresholds",
     "FeatureDrift",
+    "FeatureThresholds",
     "Histogram",
     "chi_square",
     "compute_drift",
     "jensen_shannon",
     "ks",
+    "prediction_drift",
     "psi",
     "psi_categorical",
     "quantile_edges",

@@ -6,6 +6,7 @@ Jensen-Shannon divergence (base 2). ``loopml.monitor.drift`` combines them into 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -233,3 +234,187 @@ def check_bins(bins: int) -> None:
         raise InvalidInputError(
             f"bins must be an integer of at least 2, got {bins!r}", where={"field": "bins"}
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Effect sizes beyond PSI: Wasserstein, Jensen–Shannon distance, rare buckets, uncertainty
+# ---------------------------------------------------------------------------------------------
+
+#: Bootstrap replicates behind each effect's interval (multinomial draws over the bins).
+BOOTSTRAP_REPLICATES = 200
+#: Quantile bins (per sample) of the binned Wasserstein used only for its bootstrap spread.
+_W_GRID = 50
+
+
+def ks_wasserstein_sorted(a: FloatArray, b: FloatArray) -> tuple[float, float, float]:
+    """``(ks_statistic, ks_p_value, wasserstein)`` of two sorted, non-empty samples.
+
+    One merge of the two samples gives both: the walk ``n1 * n2 * (ECDF_a - ECDF_b)`` at each
+    distinct value is the KS gap, and its absolute value integrated over the gaps between
+    consecutive values is ``n1 * n2`` times the Wasserstein-1 distance (``∫ |F_a - F_b| dx``,
+    as ``scipy.stats.wasserstein_distance``). The KS p-value is :func:`ks_sorted`'s.
+    """
+    n1, n2 = a.size, b.size
+    merged = np.concatenate((a, b))
+    order = np.argsort(merged, kind="stable")  # two sorted runs: a linear merge
+    values = merged[order]
+    # the walk in float64 is exact: its steps and values are integers below 2**53
+    walk = np.full(order.size, float(n2))
+    walk[order >= n1] = -float(n1)
+    np.cumsum(walk, out=walk)
+    last = np.empty(values.size, dtype=bool)  # only the last of equal values counts
+    last[-1] = True
+    np.not_equal(values[1:], values[:-1], out=last[:-1])
+    if not last.all():
+        walk, values = walk[last], values[last]
+    scale = float(n1) * float(n2)
+    d = float(max(walk.max(), -walk.min())) / scale
+    gaps = np.diff(values)
+    w = float(np.abs(walk, out=walk)[:-1] @ gaps) / scale
+    if max(n1, n2) <= _EXACT_KS_MAX_N:
+        d, p = ks_sorted(a, b)
+        return d, p, w
+    m, n = sorted((float(n1), float(n2)), reverse=True)
+    p = float(stats.kstwo.sf(d, np.round(m * n / (m + n))))
+    return d, min(max(p, 0.0), 1.0), w
+
+
+def spread(reference_sorted: FloatArray) -> float:
+    """The reference's standard deviation (population), or 1.0 for a constant reference."""
+    sd = float(np.std(reference_sorted))
+    return sd if sd > 0 and math.isfinite(sd) else 1.0
+
+
+def js_distance_from_counts(ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any]) -> float:
+    """Jensen–Shannon *distance* (base 2, in [0, 1]): the square root of the divergence."""
+    return math.sqrt(js_from_counts(ref_counts, cur_counts))
+
+
+def merge_rare(
+    ref_counts: npt.NDArray[Any], cur_counts: npt.NDArray[Any], min_expected: float = 5.0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The 2×K table with every column whose smaller expected count is under ``min_expected``
+    summed into one "other" column (the chi-square approximation needs expected counts ≳ 5).
+
+    Nothing is merged when fewer than two columns are rare (a lone rare column stays itself).
+    """
+    ref = np.asarray(ref_counts, dtype=np.int64)
+    cur = np.asarray(cur_counts, dtype=np.int64)
+    total = ref.sum() + cur.sum()
+    if total == 0:
+        return ref, cur
+    expected_min = min(ref.sum(), cur.sum()) * (ref + cur) / total
+    rare = expected_min < min_expected
+    if rare.sum() < 2:
+        return ref, cur
+    keep = ~rare
+    return (
+        np.append(ref[keep], ref[rare].sum()),
+        np.append(cur[keep], cur[rare].sum()),
+    )
+
+
+def _rows_shares(counts: npt.NDArray[Any]) -> FloatArray:
+    totals = counts.sum(axis=1, keepdims=True).astype(np.float64)
+    out: FloatArray = counts / np.maximum(totals, 1.0)
+    return out
+
+
+def _psi_rows(r_counts: npt.NDArray[Any], c_counts: npt.NDArray[Any]) -> FloatArray:
+    r = np.maximum(_rows_shares(r_counts), PSI_EPSILON)
+    c = np.maximum(_rows_shares(c_counts), PSI_EPSILON)
+    out: FloatArray = np.sum((c - r) * np.log(c / r), axis=1)
+    return out
+
+
+def _js_distance_rows(r_counts: npt.NDArray[Any], c_counts: npt.NDArray[Any]) -> FloatArray:
+    p = _rows_shares(r_counts)
+    q = _rows_shares(c_counts)
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log2(p / m), 0.0).sum(axis=1)
+        kl_q = np.where(q > 0, q * np.log2(q / m), 0.0).sum(axis=1)
+    out: FloatArray = np.sqrt(np.clip((kl_p + kl_q) / 2.0, 0.0, 1.0))
+    return out
+
+
+def _draw(
+    rng: np.random.Generator, counts: npt.NDArray[Any], replicates: int
+) -> npt.NDArray[np.int64]:
+    n = int(counts.sum())
+    p = shares(counts)
+    return rng.multinomial(n, p / p.sum(), size=replicates)
+
+
+def bootstrap_interval_counts(
+    ref_counts: npt.NDArray[Any],
+    cur_counts: npt.NDArray[Any],
+    statistic: str,
+    *,
+    level: float = 0.95,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Basic-bootstrap interval and bias of ``psi`` or ``js_distance`` over binned counts.
+
+    Each side's counts are redrawn from a multinomial with its own observed shares (the two
+    samples are independent), so the cost is ``replicates × bins``, whatever the row count. A
+    distance estimated from samples is biased upwards (noise alone makes it positive); the
+    *basic* interval ``[2θ - q_hi, 2θ - q_lo]`` (clipped at 0) reflects the bootstrap's
+    deviations around the estimate and so corrects for that bias, where a percentile interval
+    would sit above the estimate. Returns ``(low, high, bias)``, ``bias`` being the bootstrap
+    mean minus the estimate (how much noise alone inflates the estimate at these sizes).
+    """
+    rng = np.random.default_rng(seed)
+    ref = np.asarray(ref_counts)
+    cur = np.asarray(cur_counts)
+    rows = _psi_rows if statistic == "psi" else _js_distance_rows
+    point = float(rows(ref[None, :], cur[None, :])[0])
+    values = rows(_draw(rng, ref, replicates), _draw(rng, cur, replicates))
+    return _basic(point, values, level)
+
+
+def _basic(point: float, values: FloatArray, level: float) -> tuple[float, float, float]:
+    q_lo, q_hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    bias = float(values.mean()) - point
+    return max(2 * point - float(q_hi), 0.0), max(2 * point - float(q_lo), 0.0), bias
+
+
+def bootstrap_interval_wasserstein(
+    ref_sorted: FloatArray,
+    cur_sorted: FloatArray,
+    estimate: float,
+    *,
+    level: float = 0.95,
+    replicates: int = BOOTSTRAP_REPLICATES,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Interval ``(low, high, bias)`` for the raw Wasserstein ``estimate`` of two sorted samples.
+
+    The samples are binned on a grid of both samples' quantiles (``2 × 50`` bins); the binned
+    distance ``Σ |F_i - G_i| · width_i`` is bootstrapped over multinomial redraws of the bin
+    counts, and its deviations around the binned value give a basic-bootstrap interval around
+    ``estimate`` (see :func:`bootstrap_interval_counts`). Cheap at any size; rough, not exact.
+    """
+    probs = np.linspace(0.0, 1.0, _W_GRID + 1)
+    grid = np.unique(
+        np.concatenate((sorted_quantiles(ref_sorted, probs), sorted_quantiles(cur_sorted, probs)))
+    )
+    if grid.size < 2:
+        return estimate, estimate, 0.0
+    widths = np.diff(grid)
+    # counts in (-inf, g0], (g0, g1], …, (g_{k-1}, g_k]: every value is <= the last grid point
+    r_counts = sorted_counts(ref_sorted, grid)[:-1]
+    c_counts = sorted_counts(cur_sorted, grid)[:-1]
+
+    def binned(r: npt.NDArray[Any], c: npt.NDArray[Any]) -> FloatArray:
+        fr = np.cumsum(_rows_shares(r), axis=1)[:, :-1]
+        fc = np.cumsum(_rows_shares(c), axis=1)[:, :-1]
+        out: FloatArray = np.abs(fr - fc) @ widths
+        return out
+
+    rng = np.random.default_rng(seed)
+    r = _draw(rng, r_counts, replicates)
+    c = _draw(rng, c_counts, replicates)
+    point = float(binned(r_counts[None, :], c_counts[None, :])[0])
+    return _basic(estimate, binned(r, c) + (estimate - point), level)
