@@ -131,4 +131,5 @@ def test_import_and_export(tmp_path: Path, cli) -> None:  # type: ignore[no-unty
     onnx = cli(
         "models", "export", "boost@1", "-o", tmp_path / "m.onnx", "--format", "onnx", "-w", ws
     )
-    assert onnx.code == 2 and "not supported yet" in onnx.err
+    assert onnx.code == 0, onnx.err
+    assert (tmp_path / "m.onnx").stat().st_size > 0

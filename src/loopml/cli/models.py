@@ -21,7 +21,8 @@ from loopml.cli.common import (
 )
 
 app = typer.Typer(
-    help="Registered models: list, show, alias, history, card, archive, delete, import, export.",
+    help="Registered models: list, show, alias, history, card, archive, delete, import, export, "
+    "compile.",
     no_args_is_help=True,
 )
 
@@ -376,13 +377,45 @@ def import_(
             out.print(f"alias {done.alias} -> {mv.name}@{mv.version}")
 
 
+@app.command("compile")
+def compile_(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail unless it compiles to ONNX.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compile a version to ONNX now and check it against the native model (servers then
+    load the cached graph); prints onnx or native, the reason, the difference and the time."""
+    from loopml.registry.compiled import compile_model, describe
+
+    with open_ws(ctx, workspace) as ws:
+        record, predictor = compile_model(ws, ref, strict=strict)
+        doc = describe(record, predictor)
+        if as_json:
+            print_json(doc)
+            return
+        name = f"{record.name}@{record.version}"
+        diff = doc.get("max_abs_diff")
+        shown = "-" if diff is None else f"{diff:.2g}"
+        if predictor.kind == "onnx":
+            out.print(
+                f"{name}: onnx (max abs difference from native {shown} on {doc['rows']} rows, "
+                f"{fmt(doc['seconds'], 2)} s)"
+            )
+        else:
+            out.print(f"{name}: native ({predictor.reason}; {fmt(doc.get('seconds'), 2)} s)")
+
+
 @app.command("export")
 def export(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME@ALIAS).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
     format_: Annotated[
-        str, typer.Option("--format", help="bundle (ONNX is not supported yet).")
+        str, typer.Option("--format", help="bundle, or onnx (the compiled graph).")
     ] = "bundle",
     workspace: WorkspaceOpt = None,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from loopml.registry.bundle import ModelBundle, Prediction
 from loopml.registry.card import model_card
+from loopml.registry.compiled import CompiledModel, NativeFallback, Predictor, compile_bundle
 from loopml.registry.models import (
     CHAMPION,
     LoadedModel,
@@ -23,13 +24,17 @@ from loopml.stores.base import ANY_VERSION
 __all__ = [
     "ANY_VERSION",
     "CHAMPION",
+    "CompiledModel",
     "FeatureField",
     "LoadedModel",
     "ModelBundle",
+    "NativeFallback",
     "Prediction",
+    "Predictor",
     "Signature",
     "alias_history",
     "archive_version",
+    "compile_bundle",
     "delete_alias",
     "delete_version",
     "export_model",

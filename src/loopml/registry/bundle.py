@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +24,7 @@ import orjson
 import pandas as pd
 
 from loopml.errors import IntegrityError, LoopmlError
+from loopml.kinds import CATEGORICAL, NUMERIC
 from loopml.registry.allowlist import allowed_types, check_trust
 from loopml.registry.flavors import Flavor, flavor_names, get_flavor, known_flavor
 from loopml.registry.limits import check_float32
@@ -143,6 +144,26 @@ class ModelBundle:
         labels = labels_at(proba, classes or [], extra)
         return Prediction(labels, proba, classes, positive_index=positive_index(classes, extra))
 
+    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> Prediction:
+        """Predict checked :data:`~loopml.registry.signature.Columns` (one array per input,
+        as the validator gives them) natively: one DataFrame per call, built as the
+        validator builds one, so the answer is that of :meth:`predict_frame`."""
+        data: dict[str, Any] = {}
+        for f in self.signature.inputs:
+            col = columns[f.name]
+            if f.kind == CATEGORICAL:
+                arr = np.asarray(col, dtype=object)
+                missing = pd.isna(arr)
+                if missing.any():  # None or NaN: the imputer and the encoder want NaN
+                    arr = arr.copy()
+                    arr[missing] = np.nan
+                data[f.name] = arr
+            elif f.kind == NUMERIC:
+                data[f.name] = np.asarray(col, dtype=np.float64)
+            else:
+                data[f.name] = np.asarray(col)
+        return self.predict_frame(pd.DataFrame(data, columns=self.signature.names, copy=False))
+
     def predict_records(
         self, records: object, *, unknown: str | None = None, extra: str = "ignore"
     ) -> Prediction:
@@ -176,7 +197,9 @@ class ModelBundle:
     # -- bytes ------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        import skops.io as sio
+        from loopml.registry.skopsio import skops_io
+
+        sio = skops_io()
 
         flavor = self.flavor_impl
         manifest: dict[str, Any] = {

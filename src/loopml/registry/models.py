@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import getpass
 import socket
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInputError, NotFoundError
 from loopml.names import check_name, is_version, parse_ref
@@ -17,6 +18,9 @@ from loopml.stores.base import ANY_VERSION, Expected
 from loopml.stores.records import AliasEvent, ModelVersion, Run
 from loopml.utils import new_id, utcnow
 from loopml.workspace import Workspace
+
+if TYPE_CHECKING:
+    from loopml.registry.compiled import CompiledModel, NativeFallback
 
 CHAMPION = "champion"
 #: opt-ins that name a format a model came from rather than a type inside it: recorded on the
@@ -30,6 +34,34 @@ class LoadedModel:
 
     record: ModelVersion
     bundle: ModelBundle
+    #: where the compiled graph is cached (None: compiled without a cache)
+    workspace: Workspace | None = field(default=None, repr=False, compare=False)
+    #: ``serve_compile`` for this model (None: the workspace's setting, else auto)
+    compile: str | None = None
+    _predictor: Any = field(default=None, init=False, repr=False, compare=False)
+    _lock: Any = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    @property
+    def predictor(self) -> CompiledModel | NativeFallback:
+        """What to predict :data:`~loopml.registry.signature.Columns` with: the bundle
+        compiled to ONNX where ``serve_compile`` allows it and it converts and matches the
+        native model, else the native bundle with the reason (``predictor.kind``,
+        ``predictor.reason``; see :mod:`loopml.registry.compiled`). Worked out once, on
+        first use (at load when ``load_model`` is given ``compile``), cached by bundle."""
+        if self._predictor is None:
+            with self._lock:
+                if self._predictor is None:
+                    self._predictor = self._make_predictor()
+        return self._predictor  # type: ignore[no-any-return]
+
+    def _make_predictor(self) -> CompiledModel | NativeFallback:
+        from loopml.registry.compiled import load_predictor
+
+        ws = self.workspace
+        mode = self.compile
+        if mode is None:
+            mode = ws.settings.serve_compile if ws is not None else "auto"
+        return load_predictor(ws, self.bundle, self.record.artifact_sha256, mode=mode)
 
     @property
     def name(self) -> str:
@@ -74,6 +106,7 @@ def register_model(
     dataset_version: int | None = None,
     trust: Iterable[str] | None = None,
     run_params: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> ModelVersion:
     """Store the bundle in the artifact store and record a new version of ``name``.
 
@@ -88,6 +121,9 @@ def register_model(
     ``"pickle"`` in ``trust`` records that the model was converted from a pickle the user
     trusted (see :mod:`loopml.registry.transfer`). ``run_params``: the params of the run
     recorded when there is no ``run_id`` (default ``{"registered_from": "python"}``).
+    ``compile``: also compile the version to ONNX now, as ``serve_compile`` says (see
+    :mod:`loopml.registry.compiled`), so that servers find the checked graph cached; a model
+    that does not compile is recorded as native, with its reason.
     """
     check_name(name, "model")
     metrics = {} if metrics is None else metrics
@@ -116,8 +152,14 @@ def register_model(
         trusted=[*formats, *checked.trusted],
     )
     if run_id is not None:
-        return ws.metadata.add_model_version(draft)
-    return _register_with_run(ws, draft, run_params or {"registered_from": "python"})
+        mv = ws.metadata.add_model_version(draft)
+    else:
+        mv = _register_with_run(ws, draft, run_params or {"registered_from": "python"})
+    if compile and ws.settings.serve_compile != "native":
+        from loopml.registry.compiled import load_predictor
+
+        load_predictor(ws, checked, sha, mode="auto")  # cached; never raises for a fallback
+    return mv
 
 
 def _check_lineage(
@@ -208,19 +250,35 @@ def _no_model(ws: Workspace, name: str) -> NotFoundError:
     )
 
 
-def load_model(ws: Workspace, ref: str, *, default_alias: str | None = CHAMPION) -> LoadedModel:
+def load_model(
+    ws: Workspace,
+    ref: str,
+    *,
+    default_alias: str | None = CHAMPION,
+    compile: str | None = None,
+) -> LoadedModel:
     """Load ``NAME[@VERSION|@ALIAS]`` (bare name: its champion) from the artifact store.
 
     The artifact is checked against its sha256 on the way in, and may contain only the
     types loopml lists plus those recorded as trusted on the version (UnsafeFormatError).
+    ``compile`` (``auto``, ``onnx`` or ``native``) overrides the setting ``serve_compile``
+    and works out :attr:`LoadedModel.predictor` now (``onnx``: ConfigError for a model that
+    does not compile); without it the predictor is worked out on first use.
     """
+    if compile is not None:
+        from loopml.registry.compiled import check_mode
+
+        check_mode(compile)
     record = resolve_version(ws, ref, default_alias=default_alias)
     data = ws.artifacts.get(record.artifact_sha256)
     # the opt-ins come from the version's record, never from the (untrusted) bundle
     what = f"{record.name}@{record.version}"
     types = [t for t in record.trusted if t not in FORMAT_OPT_INS]
     bundle = ModelBundle.from_bytes(data, what=what, trusted=types)
-    return LoadedModel(record, bundle)
+    loaded = LoadedModel(record, bundle, workspace=ws, compile=compile)
+    if compile is not None:
+        loaded.predictor  # noqa: B018 (worked out at load, off any request path)
+    return loaded
 
 
 def actor(ws: Workspace) -> str:

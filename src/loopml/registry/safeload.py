@@ -77,7 +77,9 @@ def _schema(data: bytes, member: str, what: str) -> Any:
 
 def type_names(data: bytes, member: str, what: str) -> set[str]:
     """Every type and function name the skops file ``data`` would import to build itself."""
-    import skops.io as sio
+    from loopml.registry.skopsio import skops_io
+
+    sio = skops_io()
 
     schema = _schema(data, member, what)
     names: set[str] = set()
@@ -166,7 +168,9 @@ def load_skops(
 
     ``names`` is what :func:`type_names` returned for ``data``, when already computed.
     """
-    import skops.io as sio
+    from loopml.registry.skopsio import skops_io
+
+    sio = skops_io()
 
     from loopml.registry.structure import check_structure
 

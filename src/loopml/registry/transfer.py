@@ -532,24 +532,30 @@ def _versions(ws: Workspace, name: str) -> list[dict[str, Any]]:
 
 def export_model(ws: Workspace, ref: str, path: str | Path, *, format: str = "bundle") -> Path:
     """Write ``NAME@VERSION`` (or an alias) to ``path``: the bundle as stored (checked by its
-    sha256 and loaded once, so a damaged artifact is never written out). ONNX is not
-    supported yet."""
+    sha256 and loaded once, so a damaged artifact is never written out), or with
+    ``format="onnx"`` its compiled ONNX graph (checked against the native model, see
+    :mod:`loopml.registry.compiled`; ConfigError naming the reason for a model that does
+    not compile). The graph takes one input per signature column (numeric: double
+    ``[N, 1]``, categorical: string ``[N, 1]``) and answers ``__loopml_output``: class
+    probabilities in the order of the signature's classes, or regression values."""
     path = Path(path)
-    if format == "onnx":
-        raise InvalidInputError(
-            "exporting ONNX is not supported yet",
-            where={"field": "format"},
-            hint="Export the bundle (--format bundle) and load it with loopml.load_model",
-        )
-    if format != "bundle":
+    if format not in ("bundle", "onnx"):
         raise InvalidInputError(
             f"format {format!r} is not bundle or onnx",
             where={"field": "format"},
-            hint="Pass --format bundle",
+            hint="Pass --format bundle or --format onnx",
         )
     record = resolve_version(ws, ref)
-    load_model(ws, f"{record.name}@{record.version}")  # refuses a damaged or unsafe one
-    data = ws.artifacts.get(record.artifact_sha256)
+    exact = f"{record.name}@{record.version}"
+    if format == "onnx":
+        from loopml.registry.compiled import CompiledModel
+
+        predictor = load_model(ws, exact, compile="onnx").predictor
+        assert isinstance(predictor, CompiledModel)  # compile="onnx" raised otherwise
+        data = predictor.onnx_bytes
+    else:
+        load_model(ws, exact)  # refuses a damaged or unsafe one
+        data = ws.artifacts.get(record.artifact_sha256)
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:

@@ -193,8 +193,10 @@ def test_export_then_import_round_trips(
     np.testing.assert_allclose(
         again, load_model(workspace, "cancer@1").predict(cancer.head(25)).probabilities
     )
-    with pytest.raises(InvalidInputError, match="ONNX is not supported yet"):
-        export_model(workspace, "cancer@1", tmp_path / "m.onnx", format="onnx")
+    onnx_file = export_model(workspace, "cancer@1", tmp_path / "m.onnx", format="onnx")
+    assert onnx_file.read_bytes()[:2] != b"PK"  # the compiled graph, not the bundle
+    with pytest.raises(InvalidInputError, match="is not bundle or onnx"):
+        export_model(workspace, "cancer@1", tmp_path / "m.txt", format="text")
 
 
 @settings(max_examples=200, deadline=None)

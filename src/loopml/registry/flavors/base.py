@@ -16,6 +16,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+class NotConvertible(Exception):
+    """A model (or a step of its feature pipeline) that has no ONNX form; the message is
+    the reason shown to the user (``loopml models compile``, the server's startup line)."""
+
+
+#: the operator sets the converters are asked for (the main domain, and ai.onnx.ml)
+ONNX_OPSET = 17
+ONNX_ML_OPSET = 3
+
+
 def class_path(estimator_or_path: object) -> str:
     """``module.Class`` of an estimator, class, or an import path given as text."""
     if isinstance(estimator_or_path, str):
@@ -124,12 +134,60 @@ class Flavor:
         UnsafeFormatError; any other exception is reported as a damaged file by the bundle."""
         raise NotImplementedError
 
+    # -- compiling ------------------------------------------------------------------------
+
+    def to_onnx(self, model: Any, n_features: int, task: str) -> tuple[Any, str]:
+        """The estimator as an ``onnx.ModelProto`` taking one input ``[N, n_features]``
+        (double where the converter allows, else float), and the name of the output that
+        holds what :meth:`predict` answers: ``[N, k]`` class probabilities in the order of
+        the signature's classes, or ``[N, 1]`` (or ``[N]``) regression values. Raises
+        :class:`NotConvertible` with the reason when there is no converter (the bundle is
+        then served natively, see :mod:`loopml.registry.compiled`)."""
+        raise NotConvertible(f"flavor {self.name} has no ONNX converter")
+
     # -- predicting -----------------------------------------------------------------------
 
     def predict(self, model: Any, x: Any, task: str) -> np.ndarray:
         """Regression: one value per row. Classification: an n x k array of class
         probabilities, columns in the order of the signature's classes."""
         raise NotImplementedError
+
+
+def onnx_output(model: Any, task: str) -> str:
+    """The output of a converted estimator that holds probabilities (classification: the one
+    named ``probabilities``, else the second) or values (regression: the first)."""
+    names = [o.name for o in model.graph.output]
+    if task == "regression":
+        return str(names[0])
+    if "probabilities" in names:
+        return "probabilities"
+    if len(names) < 2:
+        raise NotConvertible(f"the converted model has outputs {names}, not label, probabilities")
+    return str(names[1])
+
+
+#: the main opset onnxmltools' tree converters support
+MLTOOLS_OPSET = 15
+
+
+def booster_to_onnx(
+    converter: str, model: Any, n_features: int, task: str, **options: Any
+) -> tuple[Any, str]:
+    """A LightGBM or XGBoost Booster through onnxmltools (float input)."""
+    import onnxmltools
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    try:
+        onx = getattr(onnxmltools, converter)(
+            model,
+            initial_types=[("x", FloatTensorType([None, n_features]))],
+            target_opset=MLTOOLS_OPSET,
+            **options,
+        )
+    except Exception as exc:  # the converter's own errors, for objectives it lacks
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise NotConvertible(f"onnxmltools cannot convert this {type(model).__name__} ({text})")
+    return onx, onnx_output(onx, task)
 
 
 def binary_columns(raw: np.ndarray) -> np.ndarray:

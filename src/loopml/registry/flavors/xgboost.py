@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import ConfigError, IntegrityError
-from loopml.registry.flavors.base import Flavor, binary_columns
+from loopml.registry.flavors.base import Flavor, binary_columns, booster_to_onnx
 
 MEMBER = "model.xgb.json"
 _NODE_ARRAYS = (
@@ -105,6 +105,10 @@ class XGBoostFlavor(Flavor):
                 hint="The file is damaged or was not written by loopml; retrain the model",
             )
         return booster
+
+    def to_onnx(self, model: Any, n_features: int, task: str) -> tuple[Any, str]:
+        """onnxmltools' XGBoost converter (float input: it has no double one)."""
+        return booster_to_onnx("convert_xgboost", model, n_features, task)
 
     def predict(self, model: Any, x: Any, task: str) -> np.ndarray:
         raw = np.asarray(model.inplace_predict(x), dtype=np.float64)

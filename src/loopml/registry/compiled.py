@@ -1,0 +1,616 @@
+"""Serving a bundle compiled to ONNX, checked against the native model before it is used.
+
+:func:`compile_bundle` turns the whole bundle (the fitted feature pipeline and the
+estimator, see :mod:`loopml.registry.onnx_graph`) into one ONNX graph and predicts with ONNX
+Runtime. Before the compiled form is used, it predicts the bundle's sample rows plus
+:data:`SYNTHETIC_ROWS` rows drawn from the signature (within and a little beyond each
+numeric range, every known category, missing values, unknown categories) and must match the
+native bundle: class probabilities within :data:`PROB_ATOL` absolute and the same labels
+(the decision threshold is applied after ONNX by :func:`~loopml.registry.threshold.labels_at`,
+as the native bundle does), regression values within :data:`VALUE_RTOL` of
+``max(1, |value|)``. A model that does not convert, or does not match, is served natively
+(:class:`NativeFallback`, with the reason); nothing is raised for it, unless the setting
+``serve_compile`` is ``onnx``.
+
+The compiled bytes are kept in the artifact store, found again through a pointer file in the
+lake, ``compiled/<bundle sha256>.json`` (written atomically), naming the ONNX artifact and the
+result of the check; so a reload, or another server, does not compile again (it checks the
+cached graph against the native model again, which costs milliseconds). The pointer also
+records a native outcome and its reason, so a model that does not convert is not retried
+until loopml or a converter changes.
+
+Loading ONNX runs no user code: a graph is refused (UnsafeFormatError) unless every operator
+is from the standard ``ai.onnx`` or ``ai.onnx.ml`` domains, it defines no functions and holds
+no external data (:func:`check_onnx`). A refused cached graph is compiled again from the
+bundle. Sessions run one thread, sequentially (the server batches and runs workers), are
+created once and are safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from loopml.errors import (
+    ConfigError,
+    IntegrityError,
+    InvalidInputError,
+    LoopmlError,
+    UnsafeFormatError,
+)
+from loopml.kinds import CATEGORICAL, NUMERIC
+from loopml.registry.bundle import ModelBundle, Prediction
+from loopml.registry.flavors.base import NotConvertible
+from loopml.registry.signature import Signature
+from loopml.registry.threshold import labels_at, positive_index
+
+log = logging.getLogger("loopml.registry.compiled")
+
+COMPILE_MODES = ("auto", "onnx", "native")
+POINTER_DIR = "compiled"
+POINTER_FORMAT = 1
+ALLOWED_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+PROB_ATOL = 1e-6
+VALUE_RTOL = 1e-6
+SYNTHETIC_ROWS = 300
+MAX_ONNX_BYTES = 1 << 30
+#: how many graphs this process built (tests check that a cached one is not built again)
+STATS = {"compiled": 0}
+_stats_lock = threading.Lock()
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What the server, batch scoring and gRPC predict with."""
+
+    kind: str  # "onnx" or "native"
+    reason: str | None  # why native (None when compiled, or native by the setting)
+
+    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> Prediction: ...
+
+
+@dataclass(frozen=True)
+class Check:
+    """How a predictor came to be: the comparison with the native model and its cost."""
+
+    max_abs_diff: float | None  # largest difference from native (None: not compared)
+    rows: int  # rows compared
+    seconds: float  # converting and checking (or loading and checking the cached graph)
+    cached: bool = False  # found through the pointer file, not compiled now
+    onnx_sha256: str | None = None
+    refused: str | None = None  # a cached graph that was refused, and why
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 4),
+            "cached": self.cached,
+            "onnx_sha256": self.onnx_sha256,
+            "refused": self.refused,
+        }
+
+
+class NativeFallback:
+    """The native bundle as a :class:`Predictor` (one DataFrame per call), with the reason it
+    is not compiled."""
+
+    kind = "native"
+
+    def __init__(self, bundle: ModelBundle, reason: str | None, check: Check | None = None):
+        self.bundle = bundle
+        self.reason = reason
+        self.check = check
+
+    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> Prediction:
+        return self.bundle.predict_columns(columns)
+
+    def __repr__(self) -> str:
+        return f"NativeFallback({self.bundle.name}, reason={self.reason!r})"
+
+
+class CompiledModel:
+    """A bundle compiled to ONNX: one ONNX Runtime session, created once, thread-safe."""
+
+    kind = "onnx"
+    reason: str | None = None
+
+    def __init__(
+        self, data: bytes, signature: Signature, *, what: str = "model", check: Check | None = None
+    ) -> None:
+        from loopml.registry.onnx_graph import OUTPUT
+
+        check_onnx(data, what, signature)
+        self.onnx_bytes = data
+        self.signature = signature
+        self.check = check
+        self.name = what
+        self._categorical = [(f.name, f.kind == CATEGORICAL) for f in signature.inputs]
+        self._classes = list(signature.classes or [])
+        self._extra = dict(signature.extra)
+        self._positive = positive_index(signature.classes, self._extra)
+        self._regression = signature.task == "regression"
+        self._outputs = [OUTPUT]
+        self._session = _session(data, what)
+
+    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> Prediction:
+        from loopml.registry.onnx_graph import categorical_feed
+
+        feeds: dict[str, np.ndarray] = {}
+        for name, categorical in self._categorical:
+            col = columns[name]
+            if categorical:
+                feeds[name] = categorical_feed(col)
+            else:
+                feeds[name] = np.asarray(col, dtype=np.float64).reshape(-1, 1)
+        out = self._session.run(self._outputs, feeds)[0]
+        if self._regression:
+            return Prediction(np.asarray(out, dtype=np.float64).reshape(-1), None, None)
+        proba = np.asarray(out, dtype=np.float64)
+        labels = labels_at(proba, self._classes, self._extra)
+        return Prediction(labels, proba, self._classes, positive_index=self._positive)
+
+    def __repr__(self) -> str:
+        return f"CompiledModel({self.name})"
+
+
+# -- compiling and checking -----------------------------------------------------------------
+
+
+def compile_bundle(bundle: ModelBundle) -> CompiledModel | NativeFallback:
+    """The bundle compiled to ONNX and checked against its native predictions, or the
+    native bundle with the reason it is not (never raises for a model that does not
+    convert; ``predictor.check`` holds the comparison and the time taken)."""
+    start = time.perf_counter()
+    try:
+        data = onnx_bytes(bundle)
+        try:
+            compiled = CompiledModel(data, bundle.signature, what=bundle.name)
+        except LoopmlError as exc:  # what the converters made does not check or load
+            raise _Fallback(f"the compiled graph does not load: {exc.message}"[:300]) from exc
+        diff, rows = verify(compiled, bundle)
+    except _Fallback as exc:
+        seconds = time.perf_counter() - start
+        return NativeFallback(bundle, exc.reason, Check(exc.diff, exc.rows, seconds))
+    compiled.check = Check(diff, rows, time.perf_counter() - start)
+    return compiled
+
+
+class _Fallback(Exception):
+    def __init__(self, reason: str, diff: float | None = None, rows: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.diff = diff
+        self.rows = rows
+
+
+def onnx_bytes(bundle: ModelBundle) -> bytes:
+    """The bundle's ONNX graph, serialized; :class:`_Fallback` with the reason otherwise."""
+    try:
+        from loopml.registry.onnx_graph import build
+
+        with warnings.catch_warnings():  # converters warn about opsets and deprecations
+            warnings.simplefilter("ignore")
+            graph = build(bundle)
+        data: bytes = graph.model.SerializeToString()
+    except NotConvertible as exc:
+        raise _Fallback(str(exc)) from exc
+    except ImportError as exc:
+        raise _Fallback(
+            f"{exc.name or 'an ONNX package'} is not installed (pip install 'loopml[onnx]')"
+        ) from exc
+    except Exception as exc:  # a converter's own failure: the model is served natively
+        raise _Fallback(f"the ONNX conversion failed: {type(exc).__name__}: {exc}"[:300]) from exc
+    with _stats_lock:
+        STATS["compiled"] += 1
+    return data
+
+
+def verify(compiled: CompiledModel, bundle: ModelBundle) -> tuple[float, int]:
+    """Compare ``compiled`` with the native bundle on the sample and synthetic rows:
+    ``(largest absolute difference, rows)``; :class:`_Fallback` naming the first mismatch."""
+    columns = check_columns(bundle)
+    rows = len(next(iter(columns.values())))
+    try:
+        native = bundle.predict_columns(columns)
+    except Exception as exc:  # a native model that fails on its own rows: nothing to compare
+        raise _Fallback(f"the native model failed on the check rows: {exc}"[:300]) from exc
+    try:
+        got = compiled.predict_columns(columns)
+    except Exception as exc:
+        raise _Fallback(f"the compiled graph failed: {type(exc).__name__}: {exc}"[:300]) from exc
+    if bundle.signature.task == "regression":
+        want = np.asarray(native.labels, dtype=np.float64)
+        have = np.asarray(got.labels, dtype=np.float64)
+        if have.shape != want.shape:
+            raise _Fallback(f"the compiled graph answers shape {have.shape}, not {want.shape}")
+        diff = np.abs(have - want)
+        bound = VALUE_RTOL * np.maximum(1.0, np.abs(want))
+        worst = float(np.nanmax(diff)) if len(diff) else 0.0
+        bad = ~(diff <= bound) & ~(np.isnan(have) & np.isnan(want))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise _Fallback(
+                f"the compiled graph differs from the native model by {diff[i]:.3g} at check "
+                f"row {i} (allowed {bound[i]:.3g})",
+                worst,
+                rows,
+            )
+        return worst, rows
+    assert native.probabilities is not None and got.probabilities is not None
+    if got.probabilities.shape != native.probabilities.shape:
+        raise _Fallback(
+            f"the compiled graph answers probabilities of shape {got.probabilities.shape}, "
+            f"not {native.probabilities.shape}"
+        )
+    diff = np.abs(got.probabilities - native.probabilities)
+    worst = float(diff.max()) if diff.size else 0.0
+    if not np.isfinite(worst) or worst > PROB_ATOL:
+        i = int(np.argmax(np.nan_to_num(diff, nan=np.inf).max(axis=1)))
+        raise _Fallback(
+            f"the compiled graph's probabilities differ from the native model's by {worst:.3g} "
+            f"(at check row {i}; allowed {PROB_ATOL:g})",
+            worst,
+            rows,
+        )
+    same = np.asarray(got.labels == native.labels, dtype=bool)
+    if not same.all():
+        i = int(np.flatnonzero(~same)[0])
+        raise _Fallback(
+            f"the compiled graph predicts {got.labels[i]!r} at check row {i}, the native model "
+            f"{native.labels[i]!r}",
+            worst,
+            rows,
+        )
+    return worst, rows
+
+
+def check_columns(
+    bundle: ModelBundle, n: int = SYNTHETIC_ROWS, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """The rows a compiled graph is checked on: the bundle's sample rows, then ``n`` rows
+    drawn from the signature (values within each numeric range, its ends and a little
+    beyond, every known category, missing values, unknown categories), as Columns."""
+    from loopml.registry.onnx_graph import MISSING
+
+    rng = np.random.default_rng(seed)
+    sample = bundle.sample
+    out: dict[str, np.ndarray] = {}
+    for f in bundle.signature.inputs:
+        parts: list[np.ndarray] = []
+        if sample is not None and len(sample):
+            col = sample[f.name]
+            if f.kind == NUMERIC:
+                parts.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+            elif f.kind == CATEGORICAL:
+                parts.append(np.asarray(col.to_numpy(dtype=object), dtype=object))
+            else:
+                parts.append(np.asarray(col.to_numpy(), dtype="datetime64[us]"))
+        if f.kind == NUMERIC:
+            if f.binary:
+                values = rng.integers(0, 2, n).astype(np.float64)
+            else:
+                lo = -1.0 if f.min is None else float(f.min)
+                hi = 1.0 if f.max is None else float(f.max)
+                span = hi - lo if hi > lo else 1.0
+                values = rng.uniform(lo - 0.05 * span, hi + 0.05 * span, n)
+                values[: min(n, 2)] = [lo, hi][: min(n, 2)]
+            values[rng.random(n) < 0.08] = np.nan
+            parts.append(values)
+        elif f.kind == CATEGORICAL:
+            cats = list(f.categories or [])
+            picked = np.empty(n, dtype=object)
+            picked[:] = [cats[i] for i in rng.integers(0, len(cats), n)] if cats else "unseen"
+            for i, c in enumerate(cats[:n]):
+                picked[i] = c  # every category at least once
+            draw = rng.random(n)
+            picked[draw < 0.08] = np.nan
+            picked[(draw >= 0.08) & (draw < 0.13)] = "__loopml_unseen__"
+            if n >= 3:
+                picked[-1], picked[-2], picked[-3] = "", MISSING, None
+            parts.append(picked)
+        else:
+            base = np.datetime64("2020-01-01T00:00:00", "us")
+            stamps = base + rng.integers(0, 5 * 365 * 86400, n).astype("timedelta64[s]")
+            stamps = stamps.astype("datetime64[us]")
+            stamps[rng.random(n) < 0.08] = np.datetime64("NaT")
+            parts.append(stamps)
+        out[f.name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return out
+
+
+# -- checking a graph before it is loaded ---------------------------------------------------
+
+
+def check_onnx(data: bytes, what: str = "ONNX model", signature: Signature | None = None) -> Any:
+    """Parse ``data`` and refuse what loading must never do: operators outside the standard
+    ``ai.onnx`` / ``ai.onnx.ml`` domains, local functions, external data (UnsafeFormatError);
+    with ``signature``, inputs that are not its columns (IntegrityError). Returns the
+    ``onnx.ModelProto``."""
+    import onnx
+
+    if not isinstance(data, bytes | bytearray) or not data or len(data) > MAX_ONNX_BYTES:
+        raise IntegrityError(
+            f"{what}: the compiled graph is empty or too large",
+            where={"artifact": what},
+            hint="Compile it again with 'loopml models compile NAME@VERSION'",
+        )
+    try:
+        model = onnx.ModelProto.FromString(bytes(data))
+    except Exception as exc:
+        raise IntegrityError(
+            f"{what}: the compiled graph is not an ONNX model ({type(exc).__name__})",
+            where={"artifact": what},
+            hint="Compile it again with 'loopml models compile NAME@VERSION'",
+        ) from exc
+    problems: list[str] = []
+    for op in model.opset_import:
+        if op.domain not in ALLOWED_DOMAINS:
+            problems.append(f"operator set {op.domain!r}")
+    if len(model.functions):
+        problems.append(f"functions ({', '.join(f.name for f in model.functions)[:100]})")
+    _check_graph(model.graph, problems)
+    if problems:
+        raise UnsafeFormatError(
+            f"{what}: the compiled graph uses {', '.join(sorted(set(problems))[:5])}, which "
+            "loopml does not load (only standard ai.onnx and ai.onnx.ml operators, no "
+            "functions, no external data)",
+            types=sorted(set(problems)),
+            where={"artifact": what},
+            hint="Compile it again from the bundle with 'loopml models compile NAME@VERSION'",
+        )
+    if signature is not None:
+        _check_inputs(model, signature, what)
+    return model
+
+
+def _check_graph(graph: Any, problems: list[str]) -> None:
+    import onnx
+
+    for node in graph.node:
+        domain = node.domain
+        if domain not in ALLOWED_DOMAINS:
+            problems.append(f"operator {domain}.{node.op_type}")
+        elif not onnx.defs.has(node.op_type, domain):
+            problems.append(f"unknown operator {node.op_type!r}")
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                _check_graph(attr.g, problems)
+            for sub in attr.graphs:
+                _check_graph(sub, problems)
+    external = onnx.TensorProto.EXTERNAL
+    tensors = [*graph.initializer, *(s.values for s in graph.sparse_initializer)]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                tensors.append(attr.t)
+            tensors.extend(attr.tensors)
+    for t in tensors:
+        if t.data_location == external or len(t.external_data):
+            problems.append("external data")
+
+
+def _check_inputs(model: Any, signature: Signature, what: str) -> None:
+    from onnx import TensorProto
+
+    from loopml.registry.onnx_graph import OUTPUT
+
+    want = [
+        (f.name, TensorProto.STRING if f.kind == CATEGORICAL else TensorProto.DOUBLE)
+        for f in signature.inputs
+    ]
+    have = [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    if have != want or outputs != [OUTPUT]:
+        raise IntegrityError(
+            f"{what}: the compiled graph does not take this model's columns",
+            where={"artifact": what},
+            hint="Compile it again with 'loopml models compile NAME@VERSION'",
+        )
+
+
+def _session(data: bytes, what: str) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise IntegrityError(
+            f"{what}: ONNX Runtime cannot load the compiled graph: {exc}"[:400],
+            where={"artifact": what},
+            hint="Compile it again with 'loopml models compile NAME@VERSION'",
+        ) from exc
+
+
+# -- the cache: artifact store + pointer file -----------------------------------------------
+
+
+def check_mode(mode: object, field: str = "compile") -> str:
+    if not isinstance(mode, str) or mode not in COMPILE_MODES:
+        raise InvalidInputError(
+            f"{field} must be one of {', '.join(COMPILE_MODES)}, got {mode!r}",
+            where={"field": field},
+            hint="auto: compiled where it converts and matches; onnx: compiled or an error; "
+            "native: never compiled",
+        )
+    return mode
+
+
+def pointer_path(bundle_sha: str) -> str:
+    return f"{POINTER_DIR}/{bundle_sha}.json"
+
+
+def load_predictor(
+    ws: Any,
+    bundle: ModelBundle,
+    bundle_sha: str,
+    *,
+    mode: str = "auto",
+    refresh: bool = False,
+) -> CompiledModel | NativeFallback:
+    """The predictor for ``bundle`` (stored as ``bundle_sha``; ``ws`` None: no cache): the
+    cached compiled graph if its pointer names one that passes :func:`check_onnx` and matches
+    the native model again, else a fresh :func:`compile_bundle` (stored for next time).
+    ``mode`` is ``serve_compile``: ``native`` never compiles, ``onnx`` raises ConfigError
+    for a model that does not compile. ``refresh`` ignores the cache."""
+    mode = check_mode(mode)
+    if mode == "native":
+        return NativeFallback(bundle, None)
+    result: CompiledModel | NativeFallback | None = None
+    refused: str | None = None
+    pointer = None if refresh or ws is None else _read_pointer(ws, bundle_sha)
+    if pointer is not None:
+        start = time.perf_counter()
+        if pointer.get("kind") == "onnx":
+            sha = str(pointer.get("onnx_sha256"))
+            try:
+                data = ws.artifacts.get(sha)
+                compiled = CompiledModel(data, bundle.signature, what=bundle.name)
+                diff, rows = verify(compiled, bundle)
+                seconds = time.perf_counter() - start
+                compiled.check = Check(diff, rows, seconds, cached=True, onnx_sha256=sha)
+                result = compiled
+            except (LoopmlError, _Fallback) as exc:
+                refused = str(exc)[:300]
+                log.warning(
+                    "%s: cached compiled graph refused, compiling again: %s", bundle.name, refused
+                )
+        else:
+            reason = str(pointer.get("reason") or "it did not compile")
+            check = Check(
+                pointer.get("max_abs_diff"), int(pointer.get("rows") or 0), 0.0, cached=True
+            )
+            result = NativeFallback(bundle, reason, check)
+    if result is None:
+        result = compile_bundle(bundle)
+        if refused is not None and result.check is not None:
+            result.check = _with(result.check, refused=refused)
+        if ws is not None:
+            _store(ws, bundle_sha, result)
+    if mode == "onnx" and result.kind != "onnx":
+        raise ConfigError(
+            f"model {bundle.name} does not compile to ONNX: {result.reason}",
+            where={"model": bundle.name, "setting": "serve_compile"},
+            hint="Set serve_compile to auto (LOOPML_SERVE_COMPILE=auto) to serve it natively, "
+            "or change the model or its features (e.g. no datetime features)",
+        )
+    return result
+
+
+def compile_model(
+    ws: Any, ref: str, *, strict: bool = False
+) -> tuple[Any, CompiledModel | NativeFallback]:
+    """Compile ``NAME@VERSION`` (or an alias) now, whatever the cache holds, and cache the
+    outcome: ``(version record, predictor)``. ``strict``: ConfigError when it does not
+    compile (as ``serve_compile=onnx``)."""
+    from loopml.registry.models import load_model, resolve_version
+
+    record = resolve_version(ws, ref)
+    loaded = load_model(ws, f"{record.name}@{record.version}")
+    mode = "onnx" if strict else "auto"
+    return record, load_predictor(
+        ws, loaded.bundle, record.artifact_sha256, mode=mode, refresh=True
+    )
+
+
+def describe(record: Any, predictor: CompiledModel | NativeFallback) -> dict[str, Any]:
+    """What ``loopml models compile --json`` prints."""
+    check = predictor.check
+    return {
+        "model": record.name,
+        "version": record.version,
+        "bundle_sha256": record.artifact_sha256,
+        "kind": predictor.kind,
+        "reason": predictor.reason,
+        **(check.to_dict() if check is not None else {}),
+    }
+
+
+def _with(check: Check, **changes: Any) -> Check:
+    from dataclasses import replace
+
+    return replace(check, **changes)
+
+
+def _versions() -> dict[str, str]:
+    """What a cached outcome depends on besides the bundle."""
+    import loopml
+
+    out = {"loopml": str(loopml.__version__), "format": str(POINTER_FORMAT)}
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("onnx", "onnxruntime", "skl2onnx", "onnxmltools"):
+        try:  # the installed version, without importing the converters
+            out[package] = version(package)
+        except PackageNotFoundError:  # not installed: part of the key all the same
+            out[package] = "missing"
+    return out
+
+
+def _read_pointer(ws: Any, bundle_sha: str) -> dict[str, Any] | None:
+    try:
+        raw = ws.lake.read_bytes(pointer_path(bundle_sha))
+        doc = orjson.loads(raw)
+    except Exception:  # absent, unreadable, a lake that is down: compile
+        return None
+    if not isinstance(doc, dict) or doc.get("bundle_sha256") != bundle_sha:
+        return None
+    if doc.get("versions") != _versions():
+        return None
+    return doc
+
+
+def _store(ws: Any, bundle_sha: str, result: CompiledModel | NativeFallback) -> None:
+    """Keep the outcome: the graph in the artifact store, then the pointer (best effort: a
+    store that is down costs a compile next time, never the load)."""
+    check = result.check
+    doc: dict[str, Any] = {
+        "bundle_sha256": bundle_sha,
+        "kind": result.kind,
+        "reason": result.reason,
+        "max_abs_diff": None if check is None else check.max_abs_diff,
+        "rows": 0 if check is None else check.rows,
+        "seconds": None if check is None else round(check.seconds, 4),
+        "versions": _versions(),
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    try:
+        if isinstance(result, CompiledModel):
+            sha = ws.artifacts.put(result.onnx_bytes)
+            doc["onnx_sha256"] = sha
+            if check is not None:
+                result.check = _with(check, onnx_sha256=sha)
+        ws.lake.write_bytes(
+            pointer_path(bundle_sha), orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        )
+    except Exception as exc:  # the stores' errors: serving goes on
+        log.warning("%s: could not cache the compiled graph: %s", result, exc)
+
+
+__all__ = [
+    "COMPILE_MODES",
+    "Check",
+    "CompiledModel",
+    "NativeFallback",
+    "NotConvertible",
+    "Predictor",
+    "check_onnx",
+    "compile_bundle",
+    "compile_model",
+    "describe",
+    "load_predictor",
+]
