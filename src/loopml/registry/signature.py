@@ -43,7 +43,14 @@ from loopml.features.values import (
 )
 from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
 from loopml.project.features import UNKNOWN_POLICIES
+from loopml.registry.limits import FLOAT32_MAX
 from loopml.utils import shorten
+
+#: One 1-D array per signature input (in signature order), all of one length: numeric
+#: float64 (NaN: missing), categorical object arrays of canonical text (NaN: missing, as in a
+#: validated frame), datetime ``datetime64[us]`` (NaT: missing).
+Columns = dict[str, np.ndarray]
+_PLAIN_NUMBERS = frozenset((float, int))
 
 MAX_CATEGORIES_SHOWN = 8
 VECTOR_ROWS = 512  # from this many rows, columns are checked with pandas' vectorised lookups
@@ -119,6 +126,35 @@ class Validated:
                 if mask is not None:
                     for i in np.flatnonzero(mask):
                         rows[i].append(str(name))
+        return rows
+
+
+@dataclass(frozen=True)
+class CheckedColumns:
+    """Inputs checked against a signature, as :data:`Columns` (the server's hot path: no
+    frame is built); ``unseen``/``nulls``/``extra`` as in :class:`Validated`."""
+
+    columns: Columns
+    rows: int
+    unseen: dict[str, np.ndarray] = field(default_factory=dict)
+    nulls: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: tuple[str, ...] = ()
+
+    @property
+    def any_flagged(self) -> bool:
+        return bool(self.unseen or self.nulls)
+
+    def unknown_fields(self) -> list[list[str]]:
+        """Per row, the fields holding a value training never had, in signature order."""
+        rows: list[list[str]] = [[] for _ in range(self.rows)]
+        if not self.any_flagged:
+            return rows
+        for name in self.columns:
+            for masks in (self.unseen, self.nulls):
+                mask = masks.get(name)
+                if mask is not None:
+                    for i in np.flatnonzero(mask):
+                        rows[i].append(name)
         return rows
 
 
@@ -270,7 +306,34 @@ class Signature:
                 hint='Send {"instances": [{"feature": value, ...}]}',
             )
         expected = self.names
-        expected_set = set(expected)
+        ignored = self._check_structure(records, extra)
+        ctx = _Context(None)
+        result = _Flags()
+        if self._numeric_only:
+            # the server's hot path: one 2-D block, laid out as pandas lays out columns (so the
+            # numbers match the batch path bit for bit); building a frame from it is far cheaper.
+            # Each column is read by the one reader, then one NaN test covers the whole block.
+            block = np.empty((len(records), len(self.inputs)), dtype=np.float64, order="F")
+            for j, f in enumerate(self.inputs):
+                try:
+                    self._read(f, [rec[f.name] for rec in records], ctx, out=block[:, j])
+                except InvalidInputError:
+                    self._check_block(block, j, ctx, policy, result)  # earlier columns first
+                    raise
+            self._check_block(block, len(self.inputs), ctx, policy, result)
+            out = pd.DataFrame(block, columns=self._columns, copy=False)
+        else:
+            columns: dict[str, Any] = {}
+            for f in self.inputs:
+                values = [rec[f.name] for rec in records]
+                columns[f.name] = self._column(f, values, ctx, policy, result)
+            out = pd.DataFrame(columns, columns=expected)
+        return Validated(out, result.unseen, result.nulls, tuple(sorted(ignored)))
+
+    def _check_structure(self, records: list[Any], extra: str) -> set[str]:
+        """Every record an object with every feature; the extra fields seen (ignored)."""
+        expected = self.names
+        expected_set = self._name_set
         ignored: set[str] = set()
         for i, rec in enumerate(records):
             if not isinstance(rec, dict):
@@ -298,28 +361,103 @@ class Signature:
                         hint=f"Remove it; the model expects only: {', '.join(expected)}",
                     )
                 ignored |= more
-        ctx = _Context(None)
-        result = _Flags()
+        return ignored
+
+    @cached_property
+    def _name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
+
+    def check_records_columns(
+        self, records: object, *, unknown: str | None = None, extra: str = "ignore"
+    ) -> CheckedColumns:
+        """:meth:`check_records` straight into :data:`Columns`, plus the float32 range check
+        (:func:`loopml.registry.limits.check_float32`): the same errors (message, row, field)
+        in the same order, without building a frame. Numeric values are read in one
+        vectorised step when they are all plain JSON numbers (the common case)."""
+        policy = self._policy(unknown, RECORDS_UNKNOWN)
+        _check_extra_policy(extra)
+        if not isinstance(records, list) or not records:
+            raise InvalidInputError(
+                "'instances' must be a non-empty list of objects",
+                where={"field": "instances"},
+                hint='Send {"instances": [{"feature": value, ...}]}',
+            )
+        ignored = self._check_structure(records, extra)
+        n = len(records)
         if self._numeric_only:
-            # the server's hot path: one 2-D block, laid out as pandas lays out columns (so the
-            # numbers match the batch path bit for bit); building a frame from it is far cheaper.
-            # Each column is read by the one reader, then one NaN test covers the whole block.
-            block = np.empty((len(records), len(self.inputs)), dtype=np.float64, order="F")
-            for j, f in enumerate(self.inputs):
+            names = self.names
+            flat = [rec[name] for rec in records for name in names]
+            if set(map(type, flat)) <= _PLAIN_NUMBERS:
                 try:
-                    self._read(f, [rec[f.name] for rec in records], ctx, out=block[:, j])
-                except InvalidInputError:
-                    self._check_block(block, j, ctx, policy, result)  # earlier columns first
-                    raise
-            self._check_block(block, len(self.inputs), ctx, policy, result)
-            out = pd.DataFrame(block, columns=self._columns, copy=False)
-        else:
-            columns: dict[str, Any] = {}
-            for f in self.inputs:
-                values = [rec[f.name] for rec in records]
-                columns[f.name] = self._column(f, values, ctx, policy, result)
-            out = pd.DataFrame(columns, columns=expected)
-        return Validated(out, result.unseen, result.nulls, tuple(sorted(ignored)))
+                    block = np.array(flat, dtype=np.float64).reshape(n, len(names))
+                except OverflowError:
+                    block = None  # an integer beyond float64: the reader names it
+                # one reduction: NaN (missing, from the Python API) or beyond float32 take
+                # the per-column path, which names the row and field
+                if block is not None and np.abs(block).max() <= FLOAT32_MAX:
+                    by_column = block.T.copy()  # each column contiguous
+                    cols = dict(zip(names, by_column, strict=True))
+                    return CheckedColumns(cols, n, extra=tuple(sorted(ignored)))
+        values = {f.name: [rec[f.name] for rec in records] for f in self.inputs}
+        return self._check_column_values(values, n, policy, tuple(sorted(ignored)))
+
+    def check_columns(
+        self, columns: Mapping[str, Sequence[Any] | np.ndarray], *, unknown: str | None = None
+    ) -> CheckedColumns:
+        """Check request columns (V2 tensors, gRPC): one list or array per feature, each read
+        as :meth:`check_records_columns` reads records (errors name the row and field).
+        Columns the model does not take are ignored (listed in ``extra``)."""
+        policy = self._policy(unknown, RECORDS_UNKNOWN)
+        missing = [n for n in self.names if n not in columns]
+        if missing:
+            raise InvalidInputError(
+                f"no input for feature {missing[0]!r}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                where={"field": missing[0]},
+                hint=f"The model expects: {', '.join(self.names)}",
+            )
+        lengths = {len(columns[n]) for n in self.names}
+        if len(lengths) != 1 or 0 in lengths:
+            raise InvalidInputError(
+                "the inputs must all have the same number of rows, at least one",
+                where={"field": "inputs"},
+                hint="Send one value per row for every feature",
+            )
+        extra = tuple(sorted(str(c) for c in columns if c not in self._name_set))
+        return self._check_column_values(columns, lengths.pop(), policy, extra)
+
+    def _check_column_values(
+        self,
+        values: Mapping[str, Sequence[Any] | np.ndarray],
+        n: int,
+        policy: str,
+        extra: tuple[str, ...],
+    ) -> CheckedColumns:
+        ctx = _Context(None)
+        flags = _Flags()
+        cols: Columns = {}
+        bad: tuple[int, int, float] | None = None  # the first number beyond float32
+        for j, f in enumerate(self.inputs):
+            raw = values[f.name]
+            if f.kind == NUMERIC:
+                out = _plain_numbers(raw, f.binary)
+                if out is None:
+                    out = self._read(f, _as_list(raw), ctx)
+                if not f.nullable:
+                    self._check_missing(f, np.isnan(out), ctx, policy, flags)
+                with np.errstate(invalid="ignore"):
+                    big = np.abs(out) > FLOAT32_MAX
+                if big.any():
+                    row = int(np.argmax(big))
+                    if bad is None or row < bad[0]:  # row-major: the first row, first field
+                        bad = (row, j, float(out[row]))
+                cols[f.name] = out
+            else:
+                cols[f.name] = self._column(f, _as_list(raw), ctx, policy, flags)
+        if bad is not None:
+            row, j, value = bad
+            raise _float32_error(self.inputs[j].name, row, value)
+        return CheckedColumns(cols, n, flags.unseen, flags.nulls, extra)
 
     def check_frame(
         self,
@@ -498,6 +636,40 @@ def _check_extra_policy(extra: str) -> None:
             where={"field": "extra"},
             hint=f"Choose one of: {', '.join(EXTRA_POLICIES)}",
         )
+
+
+def _as_list(values: Sequence[Any] | np.ndarray) -> list[Any]:
+    if isinstance(values, list):
+        return values
+    if isinstance(values, np.ndarray):
+        return values.tolist()  # type: ignore[no-any-return]
+    return list(values)
+
+
+def _plain_numbers(values: Sequence[Any] | np.ndarray, allow_bool: bool) -> np.ndarray | None:
+    """float64 values in one step when they are all plain numbers, else None (the reader
+    then goes value by value and names what it refuses)."""
+    if isinstance(values, np.ndarray):
+        kind = values.dtype.kind
+        if kind in "fiu" or (kind == "b" and allow_bool):
+            return values.astype(np.float64)
+        return None
+    if not set(map(type, values)) <= _PLAIN_NUMBERS:
+        return None
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+
+
+def _float32_error(name: str, row: int, value: float) -> InvalidInputError:
+    """The error of :func:`loopml.registry.limits.check_float32`, for columns."""
+    return InvalidInputError(
+        f"feature {name!r} is {value:g}, beyond what the model computes with "
+        f"(float32: at most ±{FLOAT32_MAX:.3g})",
+        where={"row": row, "field": name},
+        hint=f"Send a finite number between -{FLOAT32_MAX:.3g} and {FLOAT32_MAX:.3g}",
+    )
 
 
 def _plain(value: Any) -> Any:

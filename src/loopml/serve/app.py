@@ -1,9 +1,12 @@
 """The model server: a plain Starlette app with a lean hot path.
 
-Per request the server parses the body with orjson, validates the rows against the model
-signature, hands them to the model's micro-batcher (one predict call for concurrent
-requests, in a worker thread), answers, and appends the rows to the prediction log buffer.
-Models load (and warm up) at startup and are swapped by hot reload when their alias moves.
+Per request the server parses the body with orjson and goes through :meth:`ModelServer.infer`
+(the V1, V2 and gRPC endpoints alike): the rows are validated straight into columns against
+the model signature (no per-request DataFrame), admitted into the model's bounded queue (else
+503 with ``Retry-After``), predicted by the micro-batcher (one call for concurrent requests,
+with the compiled predictor where there is one), logged, counted, and answered with the
+version in the body and the ``X-Loopml-Version`` header. Models load, compile and warm up at
+startup, off the event loop, and are swapped by hot reload when their alias moves.
 
 Each route is an :class:`Endpoint` that says what it needs: ``changes_state`` routes take the
 bearer token, ``body="json"`` routes a JSON content type; the checks are wired when the
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +39,8 @@ from starlette.routing import Route
 
 from loopml.errors import AuthError, InvalidInputError, LoopmlError, StoreError
 from loopml.predictions import PredictionLogger
-from loopml.registry.limits import check_float32
+from loopml.registry.bundle import Prediction
+from loopml.registry.signature import CheckedColumns, Columns
 from loopml.serve.events import log
 from loopml.serve.http import (
     JSON,
@@ -44,6 +49,7 @@ from loopml.serve.http import (
     json_response,
     loads,
     loopml_error,
+    overloaded,
     read_body,
     too_many_rows,
     unsupported_media_type,
@@ -87,6 +93,17 @@ def split_ref(text: str) -> tuple[str, str | None]:
 
 
 @dataclass(frozen=True)
+class InferResult:
+    """What :meth:`ModelServer.infer` answers: the version that answered, its prediction, one
+    id per row, and per row the fields holding a value training never had (None: no row)."""
+
+    runtime: ModelRuntime
+    prediction: Prediction
+    ids: list[str]
+    unknown_fields: list[list[str]] | None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """A route and what it requires; :meth:`ModelServer.routes` wires the checks."""
 
@@ -115,11 +132,22 @@ class ModelServer:
         max_wait_ms: float,
         max_rows: int | None,
         max_body_bytes: int | None,
+        queue_rows: int | None = None,
+        retry_after: int | None = None,
+        worker: int = 0,
+        grpc_port: int | None = None,
+        grpc_reuse_port: bool = False,
     ) -> None:
         settings = ws.settings
         max_rows = settings.serve_max_rows if max_rows is None else max_rows
         max_body = settings.serve_max_body_bytes if max_body_bytes is None else max_body_bytes
+        queue_rows = settings.serve_queue_rows if queue_rows is None else queue_rows
+        retry_after = settings.serve_retry_after if retry_after is None else retry_after
+        grpc_port = settings.serve_grpc_port if grpc_port is None else grpc_port
         for what, value, ok in (
+            ("grpc_port", grpc_port, isinstance(grpc_port, int) and 0 <= grpc_port < 65536),
+            ("queue_rows", queue_rows, isinstance(queue_rows, int) and queue_rows >= 1),
+            ("retry_after", retry_after, isinstance(retry_after, int) and retry_after >= 0),
             ("max_batch", max_batch, isinstance(max_batch, int) and max_batch >= 1),
             ("max_wait_ms", max_wait_ms, max_wait_ms >= 0),
             ("reload_interval", reload_interval, reload_interval >= 0),
@@ -130,8 +158,9 @@ class ModelServer:
                 raise InvalidInputError(
                     f"{what} is {value!r}",
                     where={"field": what},
-                    hint="max_batch, max_rows and max_body_bytes are at least 1; max_wait_ms "
-                    "and reload_interval are >= 0 (reload_interval 0 turns hot reload off)",
+                    hint="max_batch, max_rows, max_body_bytes and queue_rows are at least 1; "
+                    "max_wait_ms, retry_after and reload_interval are >= 0 (reload_interval 0 "
+                    "turns hot reload off)",
                 )
         self.ws = ws
         self.models_arg = models
@@ -148,12 +177,21 @@ class ModelServer:
         self.max_wait_ms = float(max_wait_ms)
         self.max_rows = int(max_rows)
         self.max_body_bytes = int(max_body)
+        self.queue_rows = int(queue_rows)
+        self.retry_after = int(retry_after)
+        self.worker = int(worker)  # which of --workers N processes (its own log spool)
+        self.grpc_port = int(grpc_port)  # 0: no gRPC endpoint
+        self.grpc_reuse_port = bool(grpc_reuse_port)  # every worker binds the same port
+        self.grpc_handle: Any = None  # the running gRPC server (loopml.serve.grpc_server)
         self.metrics = Metrics()
         self.models: ModelSet | None = None
         self.logger: PredictionLogger | None = None
+        # the logger's awaitable append (group commit, before the response), where it has one
+        self._append: Callable[..., Awaitable[None]] | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.startup_error: BaseException | None = None
         self.stopping = False
+        self._shadow_tasks: set[asyncio.Task[None]] = set()  # held until each ends
         self.version = _version()
         self.metrics.add_gauge(
             "loopml_model_version",
@@ -166,11 +204,26 @@ class ModelServer:
             },
         )
         self.metrics.add_gauge(
+            "loopml_queue_rows",
+            "Rows submitted to a model version and not yet answered (admission control "
+            "refuses requests past serve_queue_rows).",
+            ("model", "version"),
+            self._queue_depths,
+        )
+        self.metrics.add_gauge(
             "loopml_prediction_log_buffered_rows",
             "Prediction log rows waiting in memory.",
             (),
-            lambda: {(): float(self.logger.buffered_rows)} if self.logger else {},
+            lambda: {(): float(getattr(self.logger, "buffered_rows", 0))} if self.logger else {},
         )
+
+    def _queue_depths(self) -> dict[tuple[str, ...], float]:
+        out: dict[tuple[str, ...], float] = {}
+        for served in self.models.entries() if self.models else ():
+            runtime = served.runtime
+            if runtime is not None:
+                out[runtime.labels] = out.get(runtime.labels, 0.0) + runtime.batcher.queued_rows
+        return out
 
     @property
     def token(self) -> str:
@@ -206,22 +259,31 @@ class ModelServer:
         self.executor = executor
         self.models = models
         if self.log_predictions:
-            settings = self.ws.settings
-            self.logger = PredictionLogger(
-                self.ws.lake,
-                flush_rows=settings.log_flush_rows,
-                flush_seconds=settings.log_flush_seconds,
-                metrics=self.metrics,
-            )
+            self.logger = self._new_logger()
+            append = getattr(self.logger, "append", None)
+            self._append = append if inspect.iscoroutinefunction(append) else None
         reloader = (
             loop.create_task(self._reload_loop(), name="loopml-reload")
             if self.reload_interval > 0
             else None
         )
         try:
+            if self.grpc_port:
+                from loopml.serve.grpc_server import start_grpc  # lazy: grpc is an extra
+
+                try:
+                    self.grpc_handle = await start_grpc(
+                        self, self.host, self.grpc_port, reuse_port=self.grpc_reuse_port
+                    )
+                except BaseException as exc:
+                    self.startup_error = exc
+                    raise
             yield
         finally:
             self.stopping = True
+            if self.grpc_handle is not None:  # in-flight gRPC calls finish within the grace
+                await self.grpc_handle.stop(self.ws.settings.serve_shutdown_grace)
+                self.grpc_handle = None
             if reloader is not None:
                 reloader.cancel()
                 with suppress(asyncio.CancelledError):
@@ -230,6 +292,26 @@ class ModelServer:
             if self.logger is not None:
                 await loop.run_in_executor(None, self.logger.close)
             executor.shutdown(wait=True)
+
+    def _new_logger(self) -> PredictionLogger:
+        settings = self.ws.settings
+        params = inspect.signature(PredictionLogger).parameters
+        if "spool_dir" in params:  # the spooling logger (group commit, fsync policy)
+            spool = Path(self.ws.root) / "spool" / f"worker-{self.worker}"
+            options: dict[str, Any] = {
+                "fsync": settings.log_fsync,
+                "fsync_ms": settings.log_fsync_ms,
+                "max_spool_bytes": settings.log_spool_max_bytes,
+                "metrics": self.metrics,
+            }
+            spooling: Any = PredictionLogger
+            return spooling(self.ws.lake, spool, **options)  # type: ignore[no-any-return]
+        return PredictionLogger(
+            self.ws.lake,
+            flush_rows=settings.log_flush_rows,
+            flush_seconds=settings.log_flush_seconds,
+            metrics=self.metrics,
+        )
 
     async def _reload_loop(self) -> None:
         while True:
@@ -249,16 +331,139 @@ class ModelServer:
             )
         return self.models
 
-    def _count(self, model: str, version: str, endpoint: str, status: int, t0: float) -> None:
+    def _count(
+        self, model: str, version: str, endpoint: str, status: int, t0: float, code: str = ""
+    ) -> None:
         self.metrics.requests.inc((model, version, endpoint, str(status)))
-        self.metrics.latency.observe((model, endpoint), perf_counter() - t0)
+        self.metrics.latency.observe((model, version, endpoint), perf_counter() - t0)
+        if status >= 400:
+            self.metrics.errors.inc((model, version, endpoint, code or str(status)))
 
-    def _runtime(self, name: str, version: str | None, endpoint: str, t0: float) -> ModelRuntime:
+    def _count_error(
+        self, model: str, version: str, endpoint: str, exc: BaseException, t0: float
+    ) -> None:
+        if isinstance(exc, LoopmlError):
+            self._count(model, version, endpoint, exc.http_status, t0, exc.code)
+        else:
+            self._count(model, version, endpoint, 500, t0, "internal_error")
+
+    def _runtime(
+        self, name: str, version: str | None, endpoint: str, t0: float, key: str | None = None
+    ) -> ModelRuntime:
+        """The version that answers (``version``, else as the deployment routes ``key``)."""
         try:
-            return self._models().runtime(name, version)
+            return self._models().route(name, version, key)[0]
         except LoopmlError as exc:
-            self._count("_unknown", "", endpoint, exc.http_status, t0)
+            self._count("_unknown", "", endpoint, exc.http_status, t0, exc.code)
             raise
+
+    # -- the core: every protocol predicts through here -------------------------------------
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        rows: list[dict[str, Any]] | Columns | Mapping[str, Any],
+        *,
+        endpoint: str,
+        key: str | None = None,
+        runtime: ModelRuntime | None = None,
+        t0: float | None = None,
+    ) -> InferResult:
+        """Validate ``rows`` (records, or one list/array per feature), admit them (or raise
+        :class:`~loopml.serve.http.OverloadedError`), predict them in the model's
+        micro-batcher, log them (before returning) and count the request.
+
+        ``version`` None is the name's default. ``runtime`` is the version the caller
+        already picked (after its last await, so a hot swap cannot hand the rows to a
+        closing batcher); ``t0`` when the request arrived (for the latency metrics).
+        """
+        start = perf_counter() if t0 is None else t0
+        if runtime is None:
+            runtime = self._runtime(name, version, endpoint, start, key)
+        vtext = runtime.version_text
+        try:
+            checked = self._check(runtime, rows)
+            n = checked.rows
+            batcher = runtime.batcher
+            queued = batcher.queued_rows
+            if queued and queued + n > self.queue_rows:
+                self.metrics.rejected.inc(runtime.labels)
+                raise overloaded(name, vtext, queued, self.queue_rows, self.retry_after)
+            pred = await batcher.submit(checked.columns, n)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self._count_error(name, vtext, endpoint, exc, start)
+            raise
+        ids = new_prediction_ids(n)
+        unknown = checked.unknown_fields() if checked.any_flagged else None
+        latency = perf_counter() - start
+        if self.logger is not None:
+            await self._log(runtime, checked.columns, pred, ids, latency * 1000.0, key)
+        self._count(name, vtext, endpoint, 200, start)
+        if version is None and self.models is not None:
+            shadow = self.models.shadow(name)
+            if shadow is not None and shadow is not runtime:
+                task = asyncio.get_running_loop().create_task(
+                    self._shadow(name, shadow, checked.columns, n, key)
+                )
+                self._shadow_tasks.add(task)
+                task.add_done_callback(self._shadow_tasks.discard)
+        return InferResult(runtime, pred, ids, unknown)
+
+    async def _shadow(
+        self, name: str, shadow: ModelRuntime, columns: Columns, n: int, key: str | None
+    ) -> None:
+        """Score an answered request on the shadow version and log it; never raises, never
+        delays or changes the answer (a full shadow queue skips the request, counted)."""
+        start = perf_counter()
+        vtext = shadow.version_text
+        try:
+            batcher = shadow.batcher
+            if batcher.queued_rows + n > self.queue_rows:
+                self.metrics.rejected.inc(shadow.labels)
+                return
+            pred = await batcher.submit(columns, n)
+            if self.logger is not None:
+                ids = new_prediction_ids(n)
+                await self._log(shadow, columns, pred, ids, (perf_counter() - start) * 1e3, key)
+            self._count(name, vtext, "shadow", 200, start)
+        except Exception as exc:  # the shadow's failures never touch the answer
+            self._count_error(name, vtext, "shadow", exc, start)
+
+    def _check(self, runtime: ModelRuntime, rows: Any) -> CheckedColumns:
+        if isinstance(rows, list):
+            if len(rows) > self.max_rows:
+                raise too_many_rows(len(rows), self.max_rows, "instances")
+            return runtime.signature.check_records_columns(rows)
+        if not isinstance(rows, Mapping):
+            raise InvalidInputError(
+                f"the rows are a {type(rows).__name__}, not records or columns",
+                where={"field": "inputs"},
+                hint="Send a list of objects, or one list of values per feature",
+            )
+        checked = runtime.signature.check_columns(rows)
+        if checked.rows > self.max_rows:
+            raise too_many_rows(checked.rows, self.max_rows, "inputs")
+        return checked
+
+    async def _log(
+        self,
+        runtime: ModelRuntime,
+        columns: Columns,
+        pred: Prediction,
+        ids: list[str],
+        latency_ms: float,
+        key: str | None,
+    ) -> None:
+        loaded = runtime.loaded
+        if self._append is not None:
+            await self._append(loaded.name, loaded.version, columns, pred, ids, latency_ms, key=key)
+            return
+        logger = self.logger
+        if logger is not None:  # the buffering logger takes a frame
+            frame = runtime.frame_of(columns)
+            logger.log(loaded.name, loaded.version, frame, pred, ids, latency_ms)
 
     # -- v1 ---------------------------------------------------------------------------------
 
@@ -288,19 +493,27 @@ class ModelServer:
         body = await read_body(request, self.max_body_bytes)
         # Pick the runtime after the last await before submitting: a hot swap between the
         # two would otherwise hand the rows to a batcher that is closing.
-        runtime = self._runtime(name, version, "v1_predict", t0)
+        runtime = self._runtime(
+            name, version, "v1_predict", t0, request.headers.get("x-loopml-key")
+        )
         try:
-            checked = runtime.signature.check_records(self._instances(loads(body)))
-            frame = checked.frame
-            check_float32(frame, runtime.numeric)
-            pred = await runtime.batcher.submit(frame)
+            instances = self._instances(loads(body))
+            if not isinstance(instances, list):  # names what is wrong, as for records
+                runtime.signature.check_records_columns(instances)
         except LoopmlError as exc:
-            self._count(name, runtime.version_text, "v1_predict", exc.http_status, t0)
+            self._count_error(name, runtime.version_text, "v1_predict", exc, t0)
             raise
-        except Exception:
-            self._count(name, runtime.version_text, "v1_predict", 500, t0)
-            raise
-        ids = new_prediction_ids(len(frame))
+        result = await self.infer(
+            name,
+            version,
+            instances,
+            endpoint="v1_predict",
+            key=request.headers.get("x-loopml-key"),
+            runtime=runtime,
+            t0=t0,
+        )
+        pred = result.prediction
+        ids = result.ids
         labels = pred.labels.tolist()
         if pred.probabilities is not None and runtime.class_keys is not None:
             keys = runtime.class_keys
@@ -317,20 +530,14 @@ class ModelServer:
                 {"prediction_id": i, "prediction": label}
                 for i, label in zip(ids, labels, strict=True)
             ]
-        if checked.any_flagged:  # the model's unknown policy is flag: say which rows and why
-            for entry, fields in zip(predictions, checked.unknown_fields(), strict=True):
+        if result.unknown_fields is not None:  # the unknown policy is flag: which rows, why
+            for entry, fields in zip(predictions, result.unknown_fields, strict=True):
                 if fields:
                     entry["unknown_fields"] = fields
         content = orjson.dumps(
             {"model": name, "version": runtime.version, "predictions": predictions}
         )
-        latency = perf_counter() - t0
-        self.metrics.requests.inc((name, runtime.version_text, "v1_predict", "200"))
-        self.metrics.latency.observe((name, "v1_predict"), latency)
-        if self.logger is not None:
-            loaded = runtime.loaded
-            self.logger.log(loaded.name, loaded.version, frame, pred, ids, latency * 1000.0)
-        return Response(content, media_type=JSON)
+        return Response(content, media_type=JSON, headers=runtime.version_header)
 
     async def v1_reload(self, request: Request) -> Response:
         models = self._models()
@@ -347,7 +554,12 @@ class ModelServer:
                     "changed": previous != current,
                 }
             )
-        return json_response({"model": name, **entries[0], "entries": entries})
+        body: dict[str, Any] = {"model": name, **entries[0], "entries": entries}
+        if version is None:
+            body["deployment_changed"] = await models.reload_deployment(name, strict=True)
+            rollout = models.rollouts.get(name)
+            body["deployment"] = None if rollout is None else rollout.deployment.to_dict()
+        return json_response(body)
 
     async def v1_models(self, request: Request) -> Response:
         entries = self.models.entries() if self.models is not None else ()
@@ -371,8 +583,9 @@ class ModelServer:
     async def v2_infer(self, request: Request) -> Response:
         t0 = perf_counter()
         name = request.path_params["name"]
+        version = request.path_params.get("version")
         body = await read_body(request, self.max_body_bytes)
-        runtime = self._runtime(name, request.path_params.get("version"), "v2_infer", t0)
+        runtime = self._runtime(name, version, "v2_infer", t0, request.headers.get("x-loopml-key"))
         try:
             if "inference-header-content-length" in request.headers:
                 raise InvalidInputError(
@@ -381,24 +594,20 @@ class ModelServer:
                     hint="Send the tensors as JSON data",
                 )
             parsed = parse_infer_request(loads(body), runtime, self.max_rows)
-            frame = runtime.signature.validate_records(parsed.records)
-            check_float32(frame, runtime.numeric)
-            pred = await runtime.batcher.submit(frame)
         except LoopmlError as exc:
-            self._count(name, runtime.version_text, "v2_infer", exc.http_status, t0)
+            self._count_error(name, runtime.version_text, "v2_infer", exc, t0)
             raise
-        except Exception:
-            self._count(name, runtime.version_text, "v2_infer", 500, t0)
-            raise
-        ids = new_prediction_ids(len(frame))
-        content = orjson.dumps(infer_response(name, runtime, pred, ids, parsed))
-        latency = perf_counter() - t0
-        self.metrics.requests.inc((name, runtime.version_text, "v2_infer", "200"))
-        self.metrics.latency.observe((name, "v2_infer"), latency)
-        if self.logger is not None:
-            loaded = runtime.loaded
-            self.logger.log(loaded.name, loaded.version, frame, pred, ids, latency * 1000.0)
-        return Response(content, media_type=JSON)
+        result = await self.infer(
+            name,
+            version,
+            parsed.columns,
+            endpoint="v2_infer",
+            key=request.headers.get("x-loopml-key"),
+            runtime=runtime,
+            t0=t0,
+        )
+        content = orjson.dumps(infer_response(name, runtime, result.prediction, result.ids, parsed))
+        return Response(content, media_type=JSON, headers=runtime.version_header)
 
     async def v2_metadata(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -519,11 +728,16 @@ def create_app(
     host: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
     log_predictions: bool = True,
-    reload_interval: float = 2.0,
+    reload_interval: float = 0.5,
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
     max_rows: int | None = None,
     max_body_bytes: int | None = None,
+    queue_rows: int | None = None,
+    retry_after: int | None = None,
+    worker: int = 0,
+    grpc_port: int | None = None,
+    grpc_reuse_port: bool = False,
 ) -> Starlette:
     """The ASGI app serving ``models`` (served name -> ``NAME[@VERSION|@ALIAS]``, or a list
     of them: each version is addressable under the one name, the first is its default).
@@ -535,7 +749,10 @@ def create_app(
     answers: ``host`` (the bound interface, default ``serve_host``) and ``allowed_hosts``
     (default ``serve_allowed_hosts``; ``["*"]`` for any). ``max_rows`` and
     ``max_body_bytes`` bound a request (defaults ``serve_max_rows``,
-    ``serve_max_body_bytes``). The server object is at ``app.state.server``.
+    ``serve_max_body_bytes``); ``queue_rows`` the rows waiting per model version before a
+    request gets 503 with ``Retry-After: retry_after`` (``serve_queue_rows``,
+    ``serve_retry_after``). ``grpc_port`` (default ``serve_grpc_port``; 0: off) also serves
+    the Open Inference Protocol over gRPC. The server object is at ``app.state.server``.
     """
     server = ModelServer(
         ws,
@@ -550,6 +767,11 @@ def create_app(
         max_wait_ms=max_wait_ms,
         max_rows=max_rows,
         max_body_bytes=max_body_bytes,
+        queue_rows=queue_rows,
+        retry_after=retry_after,
+        worker=worker,
+        grpc_port=grpc_port,
+        grpc_reuse_port=grpc_reuse_port,
     )
     app = Starlette(
         routes=server.routes(),

@@ -64,6 +64,44 @@ class MisdirectedRequestError(InvalidInputError):
     http_status = 421
 
 
+class OverloadedError(LoopmlError):
+    """A model's queue is full: the request is refused (503) instead of waiting unboundedly.
+
+    ``retry_after`` (seconds) goes out as the ``Retry-After`` header; gRPC maps the error to
+    UNAVAILABLE."""
+
+    code = "overloaded"
+    http_status = 503
+    exit_code = 1
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int = 1,
+        where: dict[str, Any] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, where=where, hint=hint)
+        self.retry_after = int(retry_after)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "retry_after": self.retry_after}
+
+
+def overloaded(
+    model: str, version: str, queued: int, limit: int, retry_after: int
+) -> OverloadedError:
+    return OverloadedError(
+        f"model {shorten(model)!r} version {version} has {queued} rows waiting, its queue "
+        f"holds {limit}: the server is over capacity",
+        retry_after=retry_after,
+        where={"model": model, "version": version},
+        hint=f"Retry after {retry_after} s, send fewer concurrent requests, or add "
+        "workers (--workers) or raise serve_queue_rows",
+    )
+
+
 def too_many_rows(rows: int, limit: int, field: str) -> TooManyRowsError:
     return TooManyRowsError(
         f"the request has {rows} rows, more than the {limit} this server predicts at once",
@@ -168,7 +206,11 @@ def _error_response(
 async def loopml_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, LoopmlError):  # pragma: no cover - registered for LoopmlError only
         raise exc
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, AuthError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, OverloadedError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _error_response(request.scope, exc.http_status, exc.to_dict(), headers)
 
 
@@ -267,12 +309,14 @@ __all__ = [
     "Guard",
     "InvalidJSONError",
     "MisdirectedRequestError",
+    "OverloadedError",
     "TooManyRowsError",
     "UnsupportedMediaTypeError",
     "http_error",
     "json_response",
     "loads",
     "loopml_error",
+    "overloaded",
     "read_body",
     "too_many_rows",
     "unsupported_media_type",

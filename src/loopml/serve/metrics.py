@@ -170,8 +170,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "loopml_request_duration_seconds",
-            "Time from receiving a request to having its answer, by model and endpoint.",
-            ("model", "endpoint"),
+            "Time from receiving a request to having its answer, by model, version and endpoint.",
+            ("model", "version", "endpoint"),
             LATENCY_BUCKETS,
         )
         self.batch_rows = Histogram(
@@ -185,6 +185,16 @@ class Metrics:
             "Requests served by one model call.",
             ("model",),
             BATCH_BUCKETS,
+        )
+        self.errors = Counter(
+            "loopml_request_errors_total",
+            "Requests answered with an error, by model, version, endpoint and error code.",
+            ("model", "version", "endpoint", "code"),
+        )
+        self.rejected = Counter(
+            "loopml_requests_rejected_total",
+            "Requests refused with 503 because the model's queue was full (admission control).",
+            ("model", "version"),
         )
         self.log_written = Counter(
             "loopml_prediction_log_rows_written_total",
@@ -224,6 +234,8 @@ class Metrics:
             self.latency,
             self.batch_rows,
             self.batch_requests,
+            self.errors,
+            self.rejected,
             self.log_written,
             self.log_dropped,
             self.log_errors,

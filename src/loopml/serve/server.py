@@ -1,15 +1,20 @@
-"""Serving: the HTTP model server, micro-batching, hot reload and the prediction log."""
+"""Running the model server: in the foreground (``loopml serve``, one or several worker
+processes), or in a background thread (tests, notebooks, the quickstart)."""
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib.util import find_spec
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import httpx
@@ -21,6 +26,8 @@ from loopml.serve.app import ModelServer, create_app
 from loopml.serve.events import log_event
 from loopml.serve.runtime import resolve_models
 from loopml.workspace import Workspace
+
+log = logging.getLogger("loopml.serve")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -65,6 +72,7 @@ def _uvicorn_server(
     access_log: bool,
     on_ready: Callable[[], None] | None = None,
     log_config: dict[str, Any] | None = None,
+    shutdown_grace: float = 30.0,
 ) -> Any:
     import uvicorn
 
@@ -85,10 +93,42 @@ def _uvicorn_server(
         lifespan="on",
         log_level=log_level,
         access_log=access_log,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, round(shutdown_grace)),
+        loop=event_loop(),
+        http=http_parser(),
         **extra,
     )
     return Server(config)
+
+
+def event_loop() -> str:
+    """uvloop where it is installed (it saves CPU per request), else asyncio's own loop."""
+    return "uvloop" if find_spec("uvloop") is not None else "asyncio"
+
+
+def http_parser() -> str:
+    """httptools (the C parser) where it is installed, else h11."""
+    return "httptools" if find_spec("httptools") is not None else "h11"
+
+
+@contextmanager
+def _exit_zero_on_sigterm() -> Iterator[list[int]]:
+    """While serving in the main thread, SIGTERM is a request to stop (uvicorn stops
+    accepting, finishes in-flight requests, runs the shutdown that flushes the log), then
+    the process ends normally (exit 0) instead of being killed by the re-raised signal."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def note(sig: int, frame: FrameType | None) -> None:
+        got.append(sig)
+
+    previous = signal.signal(signal.SIGTERM, note)
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _url(host: str, port: int) -> str:
@@ -106,7 +146,7 @@ def run_server(
     token_file: str | Path | None = None,
     allowed_hosts: Sequence[str] | None = None,
     log_predictions: bool = True,
-    reload_interval: float = 2.0,
+    reload_interval: float = 0.5,
     max_batch: int = 64,
     max_wait_ms: float = 2.0,
     max_rows: int | None = None,
@@ -114,50 +154,217 @@ def run_server(
     log_level: str = "info",
     access_log: bool = False,
     on_ready: Callable[[str, ModelServer], None] | None = None,
+    workers: int | None = None,
+    shutdown_grace: float | None = None,
+    queue_rows: int | None = None,
+    grpc_port: int | None = None,
 ) -> None:
-    """Serve until interrupted (uvicorn, one worker). Bad references fail before listening.
+    """Serve until interrupted or SIGTERM (uvicorn on uvloop and httptools where installed).
+    Bad references fail before listening.
 
     ``on_ready(url, server)`` is called once the port is bound and every model is loaded
     and warmed up (``loopml serve`` prints "serving on ..." there). The ``loopml.serve``
-    log (one structured line per event) goes to stderr with uvicorn's.
+    log (one structured line per event) goes to stderr with uvicorn's. ``workers`` (default
+    ``serve_workers``) processes share the bound socket, each with its own models. SIGTERM
+    stops accepting, lets in-flight requests finish for up to ``shutdown_grace`` seconds
+    (``serve_shutdown_grace``), flushes the prediction log and returns. ``grpc_port``
+    (default ``serve_grpc_port``; 0: off) serves the Open Inference Protocol over gRPC too.
     """
+    settings = ws.settings
+    workers = settings.serve_workers if workers is None else workers
+    grace = settings.serve_shutdown_grace if shutdown_grace is None else shutdown_grace
+    if not isinstance(workers, int) or workers < 1:
+        raise InvalidInputError(
+            f"workers is {workers!r}",
+            where={"field": "workers"},
+            hint="Run at least 1 worker process (--workers N, serve_workers)",
+        )
     for refs in resolve_models(ws, models).values():
         for ref in refs:
             resolve_version(ws, ref, default_alias=CHAMPION)
-    app = create_app(
-        ws,
-        models=models,
-        token=token,
-        token_file=token_file,
-        host=host,
-        allowed_hosts=allowed_hosts,
-        log_predictions=log_predictions,
-        reload_interval=reload_interval,
-        max_batch=max_batch,
-        max_wait_ms=max_wait_ms,
-        max_rows=max_rows,
-        max_body_bytes=max_body_bytes,
-    )
+    options: dict[str, Any] = {
+        "models": models,
+        "token": token,
+        "token_file": token_file,
+        "host": host,
+        "allowed_hosts": allowed_hosts,
+        "log_predictions": log_predictions,
+        "reload_interval": reload_interval,
+        "max_batch": max_batch,
+        "max_wait_ms": max_wait_ms,
+        "max_rows": max_rows,
+        "max_body_bytes": max_body_bytes,
+        "queue_rows": queue_rows,
+        "grpc_port": grpc_port,
+        "grpc_reuse_port": workers > 1,  # every worker binds the gRPC port too
+    }
+    app = create_app(ws, **options)
     model_server: ModelServer = app.state.server
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
     url = _url(host, bound)
 
     def ready() -> None:
-        log_event(logging.INFO, "ready", url=url, token=model_server.token_info.describe())
+        log_event(
+            logging.INFO,
+            "ready",
+            url=url,
+            token=model_server.token_info.describe(),
+            workers=workers,
+        )
         if on_ready is not None:
             on_ready(url, model_server)
 
+    config = _log_config(log_level)
+    if workers > 1:
+        try:
+            _run_workers(ws, options, sock, workers, ready, log_level, access_log, config, grace)
+        finally:
+            sock.close()
+        return
     server = _uvicorn_server(
-        app, host, bound, log_level, access_log, on_ready=ready, log_config=_log_config(log_level)
+        app,
+        host,
+        bound,
+        log_level,
+        access_log,
+        on_ready=ready,
+        log_config=config,
+        shutdown_grace=grace,
     )
     try:
-        server.run(sockets=[sock])
+        with _exit_zero_on_sigterm():
+            server.run(sockets=[sock])
     finally:
         sock.close()
     error = model_server.startup_error
     if error is not None:
         raise error
+
+
+def _run_workers(
+    ws: Workspace,
+    options: dict[str, Any],
+    sock: socket.socket,
+    workers: int,
+    ready: Callable[[], None],
+    log_level: str,
+    access_log: bool,
+    log_config: dict[str, Any],
+    grace: float,
+) -> None:
+    """Pre-fork ``workers`` processes serving the one bound socket (the kernel spreads the
+    connections); this process waits, forwards SIGTERM/SIGINT, and returns when all exit.
+
+    Each worker opens its own stores (connections are never shared across a fork) and loads
+    its own models; ``ready`` runs once every worker has loaded and warmed up its models.
+    """
+    host, port = sock.getsockname()[:2]
+    read_end, write_end = os.pipe()
+    pids: list[int] = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(read_end)
+            code = _worker_main(
+                ws, options, sock, index, write_end, log_level, access_log, log_config, grace
+            )
+            os._exit(code)
+        pids.append(pid)
+    os.close(write_end)
+    stopping: list[int] = []
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        stopping.append(sig)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        started = 0
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while started < workers:
+                chunk = pipe.read(1)
+                if not chunk:  # every worker exited (or failed) before all were ready
+                    break
+                started += 1
+        if started == workers and not stopping:
+            ready()
+        failed: list[int] = []
+        for pid in pids:
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:  # pragma: no cover - a signal during the wait
+                    continue
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                failed.append(code)
+                if not stopping:  # one worker is down: stop the rest too
+                    forward(signal.SIGTERM, None)
+        if started < workers and not stopping:
+            raise StoreError(
+                f"{workers - started} of {workers} server workers failed to start",
+                where={"url": _url(host, int(port))},
+                hint="See the server log above",
+            )
+        if failed and not stopping:
+            raise StoreError(
+                f"a server worker exited with status {failed[0]}",
+                where={"url": _url(host, int(port))},
+                hint="See the server log above",
+            )
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _worker_main(
+    ws: Workspace,
+    options: dict[str, Any],
+    sock: socket.socket,
+    index: int,
+    ready_fd: int,
+    log_level: str,
+    access_log: bool,
+    log_config: dict[str, Any],
+    grace: float,
+) -> int:
+    """One worker process: its own stores, app and uvicorn loop on the shared socket."""
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, signal.SIG_DFL)
+    try:
+        own = Workspace(ws.root, ws.settings)
+        try:
+            app = create_app(own, worker=index, **options)
+            host, port = sock.getsockname()[:2]
+
+            def ready() -> None:
+                os.write(ready_fd, b"1")
+                os.close(ready_fd)
+
+            server = _uvicorn_server(
+                app,
+                host,
+                int(port),
+                log_level,
+                access_log,
+                on_ready=ready,
+                log_config=log_config,
+                shutdown_grace=grace,
+            )
+            with _exit_zero_on_sigterm():
+                server.run(sockets=[sock])
+            return 0 if app.state.server.startup_error is None else 1
+        finally:
+            own.close()
+    except BaseException:  # a worker reports and exits; the parent raises
+        log.exception("event=worker_failed worker=%d", index)
+        return 1
 
 
 class BackgroundServer:

@@ -38,11 +38,20 @@ TENSOR_KEYS = frozenset(("name", "shape", "datatype", "parameters", "data"))
 
 @dataclass(frozen=True)
 class InferRequest:
-    """A parsed V2 request: the rows as records, and what to answer."""
+    """A parsed V2 request: the rows as one list of values per feature, and what to answer."""
 
     id: str | None
-    records: list[dict[str, Any]]
+    columns: dict[str, list[Any]]
+    rows: int
     outputs: list[str] | None
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as records (feature -> value)."""
+        names = list(self.columns)
+        return [
+            dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
+        ]
 
 
 def _bad(message: str, where: dict[str, Any], hint: str) -> InvalidInputError:
@@ -105,7 +114,7 @@ def _tensor(t: Any, k: int, max_rows: int) -> tuple[str, list[int], str, list[An
         )
     if shape[0] > max_rows:
         raise too_many_rows(shape[0], max_rows, f"inputs[{k}].shape")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise _bad(
             f"input {shown} has datatype {shorten(repr(datatype))}, which is not a V2 datatype",
             {"input": name, "field": f"inputs[{k}].datatype"},
@@ -136,8 +145,8 @@ def _tensor(t: Any, k: int, max_rows: int) -> tuple[str, list[int], str, list[An
 
 
 def parse_infer_request(body: Any, runtime: ModelRuntime, max_rows: int) -> InferRequest:
-    """Check a V2 inference request and turn its tensors into records (at most
-    ``max_rows`` of them)."""
+    """Check a V2 inference request and turn its tensors into one list of values per feature
+    (at most ``max_rows`` rows); the values are checked against the signature afterwards."""
     if not isinstance(body, dict):
         raise _bad(
             f"the request body is {type(body).__name__}, not an object",
@@ -176,10 +185,10 @@ def parse_infer_request(body: Any, runtime: ModelRuntime, max_rows: int) -> Infe
         and len(first_shape) == 2
         and (first_name not in features or (first_shape[1] == len(features) > 1))
     ):
-        records = _matrix_records(tensors[0], runtime)
+        columns, rows = _matrix_columns(tensors[0], runtime)
     else:
-        records = _named_records(tensors, runtime)
-    return InferRequest(request_id, records, outputs)
+        columns, rows = _named_columns(tensors, runtime)
+    return InferRequest(request_id, columns, rows, outputs)
 
 
 def _requested_outputs(value: Any, runtime: ModelRuntime) -> list[str] | None:
@@ -221,9 +230,9 @@ def _kind_check(runtime: ModelRuntime, name: str, datatype: str, k: int) -> None
         )
 
 
-def _named_records(
+def _named_columns(
     tensors: list[tuple[str, list[int], str, list[Any]]], runtime: ModelRuntime
-) -> list[dict[str, Any]]:
+) -> tuple[dict[str, list[Any]], int]:
     features = runtime.signature.names
     known = set(features)
     columns: dict[str, list[Any]] = {}
@@ -264,13 +273,12 @@ def _named_records(
         )
     if not rows:
         raise _bad("the inputs have no rows", {"field": "inputs"}, "Send at least one row")
-    ordered = [columns[f] for f in features]
-    return [dict(zip(features, row, strict=True)) for row in zip(*ordered, strict=True)]
+    return {f: columns[f] for f in features}, rows
 
 
-def _matrix_records(
+def _matrix_columns(
     tensor: tuple[str, list[int], str, list[Any]], runtime: ModelRuntime
-) -> list[dict[str, Any]]:
+) -> tuple[dict[str, list[Any]], int]:
     name, shape, datatype, flat = tensor
     features = runtime.signature.names
     width = len(features)
@@ -297,9 +305,7 @@ def _matrix_records(
         )
     if shape[0] == 0:
         raise _bad("the input has no rows", where, "Send at least one row")
-    return [
-        dict(zip(features, flat[i : i + width], strict=True)) for i in range(0, len(flat), width)
-    ]
+    return {f: flat[j::width] for j, f in enumerate(features)}, shape[0]
 
 
 def _label_data(runtime: ModelRuntime, pred: Prediction) -> list[Any]:
