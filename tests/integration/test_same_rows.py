@@ -157,7 +157,8 @@ def via_cli(fmt: str) -> Callable[[dict[str, Any], str, dict[str, Any]], Decisio
         scored = pd.read_parquet(out)
         proba = [float(scored[f"proba_{c}"].iloc[0]) for c in _classes(ctx, model)]
         flags = scored["unknown_fields"].iloc[0]
-        return "ok", proba, None if flags is None else flags.split(",")
+        # a column of text read back by pandas: NaN (or None) where a row has no flag
+        return "ok", proba, None if pd.isna(flags) else flags.split(",")
 
     return run
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -221,6 +223,25 @@ def serve(
             help="Largest request body in bytes [default: 64 MiB, serve_max_body_bytes]",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Server processes sharing the port, each with its own models [default: 1, "
+            "serve_workers]",
+        ),
+    ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--grpc-port",
+            min=0,
+            max=65535,
+            help="Also serve the Open Inference Protocol over gRPC on this port (on the same "
+            "host; tritonclient.grpc works); 0: off [default: 0, serve_grpc_port]",
+        ),
+    ] = None,
     token: Annotated[str | None, typer.Option(hidden=True)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -242,10 +263,13 @@ def serve(
     with open_ws(ctx, workspace) as ws:
         host = host or ws.settings.serve_host
         port = ws.settings.serve_port if port is None else port
+        grpc = ws.settings.serve_grpc_port if grpc_port is None else grpc_port
 
         def ready(url: str, server: ModelServer) -> None:
             where = server.token_info.describe()
             step(f"serving on {url} (docs at /docs; the reload token is {where})")
+            if grpc:
+                step(f"serving the Open Inference Protocol over gRPC on {host}:{grpc}")
 
         run_server(
             ws,
@@ -257,6 +281,8 @@ def serve(
             max_rows=max_rows,
             max_body_bytes=max_body_bytes,
             on_ready=ready,
+            workers=workers,
+            grpc_port=grpc_port,
         )
 
 
@@ -290,13 +316,26 @@ def predict(
             "'error' refuses the file [default: the model's features.unknown, else flag].",
         ),
     ] = None,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Rows read, validated, predicted and written at a time (memory grows with "
+            "it, not with the file).",
+        ),
+    ] = 65_536,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (none either off a terminal).")
+    ] = False,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score every row of a file in one batch; writes the rows with their predictions.
+    """Score every row of a file, streamed in batches; writes the rows with their predictions.
 
     Every row is logged (as a batch prediction naming the input file), so each id in the
-    output can be followed back with 'loopml trace ID'.
+    output can be followed back with 'loopml trace ID'. The output appears only once every
+    row is scored.
     """
     from loopml.serve.scoring import predict_file
 
@@ -306,12 +345,23 @@ def predict(
             where={"file": str(output)},
             hint="Write predictions to a new file",
         )
-    with open_ws(ctx, workspace) as ws:
-        res = predict_file(ws, model, input_, output, unknown=unknown)
+    from loopml.cli.common import err
+
+    with (
+        open_ws(ctx, workspace) as ws,
+        _scoring_bar(quiet or as_json or not err.is_terminal) as bar,
+    ):
+        res = predict_file(
+            ws, model, input_, output, unknown=unknown, batch_size=batch_size, progress=bar
+        )
     if as_json:
         print_json(res.to_dict())
     else:
-        out.print(f"scored {res.rows} rows with {res.model}@{res.version} -> {res.output}")
+        rate = res.rows / res.seconds if res.seconds > 0 else 0.0
+        out.print(
+            f"scored {res.rows} rows with {res.model}@{res.version} -> {res.output} "
+            f"({res.seconds:.1f} s, {rate:,.0f} rows/s, {res.predictor} predictor)"
+        )
         if res.flagged:
             out.print(
                 f"{res.flagged} rows hold values training never had (a new category or a "
@@ -322,6 +372,41 @@ def predict(
                 "logged in the prediction log as batch predictions; follow one back with "
                 "'loopml trace ID' (its prediction_id, or the first 12 characters of it)"
             )
+
+
+@contextmanager
+def _scoring_bar(off: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A rich progress bar on stderr for ``loopml predict`` (rows done, of the file's total
+    where the input says it: Parquet), or None when ``off``."""
+    if off:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from loopml.cli.common import err
+
+    bar = Progress(
+        TextColumn("[cyan]scoring[/cyan]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task("rows", total=None)
+
+    def advance(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield advance
 
 
 def quickstart(

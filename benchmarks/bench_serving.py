@@ -1,0 +1,559 @@
+"""Benchmark `loopml serve` against the tutorial FastAPI app and the ONNX Runtime floor.
+
+One run, the same trained models: a RandomForest of 100 trees and a LightGBM of 100 trees on
+``make_classification(20000, 20)``. Servers, each in its own process pinned to one core, with
+``OMP_NUM_THREADS=1``:
+
+(a) ``loopml``: ``loopml serve`` (a subprocess) on the registered models, doing its whole job:
+    validation against the signature, routing, micro-batching, ids, durable logging of every
+    prediction, metrics;
+(b) ``tutorial``: the FastAPI app of the guides (joblib model, pydantic body, one
+    ``predict_proba`` per request, uvicorn), ``benchmarks/serving_peers/tutorial_app.py``;
+(c) ``floor``: a bare ASGI endpoint on ONNX Runtime (the models converted with skl2onnx and
+    onnxmltools, orjson, uvicorn with uvloop and httptools, one run per request),
+    ``benchmarks/serving_peers/onnx_floor.py``;
+(d) ``mlflow models serve`` and BentoML only if importable (skipped with a note otherwise:
+    neither is a dependency of loopml).
+
+The load generator runs in this process on another core: asyncio streams with keep-alive
+connections sending single-row JSON requests, closed loop (each connection waits for its
+answer before sending again), bounded by seconds and by a request count, at concurrency 1 and
+32. For each server it prints req/s, p50/p99 latency, the server's CPU per request (utime +
+stime from /proc/<pid>/stat over the measurement: robust to a noisy machine, where req/s is
+not) and the ratios to the floor. Before measuring, every server's probabilities for a few
+hundred rows are checked against the native model's (``predict_proba``) to 1e-6.
+
+    python benchmarks/bench_serving.py [--seconds 10] [--concurrency 1,32] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+N_FEATURES = 20
+NAMES = [f"f{i}" for i in range(N_FEATURES)]
+MODELS = ("forest", "lgbm")
+CHECK_ROWS = 200
+TOLERANCE = 1e-6
+
+
+# -- the models -----------------------------------------------------------------------------
+
+
+@dataclass
+class Trained:
+    name: str
+    estimator: Any  # the scikit-learn API model: what the tutorial app loads
+    joblib_path: str
+    onnx_path: str
+    x_check: np.ndarray  # rows every server answers before it is measured
+    expected: np.ndarray  # the native model's probabilities for them
+
+
+def train_models(root: Path, samples: int, trees: int, workspace: str) -> list[Trained]:
+    """Fit both models once, register them in a loopml workspace, save them for the peers."""
+    import joblib
+    import lightgbm as lgb
+    import pandas as pd
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    from loopml.features import FeatureSpec, build_transformer, prepare_frame, resolve_kinds
+    from loopml.registry import ModelBundle, Signature, register_model, set_alias
+    from loopml.registry.flavors import flavor_for
+    from loopml.train.fit import sample_rows
+    from loopml.workspace import init
+
+    x, y = make_classification(n_samples=samples, n_features=N_FEATURES, random_state=0)
+    df = pd.DataFrame(x, columns=NAMES)
+    df["target"] = y
+    spec = FeatureSpec.from_config({})
+    kinds = resolve_kinds(spec, df, "target")
+    frame = prepare_frame(df, kinds)
+    out: list[Trained] = []
+    estimators = {
+        "forest": RandomForestClassifier(n_estimators=trees, random_state=0, n_jobs=-1),
+        "lgbm": lgb.LGBMClassifier(n_estimators=trees, random_state=0, verbose=-1),
+    }
+    rng = np.random.default_rng(1)
+    x_check = rng.normal(size=(CHECK_ROWS, N_FEATURES)) * x.std(axis=0) + x.mean(axis=0)
+    with init(workspace) as ws:
+        for name, est in estimators.items():
+            ct = build_transformer(spec, kinds, est).fit(frame)
+            xt = ct.transform(frame)
+            if not np.array_equal(np.asarray(xt, dtype=np.float64), x):
+                raise SystemExit(
+                    f"loopml's feature pipeline for {name} changes the numbers; the peers, "
+                    "which take the raw features, would not serve the same model"
+                )
+            impl = flavor_for(est)
+            _, classes = impl.fit(est, xt, y, "classification")  # fits ``est`` in place
+            sig = Signature.from_frame(
+                frame, kinds, target="target", task="classification", classes=classes
+            )
+            bundle = ModelBundle(ct, est, sig, impl.name, sample=sample_rows(frame))
+            mv = register_model(ws, name, bundle)
+            set_alias(ws, name, "champion", mv.version)
+            if hasattr(est, "n_jobs"):
+                est.set_params(n_jobs=1)  # one core per server
+            joblib_path = str(root / f"{name}.joblib")
+            joblib.dump(est, joblib_path)
+            onnx_path = str(root / f"{name}.onnx")
+            Path(onnx_path).write_bytes(to_onnx(est))
+            expected = est.predict_proba(x_check)
+            out.append(Trained(name, est, joblib_path, onnx_path, x_check, expected))
+    return out
+
+
+def to_onnx(est: Any) -> bytes:
+    """The estimator as ONNX, probabilities as a plain tensor (no ZipMap)."""
+    if type(est).__module__.startswith("lightgbm"):
+        import onnxmltools
+        from onnxmltools.convert.common.data_types import FloatTensorType
+
+        model = onnxmltools.convert_lightgbm(
+            est,
+            initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+            zipmap=False,
+            target_opset=15,
+        )
+    else:
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import DoubleTensorType
+
+        model = convert_sklearn(
+            est,
+            initial_types=[("input", DoubleTensorType([None, N_FEATURES]))],
+            options={id(est): {"zipmap": False}},
+            target_opset={"": 17, "ai.onnx.ml": 3},
+        )
+    return bytes(model.SerializeToString())
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    kind: str
+    model: str
+    path: str  # the predict route
+    body: Callable[[np.ndarray], bytes]  # one row -> the request body
+    proba: Callable[[dict[str, Any]], list[float]]  # the answer -> P(class 0), P(class 1)
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pin(core: int | None) -> Callable[[], None] | None:
+    if core is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {core})
+
+    return pin
+
+
+def _row(x: np.ndarray) -> dict[str, float]:
+    return {name: float(v) for name, v in zip(NAMES, x.tolist(), strict=True)}
+
+
+def start(kind: str, model: Trained, workspace: str, core: int | None, logs: Path) -> Server:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "BENCH_FEATURES": str(N_FEATURES),
+        "BENCH_MODEL": model.joblib_path,
+        "BENCH_ONNX": model.onnx_path,
+    }
+    uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+    quiet = ["--log-level", "warning", "--no-access-log"]
+    health = "/health"
+    if kind == "loopml":
+        cmd = [sys.executable, "-m", "loopml", "serve", "-w", workspace, "--port", str(port)]
+        cmd += ["-m", model.name]
+        health = "/v2/health/ready"
+        path = f"/v1/models/{model.name}:predict"
+
+        def body(x: np.ndarray) -> bytes:
+            return orjson.dumps({"instances": [_row(x)]})
+
+        def proba(doc: dict[str, Any]) -> list[float]:
+            p = doc["predictions"][0]["probabilities"]
+            return [float(p["0"]), float(p["1"])]
+
+    elif kind == "tutorial":
+        cmd = [*uvicorn, *quiet, "benchmarks.serving_peers.tutorial_app:app"]
+        path = "/predict"
+
+        def body(x: np.ndarray) -> bytes:
+            return orjson.dumps(_row(x))
+
+        def proba(doc: dict[str, Any]) -> list[float]:
+            return [float(v) for v in doc["probabilities"]]
+
+    else:
+        cmd = [*uvicorn, *quiet, "--loop", "uvloop", "--http", "httptools"]
+        cmd += ["benchmarks.serving_peers.onnx_floor:app"]
+        path = "/predict"
+
+        def body(x: np.ndarray) -> bytes:
+            return orjson.dumps({"instances": [_row(x)]})
+
+        def proba(doc: dict[str, Any]) -> list[float]:
+            return [float(v) for v in doc["probabilities"][0]]
+
+    log = logs / f"{kind}-{model.name}.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=_pin(core)
+        )
+    server = Server(kind, model.name, path, body, proba, proc, port, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{kind} server exited {proc.returncode}:\n{log.read_text()[-2000:]}"
+            )
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    stop(server)
+    raise RuntimeError(f"{kind} server was not ready in 120 s:\n{log.read_text()[-2000:]}")
+
+
+def stop(server: Server) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        server.proc.wait(5)
+
+
+def check(server: Server, model: Trained) -> float:
+    """The largest difference between the server's probabilities and the native model's."""
+    worst = 0.0
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client:
+        for x, want in zip(model.x_check, model.expected, strict=True):
+            resp = client.post(
+                server.path, content=server.body(x), headers={"content-type": "application/json"}
+            )
+            if resp.status_code != 200:
+                raise RuntimeError(f"{server.kind} answered {resp.status_code}: {resp.text}")
+            got = np.array(server.proba(resp.json()))
+            worst = max(worst, float(np.abs(got - want).max()))
+    return worst
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime so far of a process and its children (``--workers`` processes), in
+    seconds (fields 14 and 15 of proc(5)'s stat; the parent is field 4)."""
+    stats: dict[int, tuple[int, int]] = {}  # pid -> (parent, ticks)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree = {pid}
+    grew = True
+    while grew:
+        more = {p for p, (parent, _) in stats.items() if parent in tree} - tree
+        grew = bool(more)
+        tree |= more
+    ticks = sum(stats[p][1] for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+# -- the load generator ---------------------------------------------------------------------
+
+
+@dataclass
+class Load:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    sent: int = 0
+
+
+async def _response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = None
+    for line in lines[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length is None:
+        raise RuntimeError("a response without Content-Length")
+    await reader.readexactly(length)
+    return status
+
+
+async def _connection(
+    port: int, requests: list[bytes], start: int, load: Load, budget: int, deadline: float
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    i = start
+    try:
+        while load.sent < budget and time.perf_counter() < deadline:
+            load.sent += 1
+            request = requests[i % len(requests)]
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(request)
+            status = await _response(reader)
+            load.latencies.append(time.perf_counter() - t0)
+            if status != 200:
+                load.errors += 1
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+def drive(
+    server: Server, bodies: list[bytes], concurrency: int, seconds: float, budget: int
+) -> tuple[Load, float]:
+    """Closed-loop load at ``concurrency``; (what happened, elapsed seconds)."""
+    requests = [
+        (
+            f"POST {server.path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
+        ).encode()
+        + b
+        for b in bodies
+    ]
+    load = Load()
+
+    async def main() -> float:
+        deadline = time.perf_counter() + seconds
+        t0 = time.perf_counter()
+        await asyncio.gather(
+            *(
+                _connection(server.port, requests, k * 7, load, budget, deadline)
+                for k in range(concurrency)
+            )
+        )
+        return time.perf_counter() - t0
+
+    try:
+        import uvloop
+
+        elapsed = uvloop.run(main())
+    except ImportError:
+        elapsed = asyncio.run(main())
+    return load, elapsed
+
+
+def measure(
+    server: Server, bodies: list[bytes], concurrency: int, seconds: float, budget: int
+) -> dict[str, float]:
+    drive(server, bodies, concurrency, min(1.0, seconds / 4), max(50, budget // 20))  # warm up
+    cpu0 = cpu_seconds(server.proc.pid)
+    load, elapsed = drive(server, bodies, concurrency, seconds, budget)
+    cpu = cpu_seconds(server.proc.pid) - cpu0
+    lat = np.array(load.latencies) * 1000.0
+    n = len(lat)
+    return {
+        "requests": float(n),
+        "rps": n / elapsed,
+        "p50": float(np.percentile(lat, 50)) if n else float("nan"),
+        "p99": float(np.percentile(lat, 99)) if n else float("nan"),
+        "cpu_ms": cpu * 1000.0 / n if n else float("nan"),
+        "errors": float(load.errors),
+    }
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def cores() -> tuple[int | None, int | None]:
+    """(the servers' core, the load generator's core), or Nones where pinning is not possible."""
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(available) < 2:
+        return None, None
+    return available[0], available[1]
+
+
+def optional_peers() -> list[str]:
+    notes = []
+    for module, what in (("mlflow", "mlflow models serve"), ("bentoml", "BentoML")):
+        if importlib.util.find_spec(module) is None:
+            notes.append(f"{what}: skipped ({module} is not installed; pip install {module})")
+        else:
+            notes.append(f"{what}: installed, but this script does not drive it yet")
+    return notes
+
+
+@contextlib.contextmanager
+def pinned(core: int | None) -> Iterator[None]:
+    if core is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--requests", type=int, default=100_000, help="cap per measurement")
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--servers", default="floor,loopml,tutorial")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.requests, args.samples, args.trees = 0.5, 300, 2000, 5
+        args.concurrency = "1,4"
+    concurrency = [int(c) for c in args.concurrency.split(",")]
+    kinds = args.servers.split(",")
+    server_core, load_core = cores()
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    diffs: dict[tuple[str, str], float] = {}
+    failed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="loopml-bench-serving-") as tmp:
+        root = Path(tmp)
+        workspace = str(root / "ws")
+        models = [
+            m
+            for m in train_models(root, args.samples, args.trees, workspace)
+            if m.name in args.models.split(",")
+        ]
+        for model in models:
+            bodies_by_kind: dict[str, list[bytes]] = {}
+            rows = model.x_check
+            for kind in kinds:
+                server = start(kind, model, workspace, server_core, root)
+                try:
+                    diffs[(kind, model.name)] = check(server, model)
+                    if diffs[(kind, model.name)] > TOLERANCE:
+                        failed.append(f"{kind} {model.name}: probabilities differ")
+                    bodies = bodies_by_kind.setdefault(kind, [server.body(x) for x in rows])
+                    with pinned(load_core):
+                        for c in concurrency:
+                            results[(kind, model.name, c)] = measure(
+                                server, bodies, c, args.seconds, args.requests
+                            )
+                finally:
+                    stop(server)
+    print_table(results, diffs, models, kinds, concurrency, server_core, load_core, args)
+    for note in optional_peers():
+        print(f"note: {note}")
+    if failed:
+        print("FAILED: " + "; ".join(failed))
+        return 1
+    return 0
+
+
+def print_table(
+    results: dict[tuple[str, str, int], dict[str, float]],
+    diffs: dict[tuple[str, str], float],
+    models: list[Trained],
+    kinds: list[str],
+    concurrency: list[int],
+    server_core: int | None,
+    load_core: int | None,
+    args: argparse.Namespace,
+) -> None:
+    pin = (
+        f"server on core {server_core}, load generator on core {load_core}"
+        if server_core is not None
+        else "not pinned (fewer than 2 cores)"
+    )
+    print(
+        f"\nbench_serving: RandomForest and LightGBM of {args.trees} trees on "
+        f"make_classification({args.samples}, {N_FEATURES}); single-row JSON requests, "
+        f"closed loop, {args.seconds:g} s per measurement; {os.cpu_count()} CPUs, {pin}"
+    )
+    header = (
+        f"{'model':<7} {'server':<9} {'conc':>4} {'requests':>8} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'CPU ms/req':>10} {'vs floor':>8} {'CPU vs floor':>12} {'errors':>6} "
+        f"{'max |dp|':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for model in models:
+        for c in concurrency:
+            floor = results.get(("floor", model.name, c))
+            for kind in kinds:
+                r = results.get((kind, model.name, c))
+                if r is None:
+                    continue
+                vs = r["rps"] / floor["rps"] if floor else float("nan")
+                cpu_vs = (
+                    r["cpu_ms"] / floor["cpu_ms"] if floor and floor["cpu_ms"] else float("nan")
+                )
+                print(
+                    f"{model.name:<7} {kind:<9} {c:>4} {int(r['requests']):>8} {r['rps']:>8.0f} "
+                    f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_ms']:>10.3f} {vs:>7.2f}x "
+                    f"{cpu_vs:>11.2f}x {int(r['errors']):>6} {diffs[(kind, model.name)]:>9.1e}"
+                )
+    top = max(concurrency)
+    for model in models:
+        lo = results.get(("loopml", model.name, top))
+        fl = results.get(("floor", model.name, top))
+        one = results.get(("loopml", model.name, min(concurrency)))
+        if lo and fl:
+            ratio = lo["rps"] / fl["rps"]
+            print(
+                f"target {model.name}: loopml at concurrency {top} >= 0.67x the floor: "
+                f"{ratio:.2f}x ({'met' if ratio >= 0.67 else 'not met'})"
+            )
+        if one:
+            print(
+                f"target {model.name}: loopml p50 at concurrency {min(concurrency)} < 1 ms: "
+                f"{one['p50']:.2f} ms ({'met' if one['p50'] < 1.0 else 'not met'})"
+            )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
