@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from loopml.utils import lazy_exports
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
 
     from loopml.data import get_dataset, ingest, list_datasets, load_dataset
     from loopml.errors import (
@@ -101,6 +102,7 @@ _LAZY: dict[str, str] = {
 # `loopml.train` is both a stage package and the function users call. The (light) package is
 # imported here, first, so that binding its module object to the name happens now; the
 # function defined below then holds the name for good.
+import loopml.feedback as _feedback  # noqa: E402
 import loopml.train as _train_stage  # noqa: E402
 
 
@@ -117,6 +119,19 @@ def train(
     dataset instead of training from scratch. See :func:`loopml.train.trainer.train`.
     """
     return _train_stage.train(ws, config, progress=progress, from_version=from_version)
+
+
+def feedback(
+    ws: "Workspace",
+    items: "Mapping[str, Any] | Iterable[Mapping[str, Any]]",
+    *,
+    source: str = "api",
+    check_known: bool = True,
+) -> "_feedback.FeedbackResult":
+    """Store outcomes of served predictions: ``{"prediction_id", "label"}`` and/or
+    ``"reward"``, one or a list; repeats are skipped. See :func:`loopml.feedback.record_feedback`.
+    """
+    return _feedback.record_feedback(ws, items, source=source, check_known=check_known)
 
 
 __getattr__ = lazy_exports(__name__, _LAZY)
@@ -152,6 +167,7 @@ __all__ = [
     "compute_metrics",
     "create_app",
     "evaluate_model",
+    "feedback",
     "fit_bundle",
     "get_dataset",
     "ingest",

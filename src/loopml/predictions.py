@@ -21,23 +21,30 @@ sits below those stages and imports none of them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import struct
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.errors import InvalidInputError, NotFoundError
+from loopml import spool
+from loopml.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.names import check_name
 from loopml.stores.base import CANDIDATES_SHOWN, WHOLE_ID, Lake, ambiguous_id, id_prefix
 
@@ -65,6 +72,9 @@ LAYOUT_KEY = b"loopml.prediction_log.layout"
 LAYOUT = b"2"
 _ADDED_IN_2 = ("source", "input_file")
 _US_PER_DAY = 86_400_000_000
+FSYNC_POLICIES = ("always", "interval", "never")
+# one 1-D array per feature, all the same length (loopml.registry.signature.Columns)
+Columns = Mapping[str, np.ndarray]
 
 
 class Scored(Protocol):
@@ -124,7 +134,7 @@ class _Entry:
     model: str
     version: int
     ts_us: int
-    frame: pd.DataFrame
+    frame: pd.DataFrame | Columns
     labels: np.ndarray
     scores: np.ndarray
     ids: Sequence[str]
@@ -138,175 +148,639 @@ class _Entry:
 
 
 class PredictionLogger:
-    """Buffers predictions in memory and writes them to the lake from a background thread."""
+    """Spools every prediction locally before its response, and compacts it into the lake.
+
+    :meth:`append` (async) and :meth:`log` (blocking) hand the rows to a writer thread that
+    writes everything waiting with one ``write`` to the open spool segment (group commit),
+    fsyncs per ``fsync`` (``always``: before the append returns; ``interval``: every
+    ``fsync_ms`` in the writer thread; ``never``: left to the OS), and seals the segment when
+    it reaches ``segment_bytes`` or is ``seal_seconds`` old. A compactor thread writes sealed
+    segments as Parquet parts named after the segment (so a rewrite after a crash overwrites
+    rather than duplicates) and removes a segment only after its parts are written. Segments
+    left by an earlier process are compacted at start. When the lake fails, segments stay
+    and are retried; past ``max_spool_bytes`` new rows are dropped and counted, never raised
+    and never blocking.
+    """
 
     def __init__(
         self,
         lake: Lake,
+        spool_dir: str | Path,
         *,
-        flush_rows: int = 1000,
-        flush_seconds: float = 1.0,
-        max_buffer_rows: int = 50_000,
+        fsync: str = "interval",
+        fsync_ms: float = 200.0,
+        max_spool_bytes: int = 256 * 1024 * 1024,
+        segment_bytes: int | None = None,
+        seal_seconds: float = 1.0,
+        retry_seconds: float = 1.0,
         metrics: LogCounters | None = None,
     ) -> None:
-        if flush_rows < 1 or flush_seconds <= 0 or max_buffer_rows < flush_rows:
+        if fsync not in FSYNC_POLICIES:
             raise InvalidInputError(
-                f"prediction log settings flush_rows={flush_rows}, "
-                f"flush_seconds={flush_seconds}, max_buffer_rows={max_buffer_rows} are invalid",
+                f"log_fsync {fsync!r} is unknown",
+                where={"field": "log_fsync"},
+                hint=f"Use one of: {', '.join(FSYNC_POLICIES)}",
+            )
+        if fsync_ms <= 0 or max_spool_bytes <= 0 or seal_seconds <= 0:
+            raise InvalidInputError(
+                f"prediction log settings fsync_ms={fsync_ms}, max_spool_bytes="
+                f"{max_spool_bytes}, seal_seconds={seal_seconds} are invalid",
                 where={"field": "prediction_log"},
-                hint="Use flush_rows >= 1, flush_seconds > 0 and max_buffer_rows >= flush_rows",
+                hint="Use positive values",
             )
         self.lake = lake
-        self.flush_rows = flush_rows
-        self.flush_seconds = flush_seconds
-        self.max_buffer_rows = max_buffer_rows
+        self.spool_dir = Path(spool_dir)
+        self.fsync = fsync
+        self.fsync_seconds = fsync_ms / 1000.0
+        self.max_spool_bytes = int(max_spool_bytes)
+        self.segment_bytes = int(
+            segment_bytes or max(64 * 1024, min(16 * 1024 * 1024, self.max_spool_bytes // 8))
+        )
+        self.seal_seconds = float(seal_seconds)
+        self.retry_seconds = float(retry_seconds)
         self.metrics: LogCounters = _Counters() if metrics is None else metrics
-        self._buffer: deque[_Entry] = deque()
-        self._rows = 0
-        self._lock = threading.Lock()  # guards _buffer and _rows
-        self._flush_lock = threading.Lock()  # one flush at a time
-        self._wake = threading.Event()
+        self._lock_file = spool.SpoolLock(self.spool_dir)
+        spool.recover(self.spool_dir)
+        self._spool_bytes = spool.spool_bytes(self.spool_dir)
+        self._writer = spool.SegmentWriter(self.spool_dir, segment_bytes=self.segment_bytes)
+        self._io = threading.Lock()  # one writer of the open segment at a time
+        # appends of this event-loop tick, written together when the tick ends
+        self._tick: tuple[list[_Entry], asyncio.Future[None]] | None = None
+        self._queue: list[tuple[_Entry, Future[None]]] = []
+        self._queued_rows = 0
+        self._cond = threading.Condition()
+        self._bytes_lock = threading.Lock()
+        self._compact_lock = threading.Lock()
+        self._compact_wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
-        self._days: dict[int, str] = {}
-        self._thread = threading.Thread(target=self._run, name="loopml-prediction-log", daemon=True)
-        self._thread.start()
+        self._written = 0  # rows compacted into the lake by this logger
+        # ids spooled lately, for feedback that arrives before its rows reach the lake
+        self._recent: deque[str] = deque()
+        self._recent_set: set[str] = set()
+        self._recent_lock = threading.Lock()
+        self.recent_limit = 100_000
+        # seconds after start before spools beside this one, held by no process, are compacted
+        self.adopt_after = 30.0
+        add_gauge = getattr(self.metrics, "add_gauge", None)
+        if callable(add_gauge):
+            add_gauge(
+                "loopml_prediction_log_spool_bytes",
+                "Bytes of prediction log waiting in the local spool for the lake.",
+                (),
+                lambda: {(): float(self._spool_bytes)},
+            )
+        self._write_thread = threading.Thread(
+            target=self._write_loop, name="loopml-log-writer", daemon=True
+        )
+        self._compact_thread = threading.Thread(
+            target=self._compact_loop, name="loopml-log-compactor", daemon=True
+        )
+        self._write_thread.start()
+        self._compact_thread.start()
+        self._compact_wake.set()  # leftovers of an earlier process
 
     # -- called by requests -----------------------------------------------------------------
+
+    def _entry(
+        self,
+        model: str,
+        version: int,
+        columns: Columns | pd.DataFrame,
+        prediction: Scored,
+        ids: Sequence[str],
+        latency_ms: float,
+    ) -> _Entry:
+        entry = _Entry(
+            model,
+            int(version),
+            time.time_ns() // 1000,
+            columns,
+            np.asarray(prediction.labels),
+            np.asarray(prediction.scores),
+            ids,
+            float(latency_ms),
+        )
+        if len(entry.labels) != entry.rows or _frame_rows(columns, entry.rows) != entry.rows:
+            raise InvalidInputError(
+                f"{_frame_rows(columns, entry.rows)} input rows and {len(entry.labels)} "
+                f"predictions for {entry.rows} ids",
+                where={"model": model},
+                hint="Pass one id per scored row",
+            )
+        return entry
+
+    def _submit(self, entry: _Entry) -> Future[None]:
+        fut: Future[None] = Future()
+        with self._cond:
+            if self._closed:
+                fut.set_result(None)
+                self.metrics.log_dropped.inc(amount=entry.rows)
+                return fut
+            self._queue.append((entry, fut))
+            self._queued_rows += entry.rows
+            self._cond.notify()
+        return fut
+
+    async def append(
+        self,
+        model: str,
+        version: int,
+        columns: Columns | pd.DataFrame,
+        prediction: Scored,
+        ids: Sequence[str],
+        latency_ms: float,
+        *,
+        key: str | None = None,
+    ) -> None:
+        """Returns once the rows are in the spool (fsynced too under ``fsync="always"``).
+
+        Never raises for a spool or lake problem (rows that cannot be spooled are counted
+        as dropped); ``key`` (the routing key) is accepted for the caller's convenience and
+        not stored.
+        """
+        if len(ids) == 0:
+            return
+        entry = self._entry(model, version, columns, prediction, ids, latency_ms)
+        if self.fsync == "always" or self._closed:
+            # an fsync before answering is the writer thread's (it never blocks the loop)
+            await asyncio.wrap_future(self._submit(entry))
+            return
+        # group commit in the event loop: every append of this tick (the requests of one
+        # micro-batch resume together) is written with one write() when the tick ends, a
+        # few microseconds with no thread hand-off; fsync stays in the writer thread
+        tick = self._tick
+        if tick is None:
+            loop = asyncio.get_running_loop()
+            tick = self._tick = ([], loop.create_future())
+            loop.call_soon(self._write_tick)
+        tick[0].append(entry)
+        await tick[1]
+
+    def _write_tick(self) -> None:
+        tick, self._tick = self._tick, None
+        if tick is None:
+            return
+        entries, done = tick
+        try:
+            self._write_entries(entries)
+        finally:
+            if not done.done():
+                done.set_result(None)
 
     def log(
         self,
         model: str,
         version: int,
-        frame: pd.DataFrame,
+        columns: Columns | pd.DataFrame,
         prediction: Scored,
-        prediction_ids: Sequence[str],
+        ids: Sequence[str],
         latency_ms: float,
+        *,
+        key: str | None = None,
     ) -> None:
-        """Queue one request's rows; returns at once and never raises for a lake problem."""
-        rows = len(prediction_ids)
-        if rows == 0:
+        """:meth:`append` for callers without an event loop: blocks until spooled."""
+        if len(ids) == 0:
             return
-        if self._closed:
-            self.metrics.log_dropped.inc(amount=rows)
-            return
-        entry = _Entry(
-            model,
-            int(version),
-            time.time_ns() // 1000,
-            frame,
-            prediction.labels,
-            prediction.scores,
-            prediction_ids,
-            float(latency_ms),
-        )
-        with self._lock:
-            self._buffer.append(entry)
-            self._rows += rows
-            dropped = self._trim()
-            full = self._rows >= self.flush_rows
-        if dropped:
-            self.metrics.log_dropped.inc(amount=dropped)
-        if full:
-            self._wake.set()
+        self._submit(self._entry(model, version, columns, prediction, ids, latency_ms)).result()
 
-    def _trim(self) -> int:
-        """Drop the oldest entries over the bound (caller holds the lock); rows dropped."""
-        dropped = 0
-        while self._rows > self.max_buffer_rows and len(self._buffer) > 1:
-            old = self._buffer.popleft()
-            self._rows -= old.rows
-            dropped += old.rows
-        return dropped
+    def _remember(self, entries: list[_Entry]) -> None:
+        with self._recent_lock:
+            for entry in entries:
+                for pid in entry.ids:
+                    if pid not in self._recent_set:
+                        self._recent.append(pid)
+                        self._recent_set.add(pid)
+            while len(self._recent) > self.recent_limit:
+                self._recent_set.discard(self._recent.popleft())
+
+    def seen(self, ids: set[str]) -> set[str]:
+        """The ids of ``ids`` among the last ``recent_limit`` this logger spooled."""
+        with self._recent_lock:
+            return ids & self._recent_set
 
     @property
     def buffered_rows(self) -> int:
-        return self._rows
+        """Rows handed to the writer and not yet in the spool."""
+        return self._queued_rows
 
-    # -- writing ----------------------------------------------------------------------------
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool_bytes
 
-    def flush(self) -> int:
-        """Write everything buffered now; returns rows written. Failures are kept for later."""
-        with self._flush_lock:
-            with self._lock:
-                entries = list(self._buffer)
-                self._buffer.clear()
-                self._rows = 0
-            if not entries:
-                return 0
-            groups: dict[tuple[str, int, str], list[_Entry]] = {}
-            for e in entries:
-                groups.setdefault((e.model, e.version, self._day(e.ts_us)), []).append(e)
-            written = 0
-            failed: list[_Entry] = []
-            for (model, _version, day), group in groups.items():
-                try:
-                    table = build_table(group)
-                    self.lake.write_table(_part_path(model, day), table)
-                except Exception as exc:  # a lake outage must never reach a request
-                    self.metrics.log_errors.inc()
-                    log.warning(
-                        "could not write %d prediction log rows of %s: %s",
-                        sum(e.rows for e in group),
-                        model,
-                        exc,
-                    )
-                    failed.extend(group)
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        next_fsync = time.monotonic() + self.fsync_seconds
+        while True:
+            with self._cond:
+                if not self._queue and not self._stop.is_set():
+                    wait = self.seal_seconds
+                    if self.fsync == "interval":
+                        wait = min(wait, max(0.0, next_fsync - time.monotonic()))
+                    self._cond.wait(max(wait, 0.001))
+                batch = self._queue
+                self._queue = []
+                self._queued_rows = 0
+                stopping = self._stop.is_set()
+            seals = [fut for e, fut in batch if e is _SEAL]
+            if batch:
+                self._commit(batch)
+            try:
+                now = time.monotonic()
+                if self.fsync == "interval" and now >= next_fsync:
+                    with self._io:  # fsync a duplicate: appends go on meanwhile
+                        fd = self._writer.fsync_handle()
+                    if fd >= 0:
+                        try:
+                            os.fsync(fd)
+                        finally:
+                            os.close(fd)
+                    next_fsync = now + self.fsync_seconds
+                with self._io:
+                    old = self._writer.age >= self.seal_seconds
+                    due = self._writer.size and (stopping or seals or old)
+                    sealed = self._writer.seal() if due else None
+                if sealed is not None:
+                    self._compact_wake.set()
+            except OSError:
+                log.exception("prediction log spool fsync/seal failed")
+                self.metrics.log_errors.inc()
+            for fut in seals:
+                fut.set_result(None)
+            if stopping and not batch:
+                return
+
+    def _commit(self, batch: list[tuple[_Entry, Future[None]]]) -> None:
+        """Write one batch of appends with a single write; resolve their futures."""
+        try:
+            self._write_entries([e for e, _ in batch if e is not _SEAL])
+        finally:
+            for e, fut in batch:
+                if e is not _SEAL and not fut.done():
+                    fut.set_result(None)
+
+    def _write_entries(self, entries: list[_Entry]) -> None:
+        """Spool ``entries`` with a single write (and fsync under ``always``); never raises:
+        what cannot be spooled is counted as dropped."""
+        if not entries:
+            return
+        try:
+            payloads: list[bytes] = []
+            dropped = 0
+            size = self._spool_bytes
+            for group in _groups(entries):
+                payload = _encode(group)
+                if size + len(payload) + spool.HEADER.size > self.max_spool_bytes:
+                    dropped += sum(e.rows for e in group)
                     continue
-                written += table.num_rows
-            if written:
-                self.metrics.log_written.inc(amount=written)
-            if failed:
-                failed.sort(key=lambda e: e.ts_us)
-                with self._lock:
-                    self._buffer.extendleft(reversed(failed))
-                    self._rows += sum(e.rows for e in failed)
-                    dropped = self._trim()
-                if dropped:
-                    self.metrics.log_dropped.inc(amount=dropped)
+                size += len(payload) + spool.HEADER.size
+                payloads.append(payload)
+            if payloads:
+                with self._io:
+                    written = self._writer.write(payloads)
+                    if self.fsync == "always":
+                        self._writer.fsync()
+                with self._bytes_lock:
+                    self._spool_bytes += written
+                self._remember(entries)
+            if dropped:
+                self.metrics.log_dropped.inc(amount=dropped)
+                log.warning("prediction log spool is full: dropped %d rows", dropped)
+        except Exception:  # a full disk must never reach a request
+            log.exception("could not spool %d prediction log appends", len(entries))
+            self.metrics.log_errors.inc()
+            self.metrics.log_dropped.inc(amount=sum(e.rows for e in entries))
+
+    # -- the compactor ----------------------------------------------------------------------
+
+    def _compact_loop(self) -> None:
+        started = time.monotonic()
+        adopted = False
+        while not self._stop.is_set():
+            self._compact_wake.wait(self.seal_seconds)
+            self._compact_wake.clear()
+            if self._stop.is_set():
+                return
+            if not adopted and time.monotonic() - started >= self.adopt_after:
+                adopted = True  # by now sibling workers hold their own spools
+                self._adopt_orphans()
+            try:
+                self.compact()
+            except Exception as exc:  # the lake is down: keep the segments, retry later
+                self.metrics.log_errors.inc()
+                log.warning("could not compact the prediction log spool: %s", exc)
+                self._stop.wait(self.retry_seconds)
+
+    def _adopt_orphans(self) -> None:
+        """Compact the spools beside this one that no live process holds (a worker of an
+        earlier ``--workers N`` run that this run does not have)."""
+        parent = self.spool_dir.parent
+        for folder in sorted(p for p in parent.iterdir() if p.is_dir() and p != self.spool_dir):
+            if not spool.all_segments(folder):
+                continue
+            try:
+                rows = compact_spool(self.lake, folder)
+            except ConflictError:
+                continue  # a live process owns it
+            except Exception as exc:
+                self.metrics.log_errors.inc()
+                log.warning("could not compact the prediction log spool %s: %s", folder, exc)
+                continue
+            if rows:
+                self.metrics.log_written.inc(amount=rows)
+
+    def compact(self) -> int:
+        """Write every sealed segment to the lake now; rows written. Raises the lake's error
+        (the segment that failed, and those after it, stay for the next try)."""
+        with self._compact_lock:
+            written = 0
+            for segment in spool.sealed_segments(self.spool_dir):
+                size = segment.stat().st_size
+                rows = compact_segment(self.lake, segment)
+                with self._bytes_lock:
+                    self._spool_bytes = max(0, self._spool_bytes - size)
+                if rows:
+                    self._written += rows
+                    self.metrics.log_written.inc(amount=rows)
+                written += rows
             return written
 
-    def _day(self, ts_us: int) -> str:
-        day = ts_us // _US_PER_DAY
-        text = self._days.get(day)
-        if text is None:
-            text = _day_text(ts_us)
-            self._days[day] = text
-        return text
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            before_errors = self.metrics.log_errors.value()
-            try:
-                self.flush()
-            except Exception:  # never let the writer thread die
-                log.exception("prediction log flush failed")
-            if self.metrics.log_errors.value() > before_errors:
-                self._stop.wait(self.flush_seconds)  # back off instead of spinning on errors
+    def flush(self) -> int:
+        """Spool what waits, seal the open segment and compact everything now; rows written
+        to the lake meanwhile (raises the lake's error)."""
+        before = self._written
+        done: Future[None] = Future()
+        with self._cond:
+            self._queue.append((_SEAL, done))
+            self._cond.notify()
+        done.result()
+        self.compact()  # waits for a compaction the background thread runs
+        return self._written - before
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop the writer thread and write what is left (rows that still fail are counted)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
-        try:
-            self.flush()
-        except Exception:
-            log.exception("final prediction log flush failed")
-        with self._lock:
-            left = self._rows
-            self._buffer.clear()
-            self._rows = 0
+        """Spool what waits, seal, try a last compaction; what the lake refuses stays in the
+        spool for the next start (nothing is dropped)."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            self._cond.notify()
+        self._compact_wake.set()
+        deadline = time.monotonic() + timeout
+        self._write_thread.join(timeout)
+        self._compact_thread.join(max(0.0, deadline - time.monotonic()))
+        # a compaction stuck on an unreachable lake is not waited for past the timeout
+        if self._compact_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._compact_lock.release()
+            try:
+                self.compact()
+            except Exception as exc:
+                self.metrics.log_errors.inc()
+                log.warning("prediction log rows stay in the spool %s: %s", self.spool_dir, exc)
+        left = spool.spool_bytes(self.spool_dir)
         if left:
-            self.metrics.log_dropped.inc(amount=left)
-            log.warning("dropped %d prediction log rows that could not be written", left)
+            log.warning(
+                "%d bytes of prediction log stay in %s; the next start compacts them",
+                left,
+                self.spool_dir,
+            )
+        self._lock_file.release()
+
+
+_SEAL = _Entry("", 0, 0, {}, np.empty(0), np.empty(0), (), 0.0)
+
+
+def _groups(entries: Sequence[_Entry]) -> list[list[_Entry]]:
+    """Entries of one model version and feature set, in arrival order, per group."""
+    groups: dict[tuple[Any, ...], list[_Entry]] = {}
+    for e in entries:
+        if e is _SEAL:
+            continue
+        cols = e.frame.columns if isinstance(e.frame, pd.DataFrame) else e.frame
+        names = tuple(str(c) for c in cols)
+        groups.setdefault((e.model, e.version, names), []).append(e)
+    return list(groups.values())
+
+
+def _frame_rows(columns: Any, default: int) -> int:
+    if isinstance(columns, pd.DataFrame):
+        return len(columns)
+    for values in columns.values():
+        return len(values)
+    return default
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _from_ipc(payload: bytes) -> pa.Table:
+    with pa.ipc.open_stream(pa.BufferReader(payload)) as reader:
+        return reader.read_all()
+
+
+#: a raw spool record: this tag, the header's length (u32), the header (JSON: model,
+#: version, columns, text features, ids, labels, one [ts, rows, latency, source, file] per
+#: request), then the numeric features (float64, feature-major) and the scores (float64)
+_RAW = b"LPR1"
+_RAW_HEAD = struct.Struct("<I")
+
+
+def _encode(group: list[_Entry]) -> bytes:
+    """One spool record for requests of one model version and feature set. On the request
+    path, so cheap: a JSON header and two float blocks (Arrow is built at compaction, once
+    per segment). Entries holding DataFrames (batch scoring) are written as Arrow IPC."""
+    arrays = _column_arrays(group)
+    if arrays is None:
+        return _ipc(build_table(group))
+    numeric = [n for n, a in arrays.items() if a.dtype.kind in "fiub"]
+    text = {
+        n: [_text(v) for v in a.astype(object, copy=False).tolist()]
+        for n, a in arrays.items()
+        if a.dtype.kind not in "fiub"
+    }
+    labels = np.concatenate([e.labels for e in group]) if len(group) > 1 else group[0].labels
+    scores = np.concatenate([e.scores for e in group]) if len(group) > 1 else group[0].scores
+    header = orjson.dumps(
+        {
+            "model": group[0].model,
+            "version": group[0].version,
+            "columns": list(arrays),
+            "numeric": numeric,
+            "text": text,
+            "ids": list(chain.from_iterable(e.ids for e in group)),
+            "labels": [str(v) for v in labels.tolist()],
+            "entries": [[e.ts_us, e.rows, e.latency_ms, e.source, e.input_file] for e in group],
+        }
+    )
+    block = (
+        np.stack([arrays[n].astype(np.float64, copy=False) for n in numeric])
+        if numeric
+        else np.empty((0, 0))
+    )
+    return b"".join(
+        (
+            _RAW,
+            _RAW_HEAD.pack(len(header)),
+            header,
+            np.ascontiguousarray(block, dtype=np.float64).tobytes(),
+            np.asarray(scores, dtype=np.float64).tobytes(),
+        )
+    )
+
+
+def _raw_header(payload: bytes) -> tuple[dict[str, Any], int]:
+    (size,) = _RAW_HEAD.unpack_from(payload, len(_RAW))
+    start = len(_RAW) + _RAW_HEAD.size
+    return orjson.loads(payload[start : start + size]), start + size
+
+
+def _record_ids(payload: bytes) -> list[str]:
+    if payload.startswith(_RAW):
+        return list(_raw_header(payload)[0]["ids"])
+    return _from_ipc(payload)["prediction_id"].to_pylist()  # type: ignore[no-any-return]
+
+
+def _segment_tables(records: Sequence[bytes]) -> list[pa.Table]:
+    """The tables of a segment's records: raw records of one model version and feature
+    set become one table (built once), Arrow IPC records their own."""
+    tables: list[pa.Table] = []
+    raw: dict[tuple[Any, ...], list[tuple[dict[str, Any], np.ndarray, np.ndarray]]] = {}
+    for payload in records:
+        if payload.startswith(_RAW):
+            head, block, scores = _decode_raw(payload)
+            key = (head["model"], head["version"], tuple(head["columns"]))
+            raw.setdefault(key, []).append((head, block, scores))
+        else:
+            tables.append(_from_ipc(payload))
+    tables.extend(_raw_table(parts) for parts in raw.values())
+    return tables
+
+
+def _decode_raw(payload: bytes) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    head, at = _raw_header(payload)
+    n = len(head["ids"])
+    k = len(head["numeric"])
+    block = np.frombuffer(payload, dtype=np.float64, count=k * n, offset=at).reshape(k, n)
+    scores = np.frombuffer(payload, dtype=np.float64, count=n, offset=at + block.nbytes)
+    return head, block, scores
+
+
+def _raw_table(parts: list[tuple[dict[str, Any], np.ndarray, np.ndarray]]) -> pa.Table:
+    """One table (the layout of :func:`build_table`) for raw records of one model version
+    and feature set, with one pass per column over all of them."""
+    first = parts[0][0]
+    entries = [row for head, _, _ in parts for row in head["entries"]]
+    counts = np.fromiter((r[1] for r in entries), dtype=np.int64, count=len(entries))
+
+    def per_row(i: int, dtype: Any) -> np.ndarray:
+        return np.repeat(np.array([r[i] for r in entries], dtype=dtype), counts)
+
+    numeric: list[str] = first["numeric"]
+    block = np.concatenate([b for _, b, _ in parts], axis=1) if len(parts) > 1 else parts[0][1]
+    n = int(counts.sum())
+    cols: dict[str, pa.Array] = {
+        "prediction_id": pa.array(
+            list(chain.from_iterable(h["ids"] for h, _, _ in parts)), pa.string()
+        ),
+        "timestamp": pa.array(per_row(0, np.int64), pa.timestamp("us", tz="UTC")),
+        "model": pa.array(np.full(n, first["model"], dtype=object), pa.string()),
+        "version": pa.array(np.full(n, int(first["version"]), dtype=np.int64), pa.int64()),
+        "latency_ms": pa.array(per_row(2, np.float64), pa.float64()),
+        "source": pa.array(per_row(3, object), pa.string()),
+        "input_file": pa.array(per_row(4, object), pa.string()),
+    }
+    for name in first["columns"]:
+        if name in first["text"]:
+            values = list(chain.from_iterable(h["text"][name] for h, _, _ in parts))
+            cols[feature_column(name)] = pa.array(values, pa.string())
+        else:
+            values = block[numeric.index(name)]
+            cols[feature_column(name)] = pa.array(values, pa.float64(), from_pandas=True)
+    labels = list(chain.from_iterable(h["labels"] for h, _, _ in parts))
+    cols["prediction"] = pa.array(labels, pa.string())
+    scores = np.concatenate([s for _, _, s in parts]) if len(parts) > 1 else parts[0][2]
+    cols["score"] = pa.array(scores, pa.float64())
+    return pa.table(cols).replace_schema_metadata({LAYOUT_KEY: LAYOUT})
+
+
+def compact_segment(lake: Lake, segment: Path) -> int:
+    """Write one sealed segment to the lake as Parquet parts named after it, then remove it
+    (through its marker); rows written. Idempotent: a segment written before a crash is
+    written to the same part names again, or only removed when its marker exists."""
+    if spool.is_done(segment):
+        spool.drop_done(segment)
+        return 0
+    data = spool.read_segment(segment)
+    if data.torn:
+        log.warning(
+            "prediction log segment %s ends in a torn record after %d bytes (ignored)",
+            segment.name,
+            data.valid_bytes,
+        )
+    seg_id = spool.segment_id(segment)
+    by_part: dict[tuple[str, str], list[pa.Table]] = {}
+    for table in _segment_tables(data.records):
+        if not table.num_rows:
+            continue
+        model = str(table["model"][0].as_py())
+        days = pc.strftime(table["timestamp"], format="%Y-%m-%d").to_pylist()
+        for day in sorted(set(days)):
+            mask = pa.array([d == day for d in days])
+            by_part.setdefault((model, day), []).append(
+                table if len(set(days)) == 1 else table.filter(mask)
+            )
+    rows = 0
+    for (model, day), tables in sorted(by_part.items()):
+        try:
+            parts = [pa.concat_tables(tables, promote_options="permissive")]
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a feature changed kind between versions
+            parts = tables
+        for k, table in enumerate(parts):
+            meta = table.schema.metadata or {}
+            table = table.replace_schema_metadata({**meta, LAYOUT_KEY: LAYOUT})
+            lake.write_table(f"{PREFIX}/{model}/date={day}/part-{seg_id}-{k:03d}.parquet", table)
+            rows += table.num_rows
+    spool.mark_done(segment)
+    return rows
+
+
+def compact_spool(lake: Lake, spool_dir: str | Path) -> int:
+    """Compact a spool no process is using (after a crash, or to drain it without a
+    server); rows written. ConflictError when a live logger holds it."""
+    folder = Path(spool_dir)
+    if not folder.is_dir():
+        return 0
+    lock = spool.SpoolLock(folder)
+    try:
+        spool.recover(folder)
+        return sum(compact_segment(lake, s) for s in spool.sealed_segments(folder))
+    finally:
+        lock.release()
+
+
+def spooled_ids(spool_root: str | Path, wanted: set[str]) -> set[str]:
+    """The ids of ``wanted`` found in any spool under ``spool_root`` (any depth): rows
+    answered and not yet compacted into the lake."""
+    root = Path(spool_root)
+    if not root.is_dir() or not wanted:
+        return set()
+    found: set[str] = set()
+    folders = {p.parent for p in root.rglob("*") if p.suffix in (spool.OPEN, spool.SEALED)}
+    for folder in folders:
+        for segment in spool.all_segments(folder):
+            try:
+                data = spool.read_segment(segment)
+            except FileNotFoundError:  # compacted while we looked (then it is in the lake)
+                continue
+            for payload in data.records:
+                found.update(wanted.intersection(_record_ids(payload)))
+    return found
 
 
 def _day_text(ts_us: int) -> str:
@@ -376,12 +850,11 @@ def build_table(entries: Sequence[_Entry]) -> pa.Table:
     """One Arrow table for entries of the same model version (same features)."""
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
     n = int(counts.sum())
-    if len(entries) == 1:
-        frame = entries[0].frame
-    else:
-        frame = pd.concat([e.frame for e in entries], ignore_index=True)
-    if len(frame) != n:
-        raise ValueError(f"prediction log entry has {len(frame)} input rows for {n} ids")
+    arrays = _column_arrays(entries)
+    frame = _features(entries) if arrays is None else None
+    got = len(frame) if frame is not None else _frame_rows(arrays, n)
+    if got != n:
+        raise ValueError(f"prediction log entry has {got} input rows for {n} ids")
     cols: dict[str, pa.Array] = {
         "prediction_id": pa.array(list(chain.from_iterable(e.ids for e in entries)), pa.string()),
         "timestamp": pa.array(
@@ -405,20 +878,66 @@ def build_table(entries: Sequence[_Entry]) -> pa.Table:
             pa.string(),
         ),
     }
-    for name in frame.columns:
-        series = frame[name]
-        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series):
-            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-            cols[feature_column(str(name))] = pa.array(values, pa.float64(), from_pandas=True)
-        else:
-            cols[feature_column(str(name))] = pa.array(
-                [_text(v) for v in series.to_numpy(dtype=object)], pa.string()
-            )
+    if arrays is not None:
+        for name, arr in arrays.items():
+            if arr.dtype.kind in "fiub":
+                values = arr.astype(np.float64, copy=False)
+                cols[feature_column(name)] = pa.array(values, pa.float64(), from_pandas=True)
+            else:
+                cols[feature_column(name)] = pa.array(
+                    [_text(v) for v in arr.astype(object, copy=False).tolist()], pa.string()
+                )
+    else:
+        assert frame is not None
+        for name in frame.columns:
+            series = frame[name]
+            if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series):
+                values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+                cols[feature_column(str(name))] = pa.array(values, pa.float64(), from_pandas=True)
+            else:
+                cols[feature_column(str(name))] = pa.array(
+                    [_text(v) for v in series.to_numpy(dtype=object)], pa.string()
+                )
     labels = np.concatenate([e.labels for e in entries]) if len(entries) > 1 else entries[0].labels
     cols["prediction"] = pa.array([str(v) for v in labels.tolist()], pa.string())
     scores = np.concatenate([e.scores for e in entries]) if len(entries) > 1 else entries[0].scores
     cols["score"] = pa.array(np.asarray(scores, dtype=np.float64), pa.float64())
     return pa.table(cols).replace_schema_metadata({LAYOUT_KEY: LAYOUT})
+
+
+def _column_arrays(entries: Sequence[_Entry]) -> dict[str, np.ndarray] | None:
+    """The features of entries that all hold numpy columns under the same names, one
+    array per feature (the hot path's Columns, without building DataFrames); else None."""
+    first = entries[0].frame
+    if isinstance(first, pd.DataFrame):
+        return None
+    names = list(first)
+    for e in entries:
+        if isinstance(e.frame, pd.DataFrame) or list(e.frame) != names:
+            return None
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        parts = [np.asarray(e.frame[name]) for e in entries]
+        out[str(name)] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return out
+
+
+def _features(entries: Sequence[_Entry]) -> pd.DataFrame:
+    frames = [
+        e.frame
+        if isinstance(e.frame, pd.DataFrame)
+        else pd.DataFrame({k: pd.Series(v, copy=False) for k, v in e.frame.items()})
+        for e in entries
+    ]
+    if len(frames) == 1:
+        return frames[0] if len(frames[0].columns) or not entries[0].rows else _no_features(entries)
+    if not any(len(f.columns) for f in frames):
+        return _no_features(entries)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _no_features(entries: Sequence[_Entry]) -> pd.DataFrame:
+    return pd.DataFrame(index=pd.RangeIndex(sum(e.rows for e in entries)))
 
 
 def _text(value: Any) -> str | None:

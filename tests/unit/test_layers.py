@@ -27,7 +27,9 @@ RANK = {
     "workspace": 20,
     "testing": 25,  # the store contract kit
     "project": 30,
+    "spool": 28,  # the prediction log's local segment log
     "predictions": 30,
+    "feedback": 35,
     "data": 40,
     "features": 41,
     "evaluate": 41,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from loopml.errors import InvalidInputError, NotFoundError
+from loopml import spool
+from loopml.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.predictions import (
     PredictionLogger,
     find_prediction,
@@ -38,15 +41,21 @@ def classified(n: int, start: float = 0.0) -> tuple[pd.DataFrame, Prediction, li
     return frame, Prediction(labels, proba, ["no", "yes"]), ids
 
 
+def new_logger(workspace: Workspace, **kwargs: Any) -> PredictionLogger:
+    kwargs.setdefault("seal_seconds", 60)
+    return PredictionLogger(workspace.lake, Path(workspace.root) / "spool" / "t", **kwargs)
+
+
 def test_log_flush_and_read_back(workspace: Workspace) -> None:
-    logger = PredictionLogger(workspace.lake, flush_rows=1000, flush_seconds=60)
+    logger = new_logger(workspace)
     try:
         frame, pred, ids = classified(3)
         frame.loc[1, "color"] = np.nan
         logger.log("m", 2, frame, pred, ids, latency_ms=1.5)
-        assert read_prediction_log(workspace.lake, "m").empty  # only buffered so far
-        assert logger.buffered_rows == 3
+        assert read_prediction_log(workspace.lake, "m").empty  # only spooled so far
+        assert logger.spool_bytes > 0
         assert logger.flush() == 3
+        assert logger.spool_bytes == 0
     finally:
         logger.close()
     log = read_prediction_log(workspace.lake, "m")
@@ -75,8 +84,28 @@ def test_log_flush_and_read_back(workspace: Workspace) -> None:
     assert f"date={today}/part-" in files[0]
 
 
+def test_columns_from_the_hot_path_are_logged_like_frames(workspace: Workspace) -> None:
+    logger = new_logger(workspace)
+    frame, pred, ids = classified(2)
+    columns = {
+        "x": frame["x"].to_numpy(),
+        "color": np.array(["red", None], dtype=object),
+        "score": frame["score"].to_numpy(),
+    }
+
+    async def go() -> None:
+        await logger.append("c", 1, columns, pred, ids, 2.0, key="user-1")
+
+    asyncio.run(go())
+    logger.close()
+    log = read_prediction_log(workspace.lake, "c")
+    assert log["prediction_id"].tolist() == ids
+    assert log["color"].tolist()[0] == "red" and pd.isna(log["color"].iloc[1])
+    assert log["feature_score"].tolist() == [0.0, 0.1]
+
+
 def test_regression_rows_and_versions_with_other_features(workspace: Workspace) -> None:
-    logger = PredictionLogger(workspace.lake, flush_seconds=60)
+    logger = new_logger(workspace)
     logger.log(
         "r",
         1,
@@ -102,64 +131,92 @@ def test_regression_rows_and_versions_with_other_features(workspace: Workspace) 
     assert only["prediction_id"].tolist() == ["c"]
 
 
-def test_background_flush_by_rows_and_by_time(workspace: Workspace) -> None:
-    by_rows = PredictionLogger(workspace.lake, flush_rows=5, flush_seconds=60)
-    by_time = PredictionLogger(workspace.lake, flush_rows=1000, flush_seconds=0.05)
+def test_background_seal_and_compaction_by_time(workspace: Workspace) -> None:
+    logger = new_logger(workspace, seal_seconds=0.05)
     try:
-        frame, pred, ids = classified(5)
-        by_rows.log("rows", 1, frame, pred, ids, 1.0)
-        by_time.log("time", 1, *classified(1)[:3], latency_ms=1.0)
+        logger.log("time", 1, *classified(5)[:3], latency_ms=1.0)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if (
-                len(read_prediction_log(workspace.lake, "rows")) == 5
-                and len(read_prediction_log(workspace.lake, "time")) == 1
-            ):
-                break
+        while time.monotonic() < deadline and len(read_prediction_log(workspace.lake, "time")) < 5:
             time.sleep(0.02)
-        assert len(read_prediction_log(workspace.lake, "rows")) == 5
-        assert len(read_prediction_log(workspace.lake, "time")) == 1
+        assert len(read_prediction_log(workspace.lake, "time")) == 5
     finally:
-        by_rows.close()
-        by_time.close()
+        logger.close()
 
 
-def test_buffer_is_bounded_dropping_oldest(workspace: Workspace) -> None:
-    metrics = Metrics()
-    logger = PredictionLogger(
-        workspace.lake, flush_rows=10, flush_seconds=60, max_buffer_rows=10, metrics=metrics
-    )
-    for k in range(4):
-        frame, pred, ids = classified(3, start=10 * k)
-        logger.log("b", 1, frame, pred, ids, 1.0)
-    assert metrics.log_dropped.value() == 3
-    assert logger.buffered_rows == 9
+def test_group_commit_one_write_per_batch(workspace: Workspace, monkeypatch: Any) -> None:
+    """Appends waiting together reach the spool with one write call."""
+    writes: list[int] = []
+    real = spool.SegmentWriter.write
+
+    def counting(self: spool.SegmentWriter, payloads: Any) -> int:
+        n = real(self, payloads)
+        writes.append(n)
+        return n
+
+    monkeypatch.setattr(spool.SegmentWriter, "write", counting)
+    logger = new_logger(workspace, fsync="always")
+
+    async def go() -> None:
+        await asyncio.gather(
+            *(
+                logger.append("g", 1, *classified(1, start=k)[:3], latency_ms=1.0)
+                for k in range(200)
+            )
+        )
+
+    asyncio.run(go())
+    assert len(writes) < 200  # appends queued while a write ran shared the next one
     logger.close()
-    log = read_prediction_log(workspace.lake, "b")
-    assert len(log) == 9
-    assert not log["prediction_id"].str.startswith("0-").any()
-    assert metrics.log_written.value() == 9
-    logger.log("b", 1, *classified(2)[:3], latency_ms=1.0)  # after close: counted, not raised
-    assert metrics.log_dropped.value() == 5
+    assert len(read_prediction_log(workspace.lake, "g")) == 200
 
 
-def test_failed_write_is_counted_and_retried(workspace: Workspace) -> None:
+def test_spool_is_bounded_dropping_new_rows(workspace: Workspace) -> None:
     metrics = Metrics()
-    logger = PredictionLogger(workspace.lake, flush_seconds=60, metrics=metrics)
+    blocker = Path(workspace.root) / "lake" / "predictions" / "b"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the model's folder should be: the lake is down")
+    logger = new_logger(workspace, max_spool_bytes=8000, seal_seconds=0.05, metrics=metrics)
+    try:
+        start = time.monotonic()
+        for k in range(60):
+            logger.log("b", 1, *classified(3, start=10 * k)[:3], latency_ms=1.0)
+        assert time.monotonic() - start < 10  # never blocked on the lake
+        assert metrics.log_dropped.value() > 0
+        assert logger.spool_bytes <= 8000
+        assert "loopml_prediction_log_spool_bytes " in metrics.render()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and metrics.log_errors.value() == 0:
+            time.sleep(0.02)
+        assert metrics.log_errors.value() > 0  # compaction failed and was counted
+        blocker.unlink()  # the lake is back: compaction resumes
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and logger.spool_bytes > 0:
+            time.sleep(0.05)
+    finally:
+        logger.close()
+    kept = read_prediction_log(workspace.lake, "b")
+    assert len(kept) + metrics.log_dropped.value() == 180
+    assert kept["prediction_id"].is_unique
+    assert metrics.log_written.value() == len(kept)
+    logger.log("b", 1, *classified(2)[:3], latency_ms=1.0)  # after close: counted, not raised
+    assert len(kept) + metrics.log_dropped.value() == 182
+
+
+def test_lake_down_keeps_rows_in_the_spool_across_restarts(workspace: Workspace) -> None:
+    metrics = Metrics()
+    logger = new_logger(workspace, metrics=metrics)
     blocker = Path(workspace.root) / "lake" / "predictions" / "f"
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("a file where the model's folder should be")
-    try:
-        logger.log("f", 1, *classified(4)[:3], latency_ms=1.0)
-        assert logger.flush() == 0
-        assert metrics.log_errors.value() == 1
-        assert logger.buffered_rows == 4  # kept for the next flush
-        blocker.unlink()
-        assert logger.flush() == 4
-        assert metrics.log_written.value() == 4
-        assert logger.buffered_rows == 0
-    finally:
-        logger.close()
+    logger.log("f", 1, *classified(4)[:3], latency_ms=1.0)
+    with pytest.raises(Exception):  # noqa: B017 - the lake's own error
+        logger.flush()
+    logger.close()  # nothing dropped: the rows wait in the spool
+    assert metrics.log_dropped.value() == 0
+    assert spool.sealed_segments(Path(workspace.root) / "spool" / "t")
+    blocker.unlink()
+    again = new_logger(workspace)  # compacts leftovers at start
+    again.close()
     assert len(read_prediction_log(workspace.lake, "f")) == 4
 
 
@@ -169,7 +226,7 @@ def test_read_window_and_errors(workspace: Workspace) -> None:
         "prediction_id",
         "timestamp",
     ]
-    logger = PredictionLogger(workspace.lake, flush_seconds=60)
+    logger = new_logger(workspace)
     logger.log("w", 1, *classified(2)[:3], latency_ms=1.0)
     logger.close()
     now = datetime.now(UTC)
@@ -187,9 +244,20 @@ def test_read_window_and_errors(workspace: Workspace) -> None:
         read_prediction_log(workspace.lake, "../etc")
 
 
-def test_invalid_settings(workspace: Workspace) -> None:
-    with pytest.raises(InvalidInputError, match="flush_rows"):
-        PredictionLogger(workspace.lake, flush_rows=0)
+def test_invalid_settings_and_a_spool_in_use(workspace: Workspace) -> None:
+    with pytest.raises(InvalidInputError, match="log_fsync"):
+        new_logger(workspace, fsync="sometimes")
+    with pytest.raises(InvalidInputError, match="max_spool_bytes"):
+        new_logger(workspace, max_spool_bytes=0)
+    logger = new_logger(workspace)
+    try:
+        with pytest.raises(ConflictError, match="in use"):
+            new_logger(workspace)
+        frame, pred, ids = classified(3)
+        with pytest.raises(InvalidInputError, match="3 predictions for 2 ids"):
+            logger.log("m", 1, frame, pred, ids[:2], 1.0)
+    finally:
+        logger.close()
 
 
 # -- batch predictions, old parts, finding by prefix ----------------------------------------
@@ -202,7 +270,7 @@ def test_batch_predictions_are_written_at_once_and_marked(workspace: Workspace) 
         workspace.lake, "m", 4, frame, pred, ids, latency_ms=12.5, input_file="/data/in.csv"
     )
     assert len(paths) == 1 and paths[0].startswith("predictions/m/date=")
-    logger = PredictionLogger(workspace.lake, flush_seconds=60)
+    logger = new_logger(workspace)
     logger.log("m", 4, *classified(2, start=5)[:3], latency_ms=1.0)
     logger.close()
     log = read_prediction_log(workspace.lake, "m")

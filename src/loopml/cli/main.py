@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from loopml.cli import data as data_cmd
 from loopml.cli import deploy as deploy_cmd
 from loopml.cli import evaluate as evaluate_cmd
+from loopml.cli import feedback as feedback_cmd
 from loopml.cli import models as models_cmd
 from loopml.cli import monitor as monitor_cmd
 from loopml.cli import runs as runs_cmd
@@ -38,6 +39,7 @@ app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(deploy_cmd.app, name="deploy")
 workflow.register(app)
 evaluate_cmd.register(app)
+feedback_cmd.register(app)
 
 _debug = {"on": False}
 

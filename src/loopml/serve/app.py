@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -42,6 +43,7 @@ from loopml.predictions import PredictionLogger
 from loopml.registry.bundle import Prediction
 from loopml.registry.signature import CheckedColumns, Columns
 from loopml.serve.events import log
+from loopml.serve.feedback import feedback_endpoint
 from loopml.serve.http import (
     JSON,
     Guard,
@@ -295,21 +297,14 @@ class ModelServer:
 
     def _new_logger(self) -> PredictionLogger:
         settings = self.ws.settings
-        params = inspect.signature(PredictionLogger).parameters
-        if "spool_dir" in params:  # the spooling logger (group commit, fsync policy)
-            spool = Path(self.ws.root) / "spool" / f"worker-{self.worker}"
-            options: dict[str, Any] = {
-                "fsync": settings.log_fsync,
-                "fsync_ms": settings.log_fsync_ms,
-                "max_spool_bytes": settings.log_spool_max_bytes,
-                "metrics": self.metrics,
-            }
-            spooling: Any = PredictionLogger
-            return spooling(self.ws.lake, spool, **options)  # type: ignore[no-any-return]
+        # the spooling logger (group commit, fsync policy): one spool per worker process
         return PredictionLogger(
             self.ws.lake,
-            flush_rows=settings.log_flush_rows,
-            flush_seconds=settings.log_flush_seconds,
+            Path(self.ws.root) / "spool" / f"worker-{self.worker}",
+            fsync=settings.log_fsync,
+            fsync_ms=settings.log_fsync_ms,
+            max_spool_bytes=settings.log_spool_max_bytes,
+            seal_seconds=settings.log_flush_seconds,
             metrics=self.metrics,
         )
 
@@ -665,6 +660,13 @@ class ModelServer:
             Endpoint("/v1/models", self.v1_models),
             Endpoint("/v1/models/{name}:predict", self.v1_predict, post, body="json"),
             Endpoint("/v1/models/{name}:reload", self.v1_reload, post, changes_state=True),
+            Endpoint(
+                "/v1/feedback",
+                partial(feedback_endpoint, self),
+                post,
+                changes_state=True,
+                body="json",
+            ),
             Endpoint("/v2", self.v2_server),
             Endpoint("/v2/health/live", self.live),
             Endpoint("/v2/health/ready", self.ready),

@@ -58,7 +58,7 @@ def save_holdout_predictions(
     if p.probabilities is None:
         cols["value"] = pa.array(np.asarray(p.labels, dtype=np.float64))
     else:
-        cols["label"] = pa.array([str(v) for v in p.labels], pa.string())
+        cols["label"] = pa.array(np.asarray(p.labels).astype(str), pa.string())
         for j in range(p.probabilities.shape[1]):
             cols[f"proba_{j}"] = pa.array(p.probabilities[:, j])
     path = f"references/{name}/run={run_id}/holdout.parquet"

@@ -1,0 +1,255 @@
+"""A local append-only segment log: the prediction log's spool.
+
+A spool is a folder of segment files. The one being written is ``<id>.open``; a full (or old
+enough) one is sealed by renaming it ``<id>.seg``, and only sealed segments are compacted.
+``<id>`` starts with the UTC time the segment was opened, so names sort by age. Each record
+is framed as::
+
+    b"LMLR" | payload length (u32, little-endian) | CRC-32 of the payload (u32) | payload
+
+A process killed in the middle of a write leaves a torn last record: its header or payload is
+short, or its checksum does not match. :func:`read_segment` stops at the first such record and
+reports the valid prefix, so recovery never reads half a record.
+
+Exactly-once hand-over to the lake uses a marker: after everything a segment holds is written
+durably elsewhere, ``<id>.done`` is created, then the segment and the marker are removed. A
+segment found next to its marker is already written (only removed). The writer of the lake
+parts names them after the segment id, so rewriting a segment whose marker was never made
+overwrites the same parts instead of adding copies.
+
+One process owns a spool folder at a time (``.lock``, an advisory ``flock`` that the kernel
+releases when the process dies, ``kill -9`` included).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loopml.errors import ConflictError
+
+MAGIC = b"LMLR"
+HEADER = struct.Struct("<4sII")
+OPEN = ".open"
+SEALED = ".seg"
+DONE = ".done"
+LOCK = ".lock"
+
+
+def frame(payload: bytes) -> bytes:
+    """One record: header and payload."""
+    return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+@dataclass(frozen=True)
+class SegmentData:
+    """What a segment file holds: its valid records and whether a torn tail followed them."""
+
+    records: list[bytes]
+    valid_bytes: int
+    torn: bool
+
+
+def read_segment(path: Path) -> SegmentData:
+    """The valid records of a segment, stopping at the first torn or corrupt one."""
+    data = path.read_bytes()
+    records: list[bytes] = []
+    at = 0
+    n = len(data)
+    while at < n:
+        if n - at < HEADER.size:
+            return SegmentData(records, at, True)
+        magic, length, crc = HEADER.unpack_from(data, at)
+        end = at + HEADER.size + length
+        if magic != MAGIC or end > n:
+            return SegmentData(records, at, True)
+        payload = data[at + HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            return SegmentData(records, at, True)
+        records.append(payload)
+        at = end
+    return SegmentData(records, at, False)
+
+
+def segment_id(path: Path) -> str:
+    return path.name.rsplit(".", 1)[0]
+
+
+def sealed_segments(folder: Path) -> list[Path]:
+    """Sealed segments, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix == SEALED)
+
+
+def all_segments(folder: Path) -> list[Path]:
+    """Sealed and open segments, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (SEALED, OPEN))
+
+
+def spool_bytes(folder: Path) -> int:
+    total = 0
+    for p in all_segments(folder):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:  # compacted meanwhile
+            continue
+    return total
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def mark_done(segment: Path) -> None:
+    """Record that ``segment`` is durably written elsewhere, then remove it and the marker."""
+    marker = segment.with_suffix(DONE)
+    fd = os.open(marker, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(segment.parent)
+    segment.unlink(missing_ok=True)
+    _fsync_dir(segment.parent)
+    marker.unlink(missing_ok=True)
+
+
+def is_done(segment: Path) -> bool:
+    return segment.with_suffix(DONE).exists()
+
+
+def drop_done(segment: Path) -> None:
+    """Finish what :func:`mark_done` began before a crash."""
+    segment.unlink(missing_ok=True)
+    _fsync_dir(segment.parent)
+    segment.with_suffix(DONE).unlink(missing_ok=True)
+
+
+def recover(folder: Path) -> list[Path]:
+    """Seal the open segments a dead writer left (caller holds the lock); removes stray
+    markers. Returns the sealed segments, oldest first."""
+    for p in list(folder.iterdir()):
+        if p.suffix == OPEN:
+            p.rename(p.with_suffix(SEALED))
+        elif p.suffix == DONE and not p.with_suffix(SEALED).exists():
+            p.unlink(missing_ok=True)
+    _fsync_dir(folder)
+    return sealed_segments(folder)
+
+
+class SpoolLock:
+    """The exclusive right to write and compact one spool folder."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self._fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise ConflictError(
+                f"the prediction log spool {folder} is in use by another process",
+                where={"spool": str(folder)},
+                hint="Stop the other server (or worker) using this spool, or give this one "
+                "another worker number",
+                code="spool_in_use",
+            ) from None
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class SegmentWriter:
+    """Appends framed records to the open segment; rotates by size. Not thread-safe: the
+    logger serialises every call with one lock."""
+
+    def __init__(self, folder: Path, *, segment_bytes: int) -> None:
+        self.folder = folder
+        self.segment_bytes = segment_bytes
+        self._fd = -1
+        self._path: Path | None = None
+        self._size = 0
+        self._opened = 0.0
+        self._dirty = False
+        self._seq = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self._opened if self._fd >= 0 else 0.0
+
+    def _open(self) -> None:
+        self._seq += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"{stamp}-{os.getpid()}-{os.urandom(4).hex()}-{self._seq:06d}{OPEN}"
+        self._path = self.folder / name
+        self._fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o644)
+        _fsync_dir(self.folder)
+        self._size = 0
+        self._opened = time.monotonic()
+
+    def write(self, payloads: Iterable[bytes]) -> int:
+        """Write these records with one ``write`` call; returns the bytes written."""
+        data = b"".join(frame(p) for p in payloads)
+        if not data:
+            return 0
+        if self._fd >= 0 and self._size and self._size + len(data) > self.segment_bytes:
+            self.seal()
+        if self._fd < 0:
+            self._open()
+        view = memoryview(data)
+        while view:
+            done = os.write(self._fd, view)
+            view = view[done:]
+        self._size += len(data)
+        self._dirty = True
+        return len(data)
+
+    def fsync(self) -> None:
+        if self._fd >= 0 and self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def fsync_handle(self) -> int:
+        """A duplicate of the open segment's descriptor when it holds unsynced writes (the
+        caller fsyncs and closes it, without holding up writers meanwhile); else -1."""
+        if self._fd < 0 or not self._dirty:
+            return -1
+        self._dirty = False
+        return os.dup(self._fd)
+
+    def seal(self) -> Path | None:
+        """Close the open segment (fsynced) as ``<id>.seg``; None when none is open."""
+        if self._fd < 0 or self._path is None:
+            return None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        self._dirty = False
+        sealed = self._path.with_suffix(SEALED)
+        self._path.rename(sealed)
+        _fsync_dir(self.folder)
+        self._path = None
+        self._size = 0
+        return sealed
