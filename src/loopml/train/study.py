@@ -30,7 +30,7 @@ HEARTBEAT_S = 10  # how often a running trial says it is alive
 GRACE_S = 60  # a running trial silent this long is taken as dead (its process, any machine)
 
 
-def _heartbeats() -> dict[str, int]:
+def _heartbeats() -> dict[str, Any]:
     return {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
 
 
@@ -38,7 +38,7 @@ def _heartbeats() -> dict[str, int]:
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record the trial's heartbeat now and every ``HEARTBEAT_S`` until the block ends."""
     # Optuna keeps these private: the study's storage (wrapped in a cache), a trial's id
-    storage = getattr(study._storage, "_backend", study._storage)
+    storage: Any = getattr(study._storage, "_backend", study._storage)
     trial_id = trial._trial_id
     if getattr(storage, "heartbeat_interval", None) is None:
         yield
