@@ -75,7 +75,9 @@ class Settings(BaseSettings):
     serve_shutdown_grace: float = Field(
         30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM"
     )
-    serve_grpc_port: int = Field(0, ge=0, description="Open Inference Protocol gRPC port; 0: off")
+    serve_grpc_port: int = Field(
+        0, ge=0, le=65535, description="Open Inference Protocol gRPC port; 0: off"
+    )
     serve_workers: int = Field(1, ge=1, description="server processes sharing the port")
     log_flush_rows: int = Field(1000, description="prediction log: rows buffered before a flush")
     log_flush_seconds: float = Field(1.0, description="prediction log: longest wait for a flush")

@@ -237,9 +237,9 @@ def serve(
         typer.Option(
             "--grpc-port",
             min=0,
-            max=65535,
-            help="Also serve the Open Inference Protocol over gRPC on this port (on the same "
-            "host; tritonclient.grpc works); 0: off [default: 0, serve_grpc_port]",
+            help="Also serve the Open Inference Protocol over gRPC on this port, up to 65535 "
+            "(on the same host; tritonclient.grpc works); 0: off [default: 0, "
+            "serve_grpc_port]",
         ),
     ] = None,
     token: Annotated[str | None, typer.Option(hidden=True)] = None,
@@ -260,6 +260,10 @@ def serve(
             hint="Put the token in LOOPML_SERVE_TOKEN, or in a file named by --token-file",
         )
     models = serve_models(model)
+    if grpc_port is not None and grpc_port > 65535:
+        raise typer.BadParameter(
+            f"{grpc_port} is not a TCP port (0-65535)", param_hint="--grpc-port"
+        )
     with open_ws(ctx, workspace) as ws:
         host = host or ws.settings.serve_host
         port = ws.settings.serve_port if port is None else port

@@ -34,6 +34,19 @@ def _heartbeats() -> dict[str, Any]:
     return {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S}
 
 
+def quiet_heartbeat_warnings() -> None:
+    """Optuna calls heartbeats experimental (unchanged since 2.9) and warns that they are
+    meant for Study.optimize; loopml sends them itself around ask/tell (:func:`heartbeat`)."""
+    import warnings
+
+    import optuna
+
+    warnings.filterwarnings(
+        "ignore", category=optuna.exceptions.ExperimentalWarning, message=".*heartbeat.*"
+    )
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+
+
 @contextlib.contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Record the trial's heartbeat now and every ``HEARTBEAT_S`` until the block ends."""
@@ -70,6 +83,7 @@ def study_storage(ws: Workspace) -> optuna.storages.RDBStorage:
 
     from loopml.stores.sql import psycopg_uri
 
+    quiet_heartbeat_warnings()
     uri = ws.metadata_uri
     url = sa.engine.make_url(psycopg_uri(uri))
     if url.get_backend_name() == "sqlite":
