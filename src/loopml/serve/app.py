@@ -19,6 +19,7 @@ import asyncio
 import hmac
 import inspect
 import os
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -37,6 +38,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopml.errors import AuthError, InvalidInputError, LoopmlError, StoreError
 from loopml.predictions import PredictionLogger
@@ -46,12 +48,15 @@ from loopml.serve.events import log
 from loopml.serve.feedback import feedback_endpoint
 from loopml.serve.http import (
     JSON,
+    ClientGone,
     Guard,
+    error_response,
     http_error,
     json_response,
     loads,
     loopml_error,
     overloaded,
+    read_asgi_body,
     read_body,
     too_many_rows,
     unsupported_media_type,
@@ -484,13 +489,54 @@ class ModelServer:
 
     async def v1_predict(self, request: Request) -> Response:
         t0 = perf_counter()
-        name, version = split_ref(request.path_params["name"])
         body = await read_body(request, self.max_body_bytes)
+        key = request.headers.get("x-loopml-key")
+        content, runtime = await self._v1(request.path_params["name"], body, key, t0)
+        return Response(content, media_type=JSON, headers=runtime.version_header)
+
+    async def fast_v1(self, ref: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/models/{ref}:predict`` on the raw ASGI channel: the route's checks,
+        errors and answer, without Starlette's routing, Request and Response objects (a
+        third of the server's time per request; see :class:`FastPredict`)."""
+        t0 = perf_counter()
+        try:
+            headers = dict(scope["headers"])
+            kind = headers.get(b"content-type")
+            text = None if kind is None else kind.decode("latin-1")
+            if not is_json_type(text):
+                raise unsupported_media_type(text)
+            body = await read_asgi_body(
+                receive, headers.get(b"content-length"), self.max_body_bytes
+            )
+            key = headers.get(b"x-loopml-key")
+            content, runtime = await self._v1(
+                ref, body, None if key is None else key.decode("latin-1"), t0
+            )
+        except ClientGone:
+            return
+        except LoopmlError as exc:
+            await error_response(scope, exc)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    (b"x-loopml-version", runtime.version_bytes),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+    async def _v1(
+        self, ref: str, body: bytes, key: str | None, t0: float
+    ) -> tuple[bytes, ModelRuntime]:
+        name, version = split_ref(ref)
         # Pick the runtime after the last await before submitting: a hot swap between the
         # two would otherwise hand the rows to a batcher that is closing.
-        runtime = self._runtime(
-            name, version, "v1_predict", t0, request.headers.get("x-loopml-key")
-        )
+        runtime = self._runtime(name, version, "v1_predict", t0, key)
         try:
             instances = self._instances(loads(body))
             if not isinstance(instances, list):  # names what is wrong, as for records
@@ -503,7 +549,7 @@ class ModelServer:
             version,
             instances,
             endpoint="v1_predict",
-            key=request.headers.get("x-loopml-key"),
+            key=key,
             runtime=runtime,
             t0=t0,
         )
@@ -532,7 +578,7 @@ class ModelServer:
         content = orjson.dumps(
             {"model": name, "version": runtime.version, "predictions": predictions}
         )
-        return Response(content, media_type=JSON, headers=runtime.version_header)
+        return content, runtime
 
     async def v1_reload(self, request: Request) -> Response:
         models = self._models()
@@ -721,6 +767,27 @@ class ModelServer:
         ]
 
 
+V1_PREDICT = re.compile(r"^/v1/models/([^/]+):predict$")
+
+
+class FastPredict:
+    """ASGI middleware inside :class:`~loopml.serve.http.Guard` (so the Host check and
+    ``nosniff`` apply): ``POST /v1/models/{name}:predict`` goes straight to
+    :meth:`ModelServer.fast_v1`; everything else to the Starlette app."""
+
+    def __init__(self, app: ASGIApp, server: ModelServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            found = V1_PREDICT.match(scope["path"])
+            if found is not None:
+                await self.server.fast_v1(found.group(1), scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     ws: Workspace,
     *,
@@ -778,7 +845,10 @@ def create_app(
     app = Starlette(
         routes=server.routes(),
         lifespan=server.lifespan,
-        middleware=[Middleware(Guard, allowed_hosts=server.allowed_hosts)],
+        middleware=[
+            Middleware(Guard, allowed_hosts=server.allowed_hosts),
+            Middleware(FastPredict, server=server),
+        ],
         exception_handlers={LoopmlError: loopml_error, HTTPException: http_error},
     )
     app.state.server = server

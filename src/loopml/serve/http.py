@@ -206,12 +206,42 @@ def _error_response(
 async def loopml_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, LoopmlError):  # pragma: no cover - registered for LoopmlError only
         raise exc
+    return error_response(request.scope, exc)
+
+
+def error_response(scope: Scope, exc: LoopmlError) -> Response:
+    """The JSON answer to ``exc`` (logged as one ``request_error`` line)."""
     headers: dict[str, str] | None = None
     if isinstance(exc, AuthError):
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, OverloadedError):
         headers = {"Retry-After": str(exc.retry_after)}
-    return _error_response(request.scope, exc.http_status, exc.to_dict(), headers)
+    return _error_response(scope, exc.http_status, exc.to_dict(), headers)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nothing to answer."""
+
+
+async def read_asgi_body(receive: Receive, length: bytes | None, limit: int) -> bytes:
+    """:func:`read_body` on the raw ASGI channel (for the predict fast path)."""
+    if length is not None:
+        text = length.decode("latin-1")
+        if not text.isdigit() or int(text) > limit:
+            raise _too_large(text, limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(f"more than {size}", limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -306,17 +336,20 @@ class Guard:
 
 __all__ = [
     "BodyTooLargeError",
+    "ClientGone",
     "Guard",
     "InvalidJSONError",
     "MisdirectedRequestError",
     "OverloadedError",
     "TooManyRowsError",
     "UnsupportedMediaTypeError",
+    "error_response",
     "http_error",
     "json_response",
     "loads",
     "loopml_error",
     "overloaded",
+    "read_asgi_body",
     "read_body",
     "too_many_rows",
     "unsupported_media_type",

@@ -207,6 +207,7 @@ class ModelRuntime:
         self.version = loaded.version
         self.version_text = str(loaded.version)
         self.version_header = {"X-Loopml-Version": self.version_text}
+        self.version_bytes = self.version_text.encode()
         self.platform = f"loopml-{loaded.bundle.flavor}"
         classes = self.signature.classes if self.signature.task == "classification" else None
         self.classes: list[Any] | None = list(classes) if classes else None

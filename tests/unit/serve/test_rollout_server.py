@@ -144,3 +144,32 @@ def test_a_new_deployment_is_picked_up_within_a_second_without_a_failed_request(
         assert seen[-1] == 2
         assert time.monotonic() - t0 < 1.5
     ws.close()
+
+
+def test_v1_predict_takes_the_fast_path_with_the_routes_checks(
+    two_versions: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopml.serve.app as app_module
+
+    async def routed(*_a: Any) -> Any:
+        raise AssertionError("the Starlette route read a predict request")
+
+    monkeypatch.setattr(app_module, "read_body", routed)  # only the route reads through it
+    assert _predict(two_versions) == 1
+    client = two_versions["client"]
+    body = orjson.dumps({"instances": two_versions["rows"]})
+    wrong_type = client.post(
+        "/v1/models/cancer:predict", content=body, headers={"content-type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415 and wrong_type.json()["code"] == "unsupported_media_type"
+    assert wrong_type.headers["x-content-type-options"] == "nosniff"  # Guard still wraps it
+    foreign = client.post(
+        "/v1/models/cancer:predict",
+        content=body,
+        headers={"content-type": "application/json", "host": "evil.example"},
+    )
+    assert foreign.status_code == 421
+    unknown = client.post(
+        "/v1/models/nope:predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert unknown.status_code == 404 and unknown.json()["where"]["model"] == "nope"
