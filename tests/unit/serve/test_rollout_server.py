@@ -173,3 +173,29 @@ def test_v1_predict_takes_the_fast_path_with_the_routes_checks(
         "/v1/models/nope:predict", content=body, headers={"content-type": "application/json"}
     )
     assert unknown.status_code == 404 and unknown.json()["where"]["model"] == "nope"
+    # V2 infer takes it too, by name and by version
+    sig = server_signature(two_versions)
+    v2 = {
+        "inputs": [
+            {"name": f, "shape": [1], "datatype": "FP64", "data": [two_versions["rows"][0][f]]}
+            for f in sig
+        ]
+    }
+    for path in ("/v2/models/cancer/infer", "/v2/models/cancer/versions/1/infer"):
+        resp = client.post(
+            path, content=orjson.dumps(v2), headers={"content-type": "application/json"}
+        )
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["model_version"] == "1"
+        assert resp.headers["x-loopml-version"] == "1"
+    missing = client.post(
+        "/v2/models/cancer/versions/9/infer",
+        content=orjson.dumps(v2),
+        headers={"content-type": "application/json"},
+    )
+    assert missing.status_code == 404 and "error" in missing.json()  # the V2 error object
+
+
+def server_signature(ctx: dict[str, Any]) -> list[str]:
+    runtime = ctx["server"].models.runtime("cancer")
+    return [f.name for f in runtime.signature.inputs]
