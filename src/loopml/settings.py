@@ -79,8 +79,9 @@ class Settings(BaseSettings):
         0, ge=0, le=65535, description="Open Inference Protocol gRPC port; 0: off"
     )
     serve_workers: int = Field(1, ge=1, description="server processes sharing the port")
-    log_flush_rows: int = Field(1000, description="prediction log: rows buffered before a flush")
-    log_flush_seconds: float = Field(1.0, description="prediction log: longest wait for a flush")
+    log_flush_seconds: float = Field(
+        1.0, description="prediction log: longest a spool segment waits to go to the lake"
+    )
     log_fsync: str = Field(
         "interval",
         pattern="^(always|interval|never)$",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import inspect
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -193,8 +192,6 @@ class ModelServer:
         self.metrics = Metrics()
         self.models: ModelSet | None = None
         self.logger: PredictionLogger | None = None
-        # the logger's awaitable append (group commit, before the response), where it has one
-        self._append: Callable[..., Awaitable[None]] | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.startup_error: BaseException | None = None
         self.stopping = False
@@ -267,8 +264,6 @@ class ModelServer:
         self.models = models
         if self.log_predictions:
             self.logger = self._new_logger()
-            append = getattr(self.logger, "append", None)
-            self._append = append if inspect.iscoroutinefunction(append) else None
         reloader = (
             loop.create_task(self._reload_loop(), name="loopml-reload")
             if self.reload_interval > 0
@@ -456,14 +451,11 @@ class ModelServer:
         latency_ms: float,
         key: str | None,
     ) -> None:
-        loaded = runtime.loaded
-        if self._append is not None:
-            await self._append(loaded.name, loaded.version, columns, pred, ids, latency_ms, key=key)
-            return
-        logger = self.logger
-        if logger is not None:  # the buffering logger takes a frame
-            frame = runtime.frame_of(columns)
-            logger.log(loaded.name, loaded.version, frame, pred, ids, latency_ms)
+        if self.logger is not None:  # spooled before the answer (group commit per tick)
+            loaded = runtime.loaded
+            await self.logger.append(
+                loaded.name, loaded.version, columns, pred, ids, latency_ms, key=key
+            )
 
     # -- v1 ---------------------------------------------------------------------------------
 

@@ -216,7 +216,6 @@ class ModelRuntime:
         self.numeric = [f.name for f in self.signature.inputs if f.kind == NUMERIC]
         self.numeric_only = len(self.numeric) == len(self.signature.inputs)
         self.predict_columns, self.predictor_kind = columns_predictor(loaded)
-        self.frame_of = frame_builder(self.signature)  # for callers that need a frame
         # metric label tuples, built once
         self.labels = (served_name, self.version_text)
         batch_hist = metrics.batch_rows

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.stores.base import ANY_VERSION, Expected, MetadataStore
-from loopml.testing._common import Check, _equal, _opened, _raises, _unique
+from loopml.testing._common import Check, _equal, _opened, _race, _raises, _unique
 from loopml.testing.metadata import _model
 
 
@@ -62,41 +61,18 @@ def check_alias_race(factory: Callable[[], MetadataStore]) -> None:
             _versions(store, name, 6)
             if expected is not None:
                 store.set_alias(name, "champion", expected)
-        _race(factory, name, expected)
+        _promotions(factory, name, expected)
 
 
-def _race(factory: Callable[[], MetadataStore], name: str, expected: Expected) -> None:
+def _promotions(factory: Callable[[], MetadataStore], name: str, expected: Expected) -> None:
     writers = 4
-    won: list[int] = []
-    lost: list[BaseException] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    stores = [factory() for _ in range(writers)]
-    start = threading.Barrier(writers)
 
-    def work(store: MetadataStore, version: int) -> None:
-        try:
-            start.wait()
-            store.set_alias(name, "champion", version, expected=expected, actor=f"w{version}")
-            with lock:
-                won.append(version)
-        except ConflictError as exc:
-            with lock:
-                lost.append(exc)
-        except BaseException as exc:
-            errors.append(exc)
+    def promote(store: MetadataStore, i: int) -> int:
+        version = i + 2
+        store.set_alias(name, "champion", version, expected=expected, actor=f"w{version}")
+        return version
 
-    threads = [threading.Thread(target=work, args=(s, i + 2)) for i, s in enumerate(stores)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        for s in stores:
-            s.close()
-    if errors:
-        raise AssertionError(f"a racing promoter failed: {errors[0]!r}") from errors[0]
+    won, lost = _race(factory, writers, promote, "a racing promoter")
     _equal(len(won), 1, f"promoters that won (expected={expected!r})")
     _equal(len(lost), writers - 1, "promoters that got a conflict")
     for exc in lost:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from loopml.errors import ConflictError, InvalidInputError
 from loopml.stores.base import MetadataStore
 from loopml.stores.records import Deployment
-from loopml.testing._common import Check, _equal, _opened, _raises, _unique
+from loopml.testing._common import Check, _equal, _opened, _race, _raises, _unique
 
 
 def _dep(name: str, mode: str, routes: tuple[tuple[int, float], ...], **more: object) -> Deployment:
@@ -108,42 +107,19 @@ def check_deployment_race(factory: Callable[[], MetadataStore]) -> None:
         if expected is not None:
             with _opened(factory) as store:
                 store.set_deployment(_dep(name, "single", ((1, 100),)), expected_revision=None)
-        _race(factory, name, expected)
+        _changes(factory, name, expected)
 
 
-def _race(factory: Callable[[], MetadataStore], name: str, expected: int | None) -> None:
+def _changes(factory: Callable[[], MetadataStore], name: str, expected: int | None) -> None:
     writers = 4
-    won: list[int] = []
-    lost: list[ConflictError] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    stores = [factory() for _ in range(writers)]
-    start = threading.Barrier(writers)
 
-    def work(store: MetadataStore, version: int) -> None:
-        try:
-            start.wait()
-            dep = _dep(name, "single", ((version, 100),), updated_by=f"w{version}")
-            store.set_deployment(dep, expected_revision=expected)
-            with lock:
-                won.append(version)
-        except ConflictError as exc:
-            with lock:
-                lost.append(exc)
-        except BaseException as exc:
-            errors.append(exc)
+    def change(store: MetadataStore, i: int) -> int:
+        version = i + 2
+        dep = _dep(name, "single", ((version, 100),), updated_by=f"w{version}")
+        store.set_deployment(dep, expected_revision=expected)
+        return version
 
-    threads = [threading.Thread(target=work, args=(s, i + 2)) for i, s in enumerate(stores)]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        for s in stores:
-            s.close()
-    if errors:
-        raise AssertionError(f"a racing writer failed: {errors[0]!r}") from errors[0]
+    won, lost = _race(factory, writers, change, "a racing writer")
     _equal(len(won), 1, f"writers that won (expected={expected!r})")
     _equal(len(lost), writers - 1, "writers that got a conflict")
     for exc in lost:

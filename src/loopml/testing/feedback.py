@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -12,7 +11,7 @@ import numpy as np
 from loopml.errors import InvalidInputError
 from loopml.stores.base import MetadataStore
 from loopml.stores.records import Feedback
-from loopml.testing._common import Check, _equal, _opened, _raises
+from loopml.testing._common import Check, _equal, _opened, _race, _raises
 from loopml.utils import utcnow
 
 
@@ -107,32 +106,8 @@ def check_feedback_concurrent(factory: Callable[[], MetadataStore]) -> None:
     writers = 4
     at = utcnow()
     items = [Feedback(_pid(), i % 2, None, at, "race") for i in range(50)]
-    counts: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    stores = [factory() for _ in range(writers)]
-    start = threading.Barrier(writers)
-
-    def work(store: MetadataStore) -> None:
-        try:
-            start.wait()
-            n = store.add_feedback(items)
-            with lock:
-                counts.append(n)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        for s in stores:
-            s.close()
-    if errors:
-        raise AssertionError(f"a concurrent writer failed: {errors[0]!r}") from errors[0]
+    counts, _ = _race(factory, writers, lambda store, _i: store.add_feedback(items),
+                      "a concurrent writer")  # fmt: skip
     _equal(sum(counts), len(items), f"rows inserted in all (per writer {counts})")
     with _opened(factory) as store:
         stored = store.list_feedback(prediction_ids=[f.prediction_id for f in items])

@@ -18,7 +18,7 @@ from typing import Any
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError
 from loopml.stores.base import MetadataStore
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
-from loopml.testing._common import Check, _equal, _opened, _raises, _run_all, _unique
+from loopml.testing._common import Check, _equal, _opened, _race, _raises, _run_all, _unique
 from loopml.utils import process_owner
 
 _T0 = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
@@ -325,33 +325,12 @@ def check_model_version_race(factory: Callable[[], MetadataStore]) -> None:
     """Writers racing on one name (each with its own store) get distinct, gapless numbers."""
     name = _unique("model")
     writers, each = 4, 5
-    numbers: list[int] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    stores = [factory() for _ in range(writers)]
-    start = threading.Barrier(writers)
 
-    def work(store: MetadataStore) -> None:
-        try:
-            start.wait()
-            for _ in range(each):
-                version = store.add_model_version(_model(name)).version
-                with lock:
-                    numbers.append(version)
-        except BaseException as exc:
-            errors.append(exc)
+    def register(store: MetadataStore, _i: int) -> list[int]:
+        return [store.add_model_version(_model(name)).version for _ in range(each)]
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        for s in stores:
-            s.close()
-    if errors:
-        raise AssertionError(f"a racing writer failed: {errors[0]!r}") from errors[0]
+    got, _ = _race(factory, writers, register, "a racing writer")
+    numbers = [n for part in got for n in part]
     _equal(sorted(numbers), list(range(1, writers * each + 1)), "numbers handed out")
 
 
