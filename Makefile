@@ -16,6 +16,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 $(DEVSTAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps recbole==1.2.1  # MovieLens 100k as a data file; never imported
 	touch $(STAMP) $(DEVSTAMP)
 
 install: $(STAMP)

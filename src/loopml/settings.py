@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     serve_shutdown_grace: float = Field(
         30.0, gt=0, description="seconds in-flight requests get to finish on SIGTERM"
     )
+    serve_drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="on SIGTERM: seconds /v2/health/ready answers 503 while requests are "
+        "still served (so a load balancer stops sending) before the server stops accepting",
+    )
     serve_grpc_port: int = Field(
         0, ge=0, le=65535, description="Open Inference Protocol gRPC port; 0: off"
     )
@@ -94,8 +100,16 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, gt=0, description="prediction log: most bytes spooled locally"
     )
     actor: str = Field("", description="who is recorded moving aliases; default the OS user@host")
+    http_allow_hosts: str = Field(
+        "",
+        description="HTTP sources: hosts, addresses or networks (CIDR) that may be read even "
+        "though they are loopback, private or link-local, comma-separated",
+    )
+    http_allow_private: bool = Field(
+        False, description="HTTP sources: allow every loopback, private and link-local address"
+    )
 
-    @field_validator("serve_allowed_hosts", mode="before")
+    @field_validator("serve_allowed_hosts", "http_allow_hosts", mode="before")
     @classmethod
     def _hosts_as_text(cls, value: Any) -> Any:
         """A YAML list in the settings file reads like the comma-separated variable."""

@@ -75,7 +75,10 @@ def test_concurrent_ingests_of_the_same_content_make_one_version(
     assert {r.dataset.version for r in results} == {1}
     with open_workspace(root) as ws:
         assert [dv.version for dv in list_datasets(ws)] == [1]
-        assert ws.lake.list() == ["datasets/cancer/v=1/part-0.parquet"]
+        assert ws.lake.list() == [
+            "datasets/cancer/v=1/_stats.npz",
+            "datasets/cancer/v=1/part-00000.parquet",
+        ]
         pd.testing.assert_frame_equal(load_dataset(ws, "cancer"), frame)
 
 
@@ -123,7 +126,10 @@ def test_a_failing_record_removes_the_written_data(root: Path) -> None:
         res = ingest(ws, pd.DataFrame({"x": [1, 2]}), "doomed")
         assert res.created
         assert res.dataset.version == 1
-        assert ws.lake.list() == ["datasets/doomed/v=1/part-0.parquet"]
+        assert ws.lake.list() == [
+            "datasets/doomed/v=1/_stats.npz",
+            "datasets/doomed/v=1/part-00000.parquet",
+        ]
 
 
 def _dead_owner() -> dict[str, object]:
@@ -208,12 +214,15 @@ def test_an_ingest_killed_mid_way_leaves_nothing_in_the_way(
 
     with open_workspace(root) as ws:
         left = ws.lake.list("datasets/cancer")
-        assert "datasets/cancer/v=1/part-0.parquet" in left
+        assert "datasets/cancer/v=1/part-00000.parquet" in left
         assert [p for p in left if "/_claim-" in p]  # the killed ingest's claim is still there
         # the next ingest neither waits for the dead claim nor skips its number
         monkeypatch.setattr(importlib.import_module("loopml.data.ingest"), "_wait", _never_wait)
         res = ingest(ws, csv, "cancer")
         assert res.created
         assert res.dataset.version == 1
-        assert ws.lake.list("datasets") == ["datasets/cancer/v=1/part-0.parquet"]
+        assert ws.lake.list("datasets") == [
+            "datasets/cancer/v=1/_stats.npz",
+            "datasets/cancer/v=1/part-00000.parquet",
+        ]
         pd.testing.assert_frame_equal(load_dataset(ws, "cancer", verify=True), frame)

@@ -11,10 +11,15 @@ from loopml.data.ingest import (
     content_sha256,
     get_dataset,
     ingest,
+    ingest_stream,
+    iter_version,
     list_datasets,
     load_dataset,
     load_table,
     normalize,
+    read_version,
+    version_parts,
+    version_urls,
 )
 from loopml.data.schema import KINDS, check_columns, kind_of, schema_of
 from loopml.data.sources import (
@@ -25,9 +30,12 @@ from loopml.data.sources import (
     Source,
     TableSource,
     TsvSource,
+    register_scheme,
     source_for,
 )
-from loopml.data.stats import column_stats, compute_stats
+from loopml.data.stats import StreamingStats, column_stats, compute_stats
+from loopml.data.validate import ValidationError
+from loopml.data.versions import delete_version, diff_versions, head
 
 __all__ = [
     "KINDS",
@@ -37,20 +45,31 @@ __all__ = [
     "JsonLinesSource",
     "ParquetSource",
     "Source",
+    "StreamingStats",
     "TableSource",
     "TsvSource",
+    "ValidationError",
     "as_source",
     "check_columns",
     "column_stats",
     "compute_stats",
     "content_sha256",
+    "delete_version",
+    "diff_versions",
     "get_dataset",
+    "head",
     "ingest",
+    "ingest_stream",
+    "iter_version",
     "kind_of",
     "list_datasets",
     "load_dataset",
     "load_table",
     "normalize",
+    "read_version",
+    "register_scheme",
     "schema_of",
     "source_for",
+    "version_parts",
+    "version_urls",
 ]

@@ -1,63 +1,101 @@
 """Ingestion: a source becomes an immutable, numbered dataset version in the lake.
 
-The table is normalized (no schema metadata, dictionary columns decoded, all-empty columns as
-strings, NaN as null) and hashed; the same content ingested again returns the version that
-already holds it and writes nothing. New content becomes version ``latest + 1``: the data is
-written first (``datasets/<name>/v=<n>/part-0.parquet``), then recorded, and a failed record
-removes the data again, so neither a record without data nor stray data is left behind.
-Concurrent ingests of one dataset take turns through a claim marker in the version folder
-(the lake has no exclusive create), so no folder is ever written by two of them. A marker names
-the process that wrote it (:func:`loopml.utils.process_owner`): the claim of an ingest that was
-killed on this machine is taken over at once, so the next ingest gets its version number.
+The source is read in batches (:meth:`Source.batches`); each batch is normalized (no schema
+metadata, dictionary columns decoded, all-empty columns as strings, NaN as null), conformed to
+the first batch's columns and types, validated (:mod:`loopml.data.validate`), hashed, counted
+into streaming statistics and buffered into Parquet parts of bounded size
+(``datasets/<name>/v=<n>/part-00000.parquet``, ... or ``.../v=<n>/col=value/part-...`` when
+partitioned), so that the input's size never decides peak memory. See
+:mod:`loopml.data.engine` for the content hash: a function of the content, not of the batches.
+
+Modes: ``replace`` (the default) makes a fresh snapshot; ``append`` makes a version holding
+its parent's rows and the new ones, without rewriting the parent's files: its record lists
+every part (``parts``, also in ``_manifest.json`` in its folder) and readers follow that list.
+The same content ingested again returns the version that holds it and records nothing.
+
+The version folder is claimed first (see :func:`_claim`), then written, then recorded; a
+failed record or any error removes what was written, so neither a record without data nor
+stray data is left behind. Concurrent ingests of one dataset take turns through the claim
+marker (the lake has no exclusive create), so no folder is ever written by two of them. A
+marker names the process that wrote it (:func:`loopml.utils.process_owner`): the claim of an
+ingest that was killed on this machine is taken over at once, so the next ingest gets its
+version number.
+
+Resumable sources (an incremental SQL cursor, a stream) have their position recorded in the
+same metadata transaction as the version (:meth:`MetadataStore.add_dataset_version`), and
+acknowledged to the source only afterwards: a run that fails moves nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeAlias, Unpack
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data.dialect import CsvOptions
-from loopml.data.schema import check_columns, schema_of
-from loopml.data.sources import Source, TableSource, source_for
-from loopml.data.stats import compute_stats
+from loopml.data.engine import (
+    ContentHash,
+    PartWriter,
+    SchemaChangeError,
+    append_hash,
+    check_partition_columns,
+    combine_hashes,
+    conform,
+    describe_changes,
+    prefetch,
+    rebatch,
+    schema_changes,
+)
+from loopml.data.schema import check_columns, schema_from_stats
+from loopml.data.sources import ColumnTypeChange, CsvSource, Source, TableSource, source_for
+from loopml.data.stats import StreamingStats
+from loopml.data.validate import Failure, Quarantine, ValidationError, Validator, summary
 from loopml.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from loopml.names import check_name, parse_ref
 from loopml.stores.records import DatasetVersion
-from loopml.utils import new_id, owner_alive, process_owner, utcnow
+from loopml.utils import new_id, owner_alive, process_owner, shorten, utcnow
 
 if TYPE_CHECKING:
+    from loopml.project.data import DatasetSpec
     from loopml.workspace import Workspace
 
 DATASETS = "datasets"
-PART = "part-0.parquet"
+PART = "part-00000.parquet"  # the first part of a version (the only one of a small one)
+MANIFEST = "_manifest.json"
+SKETCH = "_stats.npz"
+MODES = ("replace", "append")
+ON_ERROR = ("fail", "skip-rows")
 _CLAIM = "_claim-"
 _OWNED, _BUSY, _ORPHANED = "owned", "busy", "orphaned"
 _STALE_AFTER = 60.0  # seconds a claim whose owner may be alive (another host) is waited for
 _MAX_ROUNDS = 100_000  # a bound on the claim loop (waits included: hours)
-_MAX_CONFLICTS = 20  # records refused as clashing before giving up
 _DIGITS = re.compile(r"[0-9]+")
+_MAX_WIDENED = 50  # columns re-read as text in one ingest (--allow-schema-change)
 
 SourceLike: TypeAlias = str | os.PathLike[str] | Source | pa.Table | pd.DataFrame
+Progress: TypeAlias = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """The dataset version holding the content, and whether this call created it."""
+    """The dataset version holding the content, and whether this call created it.
+
+    ``quarantine``: the report of rows set aside (``on_error="skip-rows"``), else None."""
 
     dataset: DatasetVersion
     created: bool
+    quarantine: dict[str, Any] | None = None
 
 
 def ingest(
@@ -66,99 +104,674 @@ def ingest(
     name: str,
     *,
     format: str | None = None,
-    **options: Unpack[CsvOptions],
+    mode: str | None = None,
+    partition_by: str | list[str] | None = None,
+    on_error: str = "fail",
+    allow_schema_change: bool = False,
+    batch_rows: int | None = None,
+    progress: Progress | None = None,
+    spec: DatasetSpec | None = None,
+    **options: Any,
 ) -> IngestResult:
     """Store ``source`` as the next version of dataset ``name``; unchanged content: no-op.
 
-    ``source`` is a path or URI (format from ``format`` or the extension), a
+    ``source`` is a path or URI (format from ``format`` or the extension; databases, HTTP and
+    streams by scheme, see :func:`~loopml.data.sources.source_for`), a
     :class:`~loopml.data.sources.Source`, a ``pyarrow.Table`` or a ``pandas.DataFrame``.
-    ``options`` read CSV files: ``delimiter``, ``encoding``, ``header``, ``decimal``
-    (see :class:`~loopml.data.dialect.CsvOptions`).
+    ``options`` go to the source (CSV: ``delimiter``, ``encoding``, ``header``, ``decimal``).
+
+    ``mode``: ``"replace"`` (a fresh snapshot; the default) or ``"append"`` (the latest
+    version's rows and these; the default for a resumable source that has a version already).
+    ``partition_by``: columns to write hive folders by. ``spec``: the declared schema and
+    expectations (:func:`loopml.project.data.load_dataset_specs`); failing rows go to
+    quarantine and the call raises :class:`~loopml.data.validate.ValidationError`, unless
+    ``on_error="skip-rows"``, which keeps the good rows. A column whose type differs from the
+    previous version's is refused unless ``allow_schema_change``. ``batch_rows`` bounds the
+    rows validated and quarantined together; ``progress(rows)`` is called after each batch.
     """
     check_name(name, "dataset")
-    src = as_source(source, format, **options)
-    table = normalize(src.read(), {"source": src.describe()})
-    sha = content_sha256(table)
-    found = ws.metadata.find_dataset_version(name, sha)
-    if found is not None:
-        return IngestResult(found, created=False)
+    _check_choice(mode, (None, *MODES), "mode")
+    _check_choice(on_error, ON_ERROR, "on_error")
+    if batch_rows is not None and (
+        isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1
+    ):
+        raise InvalidInputError(
+            f"batch_rows must be a positive whole number, got {batch_rows!r}",
+            where={"field": "batch_rows"},
+            hint="e.g. --batch-rows 100000",
+        )
+    columns = [partition_by] if isinstance(partition_by, str) else list(partition_by or [])
+    validator = Validator(spec)
+    src = as_source(source, format, **_with_settings(ws, source, options))
+    try:
+        _prepare(src, validator, batch_rows)
+        if src.key is not None:
+            src.resume(ws.metadata.get_source_position(name, src.key))
+        for attempt in range(_MAX_WIDENED + 1):
+            if attempt:
+                validator = Validator(spec)  # a fresh one: the keys seen were not ingested
+            try:
+                return _ingest(
+                    ws,
+                    src,
+                    name,
+                    mode=mode,
+                    partition_by=columns,
+                    on_error=on_error,
+                    allow_schema_change=allow_schema_change,
+                    batch_rows=batch_rows,
+                    progress=progress,
+                    validator=validator,
+                )
+            except ColumnTypeChange as exc:
+                # a CSV column whose later values do not fit the type inferred from the first
+                # block: with consent, read the file again with the column as text
+                if not allow_schema_change or not isinstance(src, CsvSource):
+                    raise
+                types = dict(src.column_types or {})
+                if exc.column in types:
+                    raise
+                types[exc.column] = pa.string()
+                src.column_types = types
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        src.close()
 
-    stats = compute_stats(table)
-    schema = schema_of(table, stats)
 
-    def record(version: int) -> DatasetVersion:
-        return DatasetVersion(
-            name=name,
-            version=version,
-            sha256=sha,
-            path=_folder(name, version),
-            num_rows=table.num_rows,
-            schema=schema,
-            stats=stats,
-            source=src.describe(),
-            created_at=utcnow(),
-            num_bytes=int(table.nbytes),
+def _check_choice(value: object, allowed: tuple[object, ...], what: str) -> None:
+    if value not in allowed:
+        shown = ", ".join(str(a) for a in allowed if a is not None)
+        raise InvalidInputError(
+            f"{what} must be one of {shown}, got {value!r}",
+            where={"field": what},
+            hint=f"Use one of {shown}",
         )
 
-    return _store(ws, name, sha, table, record)
+
+def _prepare(src: Source, validator: Validator, batch_rows: int | None) -> None:
+    """Hand the declared column types and the batch size to sources that use them."""
+    types = validator.types()
+    if types and hasattr(src, "column_types"):
+        src.column_types = types
+    if batch_rows is not None and hasattr(src, "batch_rows"):
+        src.batch_rows = batch_rows
 
 
-def _store(
+def _latest(ws: Workspace, name: str) -> DatasetVersion | None:
+    try:
+        return ws.metadata.get_dataset_version(name)
+    except NotFoundError:
+        return None
+
+
+def _normalized(src: Source, batch_rows: int | None) -> Generator[pa.RecordBatch, None, None]:
+    where = {"source": src.describe()}
+    pieces = src.batches()
+    if src.prefetch:
+        pieces = prefetch(pieces)
+    for batch in rebatch(pieces, batch_rows):
+        table = normalize(pa.Table.from_batches([batch]), where)
+        yield from table.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)]
+
+
+def _ingest(
     ws: Workspace,
+    src: Source,
     name: str,
-    sha: str,
-    table: pa.Table,
-    record: Callable[[int], DatasetVersion],
+    *,
+    mode: str | None,
+    partition_by: list[str],
+    on_error: str,
+    allow_schema_change: bool,
+    batch_rows: int | None,
+    progress: Progress | None,
+    validator: Validator,
 ) -> IngestResult:
-    """Write and record ``table`` as version ``latest + 1``, safe against concurrent ingests.
+    batches = _normalized(src, batch_rows)
+    try:
+        return _ingest_batches(
+            ws,
+            src,
+            name,
+            batches,
+            mode=mode,
+            partition_by=partition_by,
+            on_error=on_error,
+            allow_schema_change=allow_schema_change,
+            progress=progress,
+            validator=validator,
+        )
+    finally:
+        batches.close()  # stops a reading thread, before the source is closed
 
-    The version folder is claimed first (see :func:`_claim`). An ingest that finds the next
-    folder claimed by another waits for it to be recorded, then returns that version when it
-    holds the same content, or moves on to the number after it: numbers stay consecutive and
-    no folder is ever written by two ingests. A folder whose claims all belong to processes of
-    this machine that are gone is emptied and claimed again at once (same number); a claim
-    whose owner cannot be checked (another host, an older loopml) is skipped after
-    ``_STALE_AFTER`` seconds, data left without a claim or record at once.
+
+def _ingest_batches(
+    ws: Workspace,
+    src: Source,
+    name: str,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    mode: str | None,
+    partition_by: list[str],
+    on_error: str,
+    allow_schema_change: bool,
+    progress: Progress | None,
+    validator: Validator,
+) -> IngestResult:
+    where = {"source": src.describe(), "dataset": name}
+    first = next((b for b in batches if b.num_rows), None)
+    latest = _latest(ws, name)
+    if first is None:
+        if latest is not None and src.key is not None:
+            return IngestResult(latest, created=False)  # nothing new past the position
+        raise InvalidInputError(
+            f"{src.describe()} has no rows",
+            where=where,
+            hint="Give a source with at least one data row",
+        )
+    mode = mode or ("append" if src.key is not None and latest is not None else "replace")
+    parent = latest if mode == "append" else None
+    if parent is not None:
+        if partition_by and partition_by != parent.partition_by:
+            raise InvalidInputError(
+                f"cannot append to {name}@{parent.version} partitioned by {partition_by}: it is "
+                f"partitioned by {parent.partition_by or 'nothing'}",
+                where={**where, "partition_by": partition_by},
+                hint="Leave out --partition-by when appending (the parent's is kept), or "
+                "ingest with --mode replace",
+            )
+        partition_by = list(parent.partition_by)
+    check_partition_columns(first.schema, partition_by, where)
+    schema = validator.declared_schema(first.schema)  # declared types: what batches become
+    schema = _keep_types(parent or latest, schema)
+    _check_schema_change(name, latest, parent, schema, allow_schema_change, where)
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        yield first
+        yield from batches
+
+    folder, claim, version = _claim_next(ws, name)
+    written: list[str] = []  # what this ingest wrote into the folder (others may claim it)
+    writer = PartWriter(ws.lake, folder, partition_by, written=written)
+    try:
+        result = _write(
+            ws,
+            src,
+            name,
+            version,
+            folder,
+            rows(),
+            writer,
+            schema,
+            mode=mode,
+            latest=latest,
+            parent=parent,
+            partition_by=partition_by,
+            on_error=on_error,
+            progress=progress,
+            validator=validator,
+        )
+    except BaseException as exc:
+        writer.abort()
+        for path in written:
+            _discard(ws, path)
+        _discard(ws, claim)
+        if isinstance(exc, _Twin):
+            return exc.result
+        raise
+    _discard(ws, claim)
+    if result.created and src.key is not None and (position := src.position()) is not None:
+        src.committed(position)
+    return result
+
+
+def _keep_types(before: DatasetVersion | None, schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the previous version's type for columns whose values convert to it
+    without loss (integers into floats, all-empty columns into anything): a file that happens
+    to hold whole numbers in a float column keeps the column a float."""
+    if before is None:
+        return schema
+    from loopml.data.engine import widens
+    from loopml.project.data import arrow_type
+
+    old = {c["name"]: c["type"] for c in before.schema}
+    fields = []
+    for field in schema:
+        typ = field.type
+        if field.name in old and old[field.name] != str(typ):
+            try:
+                target = arrow_type(old[field.name], field.name)
+            except InvalidInputError:
+                target = None
+            if target is not None and widens(typ, target):
+                typ = target
+        fields.append(pa.field(field.name, typ))
+    return pa.schema(fields)
+
+
+def _check_schema_change(
+    name: str,
+    latest: DatasetVersion | None,
+    parent: DatasetVersion | None,
+    schema: pa.Schema,
+    allowed: bool,
+    where: dict[str, Any],
+) -> None:
+    """Refuse a type change against the previous version (and any change when appending)."""
+    before = parent or latest
+    if before is None:
+        return
+    new = [{"name": f.name, "type": str(f.type)} for f in schema]
+    changes = schema_changes(before.schema, new)
+    if not changes:
+        return
+    if parent is not None:
+        raise SchemaChangeError(
+            f"cannot append to {name}@{parent.version}: the columns differ "
+            f"({describe_changes(changes)})",
+            where=where,
+            hint="Appended rows must have the parent's columns and types; ingest them with "
+            "--mode replace (and --allow-schema-change for a type change)",
+            changes=changes,
+        )
+    if allowed or not any(c["change"] == "type" for c in changes):
+        return
+    raise SchemaChangeError(
+        f"the schema of {name} changes against version {before.version}: "
+        f"{describe_changes(changes)}",
+        where=where,
+        hint="Pass --allow-schema-change (allow_schema_change=True) if the change is meant, "
+        "or fix the source",
+        changes=changes,
+    )
+
+
+def _write(
+    ws: Workspace,
+    src: Source,
+    name: str,
+    version: int,
+    folder: str,
+    batches: Iterator[pa.RecordBatch],
+    writer: PartWriter,
+    schema: pa.Schema,
+    *,
+    mode: str,
+    latest: DatasetVersion | None,
+    parent: DatasetVersion | None,
+    partition_by: list[str],
+    on_error: str,
+    progress: Progress | None,
+    validator: Validator,
+) -> IngestResult:
+    where = {"source": src.describe(), "dataset": name}
+    written = writer.written
+    quarantine = Quarantine(ws.lake, name, src.describe())
+    stats = _parent_stats(ws, parent, schema) if parent is not None else None
+    stats = stats or StreamingStats(schema)
+    seen = kept = 0
+    for batch in batches:
+        first_row = seen
+        seen += batch.num_rows
+        batch, bad, failures = validator.check(batch, first_row)
+        if failures:
+            if on_error == "fail":
+                quarantine.add(batch, failures)
+                _refuse(quarantine, kept, where)
+            if bad is None:
+                quarantine.add(batch, failures)
+                continue
+            quarantine.add(batch.filter(pa.array(bad)), failures)
+            batch = batch.filter(pa.array(~bad))
+        batch = conform(batch, schema, {**where, "row": first_row + 1})
+        if not batch.num_rows:
+            continue
+        writer.add(batch)
+        stats.update(batch)
+        kept += batch.num_rows
+        if progress is not None:
+            progress(seen)
+    final = validator.finish(kept)
+    if final:
+        quarantine.add(pa.RecordBatch.from_pylist([]), final)
+        _refuse(quarantine, kept, where)
+    if not kept:
+        _refuse(quarantine, kept, where)
+    writer.close()
+    delta = writer.content_sha256()
+    sha = append_hash(parent.sha256, delta) if parent is not None else delta
+    report = quarantine.write(kept, "kept the good rows") if quarantine.failures else None
+    twin = ws.metadata.find_dataset_version(name, sha)
+    if twin is None and parent is not None and src.key is None and _delta(ws, parent) == delta:
+        twin = parent  # these rows are what the latest version added: appended already
+    if twin is not None:
+        raise _Twin(IngestResult(twin, created=False, quarantine=report))
+    parts = writer.parts()
+    if parent is not None:
+        parts = [*version_parts(ws, parent), *parts]
+    result = stats.result()
+    written.append(f"{folder}/{SKETCH}")
+    ws.lake.write_bytes(f"{folder}/{SKETCH}", stats.to_bytes())
+    if parent is not None:
+        manifest = {
+            "dataset": name,
+            "version": version,
+            "parent": parent.version,
+            "delta_sha256": delta,
+            "parts": parts,
+        }
+        written.append(f"{folder}/{MANIFEST}")
+        ws.lake.write_bytes(f"{folder}/{MANIFEST}", json.dumps(manifest, indent=1).encode())
+    rows_before = parent.num_rows if parent is not None else 0
+    bytes_before = parent.num_bytes if parent is not None else 0
+    dv = DatasetVersion(
+        name=name,
+        version=version,
+        sha256=sha,
+        path=folder,
+        num_rows=rows_before + kept,
+        schema=schema_from_stats(schema, result),
+        stats=result,
+        source=src.describe(),
+        created_at=utcnow(),
+        num_bytes=bytes_before + int(writer.bytes),
+        parent=None if latest is None else latest.version,
+        mode=mode,
+        parts=parts,
+        partition_by=partition_by,
+    )
+    position = src.position() if src.key is not None else None
+    try:
+        recorded = ws.metadata.add_dataset_version(
+            dv, position=None if position is None or src.key is None else (src.key, position)
+        )
+    except ConflictError:
+        # recorded meanwhile by a writer that did not claim the folder: this content (then
+        # it is returned) or this number (then the folder is theirs and is left alone)
+        twin = ws.metadata.find_dataset_version(name, sha)
+        if _is_recorded(ws, name, version):
+            written.clear()
+        if twin is not None:
+            raise _Twin(IngestResult(twin, created=False, quarantine=report)) from None
+        raise
+    return IngestResult(recorded, created=True, quarantine=report)
+
+
+class _Twin(Exception):
+    """The content is recorded already (as ``result``): what was written goes."""
+
+    def __init__(self, result: IngestResult) -> None:
+        super().__init__(result.dataset.version)
+        self.result = result
+
+
+def _delta(ws: Workspace, dv: DatasetVersion) -> str | None:
+    """The hash of the rows ``dv`` added to its parent (all its rows, if it replaced it)."""
+    if dv.mode != "append":
+        return dv.sha256
+    try:
+        return str(json.loads(ws.lake.read_bytes(f"{dv.path}/{MANIFEST}"))["delta_sha256"])
+    except (NotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _refuse(quarantine: Quarantine, kept: int, where: dict[str, Any]) -> None:
+    report = quarantine.write(kept, "refused: nothing ingested")
+    failures = quarantine.failures
+    detail = summary(failures) if failures else "no row passed"
+    raise ValidationError(
+        f"{where['source']} fails validation of dataset {where['dataset']}: {detail}",
+        where={**where, "quarantine": report["url"]},
+        hint="Fix the source, or pass --on-error skip-rows to keep the good rows; the report "
+        "(report.txt, report.json) and the failing rows are in the quarantine folder",
+        report=report,
+    )
+
+
+def _parent_stats(
+    ws: Workspace, parent: DatasetVersion, schema: pa.Schema
+) -> StreamingStats | None:
+    """The parent's saved statistics state, or one rebuilt from its files."""
+    try:
+        return StreamingStats.from_bytes(ws.lake.read_bytes(f"{parent.path}/{SKETCH}"), schema)
+    except (NotFoundError, ValueError, KeyError, OSError):
+        pass
+    stats = StreamingStats(schema)
+    for part in version_parts(ws, parent):
+        table = normalize(ws.lake.read_table(part))
+        for batch in table.to_batches():
+            stats.update(conform(batch, schema, {"dataset": parent.name}))
+    return stats
+
+
+# -- streams ----------------------------------------------------------------------------------
+
+
+class _Cut(Source):
+    """One micro-batch of a streaming source, as a source of its own."""
+
+    format = "stream"
+
+    def __init__(self, inner: Source, table: pa.Table) -> None:
+        self.inner = inner
+        self.table = table
+        self.key = inner.key
+        self._position = inner.position()
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def read(self) -> pa.Table:
+        return self.table
+
+    def position(self) -> dict[str, Any] | None:
+        return self._position
+
+    def committed(self, position: dict[str, Any]) -> None:
+        self.inner.committed(position)
+
+
+def ingest_stream(
+    ws: Workspace,
+    source: SourceLike,
+    name: str,
+    *,
+    max_records: int | None = None,
+    idle_timeout: float | None = None,
+    micro_batch_rows: int = 10_000,
+    micro_batch_seconds: float = 5.0,
+    partition_by: str | list[str] | None = None,
+    on_error: str = "fail",
+    progress: Progress | None = None,
+    spec: DatasetSpec | None = None,
+    **options: Any,
+) -> list[IngestResult]:
+    """Append a streaming source to ``name`` in micro-batches, one version each.
+
+    A micro-batch is cut at ``micro_batch_rows`` records or ``micro_batch_seconds`` after its
+    first record, whichever comes first, and recorded with the source's position; the source
+    is acknowledged after that. The run stops after ``max_records`` records or when nothing
+    arrived for ``idle_timeout`` seconds (None: never). An interrupt (Ctrl-C, SIGTERM) drops
+    the micro-batch in progress: it was not acknowledged, so the next run reads it again.
+    """
+    check_name(name, "dataset")
+    for value, what in ((max_records, "max_records"), (micro_batch_rows, "micro_batch_rows")):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise InvalidInputError(
+                f"{what} must be a positive whole number, got {value!r}",
+                where={"field": what},
+                hint="e.g. --max-records 1000",
+            )
+    src = as_source(source, None, **_with_settings(ws, source, options))
+    _check_choice(on_error, ON_ERROR, "on_error")
+    if hasattr(src, "on_error") and hasattr(src, "rejected"):
+        src.on_error = on_error  # bad messages: stop (fail) or set aside (skip-rows)
+    if not src.streaming:
+        src.close()
+        raise InvalidInputError(
+            f"{src.describe()} is not a stream",
+            where={"source": src.describe()},
+            hint="Ingest it with loopml data ingest (without --max-records/--idle-timeout), "
+            "or give a stream: mqtt://, redis://...?stream=, - (standard input), --follow",
+        )
+    validator = Validator(spec)
+    results: list[IngestResult] = []
+    total = 0
+    with _sigterm_as_interrupt():
+        try:
+            if src.key is not None:
+                src.resume(ws.metadata.get_source_position(name, src.key))
+            idle_since = time.monotonic()
+            while max_records is None or total < max_records:
+                table, idle = _cut(
+                    src,
+                    micro_batch_rows,
+                    micro_batch_seconds,
+                    idle_timeout,
+                    idle_since,
+                    None if max_records is None else max_records - total,
+                )
+                _quarantine_rejected(ws, name, src)
+                if table is None:
+                    if idle:
+                        break
+                    continue
+                res = _ingest(
+                    ws,
+                    _Cut(src, table),
+                    name,
+                    mode="append",
+                    partition_by=[partition_by]
+                    if isinstance(partition_by, str)
+                    else list(partition_by or []),
+                    on_error=on_error,
+                    allow_schema_change=False,
+                    batch_rows=None,
+                    progress=None,
+                    validator=validator,
+                )
+                results.append(res)
+                idle_since = time.monotonic()  # idle counts the waiting, not the writing
+                total += table.num_rows
+                if progress is not None:
+                    progress(total)
+        finally:
+            src.close()
+    return results
+
+
+def _cut(
+    src: Source,
+    rows: int,
+    seconds: float,
+    idle_timeout: float | None,
+    idle_since: float,
+    left: int | None,
+) -> tuple[pa.Table | None, bool]:
+    """One micro-batch: ``(table, False)``, or ``(None, True)`` once idle for too long."""
+    pieces: list[pa.Table] = []
+    count = 0
+    started: float | None = None
+    limit = rows if left is None else min(rows, left)
+    while count < limit:
+        now = time.monotonic()
+        if started is not None:
+            wait = seconds - (now - started)
+            if wait <= 0:
+                break
+        elif idle_timeout is not None:
+            wait = idle_timeout - (now - idle_since)
+            if wait <= 0:
+                return None, True
+            wait = min(wait, seconds)
+        else:
+            wait = seconds
+        got = src.poll(limit - count, max(wait, 0.0))
+        if got is None or not got.num_rows:
+            if getattr(src, "exhausted", False):  # a bounded stream (stdin) has ended
+                if not pieces:
+                    return None, True
+                break
+            continue
+        if started is None:
+            started = time.monotonic()
+        pieces.append(got)
+        count += got.num_rows
+    if not pieces:
+        return None, False
+    return pa.concat_tables(pieces, promote_options="default"), False
+
+
+def _quarantine_rejected(ws: Workspace, name: str, src: Source) -> None:
+    """Messages a stream set aside (``on_error="skip-rows"``) go to the quarantine folder."""
+    rejected = getattr(src, "rejected", None)
+    if not rejected:
+        return
+    taken = list(rejected)
+    rejected.clear()
+    quarantine = Quarantine(ws.lake, name, src.describe())
+    rows = pa.RecordBatch.from_pylist(
+        [
+            {"where": json.dumps(r["where"], default=str), "raw": r["raw"], "reason": r["reason"]}
+            for r in taken
+        ]
+    )
+    examples = [{"row": r["where"], "raw": shorten(r["raw"].strip(), 200)} for r in taken[:5]]
+    quarantine.add(rows, [Failure(None, "json", taken[0]["reason"], len(taken), examples)])
+    quarantine.write(0, "skipped messages that are not JSON objects")
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM raises KeyboardInterrupt in the main thread while a stream is ingested."""
+
+    def __enter__(self) -> None:
+        self._old: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+# -- claims -----------------------------------------------------------------------------------
+
+
+def _claim_next(ws: Workspace, name: str) -> tuple[str, str, int]:
+    """``(folder, claim marker, version)`` of the next version folder, claimed by this ingest.
+
+    An ingest that finds the next folder claimed by another waits for it to be recorded, then
+    moves on to the number after it: numbers stay consecutive and no folder is ever written by
+    two ingests. A folder whose claims all belong to processes of this machine that are gone
+    is emptied and claimed again at once (same number); a claim whose owner cannot be checked
+    (another host, an older loopml) is skipped after ``_STALE_AFTER`` seconds, data left
+    without a claim or record at once.
     """
     skip_below = 0  # numbers below this are held by folders that will never be recorded
     waiting_on, waited_since, pause = 0, 0.0, 0.005
-    conflicts = 0
     for _ in range(_MAX_ROUNDS):
-        twin = ws.metadata.find_dataset_version(name, sha)
-        if twin is not None:
-            return IngestResult(twin, created=False)
         version = max(ws.metadata.latest_dataset_version(name) + 1, skip_below)
         folder = _folder(name, version)
         claim, state = _claim(ws, folder, partial(_is_recorded, ws, name, version))
+        if state == _OWNED:
+            return folder, claim, version
         if state == _ORPHANED:
             skip_below = version + 1
             continue
-        if state == _BUSY:
-            now = time.monotonic()
-            if version != waiting_on:
-                waiting_on, waited_since, pause = version, now, 0.005
-            elif now - waited_since > _STALE_AFTER:
-                skip_below = version + 1
-                continue
-            _wait(random.uniform(pause / 2, pause))
-            pause = min(pause * 2, 0.5)
+        now = time.monotonic()
+        if version != waiting_on:
+            waiting_on, waited_since, pause = version, now, 0.005
+        elif now - waited_since > _STALE_AFTER:
+            skip_below = version + 1
             continue
-        try:
-            ws.lake.write_table(f"{folder}/{PART}", table)
-            recorded = ws.metadata.add_dataset_version(record(version))
-        except ConflictError:
-            # recorded meanwhile by a writer that did not claim the folder: this content (the
-            # next round returns it) or this number (the folder is theirs and is left alone)
-            conflicts += 1
-            _discard(ws, claim if _is_recorded(ws, name, version) else folder)
-            if conflicts >= _MAX_CONFLICTS:
-                raise
-            continue
-        except BaseException:
-            _discard(ws, folder)
-            raise
-        _discard(ws, claim)
-        return IngestResult(recorded, created=True)
+        _wait(random.uniform(pause / 2, pause))
+        pause = min(pause * 2, 0.5)
     raise ConflictError(
         f"could not add a version of dataset {name!r}: other ingests kept every version "
         f"number busy ({_MAX_ROUNDS} tries)",
@@ -171,9 +784,14 @@ def _wait(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def as_source(
-    source: SourceLike, format: str | None = None, **options: Unpack[CsvOptions]
-) -> Source:
+def _with_settings(ws: Workspace, source: object, options: dict[str, Any]) -> dict[str, Any]:
+    """HTTP sources read the workspace's settings (allowed hosts) unless given others."""
+    if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+        return {"settings": ws.settings, **options}
+    return options
+
+
+def as_source(source: SourceLike, format: str | None = None, **options: Any) -> Source:
     """``source`` as a :class:`Source` (paths by ``format`` or extension, CSV ``options``)."""
     if isinstance(source, Source | pa.Table | pd.DataFrame):
         given = {"format": format, **options}
@@ -216,31 +834,13 @@ def normalize(table: pa.Table, where: dict[str, Any] | None = None) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=pa.schema(fields)).combine_chunks()
 
 
-class _HashSink:
-    """A write-only file that feeds sha256 instead of storing bytes."""
-
-    def __init__(self) -> None:
-        self.hash = hashlib.sha256()
-        self.closed = False
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data)
-        self.hash.update(view)
-        return view.nbytes
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def content_sha256(table: pa.Table) -> str:
-    """sha256 of the Arrow IPC stream of ``table`` (normalize it first for a canonical hash)."""
-    sink = _HashSink()
-    with pa.PythonFile(sink, mode="w") as out, pa.ipc.new_stream(out, table.schema) as writer:
-        writer.write_table(table)
-    return sink.hash.hexdigest()
+    """sha256 of ``table`` as ingestion hashes it: the Arrow IPC stream of its rows in chunks
+    of :data:`~loopml.data.engine.CANON_ROWS` (normalize it first for a canonical hash)."""
+    digest = ContentHash(table.schema)
+    for batch in table.to_batches():
+        digest.update(batch)
+    return digest.hexdigest()
 
 
 def _folder(name: str, version: int) -> str:
@@ -333,6 +933,86 @@ def list_datasets(ws: Workspace, name: str | None = None) -> list[DatasetVersion
     return ws.metadata.list_dataset_versions(name)
 
 
+def version_parts(ws: Workspace, dv: DatasetVersion) -> list[str]:
+    """The lake paths of the Parquet files holding ``dv``'s rows, in order (an append version
+    lists its parent's files first)."""
+    if dv.parts:
+        return list(dv.parts)
+    found = [p for p in ws.lake.list(dv.path) if _is_part(p)]
+    if not found:
+        raise NotFoundError(
+            f"no Parquet file for dataset {dv.name}@{dv.version} under {ws.lake.url(dv.path)}",
+            where={"dataset": f"{dv.name}@{dv.version}", "url": ws.lake.url(dv.path)},
+            hint="The files were removed outside loopml; ingest the source again",
+        )
+    return found
+
+
+def _is_part(path: str) -> bool:
+    base = path.rsplit("/", 1)[-1]
+    return base.endswith(".parquet") and not base.startswith((".", "_"))
+
+
+def version_urls(ws: Workspace, dv: DatasetVersion) -> list[str]:
+    """The URLs of :func:`version_parts`, for DuckDB, Spark or pandas reading without loopml."""
+    return [ws.lake.url(p) for p in version_parts(ws, dv)]
+
+
+def read_version(ws: Workspace, dv: DatasetVersion, *, verify: bool = False) -> pa.Table:
+    """The rows of the recorded version ``dv`` (following its parts list)."""
+    parts = version_parts(ws, dv) if dv.parts else None
+    if parts is None:
+        table = ws.lake.read_table(dv.path)
+    else:
+        tables = [ws.lake.read_table(p) for p in parts]
+        table = (
+            tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+        )
+    if verify:
+        actual = version_sha256(ws, dv)
+        if actual != dv.sha256:
+            raise IntegrityError(
+                f"dataset {dv.name}@{dv.version} in the lake does not match what was ingested "
+                f"(sha256 {actual[:12]}…, recorded {dv.sha256[:12]}…)",
+                where={"dataset": f"{dv.name}@{dv.version}", "url": ws.lake.url(dv.path)},
+                hint="The files were changed outside loopml; ingest the source again",
+            )
+    return table
+
+
+def iter_version(ws: Workspace, dv: DatasetVersion) -> Iterator[pa.RecordBatch]:
+    """The rows of ``dv`` batch by batch, one part in memory at a time."""
+    for part in version_parts(ws, dv):
+        yield from ws.lake.read_table(part).to_batches()
+
+
+def version_sha256(ws: Workspace, dv: DatasetVersion) -> str:
+    """The content hash of what the lake holds for ``dv``, computed as ingestion does."""
+    where = {"dataset": f"{dv.name}@{dv.version}"}
+    if not dv.parts:  # before parts lists: one table
+        return content_sha256(normalize(ws.lake.read_table(dv.path), where))
+    own = [p for p in dv.parts if p.startswith(f"{dv.path}/")]
+    if dv.mode == "append" and dv.parent is not None and len(own) != len(dv.parts):
+        parent = ws.metadata.get_dataset_version(dv.name, dv.parent)
+        return append_hash(parent.sha256, _parts_sha(ws, dv, own, where))
+    return _parts_sha(ws, dv, own, where)
+
+
+def _parts_sha(ws: Workspace, dv: DatasetVersion, parts: list[str], where: dict[str, Any]) -> str:
+    groups: dict[str, ContentHash] = {}
+    for part in parts:
+        folder = (
+            part[len(dv.path) + 1 :].rsplit("/", 1)[0] if "/" in part[len(dv.path) + 1 :] else ""
+        )
+        table = normalize(ws.lake.read_table(part), where)
+        digest = groups.setdefault(folder, ContentHash(table.schema))
+        for batch in table.to_batches():
+            digest.update(batch)
+    if not dv.partition_by:
+        return groups[""].hexdigest() if "" in groups else content_sha256(pa.table({}))
+    return combine_hashes({f: h.hexdigest() for f, h in groups.items()})
+
+
 def load_table(
     ws: Workspace, name: str, version: int | str | None = None, *, verify: bool = False
 ) -> pa.Table:
@@ -344,17 +1024,7 @@ def load_table(
     check_name(name, "dataset")
     number = None if version is None else _version(version, f"{name}@{version}")
     dv = ws.metadata.get_dataset_version(name, number)
-    table = ws.lake.read_table(dv.path)
-    if verify:
-        actual = content_sha256(normalize(table, {"dataset": f"{dv.name}@{dv.version}"}))
-        if actual != dv.sha256:
-            raise IntegrityError(
-                f"dataset {dv.name}@{dv.version} in the lake does not match what was ingested "
-                f"(sha256 {actual[:12]}…, recorded {dv.sha256[:12]}…)",
-                where={"dataset": f"{dv.name}@{dv.version}", "url": ws.lake.url(dv.path)},
-                hint="The files were changed outside loopml; ingest the source again",
-            )
-    return table
+    return read_version(ws, dv, verify=verify)
 
 
 def load_dataset(
@@ -382,8 +1052,14 @@ __all__ = [
     "content_sha256",
     "get_dataset",
     "ingest",
+    "ingest_stream",
+    "iter_version",
     "list_datasets",
     "load_dataset",
     "load_table",
     "normalize",
+    "read_version",
+    "version_parts",
+    "version_sha256",
+    "version_urls",
 ]

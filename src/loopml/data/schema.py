@@ -141,3 +141,43 @@ def check_columns(table: pa.Table, where: Mapping[str, Any]) -> None:
                 hint="Dataset columns hold numbers, booleans, dates/times or UTF-8 text; "
                 "flatten nested values into their own columns, or decode binary data to text",
             )
+
+
+def schema_from_stats(
+    schema: pa.Schema, stats: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """What :func:`schema_of` gives, from an Arrow schema and the (streaming) statistics of
+    the rows, without the rows."""
+    out = []
+    for field in schema:
+        st = stats.get(field.name, {})
+        nulls = int(st.get("nulls", 0))
+        typ = field.type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            kind = _kind_from_counts(
+                int(st.get("count", 0)),
+                int(st.get("distinct", 0)),
+                float(st.get("mean_length") or 0.0),
+            )
+        else:
+            kind = kind_of(pa.array([], typ))
+        out.append(
+            {
+                "name": field.name,
+                "type": str(typ),
+                "kind": kind,
+                "nullable": nulls > 0,
+                "nulls": nulls,
+            }
+        )
+    return out
+
+
+def _kind_from_counts(count: int, distinct: int, mean_length: float) -> str:
+    if count == 0:
+        return CATEGORICAL
+    if mean_length >= TEXT_MEAN_LENGTH:
+        return TEXT
+    if distinct >= TEXT_MIN_DISTINCT and distinct > TEXT_DISTINCT_SHARE * count:
+        return TEXT
+    return CATEGORICAL

@@ -18,6 +18,7 @@ line that does not parse, an unreadable Parquet file, and empty or repeated colu
 from __future__ import annotations
 
 import codecs
+import importlib
 import io
 import json
 import lzma
@@ -25,10 +26,10 @@ import os
 import re
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, ClassVar, Unpack
+from typing import IO, Any, ClassVar, cast
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -40,7 +41,6 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from loopml.data.dialect import (
-    CsvOptions,
     check_options,
     first_bad_row,
     first_decode_error,
@@ -57,9 +57,23 @@ _STREAM_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
 class Source(ABC):
-    """Something that reads as one table."""
+    """Something that reads as a table: whole (:meth:`read`) or in bounded pieces
+    (:meth:`batches`), optionally resumable from a stored position, optionally unbounded.
+
+    Resumable sources (an SQL cursor column, a stream consumer) set :attr:`key`, a stable
+    identity of the position; the ingestion engine calls :meth:`resume` with the position last
+    recorded for that key, reads, records the new version together with :meth:`position` in
+    one metadata transaction, then calls :meth:`committed`. Streaming sources
+    (:attr:`streaming` True) implement :meth:`poll`; the engine cuts micro-batches.
+    """
 
     format: ClassVar[str]
+    #: identity of the position, e.g. "sql:<redacted url>#tx"; None: not resumable
+    key: str | None = None
+    #: True: unbounded (the engine polls and cuts micro-batches)
+    streaming: bool = False
+    #: True: :meth:`batches` may run in a background thread, reading ahead of the engine
+    prefetch: bool = False
 
     @abstractmethod
     def describe(self) -> str:
@@ -68,6 +82,30 @@ class Source(ABC):
     @abstractmethod
     def read(self) -> pa.Table:
         """The whole content as one table, with at least one row and named, unique columns."""
+
+    def batches(self) -> Iterator[pa.RecordBatch | pa.Table]:
+        """The content in bounded pieces, in order, all with the same columns. Default: one
+        piece, :meth:`read`."""
+        yield self.read()
+
+    def resume(self, position: dict[str, Any] | None) -> None:  # noqa: B027 (optional hook)
+        """Start after ``position`` (what :meth:`position` returned when it was recorded)."""
+
+    def position(self) -> dict[str, Any] | None:
+        """The JSON-able position just after the last piece yielded so far (None: none)."""
+        return None
+
+    def committed(self, position: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Called once the version holding the data up to ``position`` is recorded (a broker
+        acknowledges the messages here). Default: nothing."""
+
+    def poll(self, max_records: int, timeout: float) -> pa.Table | None:
+        """Streaming sources: up to ``max_records`` new records, waiting at most ``timeout``
+        seconds for the first; None when nothing arrived. :meth:`position` moves past them."""
+        raise NotImplementedError(f"{type(self).__name__} is not a streaming source")
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections. Default: nothing."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()!r})"
@@ -94,6 +132,12 @@ class FileSource(Source):
     def describe(self) -> str:
         return self.uri
 
+    prefetch = True
+    #: rows per batch where the format decides it (Parquet, JSON Lines); None: the default
+    batch_rows: int | None = None
+    #: bytes of input parsed per batch (CSV, JSON Lines)
+    block_bytes: int = 16 << 20
+
     def read(self) -> pa.Table:
         self._check_file()
         table = self._read()
@@ -102,9 +146,26 @@ class FileSource(Source):
         check_columns(table, {"file": self.uri})
         return table
 
+    def batches(self) -> Iterator[pa.RecordBatch | pa.Table]:
+        """The file in batches of about :attr:`block_bytes` of input, read as they are used."""
+        self._check_file()
+        rows = 0
+        for batch in self._batches():
+            if not rows:
+                check_columns(pa.Table.from_batches([batch]), {"file": self.uri})
+            rows += batch.num_rows
+            if batch.num_rows:
+                yield batch
+        if not rows:
+            raise self._no_rows()
+
     @abstractmethod
     def _read(self) -> pa.Table:
         """Parse the file; translate the parser's errors."""
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        """Parse the file batch by batch; default: the whole file as one table."""
+        yield from self._read().to_batches()
 
     # -- helpers for subclasses ---------------------------------------------------------------
 
@@ -180,6 +241,17 @@ class FileSource(Source):
             yield from enumerate(fh, start=1)
 
 
+class ColumnTypeChange(InvalidInputError):
+    """A CSV column's later values do not fit the type inferred from the first block."""
+
+    code = "schema_change"
+
+    def __init__(self, message: str, *, column: str, value: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.column = column
+        self.value = value
+
+
 class CsvSource(FileSource):
     """Delimiter-separated values (quoted values may span lines), with a header row unless
     ``header=False``; the delimiter and the decimal mark are sniffed unless given."""
@@ -221,24 +293,38 @@ class CsvSource(FileSource):
         check_options(delimiter, self.encoding, self.decimal, {"file": self.uri})
         return delimiter, self.decimal
 
-    def _read(self) -> pa.Table:
-        invalid: list[pacsv.InvalidRow] = []
+    #: declared column types (loopml.yaml), used instead of inferring them
+    column_types: Mapping[str, pa.DataType] | None = None
 
+    def _options(
+        self, invalid: list[pacsv.InvalidRow], block: int | None = None
+    ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions, str]:
         def on_invalid(row: pacsv.InvalidRow) -> str:
             invalid.append(row)
             return "error"
 
+        delimiter, decimal = self.dialect()
+        read_options = pacsv.ReadOptions(
+            encoding=self.encoding,
+            autogenerate_column_names=not self.header,
+            **({"block_size": block} if block else {}),
+        )
+        # an empty field is missing, as pandas reads it, also in text columns
+        convert_options = pacsv.ConvertOptions(
+            strings_can_be_null=True,
+            decimal_point=decimal,
+            column_types=dict(self.column_types or {}),
+        )
+        parse_options = pacsv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        )
+        return read_options, parse_options, convert_options, delimiter
+
+    def _read(self) -> pa.Table:
+        invalid: list[pacsv.InvalidRow] = []
         delimiter = "," if self.delimiter is None else self.delimiter
         try:
-            delimiter, decimal = self.dialect()
-            read_options = pacsv.ReadOptions(
-                encoding=self.encoding, autogenerate_column_names=not self.header
-            )
-            # an empty field is missing, as pandas reads it, also in text columns
-            convert_options = pacsv.ConvertOptions(strings_can_be_null=True, decimal_point=decimal)
-            parse_options = pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
-            )
+            read_options, parse_options, convert_options, delimiter = self._options(invalid)
             with self._open() as fh:
                 table = pacsv.read_csv(
                     fh,
@@ -246,23 +332,33 @@ class CsvSource(FileSource):
                     parse_options=parse_options,
                     convert_options=convert_options,
                 )
-            names = table.column_names  # pyarrow decodes the header only here
+            return self._checked(table)
         except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
-            message = str(exc)
-            if isinstance(exc, UnicodeError):
-                raise self._not_text(message) from exc
-            if not isinstance(exc, pa.ArrowException):
-                raise self._unreadable(exc) from exc
-            if "Empty CSV file" in message:
-                raise self._no_rows(" (the file holds no header and no data)") from exc
-            if invalid or "Expected" in message:
-                row = invalid[0] if invalid else None
-                raise self._broken_row(row, message, delimiter) from exc
-            raise InvalidInputError(
-                f"cannot read {self.uri} as CSV: {message}",
-                where=self._where(),
-                hint="Check the delimiter and the encoding, or pass --format",
-            ) from exc
+            raise self._translate(exc, invalid, delimiter, []) from exc
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        invalid: list[pacsv.InvalidRow] = []
+        delimiter = "," if self.delimiter is None else self.delimiter
+        names: list[str] = []
+        with self._open() as fh:
+            try:
+                read_options, parse_options, convert_options, delimiter = self._options(
+                    invalid, self.block_bytes
+                )
+                reader = pacsv.open_csv(
+                    fh,
+                    read_options=read_options,
+                    parse_options=parse_options,
+                    convert_options=convert_options,
+                )
+                names = reader.schema.names
+                for batch in reader:
+                    yield self._checked(pa.Table.from_batches([batch])).to_batches()[0]
+            except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
+                raise self._translate(exc, invalid, delimiter, names) from exc
+
+    def _checked(self, table: pa.Table) -> pa.Table:
+        names = table.column_names  # pyarrow decodes the header only here
         if not self.header:
             names = [f"column_{i + 1}" for i in range(table.num_columns)]
             table = table.rename_columns(names)
@@ -270,6 +366,47 @@ class CsvSource(FileSource):
             if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
                 raise self._not_text(column=name)
         return table
+
+    def _translate(
+        self,
+        exc: BaseException,
+        invalid: list[pacsv.InvalidRow],
+        delimiter: str,
+        names: list[str],
+    ) -> InvalidInputError:
+        """The parser's error as one line naming the file, the line or column, and the fix."""
+        message = str(exc)
+        if isinstance(exc, UnicodeError):
+            return self._not_text(message)
+        if not isinstance(exc, pa.ArrowException):
+            return self._unreadable(exc)
+        if "Empty CSV file" in message:
+            return self._no_rows(" (the file holds no header and no data)")
+        if invalid or "Expected" in message:
+            row = invalid[0] if invalid else None
+            return self._broken_row(row, message, delimiter)
+        changed = _CSV_CONVERSION.search(message)
+        if changed:
+            index = int(changed.group("index"))
+            column = names[index] if index < len(names) else f"column_{index + 1}"
+            if not self.header:
+                column = f"column_{index + 1}"
+            return ColumnTypeChange(
+                f"{self.uri}: column {column!r} was read as {changed.group('type')} from the "
+                f"first {self.block_bytes >> 20} MiB, but a later row holds "
+                f"{changed.group('value')!r}",
+                where=self._where(column=column),
+                hint=f"Pass --allow-schema-change to read the column as text, declare its type "
+                f"in loopml.yaml (data.datasets.NAME.schema: {{{column}: string}}), or fix the "
+                "value",
+                column=column,
+                value=changed.group("value"),
+            )
+        return InvalidInputError(
+            f"cannot read {self.uri} as CSV: {message}",
+            where=self._where(),
+            hint="Check the delimiter and the encoding, or pass --format",
+        )
 
     def _not_text(self, detail: str = "", column: str | None = None) -> InvalidInputError:
         """The file is not text in ``self.encoding``: say at which byte and line."""
@@ -366,7 +503,22 @@ class ParquetSource(FileSource):
                 hint="Check that the file is complete and really Parquet, or pass --format",
             ) from exc
 
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        try:
+            with self._open() as fh:
+                yield from pq.ParquetFile(fh).iter_batches(batch_size=self.batch_rows or 65_536)
+        except (pa.ArrowException, OSError) as exc:
+            raise InvalidInputError(
+                f"{self.uri} is not a readable Parquet file: {exc}",
+                where=self._where(),
+                hint="Check that the file is complete and really Parquet, or pass --format",
+            ) from exc
 
+
+_CSV_CONVERSION = re.compile(
+    r"In CSV column #(?P<index>[0-9]+): .*?conversion error to (?P<type>[^:]+): "
+    r"invalid value '(?P<value>[^']*)'"
+)
 _CHANGED = re.compile(r"Column\((?P<path>[^)]*)\) changed from (?P<old>\w+) to (?P<new>\w+)")
 _TWICE = re.compile(r"Column\((?P<path>[^)]*)\) was specified twice")
 
@@ -388,6 +540,21 @@ class JsonLinesSource(FileSource):
             if "Empty JSON file" in message:
                 raise self._no_rows(" (the file holds no JSON object)") from exc
             raise self._explain(message) from exc
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        with self._open() as fh:
+            try:
+                reader = pajson.open_json(
+                    fh, read_options=pajson.ReadOptions(block_size=self.block_bytes)
+                )
+                yield from reader
+            except (pa.ArrowException, OSError) as exc:
+                if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+                    raise self._unreadable(exc) from exc
+                message = str(exc)
+                if "Empty JSON file" in message:
+                    raise self._no_rows(" (the file holds no JSON object)") from exc
+                raise self._explain(message) from exc
 
     def _explain(self, message: str) -> InvalidInputError:
         """Find the line pyarrow stumbled on (its row numbers count within a block)."""
@@ -525,15 +692,82 @@ FORMATS: dict[str, type[FileSource]] = {
 }
 
 
+#: URI schemes (``"postgresql"``, ``"mqtt"``, ``"-"`` for standard input, ``"follow"`` for a
+#: growing JSON Lines file) -> ``factory(uri, format=None, **options) -> Source``
+SCHEMES: dict[str, Callable[..., Source]] = {}
+#: schemes whose factory lives in a module imported on first use ("module:function"), so that
+#: ``import loopml`` stays light; a module may also call :func:`register_scheme` itself
+LAZY_SCHEMES: dict[str, str] = {
+    **dict.fromkeys(
+        ("postgresql", "postgres", "mysql", "mariadb", "sqlite"), "loopml.data.sql_source:make"
+    ),
+    **dict.fromkeys(("http", "https"), "loopml.data.http_source:make"),
+    **dict.fromkeys(("mqtt", "redis", "-", "follow"), "loopml.data.streams:make"),
+}
+
+
+def register_scheme(prefix: str, factory: Callable[..., Source]) -> None:
+    """Read URIs starting with ``prefix`` (``"mqtt"`` or ``"mqtt://"``) with ``factory``."""
+    SCHEMES[_scheme_key(prefix)] = factory
+
+
+def _scheme_key(prefix: str) -> str:
+    return prefix.strip().lower().removesuffix("://").removesuffix(":")
+
+
+def scheme_factory(uri: str, follow: bool = False) -> Callable[..., Source] | None:
+    """The factory registered for ``uri``'s scheme (``postgresql+psycopg`` falls back to
+    ``postgresql``), None for files (paths, ``file://``, ``s3://``, ``hdfs://``...)."""
+    if follow:
+        keys = ["follow"]
+    elif uri.strip() == "-":
+        keys = ["-"]
+    elif "://" in uri or uri.lower().startswith("sqlite:"):
+        scheme = uri.split(":", 1)[0].lower()
+        keys = [scheme, scheme.split("+", 1)[0]]
+    else:
+        return None
+    for key in keys:
+        if key in SCHEMES:
+            return SCHEMES[key]
+        if key in LAZY_SCHEMES:
+            module_name, _, attr = LAZY_SCHEMES[key].partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise InvalidInputError(
+                    f"cannot read {redact(uri)}: {exc}",
+                    where={"source": redact(uri)},
+                    hint="Install the extra for this source, e.g. pip install 'loopml[sources]'",
+                ) from exc
+            factory = SCHEMES.get(key) or getattr(module, attr)
+            return cast("Callable[..., Source]", factory)
+    return None
+
+
+def redact(uri: str) -> str:
+    """``uri`` without its password, for messages and lineage."""
+    from loopml.stores.registry import redact_uri
+
+    return redact_uri(uri)
+
+
 def source_for(
     path_or_uri: str | os.PathLike[str],
     format: str | None = None,
-    **options: Unpack[CsvOptions],
+    **options: Any,
 ) -> Source:
-    """The source reading ``path_or_uri``: by ``format`` when given, else by file extension
-    (``.csv``, ``.tsv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson``, each optionally
-    followed by ``.gz``, ``.bz2`` or ``.xz``). ``options`` (:class:`CsvOptions`) apply to CSV
-    and TSV files; a delimiter given for a ``.tsv`` file wins over the tab."""
+    """The source reading ``path_or_uri``: a registered scheme (:data:`SCHEMES`: databases,
+    HTTP, streams; ``follow=True`` for a growing JSON Lines file), else a file by ``format``
+    when given, else by extension (``.csv``, ``.tsv``, ``.parquet``/``.pq``,
+    ``.jsonl``/``.ndjson``, each optionally followed by ``.gz``, ``.bz2``, ``.xz`` or ``.zst``).
+    ``options`` (:class:`CsvOptions`) apply to CSV and TSV files; a delimiter given for a
+    ``.tsv`` file wins over the tab."""
+    if isinstance(path_or_uri, str):
+        follow = bool(options.pop("follow", False))
+        factory = scheme_factory(path_or_uri, follow)
+        if factory is not None:
+            return factory(path_or_uri, format=format, **options)
     uri = _normalize(path_or_uri)
     supported = "csv, tsv, parquet (.pq), jsonl (.ndjson)"
     if format is not None:
@@ -562,7 +796,7 @@ def source_for(
     )
 
 
-def _make(cls: type[FileSource], uri: str, options: CsvOptions) -> FileSource:
+def _make(cls: type[FileSource], uri: str, options: Mapping[str, Any]) -> FileSource:
     """``cls(uri, **options)``, where options left out, None or default count as not given."""
     given: dict[str, Any] = {
         k: v for k, v in options.items() if v is not None and not (k == "header" and v is True)

@@ -14,6 +14,7 @@ infinities and statistics of an empty column).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -172,3 +173,371 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
+
+
+# -- streaming statistics ---------------------------------------------------------------------
+#
+# StreamingStats sees a table batch by batch in bounded memory and gives what compute_stats
+# gives, plus a histogram. What is exact and what is estimated:
+#   count, nulls, min, max, mean, std, string lengths: exact (mean and std merged with Chan's
+#       parallel form of Welford's update);
+#   distinct: exact up to DISTINCT_EXACT distinct values (a set of 64-bit hashes), above that a
+#       HyperLogLog estimate (2**HLL_P registers, about 1.6 % standard error);
+#   quantiles and histogram: exact up to SAMPLE_SIZE values, above that from a uniform
+#       reservoir sample of SAMPLE_SIZE values (rank error about 1/sqrt(SAMPLE_SIZE));
+#   top: exact while a column has at most TOP_TRACK distinct values, above that the most
+#       frequent values per batch are merged (the heavy hitters come out right; their counts
+#       are lower bounds).
+# Each column's entry lists the estimated statistics under "approximate" when there are any.
+# The state can be saved (to_arrays) and merged with later batches (from_arrays), so an append
+# version's statistics cover its parent's rows without reading them again.
+
+SAMPLE_SIZE = 100_000
+DISTINCT_EXACT = 100_000
+HLL_P = 12
+TOP_TRACK = 2_000
+HISTOGRAM_BINS = 20
+_SEED = 20240501
+
+
+def _hll_update(registers: npt.NDArray[np.uint8], hashes: npt.NDArray[np.uint64]) -> None:
+    if not len(hashes):
+        return
+    index = (hashes >> np.uint64(64 - HLL_P)).astype(np.intp)
+    rest = hashes & np.uint64((1 << (64 - HLL_P)) - 1)
+    # rank = position of the first 1-bit in the remaining 64-p bits (1-based)
+    bits = np.zeros(len(rest), dtype=np.int64)
+    nonzero = rest > 0
+    bits[nonzero] = np.frexp(rest[nonzero].astype(np.float64))[1]  # bit length
+    rank = ((64 - HLL_P) - bits + 1).astype(np.uint8)
+    np.maximum.at(registers, index, rank)
+
+
+def _hll_estimate(registers: npt.NDArray[np.uint8]) -> float:
+    m = float(len(registers))
+    alpha = 0.7213 / (1 + 1.079 / m)
+    raw = alpha * m * m / float(np.sum(np.power(2.0, -registers.astype(np.float64))))
+    zeros = int(np.count_nonzero(registers == 0))
+    if raw <= 2.5 * m and zeros:
+        return m * math.log(m / zeros)  # linear counting for small cardinalities
+    return raw
+
+
+def _hashes(values: pa.Array) -> npt.NDArray[np.uint64]:
+    """64-bit hashes of the non-null ``values`` (numbers by value: 1 and 1.0 differ by type)."""
+    from pandas.util import hash_array
+
+    values = pc.drop_null(values)
+    typ = values.type
+    if pa.types.is_temporal(typ):
+        values = values.cast(pa.int64()) if not pa.types.is_date32(typ) else values.cast(pa.int32())
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        arr = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+    else:
+        arr = values.to_numpy(zero_copy_only=False)
+    return np.asarray(hash_array(arr), dtype=np.uint64)
+
+
+class _Column:
+    """The running statistics of one column."""
+
+    def __init__(self, typ: pa.DataType) -> None:
+        self.type = typ
+        self.rows = 0
+        self.nulls = 0
+        self.registers = np.zeros(1 << HLL_P, dtype=np.uint8)
+        self.exact: npt.NDArray[np.uint64] | None = np.zeros(0, dtype=np.uint64)
+        # numeric
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.low: Any = None
+        self.high: Any = None
+        self.sample = np.zeros(0, dtype=np.float64)
+        self.seen = 0  # values offered to the reservoir
+        # categorical
+        self.top: dict[Any, int] = {}
+        self.top_exact = True
+        self.len_min: int | None = None
+        self.len_max: int | None = None
+        self.len_sum = 0
+
+    @property
+    def numeric(self) -> bool:
+        return _is_numeric(self.type)
+
+    def update(self, col: pa.Array, rng: np.random.Generator) -> None:
+        typ = self.type
+        n = len(col)
+        self.rows += n
+        nulls = col.null_count
+        self.nulls += nulls
+        if nulls == n:
+            return
+        if pa.types.is_null(typ):
+            return
+        if self.numeric:
+            self._numeric(col, rng)
+        elif _is_string(typ) or pa.types.is_boolean(typ):
+            self._categorical(col)
+            return
+        elif pa.types.is_temporal(typ):
+            as_int = col.cast(pa.int64()) if not pa.types.is_date32(typ) else col.cast(pa.int32())
+            mm = pc.min_max(as_int)
+            low, high = mm["min"].as_py(), mm["max"].as_py()
+            self.low = low if self.low is None else min(self.low, low)
+            self.high = high if self.high is None else max(self.high, high)
+        self._distinct(_hashes(col))
+
+    def _distinct(self, hashes: npt.NDArray[np.uint64]) -> None:
+        _hll_update(self.registers, hashes)
+        if self.exact is not None:
+            merged = np.sort(np.concatenate([self.exact, hashes]))
+            if len(merged) > 1:  # np.unique hashes, and is slower on 64-bit keys than a sort
+                merged = merged[np.concatenate([[True], merged[1:] != merged[:-1]])]
+            self.exact = merged if len(merged) <= DISTINCT_EXACT else None
+
+    def _numeric(self, col: pa.Array, rng: np.random.Generator) -> None:
+        values = col
+        if pa.types.is_decimal(values.type) or pa.types.is_float16(values.type):
+            values = values.cast(pa.float64())
+        values = pc.drop_null(values)
+        mm = pc.min_max(values)
+        low, high = mm["min"].as_py(), mm["max"].as_py()
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+        arr = values.to_numpy(zero_copy_only=False)
+        as_float = arr.astype(np.float64, copy=False)
+        k = len(as_float)
+        with np.errstate(all="ignore"):
+            mean_b = float(as_float.mean())
+            m2_b = float(np.square(as_float - mean_b).sum())
+        n_a = self.count
+        total = n_a + k
+        delta = mean_b - self.mean
+        self.mean += delta * k / total
+        self.m2 += m2_b + delta * delta * n_a * k / total
+        self.count = total
+        self._offer(as_float, rng)
+        self._distinct(_hashes(values))
+
+    def _offer(self, values: npt.NDArray[np.float64], rng: np.random.Generator) -> None:
+        """Algorithm R over a batch: the reservoir stays a uniform sample of all values."""
+        room = SAMPLE_SIZE - len(self.sample)
+        if room > 0:
+            self.sample = np.concatenate([self.sample, values[:room]])
+            self.seen += min(room, len(values))
+            values = values[room:]
+        if not len(values):
+            return
+        idx = np.arange(self.seen + 1, self.seen + len(values) + 1, dtype=np.float64)
+        slots = np.floor(rng.random(len(values)) * idx).astype(np.int64)
+        keep = slots < SAMPLE_SIZE
+        self.sample[slots[keep]] = values[keep]
+        self.seen += len(values)
+
+    def _categorical(self, col: pa.Array) -> None:
+        counts = pc.value_counts(pc.drop_null(col))
+        values = counts.field("values")
+        freq = counts.field("counts")
+        self._distinct(_hashes(values))
+        if _is_string(self.type):
+            lengths = pc.utf8_length(pc.drop_null(col))
+            mm = pc.min_max(lengths)
+            lo, hi = int(mm["min"].as_py()), int(mm["max"].as_py())
+            self.len_min = lo if self.len_min is None else min(self.len_min, lo)
+            self.len_max = hi if self.len_max is None else max(self.len_max, hi)
+            self.len_sum += int(pc.sum(lengths).as_py() or 0)
+        if len(values) > TOP_TRACK:
+            self.top_exact = False
+            order = pc.array_sort_indices(freq, order="descending")[:TOP_TRACK]
+            values, freq = values.take(order), freq.take(order)
+        for v, c in zip(values.to_pylist(), freq.to_pylist(), strict=True):
+            self.top[v] = self.top.get(v, 0) + int(c)
+        if len(self.top) > 2 * TOP_TRACK:
+            self.top_exact = False
+            kept = sorted(self.top.items(), key=lambda kv: -kv[1])[:TOP_TRACK]
+            self.top = dict(kept)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def distinct(self) -> tuple[int, bool]:
+        if self.exact is not None:
+            return len(self.exact), False
+        return round(_hll_estimate(self.registers)), True
+
+    def result(self) -> dict[str, Any]:
+        typ = self.type
+        out: dict[str, Any] = {"count": self.rows - self.nulls, "nulls": self.nulls}
+        approx: list[str] = []
+        distinct, estimated = self.distinct()
+        if pa.types.is_null(typ):
+            out["distinct"] = 0
+        elif self.numeric:
+            out.update(self._numeric_result(distinct, estimated, approx))
+        elif _is_string(typ) or pa.types.is_boolean(typ):
+            out["distinct"] = distinct
+            if estimated:
+                approx.append("distinct")
+            ranked = sorted(self.top.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_K]
+            out["top"] = [{"value": _plain(v), "count": c} for v, c in ranked]
+            if not self.top_exact:
+                approx.append("top")
+            if _is_string(typ):
+                count = out["count"]
+                out["min_length"] = self.len_min
+                out["mean_length"] = _plain(self.len_sum / count) if count else None
+                out["max_length"] = self.len_max
+        elif pa.types.is_temporal(typ):
+            out["distinct"] = distinct
+            if estimated:
+                approx.append("distinct")
+            out["min"] = None if self.low is None else _plain(_temporal(self.low, typ))
+            out["max"] = None if self.high is None else _plain(_temporal(self.high, typ))
+        else:
+            out["distinct"] = distinct
+        if approx:
+            out["approximate"] = approx
+        return out
+
+    def _numeric_result(self, distinct: int, estimated: bool, approx: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        n = self.count
+        if n == 0:
+            out.update(distinct=0, min=None, max=None, mean=None, std=None)
+            out.update({key: None for key, _ in QUANTILES})
+            return out
+        out["distinct"] = distinct
+        if estimated:
+            approx.append("distinct")
+        out["min"] = _plain(self.low)
+        out["max"] = _plain(self.high)
+        out["mean"] = _plain(self.mean)
+        out["std"] = _plain(math.sqrt(self.m2 / (n - 1))) if n > 1 else None
+        values = np.sort(self.sample)
+        for key, q in QUANTILES:
+            out[key] = _plain(_sorted_quantile(values, q))
+        sampled = self.seen > len(self.sample)
+        if sampled:
+            approx.extend([key for key, _ in QUANTILES] + ["histogram"])
+        out["histogram"] = _histogram(values, self.low, self.high, n)
+        return out
+
+    # -- saving and merging -------------------------------------------------------------------
+
+    def to_arrays(self, prefix: str) -> dict[str, npt.NDArray[Any]]:
+        scalars = np.array(
+            [self.rows, self.nulls, self.count, self.seen, self.len_sum, int(self.top_exact)],
+            dtype=np.int64,
+        )
+        floats = np.array([self.mean, self.m2], dtype=np.float64)
+        extremes = json.dumps(
+            {"low": self.low, "high": self.high, "len": [self.len_min, self.len_max]},
+            default=str,
+        )
+        top = json.dumps([[v, c] for v, c in self.top.items()], default=str)
+        out: dict[str, npt.NDArray[Any]] = {
+            f"{prefix}.scalars": scalars,
+            f"{prefix}.floats": floats,
+            f"{prefix}.registers": self.registers,
+            f"{prefix}.sample": self.sample,
+            f"{prefix}.json": np.array([extremes, top, str(self.type)]),
+        }
+        if self.exact is not None:
+            out[f"{prefix}.exact"] = self.exact
+        return out
+
+    @classmethod
+    def from_arrays(cls, typ: pa.DataType, prefix: str, arrays: Any) -> _Column:
+        col = cls(typ)
+        rows, nulls, count, seen, len_sum, top_exact = (int(x) for x in arrays[f"{prefix}.scalars"])
+        col.rows, col.nulls, col.count, col.seen, col.len_sum = rows, nulls, count, seen, len_sum
+        col.top_exact = bool(top_exact)
+        col.mean, col.m2 = (float(x) for x in arrays[f"{prefix}.floats"])
+        col.registers = np.array(arrays[f"{prefix}.registers"], dtype=np.uint8)
+        col.sample = np.array(arrays[f"{prefix}.sample"], dtype=np.float64)
+        key = f"{prefix}.exact"
+        col.exact = np.array(arrays[key], dtype=np.uint64) if key in arrays else None
+        extremes, top, _ = (str(x) for x in arrays[f"{prefix}.json"])
+        ext = json.loads(extremes)
+        col.low, col.high = ext["low"], ext["high"]
+        col.len_min, col.len_max = ext["len"]
+        pairs = json.loads(top)
+        if pa.types.is_boolean(typ):
+            col.top = {bool(v) if not isinstance(v, str) else v == "True": int(c) for v, c in pairs}
+        else:
+            col.top = {v: int(c) for v, c in pairs}
+        return col
+
+
+def _temporal(ticks: int, typ: pa.DataType) -> Any:
+    storage = pa.int32() if pa.types.is_date32(typ) else pa.int64()
+    return pa.scalar(ticks, storage).cast(typ).as_py()
+
+
+def _histogram(values: npt.NDArray[np.float64], low: Any, high: Any, total: int) -> dict[str, Any]:
+    """``HISTOGRAM_BINS`` equal-width bins from min to max; counts scaled to ``total`` rows
+    when ``values`` is a sample."""
+    lo, hi = float(low), float(high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return {"edges": [], "counts": []}
+    if lo == hi:
+        return {"edges": [lo, hi], "counts": [total]}
+    counts, edges = np.histogram(values[np.isfinite(values)], bins=HISTOGRAM_BINS, range=(lo, hi))
+    if len(values) and len(values) != total:
+        scaled = counts * (total / len(values))
+        counts = np.floor(scaled).astype(np.int64)
+        short = total - int(counts.sum())  # largest remainders first, so the sum is the total
+        order = np.argsort(-(scaled - counts))[:short]
+        counts[order] += 1
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+class StreamingStats:
+    """Statistics of a table seen batch by batch (see the notes above)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.columns = [_Column(f.type) for f in schema]
+        self._rng = np.random.default_rng(_SEED)
+
+    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if isinstance(batch, pa.Table):
+            batch = batch.combine_chunks()
+            arrays = [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in batch.columns]
+        else:
+            arrays = list(batch.columns)
+        for col, values in zip(self.columns, arrays, strict=True):
+            if pa.types.is_dictionary(values.type):
+                values = values.cast(values.type.value_type)
+            col.update(values, self._rng)
+
+    def result(self) -> dict[str, dict[str, Any]]:
+        return {f.name: c.result() for f, c in zip(self.schema, self.columns, strict=True)}
+
+    def to_bytes(self) -> bytes:
+        """The state, as an ``.npz`` archive (no pickled objects)."""
+        import io
+
+        arrays: dict[str, Any] = {}
+        for i, col in enumerate(self.columns):
+            arrays.update(col.to_arrays(f"c{i}"))
+        arrays["names"] = np.array([f.name for f in self.schema])
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)  # compressing costs more time than the bytes are worth
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, schema: pa.Schema) -> StreamingStats:
+        """A saved state; ``schema`` must be the one it was saved with (names in order)."""
+        import io
+
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            names = [str(n) for n in arrays["names"]]
+            if names != schema.names:
+                raise ValueError(f"the saved statistics are of columns {names}")
+            out = cls(schema)
+            out.columns = [
+                _Column.from_arrays(f.type, f"c{i}", arrays) for i, f in enumerate(schema)
+            ]
+        return out

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -23,7 +23,9 @@ from loopml.stores.records import (
     Deployment,
     DeploymentEvent,
     Feedback,
+    Lease,
     ModelVersion,
+    MonitorEvent,
     Run,
     RunStep,
 )
@@ -163,9 +165,28 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
-    def add_dataset_version(self, dv: DatasetVersion) -> DatasetVersion:
+    def add_dataset_version(
+        self, dv: DatasetVersion, position: tuple[str, dict[str, Any]] | None = None
+    ) -> DatasetVersion:
         """Insert ``dv`` as given. ConflictError if (name, version) or (name, sha256) exists,
-        or the name is an existing dataset's in another case."""
+        or the name is an existing dataset's in another case.
+
+        ``position``: ``(source key, JSON object)``, stored as the source position of
+        ``(dv.name, key)`` in the same transaction (see :meth:`get_source_position`)."""
+
+    @abstractmethod
+    def get_source_position(self, dataset: str, key: str) -> dict[str, Any] | None:
+        """Where the source ``key`` stopped for ``dataset`` (as last recorded), None if never."""
+
+    @abstractmethod
+    def dataset_users(self, name: str, version: int) -> list[str]:
+        """What depends on ``name@version`` ("model m@2", "run <id>", "dataset name@4" for an
+        append version reading its files); empty when nothing does."""
+
+    @abstractmethod
+    def delete_dataset_version(self, name: str, version: int) -> DatasetVersion:
+        """Remove the record of one version (its number is not reused while a later one
+        exists); NotFoundError if absent. The caller checks :meth:`dataset_users` first."""
 
     @abstractmethod
     def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
@@ -381,6 +402,44 @@ class MetadataStore(ABC):
     ) -> list[Feedback]:
         """Stored feedback, oldest received first: of some predictions, received at or
         after ``since``, at most ``limit``."""
+
+    # monitor events (what the monitor saw and did) and leases (one actor at a time)
+    @abstractmethod
+    def add_monitor_event(self, event: MonitorEvent) -> MonitorEvent | None:
+        """Store ``event`` (its ``id`` is ignored); returns it as stored, with its id. When
+        its ``dedupe`` key is stored already (also by a concurrent writer) nothing is
+        stored and None is returned: of many writers of one key exactly one gets the event.
+        InvalidInputError for an empty model or kind, or evidence that is not a mapping."""
+
+    @abstractmethod
+    def get_monitor_event(self, dedupe: str) -> MonitorEvent | None:
+        """The event recorded under ``dedupe``, None when there is none."""
+
+    @abstractmethod
+    def list_monitor_events(
+        self,
+        *,
+        model: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[MonitorEvent]:
+        """Recorded events, newest first: of one model, of one kind, at or after ``since``."""
+
+    @abstractmethod
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> Lease | None:
+        """Take lease ``name`` for ``holder`` for ``ttl_s`` seconds from now, as one
+        compare-and-set: granted when nobody holds it, when its holder's time ran out, or
+        when ``holder`` holds it already (a renewal). None when another holder's lease is
+        still running (then nothing changes). Of concurrent callers at most one is granted."""
+
+    @abstractmethod
+    def release_lease(self, name: str, holder: str) -> bool:
+        """Give lease ``name`` up if ``holder`` holds it; whether it did."""
+
+    @abstractmethod
+    def get_lease(self, name: str) -> Lease | None:
+        """Who holds lease ``name`` and until when (possibly expired); None if never taken."""
 
     @abstractmethod
     def close(self) -> None:

@@ -35,6 +35,12 @@ class DatasetVersion:
     source: str  # where it came from (file path or URI)
     created_at: datetime
     num_bytes: int = 0
+    parent: int | None = None  # the version this one extends (append) or replaces
+    mode: str = "replace"  # "replace": a fresh snapshot; "append": the parent's rows + new ones
+    # the Parquet files holding the rows, lake-relative, in order (an append version lists its
+    # parent's files first); empty: every part under ``path`` (versions before manifests)
+    parts: list[str] = field(default_factory=list)
+    partition_by: list[str] = field(default_factory=list)  # hive folders col=value/
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
@@ -198,6 +204,37 @@ class Feedback:
     reward: float | None
     received_at: datetime
     source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """One thing the monitor saw or did (drift, decay, a retrain, a rollout step, an error),
+    with why and the numbers behind it. ``dedupe``, when given, is unique: an event with a
+    key recorded already is not recorded again."""
+
+    id: int | None
+    at: datetime
+    model: str
+    kind: str
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    policy: str | None = None
+    dedupe: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds the named lease, until when (a holder that stops renewing loses it)."""
+
+    name: str
+    holder: str
+    expires_at: datetime
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]

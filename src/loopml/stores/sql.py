@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.settings import Settings
-from loopml.stores import sql_aliases, sql_deployments, sql_feedback
+from loopml.stores import sql_aliases, sql_datasets, sql_deployments, sql_feedback, sql_monitor
 from loopml.stores.base import (
     ANY_VERSION,
     Expected,
@@ -41,7 +41,9 @@ from loopml.stores.records import (
     Deployment,
     DeploymentEvent,
     Feedback,
+    Lease,
     ModelVersion,
+    MonitorEvent,
     Run,
     RunStep,
 )
@@ -201,7 +203,11 @@ class SqlMetadataStore(MetadataStore):
         query = sa.select(sa.func.max(table.c.version)).where(table.c.name == name)
         return int(conn.execute(query).scalar() or 0)
 
-    def add_dataset_version(self, dv: DatasetVersion) -> DatasetVersion:
+    def add_dataset_version(
+        self, dv: DatasetVersion, position: tuple[str, dict[str, Any]] | None = None
+    ) -> DatasetVersion:
+        if position is not None:
+            position = sql_datasets.check_position(*position)
         with self._transaction(write=True) as conn:
             self._lock_name(conn, datasets, dv.name)
             self._check_spelling(conn, datasets, dv.name, "dataset")
@@ -221,7 +227,23 @@ class SqlMetadataStore(MetadataStore):
                     hint=f"Nothing new to add; use {dv.name}@{twin}",
                 )
             conn.execute(datasets.insert().values(_values(dv)))
+            if position is not None:
+                sql_datasets.put_position(conn, dv.name, *position)
         return dv
+
+    def get_source_position(self, dataset: str, key: str) -> dict[str, Any] | None:
+        with self._transaction() as conn:
+            return sql_datasets.get_position(conn, dataset, key)
+
+    def dataset_users(self, name: str, version: int) -> list[str]:
+        with self._transaction() as conn:
+            found = sql_datasets.users(conn, name, version)
+            found += [f"dataset {name}@{v}" for v in sql_datasets.children(conn, name, version)]
+            return found
+
+    def delete_dataset_version(self, name: str, version: int) -> DatasetVersion:
+        with self._transaction(write=True) as conn:
+            return sql_datasets.delete(conn, name, int(version))
 
     def get_dataset_version(self, name: str, version: int | None = None) -> DatasetVersion:
         with self._transaction() as conn:
@@ -594,6 +616,42 @@ class SqlMetadataStore(MetadataStore):
             check_limit(limit)
         with self._transaction() as conn:
             return sql_feedback.list_feedback(conn, prediction_ids, since, limit)
+
+    # monitor events and leases
+    def add_monitor_event(self, event: MonitorEvent) -> MonitorEvent | None:
+        with self._transaction(write=True) as conn:
+            return sql_monitor.add_event(conn, event)
+
+    def get_monitor_event(self, dedupe: str) -> MonitorEvent | None:
+        with self._transaction() as conn:
+            return sql_monitor.get_by_dedupe(conn, dedupe)
+
+    def list_monitor_events(
+        self,
+        *,
+        model: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[MonitorEvent]:
+        check_limit(limit)
+        with self._transaction() as conn:
+            return sql_monitor.list_events(conn, model, kind, since, limit)
+
+    def acquire_lease(self, name: str, holder: str, ttl_s: float) -> Lease | None:
+        def attempt() -> Lease | None:
+            with self._transaction(write=True) as conn:
+                return sql_monitor.acquire(conn, name, holder, ttl_s, utcnow())
+
+        return self._retrying(attempt)
+
+    def release_lease(self, name: str, holder: str) -> bool:
+        with self._transaction(write=True) as conn:
+            return sql_monitor.release(conn, name, holder)
+
+    def get_lease(self, name: str) -> Lease | None:
+        with self._transaction() as conn:
+            return sql_monitor.get_lease(conn, name)
 
     def close(self) -> None:
         self._engine.dispose()

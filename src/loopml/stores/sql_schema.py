@@ -90,7 +90,22 @@ datasets = sa.Table(
     sa.Column("stats", JsonText, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("parent", sa.Integer),
+    sa.Column("mode", sa.String(16), nullable=False, server_default="replace"),
+    sa.Column("parts", JsonText, nullable=False, server_default="[]"),
+    sa.Column("partition_by", JsonText, nullable=False, server_default="[]"),
     sa.UniqueConstraint("name", "sha256"),
+)
+
+# where an incremental or streaming source stopped, per dataset: moved in the transaction that
+# records the version holding the data up to it
+source_positions = sa.Table(
+    "source_positions",
+    metadata,
+    sa.Column("dataset", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("position", JsonText, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 runs = sa.Table(
@@ -211,6 +226,31 @@ feedback = sa.Table(
     sa.UniqueConstraint("key"),
     sa.Index(None, "prediction_id"),
     sa.Index(None, "received_at"),
+)
+
+monitor_events = sa.Table(
+    "monitor_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", JsonText, nullable=False),
+    sa.Column("policy", sa.String(128)),
+    # unique when given: what must happen once (one retrain per trigger) is keyed by it
+    sa.Column("dedupe", sa.String(256)),
+    sa.UniqueConstraint("dedupe"),
+    sa.Index(None, "model", "at"),
+    sa.Index(None, "at"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
 )
 
 

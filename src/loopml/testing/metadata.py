@@ -129,6 +129,74 @@ def check_dataset_not_found(factory: Callable[[], MetadataStore]) -> None:
         _equal(store.list_dataset_versions(_unique("none")), [], "list of an unknown dataset")
 
 
+def check_dataset_lineage_fields(factory: Callable[[], MetadataStore]) -> None:
+    """Parent, mode, parts and partition columns come back as given."""
+    name = _unique("ds")
+    first = _dataset(name, parts=[f"datasets/{name}/v=1/part-00000.parquet"])
+    second = _dataset(
+        name,
+        2,
+        parent=1,
+        mode="append",
+        parts=[*first.parts, f"datasets/{name}/v=2/day=2024-01-02/part-00000.parquet"],
+        partition_by=["day"],
+    )
+    with _opened(factory) as store:
+        store.add_dataset_version(first)
+        store.add_dataset_version(second)
+        _equal(store.get_dataset_version(name, 1), first, "a replace version")
+        _equal(store.get_dataset_version(name, 2), second, "an append version")
+        _equal(store.dataset_users(name, 1), [f"dataset {name}@2"], "users of the parent")
+        _equal(store.dataset_users(name, 2), [], "users of the child")
+
+
+def check_source_positions(factory: Callable[[], MetadataStore]) -> None:
+    """A position is stored with the version that holds the data up to it, and only then."""
+    name, other = _unique("ds"), _unique("ds")
+    key = "sql:postgresql://u:***@db/test#tx"
+    with _opened(factory) as store:
+        _equal(store.get_source_position(name, key), None, "never recorded")
+        store.add_dataset_version(_dataset(name), position=(key, {"cursor": "2024-01-01", "n": 3}))
+        _equal(store.get_source_position(name, key), {"cursor": "2024-01-01", "n": 3}, "recorded")
+        # a version that clashes records nothing: the position stays
+        _raises(
+            ConflictError,
+            lambda: store.add_dataset_version(_dataset(name), position=(key, {"cursor": "X"})),
+            "a clashing version with a position",
+        )
+        _equal(
+            store.get_source_position(name, key),
+            {"cursor": "2024-01-01", "n": 3},
+            "after a clash",
+        )
+        store.add_dataset_version(_dataset(name, 2), position=(key, {"cursor": "2024-02-01"}))
+        _equal(store.get_source_position(name, key), {"cursor": "2024-02-01"}, "moved on")
+        _equal(store.get_source_position(other, key), None, "another dataset")
+        _equal(store.get_source_position(name, key + "x"), None, "another key")
+        _raises(
+            InvalidInputError,
+            lambda: store.add_dataset_version(_dataset(name, 3), position=(key, [1])),  # type: ignore[arg-type]
+            "a position that is not an object",
+        )
+        _equal(store.latest_dataset_version(name), 2, "nothing recorded with a bad position")
+
+
+def check_dataset_delete(factory: Callable[[], MetadataStore]) -> None:
+    """A deleted version is gone; its users are named; deleting it again is NotFound."""
+    name = _unique("ds")
+    with _opened(factory) as store:
+        store.add_dataset_version(_dataset(name))
+        store.add_dataset_version(_dataset(name, 2))
+        store.add_run(_run("m", dataset_name=name, dataset_version=2))
+        users = store.dataset_users(name, 2)
+        _equal(len(users), 1, "one run uses version 2")
+        _equal(users[0].startswith("run "), True, "named as a run")
+        _equal(store.delete_dataset_version(name, 1).version, 1, "the deleted record")
+        _raises(NotFoundError, lambda: store.get_dataset_version(name, 1), "read it after")
+        _raises(NotFoundError, lambda: store.delete_dataset_version(name, 1), "delete twice")
+        _equal([d.version for d in store.list_dataset_versions(name)], [2], "what is left")
+
+
 def check_run_round_trip(factory: Callable[[], MetadataStore]) -> None:
     """A run comes back equal; update replaces it; duplicate and unknown ids are refused."""
     run = _run(_unique("model"))
@@ -495,6 +563,118 @@ def check_close_twice(factory: Callable[[], MetadataStore]) -> None:
     store.close()
 
 
+def check_monitor_events(factory: Callable[[], MetadataStore]) -> None:
+    """Events come back as recorded, newest first, by model, kind and time; a dedupe key once."""
+    from loopml.stores.records import MonitorEvent
+
+    model, other = _unique("model"), _unique("model")
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    evidence = {"psi": 0.31, "features": ["x", "y"], "n": 1200, "nan": math.nan}
+    first = MonitorEvent(None, t0, model, "drift", "2 features drifted", evidence, "p", None)
+    with _opened(factory) as store:
+        stored = store.add_monitor_event(first)
+        if stored is None or stored.id is None:
+            raise AssertionError(f"an event without a dedupe key is stored: got {stored!r}")
+        _equal(replace(stored, id=None, evidence={}), replace(first, evidence={}), "stored")
+        if not math.isnan(stored.evidence["nan"]):
+            raise AssertionError(f"evidence keeps NaN: {stored.evidence!r}")
+        key = _unique("retrain")
+        later = MonitorEvent(None, t0 + timedelta(seconds=5), model, "retrain", "on drift",
+                             {"rows": 10}, None, key)  # fmt: skip
+        got = store.add_monitor_event(later)
+        if got is None:
+            raise AssertionError("a new dedupe key is stored")
+        _equal(store.add_monitor_event(replace(later, reason="again")), None, "same key")
+        _equal(store.get_monitor_event(key), got, "get by dedupe key")
+        _equal(store.get_monitor_event(_unique("none")), None, "an unknown dedupe key")
+        store.add_monitor_event(replace(first, model=other))
+    with _opened(factory) as store:
+        mine = store.list_monitor_events(model=model)
+        _equal([e.kind for e in mine], ["retrain", "drift"], "newest first")
+        _equal(mine[0], got, "read back")
+        _equal([e.kind for e in store.list_monitor_events(model=model, kind="drift")],
+               ["drift"], "of one kind")  # fmt: skip
+        since = store.list_monitor_events(model=model, since=t0 + timedelta(seconds=1))
+        _equal([e.kind for e in since], ["retrain"], "since a time")
+        _equal(len(store.list_monitor_events(model=model, limit=1)), 1, "a limit")
+        _raises(InvalidInputError, lambda: store.list_monitor_events(limit=0), "limit 0")
+        bad = replace(first, model="")
+        _raises(InvalidInputError, lambda: store.add_monitor_event(bad), "an empty model")
+        bad = replace(first, evidence=[1, 2])  # type: ignore[arg-type]
+        _raises(InvalidInputError, lambda: store.add_monitor_event(bad), "evidence a list")
+
+
+def check_monitor_event_dedupe_race(factory: Callable[[], MetadataStore]) -> None:
+    """Writers recording one dedupe key at once (each its own store): exactly one gets it."""
+    from loopml.stores.records import MonitorEvent
+
+    key, model = _unique("once"), _unique("model")
+    at = datetime.now(UTC)
+
+    def record(store: MetadataStore, i: int) -> bool:
+        event = MonitorEvent(None, at, model, "retrain", f"writer {i}", {"i": i}, None, key)
+        return store.add_monitor_event(event) is not None
+
+    got, _ = _race(factory, 4, record, "a racing event writer")
+    _equal(sorted(got), [False, False, False, True], "writers told the event was theirs")
+    with _opened(factory) as store:
+        _equal(len(store.list_monitor_events(model=model)), 1, "events stored")
+
+
+def check_leases(factory: Callable[[], MetadataStore]) -> None:
+    """A lease is held by one holder until it expires or is released; its holder renews it."""
+    name = _unique("lease")
+    with _opened(factory) as store:
+        _equal(store.get_lease(name), None, "a lease never taken")
+        lease = store.acquire_lease(name, "a", 60)
+        if lease is None or lease.holder != "a" or lease.name != name:
+            raise AssertionError(f"a free lease is granted: got {lease!r}")
+        _equal(store.acquire_lease(name, "b", 60), None, "held by another")
+        renewed = store.acquire_lease(name, "a", 120)
+        if renewed is None or renewed.expires_at <= lease.expires_at:
+            raise AssertionError(f"the holder renews: {lease!r} then {renewed!r}")
+        held = store.get_lease(name)
+        if held is None or held.holder != "a":
+            raise AssertionError(f"get_lease names the holder: {held!r}")
+        _equal(store.release_lease(name, "b"), False, "released by a non-holder")
+        _equal(store.release_lease(name, "a"), True, "released by its holder")
+        taken = store.acquire_lease(name, "b", 0.05)
+        if taken is None or taken.holder != "b":
+            raise AssertionError(f"a released lease is granted to another: {taken!r}")
+        deadline = taken.expires_at + timedelta(seconds=0.05)
+        while datetime.now(UTC) < deadline:
+            pass
+        after = store.acquire_lease(name, "c", 60)
+        if after is None or after.holder != "c":
+            raise AssertionError(f"an expired lease is granted to another: {after!r}")
+        _raises(InvalidInputError, lambda: store.acquire_lease(name, "c", 0), "ttl 0")
+        _raises(InvalidInputError, lambda: store.acquire_lease("", "c", 5), "empty name")
+
+
+def check_lease_race(factory: Callable[[], MetadataStore]) -> None:
+    """Holders asking for one free lease at once (each its own store): exactly one is granted."""
+    name = _unique("lease")
+
+    def take(store: MetadataStore, i: int) -> str | None:
+        got = store.acquire_lease(name, f"holder-{i}", 60)
+        return None if got is None else got.holder
+
+    got, _ = _race(factory, 6, take, "a racing lease taker")
+    winners = [g for g in got if g is not None]
+    _equal(len(winners), 1, f"holders granted the lease (got {got})")
+    with _opened(factory) as store:
+        held = store.get_lease(name)
+        _equal(None if held is None else held.holder, winners[0], "the stored holder")
+
+
+MONITOR_CHECKS: list[Check] = [
+    check_monitor_events,
+    check_monitor_event_dedupe_race,
+    check_leases,
+    check_lease_race,
+]
+
+
 def metadata_store_checks() -> Iterator[tuple[str, Check]]:
     """``(name, check)`` for every check of the MetadataStore contract."""
     from loopml.testing.aliases import ALIAS_CHECKS
@@ -506,6 +686,9 @@ def metadata_store_checks() -> Iterator[tuple[str, Check]]:
         check_dataset_versions_ordering,
         check_dataset_conflicts,
         check_dataset_not_found,
+        check_dataset_lineage_fields,
+        check_source_positions,
+        check_dataset_delete,
         check_run_round_trip,
         check_run_owner,
         check_runs_newest_first,
@@ -521,6 +704,7 @@ def metadata_store_checks() -> Iterator[tuple[str, Check]]:
         *ALIAS_CHECKS,
         *DEPLOYMENT_CHECKS,
         *FEEDBACK_CHECKS,
+        *MONITOR_CHECKS,
         check_timestamps_utc,
         check_json_values,
         check_persistence,

@@ -73,7 +73,10 @@ def test_csv_round_trip_and_the_recorded_version(
     assert {c["kind"] for c in dv.schema} == {"numeric"}
     assert dv.stats["mean radius"]["mean"] == pytest.approx(cancer["mean radius"].mean())
     assert dv.stats["target"]["distinct"] == 2
-    assert workspace.lake.list() == ["datasets/cancer/v=1/part-0.parquet"]
+    assert workspace.lake.list() == [
+        "datasets/cancer/v=1/_stats.npz",
+        "datasets/cancer/v=1/part-00000.parquet",
+    ]
 
     assert get_dataset(workspace, "cancer") == dv
     assert workspace.metadata.get_dataset_version("cancer", 1) == dv
@@ -81,7 +84,7 @@ def test_csv_round_trip_and_the_recorded_version(
     pd.testing.assert_frame_equal(back, cancer)
     assert load_table(workspace, "cancer", 1, verify=True).num_rows == len(cancer)
     # plain Parquet that other tools read without loopml
-    direct = pq.read_table(workspace.root / "lake" / "datasets/cancer/v=1/part-0.parquet")
+    direct = pq.read_table(workspace.root / "lake" / "datasets/cancer/v=1/part-00000.parquet")
     pd.testing.assert_frame_equal(direct.to_pandas(), cancer)
 
 
@@ -96,7 +99,10 @@ def test_same_content_again_is_the_same_version(
     copy = tmp_path / "copy.csv"
     copy.write_bytes(first.read_bytes())
     assert ingest(workspace, copy, "cancer") == IngestResult(v1, created=False)
-    assert workspace.lake.list() == ["datasets/cancer/v=1/part-0.parquet"]
+    assert workspace.lake.list() == [
+        "datasets/cancer/v=1/_stats.npz",
+        "datasets/cancer/v=1/part-00000.parquet",
+    ]
 
     changed = cancer.copy()
     changed.loc[0, "mean radius"] += 1.0
@@ -223,7 +229,7 @@ def test_a_folder_without_a_record_is_never_overwritten(workspace: Workspace) ->
     assert res.dataset.version == 2
     assert workspace.lake.read_table("datasets/d/v=1").column("x").to_pylist() == [9]
     assert load_dataset(workspace, "d")["x"].tolist() == [1]
-    assert "datasets/d/v=2/part-0.parquet" in workspace.lake.list("datasets/d")
+    assert "datasets/d/v=2/part-00000.parquet" in workspace.lake.list("datasets/d")
     assert not [p for p in workspace.lake.list() if "_claim" in p]
 
 
@@ -279,7 +285,10 @@ def test_the_claim_of_a_dead_process_is_taken_over_at_once(
     res = ingest(workspace, pd.DataFrame({"x": [1]}), "k")
     assert res.created
     assert res.dataset.version == 1  # the number the killed ingest would have had: no gap
-    assert workspace.lake.list() == ["datasets/k/v=1/part-0.parquet"]
+    assert workspace.lake.list() == [
+        "datasets/k/v=1/_stats.npz",
+        "datasets/k/v=1/part-00000.parquet",
+    ]
     assert load_table(workspace, "k", 1, verify=True).column("x").to_pylist() == [1]
     assert ingest(workspace, pd.DataFrame({"x": [2]}), "k").dataset.version == 2
 
@@ -312,7 +321,7 @@ def test_a_dead_claim_on_a_recorded_version_leaves_its_data(
 def test_verify_detects_data_changed_behind_loopmls_back(workspace: Workspace) -> None:
     dv = ingest(workspace, pd.DataFrame({"x": [1, 2]}), "t").dataset
     assert load_table(workspace, "t", verify=True).num_rows == 2
-    workspace.lake.write_table(f"{dv.path}/part-0.parquet", pa.table({"x": [1, 3]}))
+    workspace.lake.write_table(f"{dv.path}/part-00000.parquet", pa.table({"x": [1, 3]}))
     with pytest.raises(IntegrityError, match=r"t@1 in the lake does not match") as info:
         load_table(workspace, "t", verify=True)
     assert info.value.where["dataset"] == "t@1"

@@ -27,8 +27,9 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 def test_the_revisions_form_one_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
-    assert HEAD == "0005"
+    revisions = [r.revision for r in script.walk_revisions()]
+    assert revisions == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert HEAD == "0007"
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -185,9 +186,12 @@ def test_a_missing_postgres_schema_is_created(postgres_server: str) -> None:
             "deployment_events",
             "deployments",
             "feedback",
+            "leases",
             "model_versions",
+            "monitor_events",
             "run_steps",
             "runs",
+            "source_positions",
         }
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
