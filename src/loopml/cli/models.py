@@ -88,6 +88,7 @@ def show(
     from rich.markup import escape
 
     from loopml import registry
+    from loopml.cli.features import selection_table
 
     with open_ws(ctx, workspace) as ws:
         mv = registry.resolve_version(ws, ref)
@@ -123,6 +124,7 @@ def show(
                 for k, v in holdout.items()
             ],
         )
+        selection_table(mv.metrics.get("feature_selection"))
         sig = mv.signature
         table(
             f"signature ({sig['task']}, target {sig['target']!r})",

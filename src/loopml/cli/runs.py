@@ -90,6 +90,7 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one run: status, lineage, tags, parameters, metrics (and per step), children."""
+    from loopml.cli.features import selection_table
     from loopml.evaluate.runs import run_metrics, run_params
 
     with open_ws(ctx, workspace) as ws:
@@ -128,6 +129,7 @@ def show(
             [(escape(k), _cell(v)) for k, v in metrics],
             shrink=["metric"],
         )
+        selection_table(run.metrics.get("feature_selection"))
         params = [(escape(k), _cell(v)) for k, v in run_params(run).items()]
         table(
             f"parameters ({len(params)}{', first ' + str(SHOWN) if len(params) > SHOWN else ''})",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -97,6 +97,15 @@ def train(
             "XGBoost, partial_fit estimators) instead of training from scratch.",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Train a PyTorch model (loopml.train.deep.*) over this many processes "
+            "(DistributedDataParallel on 127.0.0.1: gloo on the CPU, NCCL on GPUs).",
+            min=1,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -117,6 +126,8 @@ def train(
     from loopml.train import train as train_api
 
     config = ProjectConfig.from_file(file)
+    if workers is not None:
+        config = _with_workers(config, workers)
     if trials is not None and not search:
         raise InvalidInputError(
             "--trials is given without --search",
@@ -155,6 +166,24 @@ def train(
             where={"run": res.run.id},
             hint="The run is recorded; the model was not registered or promoted",
         )
+
+
+def _with_workers(config: Any, workers: int) -> Any:
+    """``config`` with ``model.params.workers``; a usage error for a model without it."""
+    import dataclasses
+    import inspect
+
+    from loopml.train.estimators import estimator_class
+
+    cls = estimator_class(config.model, config.source)
+    if "workers" not in inspect.signature(cls).parameters:
+        raise InvalidInputError(
+            f"--workers is for PyTorch models; model.class is {config.model.cls}",
+            where={"option": "--workers"},
+            hint="Leave --workers out, or train a loopml.train.deep estimator",
+        )
+    params = {**config.model.params, "workers": workers}
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, params=params))
 
 
 def _print_train(res: TrainResult) -> None:

@@ -395,8 +395,23 @@ def render_evaluation_html(doc: Mapping[str, Any]) -> str:
                 [(n["feature"], n["value"], None) for n in native], x_label=str(native[0]["kind"])
             )
         )
+    body.extend(_selection(doc.get("feature_selection")))
     body.extend(_slices(doc.get("slices")))
     return _page(title, body)
+
+
+def _selection(selection: Mapping[str, Any] | None) -> list[str]:
+    """The selection step's scores as bars, best first (at most 30), kept ones marked."""
+    if not selection or not selection.get("scores"):
+        return []
+    kept = set(selection.get("kept", []))
+    scores = sorted(selection["scores"].items(), key=lambda kv: -float(kv[1]))
+    items = [(f"{'✓' if n in kept else '✗'} {n}", float(v), None) for n, v in scores[:30]]
+    return [
+        f"<h2>Feature selection ({_e(str(selection.get('method', '')))}): "
+        f"{len(kept)} kept, {len(selection.get('dropped', []))} dropped</h2>",
+        svg_bars(items, x_label="score (✓ kept, ✗ dropped)"),
+    ]
 
 
 # -- runs side by side ------------------------------------------------------------------------

@@ -10,7 +10,10 @@ from typing import Any
 from loopml.stores.records import Run
 
 #: metric keys that name files or bulky data, not scores (they differ between any two runs)
-SKIPPED_METRICS = ("reference_scores", "holdout_predictions", "report", "curves", "slices")
+SKIPPED_METRICS = (
+    *("reference_scores", "holdout_predictions", "report", "curves", "slices"),
+    "feature_selection",  # shown as its own table
+)
 #: nested keys left out wherever they are (another model's scores, kept for the record)
 SKIPPED_NESTED = frozenset({"champion_metrics"})
 #: a list longer than this is shown by its length, not its items

@@ -17,6 +17,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from loopml.features.values import to_timestamps
 
 PARTS = ("year", "month", "day", "weekday", "hour")
+# every part a declaration may choose (features.datetime.parts); weekend is 1 on Saturday
+# and Sunday
+ALL_PARTS = (*PARTS, "minute", "dayofyear", "weekend")
 # periodic parts, each with its period: encoded as sin/cos so December sits next to January
 CYCLES = {"month": 12.0, "weekday": 7.0, "hour": 24.0}
 
@@ -30,8 +33,21 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     part, for an imputer after this step to fill.
     """
 
-    def __init__(self, cyclical: bool = True) -> None:
+    def __init__(self, cyclical: bool = True, parts: tuple[str, ...] | None = None) -> None:
         self.cyclical = cyclical
+        self.parts = parts
+
+    def _parts(self) -> tuple[str, ...]:
+        chosen = getattr(self, "parts", None)  # absent on steps saved before parts existed
+        if chosen is None:
+            return PARTS
+        bad = [p for p in chosen if p not in ALL_PARTS]
+        if bad:
+            raise ValueError(f"unknown date part {bad[0]!r}")
+        return tuple(chosen)
+
+    def _cycles(self) -> list[str]:
+        return [p for p in CYCLES if p in self._parts()] if self.cyclical else []
 
     def fit(self, X: Any, y: Any = None) -> DatetimeFeatures:
         validate_data(self, X, reset=True, skip_check_array=True)
@@ -55,12 +71,16 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             "day": ts.day,
             "weekday": ts.day_of_week,
             "hour": ts.hour,
+            "minute": ts.minute,
+            "dayofyear": ts.day_of_year,
+            "weekend": ts.day_of_week >= 5,
         }
-        columns = [np.asarray(parts[p], dtype=np.float64) for p in PARTS]
-        if self.cyclical:
-            for part, period in CYCLES.items():
-                angle = 2.0 * np.pi * np.asarray(parts[part], dtype=np.float64) / period
-                columns += [np.sin(angle), np.cos(angle)]
+        columns = [np.asarray(parts[p], dtype=np.float64) for p in self._parts()]
+        for part in self._cycles():
+            angle = 2.0 * np.pi * np.asarray(parts[part], dtype=np.float64) / CYCLES[part]
+            columns += [np.sin(angle), np.cos(angle)]
+        if not columns:
+            return np.empty((len(ts), 0), dtype=np.float64)
         out = np.column_stack(columns)
         out[np.asarray(missing), :] = np.nan
         return out
@@ -72,11 +92,10 @@ class DatetimeFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             input_features = (
                 names if names is not None else [f"x{i}" for i in range(self.n_features_in_)]
             )
-        suffixes = list(PARTS)
-        if self.cyclical:
-            for part in CYCLES:
-                suffixes += [f"{part}_sin", f"{part}_cos"]
+        suffixes = list(self._parts())
+        for part in self._cycles():
+            suffixes += [f"{part}_sin", f"{part}_cos"]
         return np.asarray([f"{c}_{s}" for c in input_features for s in suffixes], dtype=object)
 
 
-__all__ = ["DatetimeFeatures"]
+__all__ = ["ALL_PARTS", "DatetimeFeatures"]

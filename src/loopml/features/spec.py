@@ -13,6 +13,7 @@ and text that is all ISO-8601 dates) become ``datetime`` features, expanded into
 
 from __future__ import annotations
 
+import importlib
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -22,14 +23,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
+from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import (
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    PolynomialFeatures,
+    PowerTransformer,
+    RobustScaler,
+    StandardScaler,
+    TargetEncoder,
+)
 
 from loopml.data.schema import TEXT_DISTINCT_SHARE, TEXT_MEAN_LENGTH, TEXT_MIN_DISTINCT
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.features.dates import DatetimeFeatures
 from loopml.features.identity import Identity
+from loopml.features.steps import (
+    Bucketize,
+    FrequencyEncoder,
+    HashEncoder,
+    QuantileClipper,
+    SelectFeatures,
+    SelectionError,
+    SignedLog1p,
+    TimeSince,
+)
 from loopml.features.values import (
     ValueProblem,
     looks_like_timestamps,
@@ -184,38 +204,248 @@ def _key_name(name: str) -> bool:
     return bool(words) and words[-1] in ID_WORDS
 
 
-def build_transformer(
-    spec: FeatureSpec, kinds: Mapping[str, str], estimator: Any = None
-) -> ColumnTransformer:
-    """An unfitted ColumnTransformer for these feature kinds (output is dense).
+def check_spec(
+    spec: FeatureSpec,
+    kinds: Mapping[str, str],
+    task: str | None = None,
+    where: str = "features",
+) -> FeatureSpec:
+    """``spec`` resolved for these feature columns (see :meth:`FeatureSpec.resolved`), every
+    declaration checked against the data's columns and kinds: a ConfigError naming the
+    ``loopml.yaml`` field for a transform on a column of another kind, a column that is not a
+    feature, a reference column that is not a timestamp feature, a target encoding or a
+    supervised selection without a target (``task`` None), chi-square for a regression."""
+    resolved = spec.resolved(kinds, where)
+    for col, entry in resolved.columns.items():
+        fld = f"{where}.columns.{col}"
+        if col not in kinds:
+            raise ConfigError(
+                f"{fld}: column {col!r} is not a feature column",
+                where={"field": fld, "column": col},
+                hint="Name a column of the dataset that is not the target and not excluded, "
+                f"or remove {fld}",
+            )
+        since = entry.get("options", {}).get("since")
+        if since is not None and kinds.get(since) != DATETIME:
+            raise ConfigError(
+                f"{fld}.since is {since!r}, which is not a datetime feature column",
+                where={"field": f"{fld}.since", "column": since},
+                hint="Name a timestamp column that is a feature (declare kind: datetime)",
+            )
+    encodes = {
+        c: resolved.options(c, k).get("encode") for c, k in kinds.items() if k == CATEGORICAL
+    }
+    if task is None and "target" in encodes.values():
+        col = next(c for c, e in encodes.items() if e == "target")
+        fld = (
+            f"{where}.columns.{col}.encode"
+            if "encode" in resolved.columns.get(col, {}).get("options", {})
+            else f"{where}.categorical.encode"
+        )
+        raise ConfigError(
+            f"{fld} is target, but there is no target to encode {col!r} by",
+            where={"field": fld, "column": col},
+            hint="Target encoding learns from the target: train with data.target set, or "
+            "choose onehot, ordinal, frequency or hash",
+        )
+    sel = resolved.selection
+    if sel is not None:
+        method = sel["method"]
+        if task is None and method != "variance":
+            raise ConfigError(
+                f"{where}.selection.method is {method}, which needs a target",
+                where={"field": f"{where}.selection.method"},
+                hint="Train with data.target set, or select by variance",
+            )
+        if method == "chi2" and task == "regression":
+            raise ConfigError(
+                f"{where}.selection.method is chi2, which scores classes, for a regression",
+                where={"field": f"{where}.selection.method"},
+                hint="Use f_test or mutual_info for a regression",
+            )
+    for col, kind in kinds.items():
+        opts = resolved.options(col, kind)
+        if kind == NUMERIC and opts.get("indicator") and opts.get("impute") == "none":
+            fld = f"{where}.numeric.indicator"
+            if "indicator" in resolved.columns.get(col, {}).get("options", {}):
+                fld = f"{where}.columns.{col}.indicator"
+            raise ConfigError(
+                f"{fld} is true but {col!r} is not imputed",
+                where={"field": fld, "column": col},
+                hint="A missing-value indicator goes with imputation: set impute "
+                "(median, mean, zero, constant), or drop indicator",
+            )
+    return resolved
 
-    Datetime features are expanded into date parts (:class:`DatetimeFeatures`), then imputed
-    and scaled as ``features.numeric`` says; ``auto`` is decided for ``estimator`` (see
-    :func:`numeric_choices`).
+
+def build_transformer(
+    spec: FeatureSpec,
+    kinds: Mapping[str, str],
+    estimator: Any = None,
+    task: str | None = None,
+) -> Any:
+    """An unfitted feature pipeline for these feature kinds (output is dense): a
+    ColumnTransformer, followed by a :class:`SelectFeatures` step in a Pipeline when
+    ``features.selection`` is declared.
+
+    Columns that share their options are transformed together; each column with options of
+    its own (``features.columns``) gets its own part. Numeric columns are imputed, clipped,
+    power-transformed, bucketized and scaled in that order; a missing-value indicator is a
+    part of its own. Datetime features are expanded into date parts (or days since their
+    reference column), then imputed and scaled as ``features.numeric`` says; ``auto`` is
+    decided for ``estimator`` (see :func:`numeric_choices`). ``task`` (classification or
+    regression; None when there is no target) chooses the target encoding's and the
+    selection's form.
     """
-    impute, scale = numeric_choices(spec, estimator)
-    numeric = [c for c, k in kinds.items() if k == NUMERIC]
-    categorical = [c for c, k in kinds.items() if k == CATEGORICAL]
-    dates = [c for c, k in kinds.items() if k == DATETIME]
+    resolved = check_spec(spec, kinds, task)
+    groups: dict[tuple[str, str], tuple[str, dict[str, Any], list[str]]] = {}
+    for col, kind in kinds.items():
+        opts = resolved.options(col, kind)
+        own = col in resolved.columns and (
+            resolved.columns[col].get("options") or resolved.columns[col].get("transform")
+        )
+        key = (kind, repr(sorted(opts.items())) if own else "")
+        if key not in groups:
+            groups[key] = (kind, opts, [])
+        groups[key][2].append(col)
     transformers: list[tuple[str, Any, list[str]]] = []
-    if numeric:
-        steps = _numeric_steps(impute, scale)
-        transformers.append(("numeric", Pipeline(steps) if steps else Identity(), numeric))
-    if categorical:
-        csteps: list[tuple[str, Any]] = []
-        if spec.categorical_impute == "most_frequent":
-            csteps.append(("impute", SimpleImputer(strategy="most_frequent")))
-        elif spec.categorical_impute == "missing":
-            csteps.append(("impute", SimpleImputer(strategy="constant", fill_value="__missing__")))
-        csteps.append(("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)))
-        transformers.append(("categorical", Pipeline(csteps), categorical))
-    if dates:
-        dsteps: list[tuple[str, Any]] = [
-            ("parts", DatetimeFeatures()),
-            *_numeric_steps(impute, scale),
-        ]
-        transformers.append(("datetime", Pipeline(dsteps), dates))
-    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    used: set[str] = set()
+    for (kind, own), (_, opts, cols) in groups.items():
+        name = kind if not own else f"{kind}_{cols[0]}"
+        while name in used:
+            name += "_"
+        used.add(name)
+        if opts.get("transform"):
+            step = _custom(opts, cols[0])
+            transformers.append((f"custom_{cols[0]}", step, cols))
+            continue
+        if kind == NUMERIC:
+            steps = _numeric_steps(*_choices(opts, estimator), opts)
+            if not own and resolved.numeric.get("polynomial"):
+                poly = resolved.numeric["polynomial"]
+                steps.append(
+                    (
+                        "polynomial",
+                        PolynomialFeatures(
+                            degree=poly["degree"],
+                            interaction_only=poly["interaction_only"],
+                            include_bias=False,
+                        ),
+                    )
+                )
+            transformers.append((name, Pipeline(steps) if steps else Identity(), cols))
+            if opts.get("indicator"):
+                transformers.append(
+                    (f"{name}_missing", MissingIndicator(features="all", error_on_new=False), cols)
+                )
+        elif kind == CATEGORICAL:
+            transformers.append((name, Pipeline(_categorical_steps(opts, task)), cols))
+        else:
+            impute, scale = _choices(resolved.numeric, estimator)
+            numeric = _numeric_steps(impute, scale, {})
+            since = opts.get("since")
+            if since is not None:
+                transformers.append(
+                    (
+                        f"{name}_since_{since}",
+                        Pipeline([("since", TimeSince()), *numeric]),
+                        [*cols, since],
+                    )
+                )
+                continue
+            parts = opts.get("parts")
+            dsteps: list[tuple[str, Any]] = [
+                (
+                    "parts",
+                    DatetimeFeatures(
+                        cyclical=bool(opts.get("cyclical", True)),
+                        parts=None if parts is None else tuple(parts),
+                    ),
+                ),
+                *numeric,
+            ]
+            transformers.append((name, Pipeline(dsteps), cols))
+    columns = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    sel = resolved.selection
+    if sel is None:
+        return columns
+    select = SelectFeatures(
+        method=sel["method"],
+        task=task or "classification",
+        k=sel.get("k"),
+        percentile=sel.get("percentile"),
+        threshold=sel.get("threshold"),
+        cv=sel.get("cv", 3),
+    )
+    return Pipeline([("columns", columns), ("select", select)])
+
+
+def fit_features(features: Any, x: pd.DataFrame, y: Any = None) -> np.ndarray:
+    """Fit the feature pipeline from :func:`build_transformer` on ``x`` (and the target
+    ``y``) and return the training features, as ``fit_transform`` gives them: a target
+    encoding's are out of fold. A selection left with no feature is a ConfigError naming
+    ``features.selection``."""
+    target = None if y is None else np.asarray(y)
+    try:
+        with warnings.catch_warnings():
+            # the target encoding's random_state keeps its folds reproducible; scikit-learn
+            # 1.9 asks for a splitter object instead, which a model artifact cannot hold
+            warnings.filterwarnings(
+                "ignore", message=".*TargetEncoder.shuffle", category=FutureWarning
+            )
+            return np.asarray(features.fit_transform(x, target), dtype=np.float64)
+    except SelectionError as exc:
+        raise ConfigError(
+            f"features.selection: {exc}",
+            where={"field": "features.selection"},
+            hint="Lower features.selection.threshold, select by k or percentile, or choose "
+            "another features.selection.method",
+        ) from None
+
+
+def _custom(opts: Mapping[str, Any], column: str) -> Any:
+    path = str(opts["transform"])
+    module_name, _, attr = path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), attr)
+    try:
+        return cls(**dict(opts.get("params") or {}))
+    except TypeError as exc:
+        raise ConfigError(
+            f"features.columns.{column}.params do not fit {path}: {exc}",
+            where={"field": f"features.columns.{column}.params"},
+            hint=f"Give the arguments {attr} takes",
+        ) from None
+
+
+def _categorical_steps(opts: Mapping[str, Any], task: str | None) -> list[tuple[str, Any]]:
+    steps: list[tuple[str, Any]] = []
+    impute = opts.get("impute", "most_frequent")
+    if impute == "most_frequent":
+        steps.append(("impute", SimpleImputer(strategy="most_frequent")))
+    elif impute == "missing":
+        steps.append(("impute", SimpleImputer(strategy="constant", fill_value="__missing__")))
+    encode = opts.get("encode", "onehot")
+    if encode == "onehot":
+        capped = opts.get("max_categories") is not None or opts.get("min_frequency") is not None
+        encoder: Any = OneHotEncoder(
+            handle_unknown="infrequent_if_exist" if capped else "ignore",
+            max_categories=opts.get("max_categories"),
+            min_frequency=opts.get("min_frequency"),
+            sparse_output=False,
+        )
+    elif encode == "ordinal":
+        encoder = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+        )
+    elif encode == "frequency":
+        encoder = FrequencyEncoder()
+    elif encode == "target":
+        target_type = "continuous" if task == "regression" else "auto"
+        encoder = TargetEncoder(target_type=target_type, random_state=0)
+    else:
+        encoder = HashEncoder(n_features=int(opts.get("n_features", 32)))
+    steps.append(("encode", encoder))
+    return steps
 
 
 #: estimators that split on thresholds: scaling a feature changes nothing for them
@@ -239,6 +469,10 @@ def numeric_choices(spec: FeatureSpec, estimator: Any = None) -> tuple[str, str]
     missing values go at each split, which imputing would hide from them. Anything else
     (and no estimator) gets median imputation and standard scaling.
     """
+    return _choices({"impute": spec.numeric_impute, "scale": spec.numeric_scale}, estimator)
+
+
+def _choices(opts: Mapping[str, Any], estimator: Any) -> tuple[str, str]:
     model = _final_step(estimator)
     module = type(model).__module__ if model is not None else ""
     tree = model is not None and module.startswith(TREE_MODULES)
@@ -249,22 +483,51 @@ def numeric_choices(spec: FeatureSpec, estimator: Any = None) -> tuple[str, str]
     native = model is not None and (
         module.startswith(NATIVE_MISSING) or type(model).__name__ in NATIVE_MISSING_CLASSES
     )
-    impute = spec.numeric_impute
+    impute = str(opts.get("impute", "auto"))
     if impute == "auto":
         impute = "none" if native else "median"
-    scale = spec.numeric_scale
+    scale = str(opts.get("scale", "auto"))
     if scale == "auto":
         scale = "none" if tree else "standard"
     return impute, scale
 
 
-def _numeric_steps(impute: str, scale: str) -> list[tuple[str, Any]]:
+def _numeric_steps(
+    impute: str, scale: str, opts: Mapping[str, Any] | None = None
+) -> list[tuple[str, Any]]:
+    """Impute, clip, power, bucketize, scale: the steps ``opts`` asks for, in that order."""
+    opts = opts or {}
     steps: list[tuple[str, Any]] = []
     if impute != "none":
-        strategy = "constant" if impute == "zero" else impute
-        steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=0.0)))
+        strategy = "constant" if impute in ("zero", "constant") else impute
+        fill = float(opts.get("fill_value", 0.0)) if impute == "constant" else 0.0
+        steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=fill)))
+    clip = opts.get("clip")
+    if clip is not None:
+        steps.append(("clip", QuantileClipper(low=float(clip[0]), high=float(clip[1]))))
+    power = opts.get("power", "none")
+    if power == "yeo-johnson":
+        steps.append(("power", PowerTransformer(method="yeo-johnson", standardize=False)))
+    elif power == "log1p":
+        steps.append(("power", SignedLog1p()))
+    buckets = opts.get("bucketize")
+    if buckets is not None:
+        steps.append(
+            (
+                "bucketize",
+                Bucketize(
+                    bins=int(buckets.get("bins", 5)),
+                    strategy=str(buckets.get("strategy", "quantile")),
+                    edges=buckets.get("edges"),
+                ),
+            )
+        )
     if scale == "standard":
         steps.append(("scale", StandardScaler()))
+    elif scale == "minmax":
+        steps.append(("scale", MinMaxScaler()))
+    elif scale == "robust":
+        steps.append(("scale", RobustScaler()))
     return steps
 
 

@@ -111,6 +111,14 @@ COMPOSITION = (
     # loopml's own transformers: plain classes, no stored functions
     "loopml.features.dates.DatetimeFeatures",
     "loopml.features.identity.Identity",
+    # data-only state, checked against their input by their own transform
+    "loopml.features.steps.Bucketize",
+    "loopml.features.steps.FrequencyEncoder",
+    "loopml.features.steps.HashEncoder",
+    "loopml.features.steps.QuantileClipper",
+    "loopml.features.steps.SelectFeatures",
+    "loopml.features.steps.SignedLog1p",
+    "loopml.features.steps.TimeSince",
 )
 
 TRANSFORMERS = (
@@ -293,8 +301,16 @@ OTHERS = (
     "sklearn.semi_supervised._label_propagation.LabelSpreading",
 )
 
+# the PyTorch architectures a torch bundle may name (registry.flavors.torch_nets): built from
+# their declared arguments, weights from safetensors; a user's nn.Module needs trust
+TORCH = (
+    "loopml.registry.flavors.torch_nets.MLP",
+    "loopml.registry.flavors.torch_nets.SmallCNN",
+    "loopml.registry.flavors.torch_nets.MatrixFactorization",
+)
+
 DECLARED: tuple[str, ...] = (
-    BUILTINS + NUMPY + SCIPY + COMPOSITION + TRANSFORMERS + LINEAR + TREES + LOSSES + OTHERS
+    BUILTINS + NUMPY + SCIPY + COMPOSITION + TRANSFORMERS + LINEAR + TREES + LOSSES + OTHERS + TORCH
 )
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")

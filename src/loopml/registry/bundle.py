@@ -283,6 +283,10 @@ class ModelBundle:
         # every skops file is checked before any is loaded, so that a refusal names every type
         names = {m: type_names(blobs[m], m, what) for m in (FEATURES_FILE, *flavor.skops_members)}
         needed = set().union(*names.values())
+        # classes a flavor imports from its manifest (a torch architecture), checked alike
+        flavor_types = getattr(flavor, "types", None)
+        if callable(flavor_types):
+            needed |= flavor_types(meta)
         refused = refused_names(needed, trust)
         if refused:
             raise unsafe(refused, what)

@@ -37,6 +37,7 @@ from loopml.registry.signature import Signature
 
 PREFIX = "__loopml_"  # every value the graph adds; no input may start with it
 OUTPUT = "__loopml_output"
+FEATURES_OUTPUT = "__loopml_features"  # of :func:`feature_model`
 #: a missing categorical value in a feed (no category text can hold a NUL and this prefix
 #: and be known to the model: :func:`build` checks)
 MISSING = "\x00loopml:missing"
@@ -63,17 +64,7 @@ def build(bundle: Any) -> Graph:
     sig: Signature = bundle.signature
     _check_names(sig)
     g = _Builder(sig)
-    blocks = _feature_blocks(bundle.features, sig, g)
-    width = _width(bundle)
-    if sum(w for _, w in blocks) != width:
-        raise NotConvertible(
-            f"the feature pipeline gives {width} columns, its ONNX form {sum(w for _, w in blocks)}"
-        )
-    features = g.name("features")
-    if len(blocks) == 1:
-        g.node("Identity", [blocks[0][0]], [features])
-    else:
-        g.node("Concat", [b for b, _ in blocks], [features], axis=1)
+    features, width = _features(bundle, g)
 
     estimator, out_name = get_flavor(bundle.flavor).to_onnx(bundle.estimator, width, sig.task)
     est_graph = estimator.graph
@@ -121,6 +112,60 @@ def build(bundle: Any) -> Graph:
     )
     model.ir_version = max(int(estimator.ir_version), 7)
     return Graph(model, width, kind)
+
+
+def _features(bundle: Any, g: _Builder) -> tuple[str, int]:
+    """The feature pipeline's part of the graph: its output value and width."""
+    columns, select = _split_selection(bundle.features)
+    blocks = _feature_blocks(columns, bundle.signature, g)
+    width = _width(bundle)
+    built = sum(w for _, w in blocks)
+    features = g.name("features")
+    if len(blocks) == 1:
+        g.node("Identity", [blocks[0][0]], [features])
+    else:
+        g.node("Concat", [b for b, _ in blocks], [features], axis=1)
+    if select is not None:
+        support = np.asarray(select.support_, dtype=bool).ravel()
+        if support.shape != (built,):
+            raise NotConvertible("the feature selection does not match the features it selects")
+        kept = g.name("selected")
+        index = np.flatnonzero(support).astype(np.int64)
+        g.node("Gather", [features, g.const("kept", index)], [kept], axis=1)
+        features, built = kept, int(support.sum())
+    if built != width:
+        raise NotConvertible(f"the feature pipeline gives {width} columns, its ONNX form {built}")
+    return features, width
+
+
+def feature_model(bundle: Any) -> Any:
+    """The ONNX graph of the bundle's feature pipeline alone, its output
+    :data:`FEATURES_OUTPUT` (double ``[N, width]``): to check it gives the native pipeline's
+    feature matrix. Raises :class:`NotConvertible` like :func:`build`."""
+    from onnx import TensorProto, helper
+
+    sig: Signature = bundle.signature
+    _check_names(sig)
+    g = _Builder(sig)
+    features, width = _features(bundle, g)
+    g.node("Identity", [features], [FEATURES_OUTPUT])
+    nodes = _needed(g.nodes, FEATURES_OUTPUT)
+    used = {i for n in nodes for i in _references(n)}
+    inputs = [i for i in g.inputs if i.name in used]
+    graph = helper.make_graph(
+        nodes,
+        "loopml_features",
+        inputs,
+        [helper.make_tensor_value_info(FEATURES_OUTPUT, TensorProto.DOUBLE, [None, width])],
+        initializer=[i for i in g.initializers if i.name in used],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 2)],
+        producer_name="loopml",
+    )
+    model.ir_version = 7
+    return model
 
 
 def categorical_feed(values: np.ndarray) -> np.ndarray:
@@ -204,6 +249,17 @@ def _steps(trans: Any) -> list[Any]:
     return [trans]
 
 
+def _split_selection(features: Any) -> tuple[Any, Any]:
+    """The ColumnTransformer of a feature pipeline and its selection step (or None)."""
+    steps = getattr(features, "steps", None)
+    if class_path(features) == "sklearn.pipeline.Pipeline" and isinstance(steps, list):
+        parts = [s for _, s in steps if s is not None and s != "passthrough"]
+        if len(parts) == 2 and class_path(parts[1]) == "loopml.features.steps.SelectFeatures":
+            return parts[0], parts[1]
+        raise NotConvertible("a feature pipeline of other steps than columns and a selection")
+    return features, None
+
+
 def _feature_blocks(features: Any, sig: Signature, g: _Builder) -> list[tuple[str, int]]:
     """The graph of each part of the ColumnTransformer, in its output order: (value, width)."""
     if class_path(features) != "sklearn.compose._column_transformer.ColumnTransformer":
@@ -228,8 +284,10 @@ def _feature_blocks(features: Any, sig: Signature, g: _Builder) -> list[tuple[st
             raise NotConvertible(f"{what} has no ONNX converter")
         if col_kinds == {NUMERIC}:
             blocks.append(_numeric(names, steps, g))
-        elif col_kinds == {CATEGORICAL}:
+        elif col_kinds == {CATEGORICAL} and _one_hot_only(steps):
             blocks.append(_categorical(names, trans, steps, sig, g))
+        elif col_kinds == {CATEGORICAL}:
+            blocks.append(_lookup(names, trans, steps, sig, g))
         else:
             raise NotConvertible("a feature step takes numeric and categorical columns together")
     if not blocks:
@@ -257,6 +315,8 @@ def _column_names(cols: Any, sig: Signature) -> list[str]:
 
 
 def _numeric(names: list[str], steps: list[Any], g: _Builder) -> tuple[str, int]:
+    from onnx import TensorProto
+
     x = g.name("numeric")
     if len(names) == 1:
         g.node("Identity", names, [x])
@@ -298,9 +358,172 @@ def _numeric(names: list[str], steps: list[Any], g: _Builder) -> tuple[str, int]
                     [y],
                 )
                 x = y
+        elif path == "sklearn.preprocessing._data.MinMaxScaler":
+            if getattr(step, "clip", False):
+                raise NotConvertible("MinMaxScaler with clip has no ONNX form here")
+            y = g.name("minmax_scaled")
+            g.node("Mul", [x, g.const("scale", _row(step.scale_, m))], [y])
+            z = g.name("minmax")
+            g.node("Add", [y, g.const("min", _row(step.min_, m))], [z])
+            x = z
+        elif path == "sklearn.preprocessing._data.RobustScaler":
+            if step.center_ is not None and step.with_centering:
+                y = g.name("centred")
+                g.node("Sub", [x, g.const("center", _row(step.center_, m))], [y])
+                x = y
+            if step.scale_ is not None and step.with_scaling:
+                y = g.name("scaled")
+                g.node("Div", [x, g.const("scale", _row(step.scale_, m))], [y])
+                x = y
+        elif path == "loopml.features.steps.QuantileClipper":
+            low = g.name("clip_low")
+            g.node("Max", [x, g.const("lower", _row(step.lower_, m))], [low])
+            high = g.name("clip_high")
+            g.node("Min", [low, g.const("upper", _row(step.upper_, m))], [high])
+            x = _keep_nan(x, high, g)
+        elif path == "loopml.features.steps.SignedLog1p":
+            x = _signed_log1p(x, g)
+        elif path == "loopml.features.steps.Bucketize":
+            x = _bucketize(x, np.asarray(step.edges_, dtype=np.float64), m, g)
+        elif path == "sklearn.preprocessing._data.PowerTransformer":
+            x = _yeo_johnson(x, step, m, g)
+        elif path == "sklearn.preprocessing._polynomial.PolynomialFeatures":
+            x, m = _polynomial(x, step, m, g)
+        elif path == "sklearn.impute._base.MissingIndicator":
+            features = np.asarray(step.features_)
+            if len(features) != m or getattr(step, "features", "") != "all":
+                raise NotConvertible("MissingIndicator of some columns only")
+            mask = g.name("isnan")
+            g.node("IsNaN", [x], [mask])
+            y = g.name("indicator")
+            g.node("Cast", [mask], [y], to=TensorProto.DOUBLE)
+            x = y
         else:
             raise NotConvertible(f"{path} in the feature pipeline has no ONNX converter")
     return x, m
+
+
+def _row(values: Any, m: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.shape != (m,):
+        raise NotConvertible("a fitted step's parameters do not match its columns")
+    return arr.reshape(1, m)
+
+
+def _keep_nan(x: str, y: str, g: _Builder) -> str:
+    """``y`` where ``x`` is a number, NaN (``x`` itself) where it is missing."""
+    mask = g.name("isnan")
+    g.node("IsNaN", [x], [mask])
+    out = g.name("kept_nan")
+    g.node("Where", [mask, x, y], [out])
+    return out
+
+
+def _signed_log1p(x: str, g: _Builder) -> str:
+    absolute = g.name("abs")
+    g.node("Abs", [x], [absolute])
+    shifted = g.name("plus_one")
+    g.node("Add", [absolute, g.const("one", np.asarray(1.0))], [shifted])
+    log = g.name("log")
+    g.node("Log", [shifted], [log])
+    sign = g.name("sign")
+    g.node("Sign", [x], [sign])
+    out = g.name("log1p")
+    g.node("Mul", [sign, log], [out])
+    return out
+
+
+def _bucketize(x: str, edges: np.ndarray, m: int, g: _Builder) -> str:
+    """The number of edges at or below each value: ``sum(x >= edge)``, NaN kept."""
+    if edges.ndim != 2 or edges.shape[0] != m:
+        raise NotConvertible("Bucketize's edges do not match its columns")
+    e = edges.shape[1]
+    cube = g.name("cube")
+    g.node("Reshape", [x, g.const("shape", np.asarray([-1, m, 1], np.int64))], [cube])
+    below = g.name("below")
+    g.node("Less", [cube, g.const("edges", edges.reshape(1, m, e))], [below])
+    at_or_above = g.name("at_or_above")
+    g.node("Not", [below], [at_or_above])
+    hits = g.name("hits")
+    g.node("Cast", [at_or_above], [hits], to=_double())
+    count = g.name("count")
+    g.node("MatMul", [hits, g.const("ones", np.ones((e, 1), np.float64))], [count])
+    flat = g.name("buckets")
+    g.node("Reshape", [count, g.const("shape", np.asarray([-1, m], np.int64))], [flat])
+    return _keep_nan(x, flat, g)
+
+
+def _double() -> int:
+    from onnx import TensorProto
+
+    return int(TensorProto.DOUBLE)
+
+
+def _yeo_johnson(x: str, step: Any, m: int, g: _Builder) -> str:
+    """scikit-learn's Yeo-Johnson transform, column by column (NaN kept)."""
+    if step.method != "yeo-johnson" or getattr(step, "standardize", False):
+        raise NotConvertible("PowerTransformer other than yeo-johnson without standardize")
+    lam = np.asarray(step.lambdas_, dtype=np.float64).reshape(-1)
+    if lam.shape != (m,) or np.any(np.abs(lam) < 1e-19) or np.any(np.abs(lam - 2) < 1e-19):
+        raise NotConvertible("PowerTransformer with a lambda of 0 or 2 (its log branch)")
+    negative = g.name("negative")
+    g.node("Less", [x, g.const("zero", np.asarray(0.0))], [negative])
+    power = g.name("power")
+    g.node(
+        "Where",
+        [
+            negative,
+            g.const("lam_neg", (2.0 - lam).reshape(1, m)),
+            g.const("lam", lam.reshape(1, m)),
+        ],
+        [power],
+    )
+    absolute = g.name("abs")
+    g.node("Abs", [x], [absolute])
+    shifted = g.name("plus_one")
+    g.node("Add", [absolute, g.const("one", np.asarray(1.0))], [shifted])
+    raised = g.name("raised")
+    g.node("Pow", [shifted, power], [raised])
+    less_one = g.name("less_one")
+    g.node("Sub", [raised, g.const("one", np.asarray(1.0))], [less_one])
+    ratio = g.name("ratio")
+    g.node("Div", [less_one, power], [ratio])
+    signed = g.name("signed")
+    g.node("Neg", [ratio], [signed])
+    out = g.name("yeo_johnson")
+    g.node("Where", [negative, signed, ratio], [out])
+    return _keep_nan(x, out, g)
+
+
+def _polynomial(x: str, step: Any, m: int, g: _Builder) -> tuple[str, int]:
+    """Each output column of PolynomialFeatures as the product of its input powers."""
+    powers = np.asarray(step.powers_, dtype=np.int64)
+    if powers.ndim != 2 or powers.shape[1] != m or (powers < 0).any() or powers.max() > 3:
+        raise NotConvertible("PolynomialFeatures of a degree above 3")
+    cols: list[str] = []
+    for j in range(m):
+        c = g.name("column")
+        g.node("Gather", [x, g.const("index", np.asarray([j], np.int64))], [c], axis=1)
+        cols.append(c)
+    outs: list[str] = []
+    for row in powers:
+        factors = [cols[j] for j in range(m) for _ in range(int(row[j]))]
+        if not factors:
+            one = g.name("bias")
+            g.node("Mul", [cols[0], g.const("zero", np.asarray(0.0))], [one])
+            term = g.name("bias1")
+            g.node("Add", [one, g.const("one", np.asarray(1.0))], [term])
+            outs.append(term)
+            continue
+        term = factors[0]
+        for f in factors[1:]:
+            nxt = g.name("product")
+            g.node("Mul", [term, f], [nxt])
+            term = nxt
+        outs.append(term)
+    y = g.name("polynomial")
+    g.node("Concat", outs, [y], axis=1)
+    return y, len(outs)
 
 
 def _categorical(
@@ -388,6 +611,107 @@ def _categorical(
         blocks.append(block)
     if start != out.shape[1]:
         raise NotConvertible("the one-hot encoder's columns do not add up")
+    if len(blocks) == 1:
+        return blocks[0], start
+    x = g.name("categorical")
+    g.node("Concat", blocks, [x], axis=1)
+    return x, start
+
+
+def _one_hot_only(steps: list[Any]) -> bool:
+    """A categorical part the one-hot graph handles: imputing, then a plain one-hot."""
+    if not steps or class_path(steps[-1]) != "sklearn.preprocessing._encoders.OneHotEncoder":
+        return False
+    encoder = steps[-1]
+    return (
+        encoder.drop is None
+        and getattr(encoder, "min_frequency", None) is None
+        and getattr(encoder, "max_categories", None) is None
+    )
+
+
+# encoders whose output for a column depends on that column's value alone: a lookup table
+LOOKUP_ENCODERS = (
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+    "sklearn.preprocessing._encoders.OrdinalEncoder",
+    "sklearn.preprocessing._target_encoder.TargetEncoder",
+    "loopml.features.steps.FrequencyEncoder",
+)
+
+
+def _encoder_widths(encoder: Any, n: int) -> list[int]:
+    path = class_path(encoder)
+    if path == LOOKUP_ENCODERS[0]:
+        widths = getattr(encoder, "_n_features_outs", None)
+        if widths is None or len(widths) != n:
+            raise NotConvertible("the one-hot encoder's widths are not known")
+        return [int(w) for w in widths]
+    if path == LOOKUP_ENCODERS[2] and getattr(encoder, "target_type_", "") == "multiclass":
+        return [len(encoder.classes_)] * n
+    return [1] * n
+
+
+def _lookup(
+    names: list[str], trans: Any, steps: list[Any], sig: Signature, g: _Builder
+) -> tuple[str, int]:
+    """A categorical part as one table per column: its text -> the row of the values the
+    fitted part gives it (read by running the part on every known text, a missing value and
+    an unknown one), then a Gather of that row."""
+    allowed = ("sklearn.impute._base.SimpleImputer", *LOOKUP_ENCODERS)
+    for step in steps:
+        if class_path(step) not in allowed:
+            raise NotConvertible(
+                f"{class_path(step)} in the feature pipeline has no ONNX converter"
+            )
+    if not steps or class_path(steps[-1]) not in LOOKUP_ENCODERS:
+        raise NotConvertible("a categorical step that does not end in an encoder")
+    encoder = steps[-1]
+    widths = _encoder_widths(encoder, len(names))
+    fields = {f.name: f for f in sig.inputs}
+    keys: list[list[str]] = []
+    for j, name in enumerate(names):
+        cats = getattr(encoder, "categories_", None)
+        known = {str(c) for c in cats[j] if isinstance(c, str)} if cats is not None else set()
+        known |= set(fields[name].categories or [])
+        for step in steps[:-1]:
+            stats = getattr(step, "statistics_", None)
+            if stats is not None and isinstance(stats[j], str):
+                known.add(str(stats[j]))
+        if MISSING in known or UNKNOWN in known:
+            raise NotConvertible("a category holds loopml's missing-value marker")
+        keys.append(sorted(known))
+    rows = max(len(k) for k in keys) + 2
+    frame = {}
+    for j, name in enumerate(names):
+        col: list[Any] = [*keys[j], np.nan, UNKNOWN]
+        col += [keys[j][0] if keys[j] else UNKNOWN] * (rows - len(col))
+        frame[name] = np.asarray(col[:rows], dtype=object)
+    try:
+        out = np.asarray(_run(trans, pd.DataFrame(frame, columns=names)), dtype=np.float64)
+    except Exception as exc:
+        raise NotConvertible(f"the categorical features could not be probed: {exc}"[:200]) from exc
+    if out.shape[1] != sum(widths):
+        raise NotConvertible("the categorical encoder's columns do not add up")
+    blocks: list[str] = []
+    start = 0
+    for j, name in enumerate(names):
+        n_keys = len(keys[j])
+        table = out[: n_keys + 2, start : start + widths[j]]
+        start += widths[j]
+        code = g.name("code")
+        g.node(
+            "LabelEncoder",
+            [name],
+            [code],
+            keys_strings=[*keys[j], MISSING],
+            values_int64s=[*range(n_keys), n_keys],
+            default_int64=n_keys + 1,
+        )
+        flat = g.name("code_flat")
+        g.node("Reshape", [code, g.const("shape", np.asarray([-1], np.int64))], [flat])
+        block = g.name("encoded")
+        g.node("Gather", [g.const("table", table), flat], [block], axis=0)
+        blocks.append(block)
     if len(blocks) == 1:
         return blocks[0], start
     x = g.name("categorical")

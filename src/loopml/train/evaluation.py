@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from loopml.data.ingest import read_version
 from loopml.errors import InvalidInputError, LoopmlError
 from loopml.evaluate.diagnostics import (
     PERMUTATION_REPEATS,
@@ -163,7 +164,7 @@ def _rows(
                 hint="Give a version number after @, e.g. cancer@2",
             )
         dv = ws.metadata.get_dataset_version(name, None if tag is None else int(tag))
-        frame = ws.lake.read_table(dv.path).to_pandas()
+        frame = read_version(ws, dv).to_pandas()
         if (dv.name, dv.version) == (mv.dataset_name, mv.dataset_version):
             warnings.append(
                 f"{dv.name}@{dv.version} is the version the model was trained on: its rows "
@@ -178,7 +179,7 @@ def _rows(
             hint="Name the data to evaluate on with --data DATASET[@VERSION]",
         )
     dv = ws.metadata.get_dataset_version(mv.dataset_name, mv.dataset_version)
-    frame = ws.lake.read_table(dv.path).to_pandas()
+    frame = read_version(ws, dv).to_pandas()
     source = f"{dv.name}@{dv.version}"
     try:
         holdout, split = _holdout(run, frame, str(mv.signature["target"]), mv.signature["task"])
@@ -351,6 +352,7 @@ def write_run_report(
             task, bundle, y, p, positive=config.positive, metrics=metrics.get("holdout")
         ),
         "slices": metrics.get("slices"),
+        "feature_selection": metrics.get("feature_selection"),
     }
     path = f"reports/runs/{run_id}.html"
     ws.lake.write_bytes(path, render_evaluation_html(doc).encode())

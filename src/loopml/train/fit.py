@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from loopml.features.spec import build_transformer, prepare_frame, resolve_kinds
+from loopml.features.spec import build_transformer, fit_features, prepare_frame, resolve_kinds
 from loopml.project import FeatureSpec
 from loopml.registry.bundle import SAMPLE_ROWS, ModelBundle
 from loopml.registry.flavors import flavor_for, get_flavor
@@ -45,8 +45,10 @@ def fit_prepared(
     :func:`loopml.register_model`.
     """
     impl = flavor_for(estimator) if flavor is None else get_flavor(flavor)
-    features = build_transformer(spec, kinds, estimator).fit(x)
-    model, classes = impl.fit(clone(estimator), features.transform(x), y.to_numpy(), task)
+    features = build_transformer(spec, kinds, estimator, task=task)
+    # fit_transform: a target encoding gives the model its out-of-fold values
+    encoded = fit_features(features, x, y)
+    model, classes = impl.fit(clone(estimator), encoded, y.to_numpy(), task)
     sig = Signature.from_frame(
         x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown
     )

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from loopml.data.ingest import read_version
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.evaluate.cv import Fold, cross_validate
 from loopml.evaluate.metrics import LOWER_IS_BETTER, compute_metrics, metric_names
@@ -142,7 +143,7 @@ def search(
         )
     started = time.perf_counter()
     dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
-    frame = ws.lake.read_table(dv.path).to_pandas()
+    frame = read_version(ws, dv).to_pandas()
     config.check_columns(list(frame.columns), source=f"dataset {dv.name}@{dv.version}")
     # the rows, features, split and classes exactly as loopml.train.train prepares them
     ev = config.evaluation

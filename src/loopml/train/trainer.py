@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from loopml.data.ingest import read_version
 from loopml.errors import ConfigError, InvalidInputError
 from loopml.evaluate.cv import cross_validate
 from loopml.evaluate.holdout import holdout_extras
@@ -27,7 +28,8 @@ from loopml.evaluate.split import (
     split_column,
     without_split_column,
 )
-from loopml.features.spec import numeric_choices, prepare_frame, resolve_kinds
+from loopml.features.explain import selection_report
+from loopml.features.spec import check_spec, numeric_choices, prepare_frame, resolve_kinds
 from loopml.project import ProjectConfig
 from loopml.project.imbalance import resolve_positive
 from loopml.registry.models import register_model, set_alias
@@ -49,7 +51,10 @@ from loopml.workspace import Workspace
 Progress = Callable[[str], None]
 #: Most out-of-sample scores a version keeps as its prediction-drift reference.
 REFERENCE_MAX_ROWS = 20_000
-PACKAGES = ("loopml", "scikit-learn", "numpy", "pandas", "pyarrow", "lightgbm", "skops")
+PACKAGES = (
+    *("loopml", "scikit-learn", "numpy", "pandas", "pyarrow", "lightgbm", "skops"),
+    *("torch", "safetensors"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def train(
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
-    frame = ws.lake.read_table(dv.path).to_pandas()
+    frame = read_version(ws, dv).to_pandas()
     config.check_columns(list(frame.columns), source=f"dataset {dv.name}@{dv.version}")
     features, split_note = without_split_column(config.features, config.evaluation.split)
     x, y, kinds, task = _prepare(replace(config, features=features), dv, frame)
@@ -206,6 +211,10 @@ def train(
             target=config.target,
             flavor=flavor,
         )
+        # per-epoch metrics of a network's fit (the torch flavor's), as steps of the run
+        epoch_steps = getattr(bundle.flavor_impl, "steps", None)
+        for key, step, value in epoch_steps(bundle.estimator) if callable(epoch_steps) else ():
+            ws.metadata.log_step(run.id, key, step, value)
         threshold = None
         if ev.threshold is not None:  # chosen out of fold, never on the holdout
             threshold = choose_threshold(
@@ -272,6 +281,9 @@ def train(
                 take_alias, why = decide(config.promotion, champion, config.name)
             metrics["champion"] = champion_record(champion, take_alias, why)
             say(f"champion check: {why}")
+        selection = selection_report(bundle.features)  # kept and dropped, with scores
+        if selection is not None:
+            metrics["feature_selection"] = selection
         # reports/runs/<run_id>.html: curves, calibration, confusion, native importances
         metrics["report"] = write_run_report(ws, run.id, config, bundle, y_ho, p, metrics)
         mv = None
@@ -296,6 +308,8 @@ def train(
                     flavor=flavor,
                 )
                 mark_bundle(bundle, positive, threshold)
+                if selection is not None:  # the registered model's own selection
+                    metrics["feature_selection"] = selection_report(bundle.features)
             metrics["rows"]["fit"] = len(x) if ev.refit else len(x_tr)
             mv = register_model(
                 ws,
@@ -414,6 +428,7 @@ def _prepare(
             hint="Use task: classification, or a numeric target",
         )
     kinds = resolve_kinds(config.features, frame, config.target, source)
+    check_spec(config.features, kinds, task)  # every transform fits its column, before any fit
     return prepare_frame(frame, kinds), y.reset_index(drop=True), kinds, task
 
 

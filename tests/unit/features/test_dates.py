@@ -38,7 +38,7 @@ def test_parts_and_names() -> None:
 
 def test_the_scikit_learn_contract() -> None:
     t = DatetimeFeatures(cyclical=False)
-    assert clone(t).get_params() == {"cyclical": False}
+    assert clone(t).get_params() == {"cyclical": False, "parts": None}
     with pytest.raises(Exception, match="not fitted"):
         t.transform(frame())
     fitted = t.fit(frame())

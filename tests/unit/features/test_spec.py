@@ -49,8 +49,8 @@ def test_kind_override_and_inference() -> None:
     ("config", "field"),
     [
         ({"numeric": {"impute": "magic"}}, "features.numeric.impute"),
-        ({"numeric": {"scale": "minmax"}}, "features.numeric.scale"),
-        ({"categorical": {"encode": "hash"}}, "features.categorical.encode"),
+        ({"numeric": {"scale": "log"}}, "features.numeric.scale"),
+        ({"categorical": {"encode": "binary"}}, "features.categorical.encode"),
         ({"numeric": {"bogus": 1}}, "features.numeric.bogus"),
         ({"kinds": {"a": "text"}}, "features.kinds.a"),
         ({"selection": []}, "features.selection"),

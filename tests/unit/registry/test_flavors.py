@@ -35,6 +35,12 @@ def _estimator(flavor: str, task: str) -> Any:
     regression = task == "regression"
     if flavor == "sklearn":
         return Ridge() if regression else LogisticRegression(max_iter=3000)
+    if flavor == "torch":
+        pytest.importorskip("torch")
+        from loopml.train.deep import MLPClassifier, MLPRegressor
+
+        net = MLPRegressor if regression else MLPClassifier
+        return net(hidden=[32], epochs=30, lr=3e-3, random_state=0)
     lib = pytest.importorskip(flavor)
     if flavor == "lightgbm":
         cls = lib.LGBMRegressor if regression else lib.LGBMClassifier
@@ -141,8 +147,8 @@ def test_a_missing_native_model_is_an_integrity_error() -> None:
 def test_an_unknown_flavor_in_a_manifest_is_an_integrity_error() -> None:
     bundle, _ = fit_bundle(_frame("binary"), "target", LogisticRegression(max_iter=3000))
     zf = zipfile.ZipFile(io.BytesIO(bundle.to_bytes()))
-    manifest = zf.read("manifest.json").replace(b'"flavor":"sklearn"', b'"flavor":"torch"')
-    with pytest.raises(IntegrityError, match="torch"):
+    manifest = zf.read("manifest.json").replace(b'"flavor":"sklearn"', b'"flavor":"keras"')
+    with pytest.raises(IntegrityError, match="keras"):
         ModelBundle.from_bytes(replace_member(bundle.to_bytes(), "manifest.json", manifest))
 
 

@@ -173,3 +173,20 @@ def test_a_parameter_value_the_estimator_refuses_is_found_before_any_work(
         train(cancer, cfg)
     assert info.value.where["field"] == "model.params"
     assert cancer.metadata.list_runs() == []
+
+
+def test_training_reads_every_row_of_an_appended_version(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """An append version is the parent's rows plus the new ones: training reads them all (it
+    read only the version's own folder, i.e. the appended rows, and said nothing)."""
+    frame = load_breast_cancer(as_frame=True).frame
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    frame.iloc[:300].to_csv(first, index=False)
+    frame.iloc[300:].to_csv(second, index=False)
+    ingest(workspace, first, "cancer")
+    appended = ingest(workspace, second, "cancer", mode="append").dataset
+    assert appended.version == 2 and appended.num_rows == len(frame)
+    res = train(workspace, _config())
+    rows = res.run.metrics["rows"]
+    assert rows["train"] + rows["holdout"] == len(frame)

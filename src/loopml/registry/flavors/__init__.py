@@ -19,6 +19,7 @@ FLAVORS: dict[str, str] = {
     "sklearn": "loopml.registry.flavors.sklearn:SklearnFlavor",
     "lightgbm": "loopml.registry.flavors.lightgbm:LightGBMFlavor",
     "xgboost": "loopml.registry.flavors.xgboost:XGBoostFlavor",
+    "torch": "loopml.registry.flavors.torch:TorchFlavor",
 }
 #: what an estimator no flavor claims is saved as (a user's scikit-learn-style class,
 #: which then needs ``trust`` to load)
