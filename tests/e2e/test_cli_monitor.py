@@ -74,3 +74,98 @@ def test_the_cli_default_minimum_is_the_library_one() -> None:
     from loopml.monitor.drift import MIN_ROWS
 
     assert CLI_MIN_ROWS == MIN_ROWS
+
+
+# -- performance from delayed labels, reports, alerts: the whole path through the CLI ---------
+
+
+@pytest.fixture
+def labelled(tmp_path: Path, cli, trained: Path) -> Path:  # type: ignore[no-untyped-def]
+    """Every row of the cancer data scored with 'loopml predict', 400 labelled by feedback."""
+    import pandas as pd
+
+    frame = load_breast_cancer(as_frame=True).frame
+    inputs = tmp_path / "rows.csv"
+    frame.drop(columns=["target"]).to_csv(inputs, index=False)
+    scored = tmp_path / "scored.csv"
+    res = cli("predict", "-m", "cancer", "-i", inputs, "-o", scored, "-w", trained)
+    assert res.code == 0, res.err
+    ids = pd.read_csv(scored)["prediction_id"]
+    fb = pd.DataFrame({"prediction_id": ids[:400], "label": frame["target"][:400]})
+    fb.to_csv(tmp_path / "labels.csv", index=False)
+    res = cli("feedback", tmp_path / "labels.csv", "-w", trained)
+    assert res.code == 0, res.err
+    return trained
+
+
+def test_performance_reports_metric_coverage_and_delay(  # type: ignore[no-untyped-def]
+    cli, labelled: Path
+) -> None:
+    res = cli("monitor", "performance", "cancer", "--window", "1d", "-w", labelled, "--json")
+    assert res.code == 0, res.err
+    doc = json.loads(res.out)
+    overall = doc["overall"]
+    assert doc["metric"] == "roc_auc" and doc["training"] is not None
+    assert (overall["n_predictions"], overall["n_labelled"]) == (569, 400)
+    assert overall["value"] > 0.95 and overall["delay_p50_s"] >= 0
+    text = cli("monitor", "performance", "cancer", "--by", "day", "-w", labelled)
+    assert text.code == 0
+    assert "70.3%" in text.out and "at training (holdout)" in text.out
+    bad = cli("monitor", "performance", "cancer", "--metric", "auc", "-w", labelled)
+    assert bad.code == 2 and "unknown classification metric 'auc'" in _flat(bad.err)
+    assert "Traceback" not in bad.err
+    by = cli("monitor", "performance", "cancer", "--by", "month", "-w", labelled)
+    assert by.code == 2
+
+
+def test_check_raises_alerts_from_the_project_file_and_report_writes_a_page(  # type: ignore[no-untyped-def]
+    tmp_path: Path, cli, labelled: Path
+) -> None:
+    project = tmp_path / "loopml.yaml"
+    project.write_text(
+        project.read_text()
+        + "monitor:\n"
+        + "  alerts:\n"
+        + "    - {when: metric, metric: roc_auc, below: 0.999}\n"
+        + "    - {when: drift, features: 1}\n"
+    )
+    dry = cli("monitor", "check", "cancer", "-f", project, "-w", labelled, "--dry-run")
+    assert dry.code == 1 and "ALERT metric:roc_auc<0.999" in _flat(dry.out)
+    assert "dry run: nothing recorded or sent" in _flat(dry.out)
+    res = cli("monitor", "check", "cancer", "-f", project, "-w", labelled, "--json")
+    doc = json.loads(res.out)
+    assert res.code == 1 and [a["rule"] for a in doc["alerts"]] == ["metric:roc_auc<0.999"]
+    assert doc["skipped"] == [] and doc["drift"]["verdict"] == "no drift"
+    page = cli("monitor", "report", "cancer", "--window", "7d", "-w", labelled, "--json")
+    assert page.code == 0, page.err
+    rep = json.loads(page.out)
+    assert len(rep["periods"]) == 1 and rep["metric_values"][0] > 0.95
+    html = Path(rep["report_url"].removeprefix("file://")).read_text()
+    assert "<svg" in html and "<script" not in html
+    drift = cli(
+        "monitor",
+        "drift",
+        "-m",
+        "cancer",
+        "--window",
+        "last 100",
+        "-f",
+        project,
+        "-w",
+        labelled,
+        "--json",
+    )
+    assert drift.code == 0 and json.loads(drift.out)["features"]["n_current_rows"] == 100
+    both = cli(
+        "monitor",
+        "drift",
+        "-m",
+        "cancer",
+        "--window",
+        "1d",
+        "--since",
+        "2026-01-01",
+        "-w",
+        labelled,
+    )
+    assert both.code == 2 and "Traceback" not in both.err

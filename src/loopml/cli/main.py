@@ -12,10 +12,13 @@ import typer.main
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from loopml.cli import ab as ab_cmd
 from loopml.cli import data as data_cmd
 from loopml.cli import deploy as deploy_cmd
 from loopml.cli import evaluate as evaluate_cmd
+from loopml.cli import features as features_cmd
 from loopml.cli import feedback as feedback_cmd
+from loopml.cli import loop as _loop_cmd  # noqa: F401  (registers monitor watch/run-once/events)
 from loopml.cli import models as models_cmd
 from loopml.cli import monitor as monitor_cmd
 from loopml.cli import runs as runs_cmd
@@ -33,10 +36,12 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(features_cmd.app, name="features")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(monitor_cmd.app, name="monitor")
 app.add_typer(deploy_cmd.app, name="deploy")
+app.add_typer(ab_cmd.app, name="ab")
 workflow.register(app)
 evaluate_cmd.register(app)
 feedback_cmd.register(app)

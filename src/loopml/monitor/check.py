@@ -18,23 +18,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
-from loopml.errors import InvalidInputError, NotFoundError
+from loopml.data.ingest import read_version
+from loopml.errors import ConfigError, InvalidInputError, NotFoundError
 from loopml.monitor.drift import (
     DRIFT,
     INSUFFICIENT,
     KINDS,
-    MIN_ROWS,
     NO_DRIFT,
     DriftReport,
     compute_drift,
 )
 from loopml.monitor.report import render_html
+from loopml.monitor.thresholds import DriftThresholds
+from loopml.monitor.windows import LAST, Window, parse_window, select_window
 from loopml.registry.models import LoadedModel, load_model
 from loopml.utils import utcnow
 from loopml.workspace import Workspace
@@ -120,27 +123,58 @@ def check_drift(
     model_ref: str,
     *,
     data: pd.DataFrame | str | Path | None = None,
+    window: Window | str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    psi_threshold: float = 0.2,
-    alpha: float = 0.05,
-    drift_share: float = 0.3,
-    min_rows: int = MIN_ROWS,
+    thresholds: DriftThresholds | None = None,
+    psi_threshold: float | None = None,
+    alpha: float | None = None,
+    drift_share: float | None = None,
+    min_rows: int | None = None,
+    now: datetime | None = None,
+    write_report: bool = True,
 ) -> DriftCheck:
     """Compare recent inputs of ``model_ref`` with its training data and write a report.
 
-    ``data`` (a frame or a CSV/Parquet/JSONL file) is the current sample; without it, the
-    model's prediction log (optionally between ``since`` and ``until``) is. Features are
-    tested as the signature types them (datetime features are not tested); the model's scores
-    are tested against its out-of-sample scores. With fewer than ``min_rows`` rows nothing is
-    decided: the verdict is "insufficient data" and a warning says the minimum.
+    The current sample is ``data`` (a frame or a CSV/Parquet/JSONL file), or a ``window``
+    (``"last 1000"``, ``"1h"``, ``"2026-01-01..2026-02-01"`` of the prediction log, or a dataset
+    version ``"NAME@V"``; see :mod:`loopml.monitor.windows`), or else the model's prediction
+    log between ``since`` and ``until``. Features are tested as the signature types them
+    (datetime features are not tested); the model's scores are tested against its
+    out-of-sample scores. ``thresholds`` (``monitor.drift`` of ``loopml.yaml``, see
+    :func:`~loopml.monitor.thresholds.thresholds_from_config`) decide each feature;
+    ``psi_threshold``, ``alpha``, ``drift_share`` and ``min_rows``, when given, override them.
+    With fewer than ``min_rows`` rows nothing is decided: the verdict is "insufficient data"
+    and a warning says the minimum.
     """
     model = load_model(ws, model_ref)
+    limits = thresholds if thresholds is not None else DriftThresholds()
     warnings: list[str] = []
     kinds = _tested_kinds(model, warnings)
     names = list(kinds)
     reference = _training_features(ws, model)
-    if data is None:
+    win = parse_window(window) if isinstance(window, str) else window
+    if win is not None and (since is not None or until is not None):
+        raise InvalidInputError(
+            "pass either a window or since/until, not both",
+            where={"model": model.name, "window": win.text},
+            hint="Write the dates as a window instead: '2026-01-01..2026-02-01'",
+        )
+    if data is not None and win is not None:
+        raise InvalidInputError(
+            "pass either data or a window, not both",
+            where={"model": model.name},
+            hint="--data FILE compares a file; --window compares logged predictions",
+        )
+    if win is not None and not win.on_log:
+        assert win.dataset is not None and win.version is not None
+        dv = ws.metadata.get_dataset_version(win.dataset, win.version)
+        frame = read_version(ws, dv).to_pandas()
+        current, current_scores, where = _from_data(model, frame, warnings)
+        where = f"dataset {dv.name}@{dv.version}"
+    elif win is not None:
+        current, current_scores, where = _from_window(ws, model, win, now)
+    elif data is None:
         current, current_scores, where = _from_log(ws, model, since, until)
     else:
         current, current_scores, where = _from_data(model, data, warnings)
@@ -150,6 +184,7 @@ def check_drift(
         "alpha": alpha,
         "drift_share": drift_share,
         "min_rows": min_rows,
+        "thresholds": limits,
     }
     # compute_drift reads only the features' columns, and names any that is missing
     feature_report = compute_drift(reference[names], current, kinds, **options)
@@ -175,11 +210,13 @@ def check_drift(
         prediction_report,
         f"{ref_desc} ({len(reference)} rows)",
         f"{where} ({len(current)} rows)",
-        ws.lake.url(f"{base}.html"),
-        ws.lake.url(f"{base}.json"),
+        ws.lake.url(f"{base}.html") if write_report else "",
+        ws.lake.url(f"{base}.json") if write_report else "",
         scores_desc,
         warnings,
     )
+    if not write_report:
+        return check
     context = {
         "model": f"{model.name}@{model.version}",
         "reference": check.reference,
@@ -199,6 +236,163 @@ def check_drift(
     ws.lake.write_bytes(f"{base}.html", html.encode())
     ws.lake.write_bytes(f"{base}.json", orjson.dumps(check.to_dict(), default=str))
     return check
+
+
+def _from_window(
+    ws: Workspace, model: LoadedModel, win: Window, now: datetime | None
+) -> tuple[pd.DataFrame, np.ndarray, str]:
+    from loopml.predictions import feature_column
+
+    log = read_window(ws, model.name, win, version=model.version, now=now)
+    where = f"prediction log of {model.name}@{model.version}, window {win.text}"
+    if log.empty:
+        raise InvalidInputError(
+            f"the {where} holds no predictions",
+            where={"model": model.name, "version": model.version, "window": win.text},
+            hint="Widen the window, send traffic to 'loopml serve' (or score a file with "
+            "'loopml predict') first, or pass --data FILE",
+        )
+    log = select_window(log, win, now=now)
+    names = [n for n in model.signature.names if feature_column(n) in log.columns]
+    current = log[[feature_column(n) for n in names]].set_axis(names, axis=1)
+    return current, log["score"].to_numpy(dtype=np.float64), where
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    """Where :func:`monitor_report` wrote its page, and what it plotted."""
+
+    model: str
+    version: int
+    url: str
+    periods: list[str]
+    drift_share: list[float | None]
+    metric: str | None
+    metric_values: list[float | None]
+
+
+def monitor_report(
+    ws: Workspace,
+    model_ref: str,
+    *,
+    window: Window | str = "30d",
+    by: Literal["day", "week"] = "day",
+    thresholds: DriftThresholds | None = None,
+    metric: str | None = None,
+    now: datetime | None = None,
+) -> MonitorReport:
+    """One HTML page over a window of the log: drift per period, the metric per period (from
+    delayed labels) against training, and every feature's histogram, reference against the
+    whole window. Inline SVG and CSS only. Written to ``reports/monitor/<model>/<time>.html``.
+    """
+    from loopml.monitor.performance import performance
+    from loopml.monitor.report import render_monitor_html
+    from loopml.predictions import feature_column
+
+    if by not in ("day", "week"):
+        raise InvalidInputError(
+            f"by must be day or week, got {by!r}",
+            where={"field": "by"},
+            hint="Use --by day or --by week",
+        )
+    win = parse_window(window) if isinstance(window, str) else window
+    model = load_model(ws, model_ref)
+    limits = thresholds if thresholds is not None else DriftThresholds()
+    warnings: list[str] = []
+    kinds = _tested_kinds(model, warnings)
+    names = list(kinds)
+    reference = _training_features(ws, model)
+    ref_scores, _ = _reference_scores(ws, model, reference, warnings)
+    whole = check_drift(ws, model_ref, window=win, thresholds=limits, now=now, write_report=False)
+    log = select_window(
+        read_window(ws, model.name, win, version=model.version, now=now), win, now=now
+    )
+    cols = [n for n in names if feature_column(n) in log.columns]
+    stamps = log["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None)
+    groups = log.groupby(stamps.dt.to_period("D" if by == "day" else "W-SUN"), sort=True)
+    periods: list[str] = []
+    reports: list[DriftReport | None] = []
+    pred_psi: list[float | None] = []
+    ref_frame = reference[names]
+    ref_pred = pd.DataFrame({PREDICTION: ref_scores})
+    for period, part in groups:
+        periods.append(period.start_time.strftime("%Y-%m-%d"))
+        current = part[[feature_column(n) for n in cols]].set_axis(cols, axis=1)
+        rep = compute_drift(ref_frame, current, kinds, thresholds=limits)
+        reports.append(rep)
+        pr = compute_drift(
+            ref_pred,
+            pd.DataFrame({PREDICTION: part["score"].to_numpy(dtype=np.float64)}),
+            {PREDICTION: "numeric"},
+            thresholds=limits,
+        )
+        pred_psi.append(pr.features[0].psi)
+    metric_name: str | None = None
+    values: list[float | None] = [None] * len(periods)
+    training = None
+    try:
+        perf = performance(
+            ws, model.name, window=win, by=by, metric=metric, version=model.version, now=now
+        )
+    except ConfigError:
+        raise  # an unknown metric: the caller's mistake, not a gap in the data
+    except InvalidInputError as exc:
+        warnings.append(f"performance not measured: {exc}")
+    else:
+        metric_name, training = perf.metric, perf.training
+        by_start = {r.start.strftime("%Y-%m-%d"): r.value for r in perf.rows if r.start}
+        values = [by_start.get(p) for p in periods]
+        warnings.extend(perf.warnings)
+    context = {
+        "model": f"{model.name}@{model.version}",
+        "window": f"{win.text} ({len(log)} predictions, {len(periods)} {by}s)",
+        "reference": whole.reference,
+        "reference scores": whole.reference_scores,
+        "drift now": whole.summary,
+        "created": utcnow().isoformat(timespec="seconds"),
+    }
+    html = render_monitor_html(
+        title=f"Monitoring: {model.name}@{model.version}",
+        context=context,
+        current=whole.features,
+        prediction=whole.prediction.features,
+        periods=periods,
+        drift_over_time=reports,
+        prediction_over_time=pred_psi,
+        metric=metric_name,
+        metric_over_time=values,
+        metric_training=training,
+        warnings=warnings,
+    )
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%fZ")
+    path = f"reports/monitor/{model.name}/{stamp}.html"
+    ws.lake.write_bytes(path, html.encode())
+    shares: list[float | None] = [
+        None if r is None or r.insufficient else r.share_drifted for r in reports
+    ]
+    return MonitorReport(
+        model.name, model.version, ws.lake.url(path), periods, shares, metric_name, values
+    )
+
+
+def read_window(
+    ws: Workspace,
+    model: str,
+    win: Window,
+    *,
+    version: int | None = None,
+    now: datetime | None = None,
+) -> pd.DataFrame:
+    """The logged predictions of ``model`` a log window covers (``last N``: only the newest
+    day partitions needed; a time window: only the partitions in range), oldest first. Not
+    yet cut to the window: pass the result to :func:`~loopml.monitor.windows.select_window`."""
+    from loopml.predictions import read_last_predictions, read_prediction_log
+
+    if win.kind == LAST:
+        assert win.count is not None
+        return read_last_predictions(ws.lake, model, win.count, version=version)
+    since, until = win.bounds(now)
+    return read_prediction_log(ws.lake, model, since=since, until=until, version=version)
 
 
 def _tested_kinds(model: LoadedModel, warnings: list[str]) -> dict[str, str]:
@@ -280,10 +474,25 @@ def _reference_scores(
         "rows, which overstates prediction drift for a model that fits its training rows "
         "closely (a forest, boosting); retrain with 'loopml train' to keep them"
     )
-    scores = model.bundle.predict_frame(reference).scores
-    return np.asarray(scores, dtype=np.float64), (
-        f"the model scoring its own training rows ({len(reference)} rows)"
-    )
+    desc = f"the model scoring its own training rows ({len(reference)} rows)"
+    path = reference_cache_path(model)
+    try:  # scored once per version (and bundle): the scores never change for it
+        cached = ws.lake.read_table(path)
+    except NotFoundError:
+        pass
+    else:
+        if cached.num_rows == len(reference) and "score" in cached.column_names:
+            return cached.column("score").to_numpy().astype(np.float64), f"{desc}, cached"
+    scores = np.asarray(model.bundle.predict_frame(reference).scores, dtype=np.float64)
+    ws.lake.write_table(path, pa.table({"score": pa.array(scores)}))
+    return scores, desc
+
+
+def reference_cache_path(model: LoadedModel) -> str:
+    """Where the scores of a version's training rows are kept once computed: keyed by the
+    version and its bundle's sha256, so a re-registered bundle never reads stale scores."""
+    rec = model.record
+    return f"monitor/reference/{rec.name}/{rec.version}-{rec.artifact_sha256[:16]}.parquet"
 
 
 def _training_features(ws: Workspace, model: LoadedModel) -> pd.DataFrame:
@@ -295,7 +504,7 @@ def _training_features(ws: Workspace, model: LoadedModel) -> pd.DataFrame:
             hint="Drift needs the training data as reference; retrain with loopml train",
         )
     dv = ws.metadata.get_dataset_version(rec.dataset_name, rec.dataset_version)
-    frame = ws.lake.read_table(dv.path).to_pandas()
+    frame = read_version(ws, dv).to_pandas()
     # the dataset also holds the holdout, which may have values the fitted rows did not
     checked = model.signature.check_frame(
         frame, source=f"dataset {dv.name}@{dv.version}", unknown="flag"

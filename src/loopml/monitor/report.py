@@ -378,4 +378,203 @@ def _feature_table(features: Sequence[FeatureDrift]) -> str:
     return f'<table class="features">{head}<tbody>{"".join(rows)}</tbody></table>'
 
 
-__all__ = ["render_html", "render_svg_histogram"]
+# -- the monitoring page: drift and the metric over time ---------------------------------------
+
+_LINE_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d")
+
+
+def render_svg_lines(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    title: str,
+    y_label: str,
+    reference: float | None = None,
+    reference_label: str = "threshold",
+    width: int = 760,
+    height: int = 300,
+) -> str:
+    """An inline SVG line chart: one line per entry of ``series`` over the ``labels`` (periods).
+
+    ``None`` values break a line (nothing measured there). ``reference`` draws a dashed
+    horizontal line (a threshold, or the value at training). Every point has a tooltip.
+    """
+    bottom = 56
+    pw = width - _MARGIN_LEFT - _MARGIN_RIGHT - 150
+    ph = height - _MARGIN_TOP - bottom
+    values = [v for vs in series.values() for v in vs if v is not None and math.isfinite(v)]
+    if reference is not None:
+        values.append(reference)
+    lo = min([0.0, *values]) if values else 0.0
+    hi = max(values) if values else 1.0
+    top = _nice_ceiling(hi * 1.05) if hi > 0 else 1.0
+    span = (top - lo) or 1.0
+    n = max(len(labels), 1)
+
+    def sx(i: int) -> float:
+        return _MARGIN_LEFT + (pw * (i + 0.5) / n)
+
+    def sy(value: float) -> float:
+        return _MARGIN_TOP + ph - (value - lo) / span * ph
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{_e(title)}">',
+        f'<text x="{_MARGIN_LEFT}" y="20" font-size="13" font-weight="600">{_e(title)}</text>',
+    ]
+    for i in range(5):
+        value = lo + span * i / 4
+        y = sy(value)
+        parts.append(
+            f'<line x1="{_MARGIN_LEFT}" y1="{y:.1f}" x2="{_MARGIN_LEFT + pw}" y2="{y:.1f}" '
+            'stroke="#eaeef2"/>'
+            f'<text x="{_MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+            f'fill="#57606a">{_e(_tick(value))}</text>'
+        )
+    mid_y = _MARGIN_TOP + ph / 2
+    parts.append(
+        f'<text x="14" y="{mid_y:.1f}" transform="rotate(-90 14 {mid_y:.1f})" '
+        f'text-anchor="middle" font-size="12">{_e(y_label)}</text>'
+    )
+    step = max(1, math.ceil(len(labels) / 8))
+    axis_y = _MARGIN_TOP + ph
+    for i, label in enumerate(labels):
+        if i % step == 0:
+            parts.append(
+                f'<text x="{sx(i):.1f}" y="{axis_y + 16:.1f}" text-anchor="middle" '
+                f'font-size="11" fill="#57606a">{_e(label)}</text>'
+            )
+    if reference is not None:
+        y = sy(reference)
+        parts.append(
+            f'<line x1="{_MARGIN_LEFT}" y1="{y:.1f}" x2="{_MARGIN_LEFT + pw}" y2="{y:.1f}" '
+            f'stroke="#57606a" stroke-dasharray="5 4"><title>{_e(reference_label)}: '
+            f"{_e(_tick(reference))}</title></line>"
+        )
+    for k, (name, vs) in enumerate(series.items()):
+        color = _LINE_COLORS[k % len(_LINE_COLORS)]
+        runs: list[list[tuple[float, float]]] = [[]]
+        for i, v in enumerate(vs):
+            if v is None or not math.isfinite(v):
+                runs.append([])
+                continue
+            runs[-1].append((sx(i), sy(v)))
+            tip = f"{name} {labels[i] if i < len(labels) else i}: {v:.4g}"
+            parts.append(
+                f'<circle cx="{sx(i):.1f}" cy="{sy(v):.1f}" r="3" fill="{color}">'
+                f"<title>{_e(tip)}</title></circle>"
+            )
+        for run in runs:
+            if len(run) > 1:
+                pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+                parts.append(
+                    f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2"/>'
+                )
+        ly = _MARGIN_TOP + 14 * k
+        lx = _MARGIN_LEFT + pw + 12
+        parts.append(
+            f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 15}" y="{ly + 9}" font-size="11">{_e(name[: _LABEL_CHARS + 6])}</text>'
+        )
+    parts.append(
+        f'<line x1="{_MARGIN_LEFT}" y1="{axis_y:.1f}" x2="{_MARGIN_LEFT + pw}" '
+        f'y2="{axis_y:.1f}" stroke="#57606a"/>'
+        f'<line x1="{_MARGIN_LEFT}" y1="{_MARGIN_TOP}" x2="{_MARGIN_LEFT}" y2="{axis_y:.1f}" '
+        'stroke="#57606a"/></svg>'
+    )
+    return "".join(parts)
+
+
+def render_monitor_html(
+    *,
+    title: str,
+    context: Mapping[str, str],
+    current: DriftReport,
+    prediction: Sequence[FeatureDrift],
+    periods: Sequence[str],
+    drift_over_time: Sequence[DriftReport | None],
+    prediction_over_time: Sequence[float | None],
+    metric: str | None,
+    metric_over_time: Sequence[float | None],
+    metric_training: float | None,
+    warnings: Sequence[str] = (),
+    top: int = 6,
+) -> str:
+    """The monitoring page of a model: drift scores and the metric over time (one point per
+    period), then the histograms of every feature, reference against the whole window."""
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        *(f'<p class="warning">{_e(w)}</p>' for w in warnings),
+        _key_values(list(context.items())),
+        "<h2>Drift over time</h2>",
+    ]
+    labels = list(periods)
+    if labels:
+        share = [None if r is None or r.insufficient else r.share_drifted for r in drift_over_time]
+        out.append(
+            render_svg_lines(
+                labels,
+                {"share of features drifting": share, "prediction PSI": list(prediction_over_time)},
+                title="share of drifting features, and the PSI of the model's scores",
+                y_label="share / PSI",
+                reference=current.drift_share,
+                reference_label="dataset drift threshold",
+            )
+        )
+        peak: dict[str, float] = {}
+        for r in drift_over_time:
+            for f in r.features if r is not None else []:
+                if f.psi is not None:
+                    peak[f.feature] = max(peak.get(f.feature, 0.0), f.psi)
+        names = sorted(peak, key=lambda k: -peak[k])[:top]
+        per_feature: dict[str, list[float | None]] = {}
+        for name in names:
+            line: list[float | None] = []
+            for r in drift_over_time:
+                fd = None if r is None else next((f for f in r.features if f.feature == name), None)
+                line.append(None if fd is None else fd.psi)
+            per_feature[name] = line
+        if per_feature:
+            out.append(
+                render_svg_lines(
+                    labels,
+                    per_feature,
+                    title=f"PSI per period of the {len(names)} features that moved most",
+                    y_label="PSI",
+                    reference=current.psi_threshold,
+                    reference_label="PSI threshold",
+                )
+            )
+    else:
+        out.append("<p>No period of the window holds predictions.</p>")
+    out.append("<h2>Performance over time</h2>")
+    if metric is not None and any(v is not None for v in metric_over_time):
+        out.append(
+            render_svg_lines(
+                labels,
+                {metric: list(metric_over_time)},
+                title=f"{metric} on labelled predictions (dashed: at training)",
+                y_label=metric,
+                reference=metric_training,
+                reference_label="at training (holdout)",
+            )
+        )
+    else:
+        out.append("<p>No labelled predictions in this window yet (send feedback).</p>")
+    out.append("<h2>Features: reference against the whole window</h2>")
+    out.append(_feature_table([*current.features, *prediction]))
+    for i, f in enumerate(_sorted([*current.features, *prediction])):
+        caption = f"{f.feature}: PSI {_num(f.psi)}, {f.statistic_name} {_num(f.statistic)}"
+        out.append(
+            f'<figure id="plot-{i}"><figcaption>{_e(caption)}</figcaption>'
+            f"{render_svg_histogram(f.histogram, feature=f.feature)}</figure>"
+        )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+__all__ = ["render_html", "render_monitor_html", "render_svg_histogram", "render_svg_lines"]

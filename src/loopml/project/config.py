@@ -40,6 +40,7 @@ import yaml
 
 from loopml.errors import ConfigError, NotFoundError
 from loopml.names import check_name, is_version, parse_ref
+from loopml.project.data import parse_datasets
 from loopml.project.evaluation import (
     DEFAULT_BOOTSTRAP,
     SliceSpec,
@@ -51,6 +52,7 @@ from loopml.project.evaluation import (
 from loopml.project.features import FeatureSpec
 from loopml.project.gate import Gate
 from loopml.project.imbalance import ThresholdSpec, parse_class_weight, parse_threshold
+from loopml.project.policy import PolicySpec, parse_policy
 from loopml.project.promotion import PromotionSpec, parse_promotion
 from loopml.project.search import SearchSpec
 from loopml.project.suggest import did_you_mean
@@ -101,6 +103,9 @@ class ProjectConfig:
     search: SearchSpec | None = None  # the hyperparameter search, run by --search
     positive: Any = None  # data.positive: the positive label of a binary target
     promotion: PromotionSpec = field(default_factory=PromotionSpec)  # registry.promote
+    policy: PolicySpec | None = None  # policy: retraining and rollout (project/policy.py)
+    # monitor: drift thresholds, alerts, webhook; checked by loopml.monitor (it sits above)
+    monitor: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, path: str | Path = PROJECT_FILE) -> ProjectConfig:
@@ -135,13 +140,24 @@ class ProjectConfig:
             )
         _known(
             data,
-            {"name", "data", "features", "model", "evaluation", "registry", "search"},
+            {
+                "name",
+                "data",
+                "features",
+                "model",
+                "evaluation",
+                "registry",
+                "search",
+                "policy",
+                "monitor",
+            },
             "",
             source,
         )
         name = check_name(_req(data, "name", source), "model")
         d = _section(data, "data", source, required=True)
-        _known(d, {"dataset", "target", "task", "positive"}, "data.", source)
+        _known(d, {"dataset", "target", "task", "positive", "datasets"}, "data.", source)
+        parse_datasets(d.get("datasets"), source)  # checked here; read by loopml data ingest
         ds_name, ds_tag = parse_ref(str(_req(d, "dataset", source, "data.")), "dataset")
         ds_version = None
         if ds_tag is not None:
@@ -219,7 +235,7 @@ class ProjectConfig:
             dataset_version=ds_version,
             target=str(_req(d, "target", source, "data.")),
             task=task,
-            features=FeatureSpec.from_config(_section(data, "features", source)),
+            features=FeatureSpec.from_config(_section(data, "features", source), trust=trust),
             model=ModelSpec(
                 str(_req(m, "class", source, "model.")),
                 dict(params),
@@ -245,6 +261,8 @@ class ProjectConfig:
             else SearchSpec.from_config(data["search"], source=source),
             positive=d.get("positive"),
             promotion=parse_promotion(r, source),
+            policy=parse_policy(data.get("policy"), source),
+            monitor=_monitor_section(data.get("monitor"), source),
         )
 
     # -- checks against what the file refers to (run before any training) --------------------
@@ -260,6 +278,7 @@ class ProjectConfig:
         named += [("features.include", c, "feature column") for c in spec.include or []]
         named += [("features.exclude", c, "excluded column") for c in spec.exclude]
         named += [("features.kinds", c, "column") for c in spec.kinds]
+        named += [(f"features.columns.{c}", c, "column") for c in spec.columns]
         if self.evaluation.split.column is not None:
             named.append(("evaluation.split.column", self.evaluation.split.column, "split column"))
         named += [("evaluation.slices", s.column, "slice column") for s in self.evaluation.slices]
@@ -366,6 +385,20 @@ def _req(data: Mapping[str, Any], key: str, source: str, prefix: str = "") -> An
             hint=f"Add '{key}: ...' to the project file",
         )
     return data[key]
+
+
+def _monitor_section(data: Any, source: str) -> dict[str, Any]:
+    """The ``monitor:`` mapping, its keys checked; loopml.monitor checks the values."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"monitor must be a mapping, got {type(data).__name__}",
+            where={"file": source, "field": "monitor"},
+            hint="Write monitor: {drift: {...}, alerts: [...], webhook: {url: ...}}",
+        )
+    _known(data, {"drift", "alerts", "webhook"}, "monitor.", source)
+    return dict(data)
 
 
 def _known(data: Mapping[str, Any], known: set[str], prefix: str, source: str) -> None:

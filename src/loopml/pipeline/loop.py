@@ -1,0 +1,680 @@
+"""The closed loop: apply a model's retraining policy once (``run_once``) or forever (``watch``).
+
+One pass for one model, under a lease in the metadata store (so two watchers never act on the
+same model at once) and with a dedupe key on every trigger (so a retrain happens once per
+trigger even if a lease ran out mid-pass):
+
+1. a rollout in progress (a ``challenger`` alias on a version the deployment routes to) is
+   advanced: shadow -> canary steps -> promote, or an A/B test read by the mixture SPRT;
+   a challenger worse on live labelled traffic than the champion is rolled back;
+2. otherwise the trigger is checked (decay on labelled traffic, drift on the log window, a
+   schedule, or by hand); when it fires a challenger is trained through :func:`loopml.train`
+   on the policy's data (the dataset, plus the labelled production traffic), judged against the
+   champion on the same held-out newest labelled rows (the policy's gate and a paired
+   comparison), registered as ``challenger`` and rolled out as the policy says.
+
+Every step is a monitor event with its reason and evidence; ``dry_run`` returns the actions
+without doing or recording anything. A failure records an ``error`` event and the pass (and
+the watcher) carries on with the next model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from loopml.errors import ConfigError, LoopmlError, NotFoundError
+from loopml.evaluate.compare import Scored, compare
+from loopml.evaluate.metrics import compute_metrics
+from loopml.monitor.ab import ab_status
+from loopml.monitor.events import claim_event, list_events, record_event
+from loopml.monitor.policy import (
+    CHALLENGER,
+    ERROR,
+    PROMOTE,
+    RETRAIN,
+    ROLLBACK,
+    ROLLOUT,
+    SKIP,
+    WAIT,
+    Action,
+    LiveArm,
+    check_metric_name,
+    decide_ab,
+    decide_canary_step,
+    decide_retrain,
+    inputs_of,
+    labelled_traffic,
+)
+from loopml.predictions import read_prediction_log
+from loopml.project.config import ProjectConfig
+from loopml.project.policy import PolicySpec
+from loopml.registry.deployments import deploy, step_canary
+from loopml.registry.models import delete_alias, load_model, set_alias
+from loopml.stores.records import ModelVersion
+from loopml.utils import utcnow
+from loopml.workspace import Workspace
+
+log = logging.getLogger("loopml.pipeline.loop")
+
+CHAMPION = "champion"
+LEASE_TTL_S = 900.0
+Say = Callable[[str], None]
+
+
+def default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _policy(project: ProjectConfig) -> PolicySpec:
+    if project.policy is None:
+        raise ConfigError(
+            f"project {project.name!r} has no policy section",
+            where={"file": project.source, "field": "policy"},
+            hint="Add policy: {trigger: {on: decay}} (see docs/closed-loop.md)",
+        )
+    return project.policy
+
+
+def run_once(
+    ws: Workspace,
+    project: ProjectConfig | Sequence[ProjectConfig],
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    holder: str | None = None,
+    lease_ttl_s: float = LEASE_TTL_S,
+    say: Say | None = None,
+) -> list[Action]:
+    """Apply the policy of each project (one model each) once; the actions taken (or, with
+    ``dry_run``, that would be taken). A model that fails gets an ``error`` action and event;
+    the others still run. ``force`` retrains now whatever the trigger says."""
+    projects = [project] if isinstance(project, ProjectConfig) else list(project)
+    actions: list[Action] = []
+    for p in projects:
+        actions.extend(
+            _run_model(
+                ws,
+                p,
+                dry_run=dry_run,
+                force=force,
+                holder=holder or default_holder(),
+                lease_ttl_s=lease_ttl_s,
+                say=say or (lambda _m: None),
+            )
+        )
+    return actions
+
+
+def watch(
+    ws: Workspace,
+    project: ProjectConfig | Sequence[ProjectConfig],
+    interval: float,
+    *,
+    iterations: int | None = None,
+    holder: str | None = None,
+    say: Say | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> list[Action]:
+    """``run_once`` every ``interval`` seconds, ``iterations`` times (None: until ``stop()``
+    says so). Nothing raised in a pass stops the watcher; returns every action taken."""
+    done: list[Action] = []
+    count = 0
+    who = holder or default_holder()
+    while iterations is None or count < iterations:
+        if stop is not None and stop():
+            break
+        started = time.monotonic()
+        try:
+            done.extend(run_once(ws, project, holder=who, say=say))
+        except Exception as exc:  # never stop the watcher (bad project, store down...)
+            log.exception("monitor pass failed")
+            if say is not None:
+                say(f"pass failed: {type(exc).__name__}: {exc}")
+        count += 1
+        if iterations is not None and count >= iterations:
+            break
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    return done
+
+
+# -- one model --------------------------------------------------------------------------------
+
+
+def _run_model(
+    ws: Workspace,
+    project: ProjectConfig,
+    *,
+    dry_run: bool,
+    force: bool,
+    holder: str,
+    lease_ttl_s: float,
+    say: Say,
+) -> list[Action]:
+    model = project.name
+    lease_name = f"monitor:{model}"
+    if not dry_run:
+        lease = ws.metadata.acquire_lease(lease_name, holder, lease_ttl_s)
+        if lease is None:
+            held = ws.metadata.get_lease(lease_name)
+            who = "another watcher" if held is None else held.holder
+            action = Action(
+                model,
+                SKIP,
+                f"{who} holds the lease on {model!r}: skipped",
+                {"lease": lease_name},
+                done=True,
+            )
+            say(str(action))
+            return [action]
+    try:
+        policy = _policy(project)
+        return _Pass(ws, project, policy, dry_run=dry_run, say=say).run(force=force)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        evidence: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, LoopmlError):
+            evidence.update({"where": exc.where, "hint": exc.hint})
+        else:
+            log.exception("monitor pass for %s failed", model)
+        action = Action(model, ERROR, reason, evidence, done=not dry_run)
+        if not dry_run:
+            record_event(ws, "error", model, reason, evidence, policy=project.source)
+        say(str(action))
+        return [action]
+    finally:
+        if not dry_run:
+            ws.metadata.release_lease(lease_name, holder)
+
+
+class _Pass:
+    def __init__(
+        self, ws: Workspace, project: ProjectConfig, policy: PolicySpec, *, dry_run: bool, say: Say
+    ) -> None:
+        self.ws, self.project, self.policy = ws, project, policy
+        self.model = project.name
+        self.dry_run = dry_run
+        self.say = say
+        self.actions: list[Action] = []
+
+    # bookkeeping
+    def act(self, action: Action, kind: str | None = None, dedupe: str | None = None) -> bool:
+        """Record ``action`` (unless a dry run); False when ``dedupe`` was recorded before."""
+        if self.dry_run:
+            self.actions.append(action)
+            self.say(str(action))
+            return True
+        _, new = claim_event(
+            self.ws,
+            kind or action.kind,
+            self.model,
+            action.reason,
+            action.evidence,
+            policy=self.project.source,
+            dedupe=dedupe,
+        )
+        if not new:
+            skipped = Action(
+                self.model, SKIP, f"already acted on: {dedupe}", {"dedupe": dedupe}, done=True
+            )
+            self.actions.append(skipped)
+            self.say(str(skipped))
+            return False
+        done = replace(action, done=True)
+        self.actions.append(done)
+        self.say(str(done))
+        return True
+
+    def run(self, *, force: bool) -> list[Action]:
+        aliases = self.ws.metadata.get_aliases(self.model)
+        champion = aliases.get(CHAMPION)
+        if champion is None:
+            raise NotFoundError(
+                f"model {self.model!r} has no champion to monitor",
+                where={"model": self.model},
+                hint=f"Train it first ('loopml train') or 'loopml models alias {self.model} "
+                "champion VERSION'",
+            )
+        challenger = aliases.get(CHALLENGER)
+        dep = self.ws.metadata.get_deployment(self.model)
+        if challenger is not None and challenger != champion and dep is not None:
+            routed = {v for v, w in dep.routes if w > 0} | ({dep.shadow} if dep.shadow else set())
+            if challenger in routed:
+                self.advance(champion, challenger)
+                return self.actions
+        self.check_trigger(champion, force=force)
+        return self.actions
+
+    # -- metric helpers -----------------------------------------------------------------------
+
+    def metric_name(self, record: ModelVersion) -> str:
+        return str(
+            self.policy.trigger.metric
+            or self.project.evaluation.metric
+            or (record.metrics or {}).get("metric")
+            or "accuracy"
+        )
+
+    def baseline(self, record: ModelVersion, metric: str) -> float | None:
+        for event in list_events(self.ws, self.model, PROMOTE, limit=20):
+            ev = event.evidence
+            if ev.get("version") == record.version and metric in (ev.get("metrics") or {}):
+                return float(ev["metrics"][metric])
+        holdout = (record.metrics or {}).get("holdout") or {}
+        value = holdout.get(metric)
+        return None if value is None else float(value)
+
+    def score(
+        self, ref: str, frame: pd.DataFrame, y: np.ndarray, metric: str
+    ) -> tuple[dict[str, float], Scored]:
+        loaded = load_model(self.ws, ref)
+        names = [f.name for f in loaded.signature.inputs]
+        pred = loaded.predict(inputs_of(frame, names), unknown="flag")
+        classes = pred.classes
+        y_cast = _as_classes(y, classes)
+        task = "classification" if pred.probabilities is not None else "regression"
+        metrics = compute_metrics(
+            task, y_cast, pred.labels, pred.probabilities, classes, positive=self.project.positive
+        )
+        return metrics, Scored(pred.labels, pred.probabilities, classes)
+
+    def logged_metric(self, rows: pd.DataFrame, metric: str, record: ModelVersion) -> float | None:
+        """``metric`` of the logged outputs of ``rows`` (labelled traffic of one version)."""
+        if rows.empty:
+            return None
+        classes = (record.signature or {}).get("classes")
+        y = rows["label"].to_numpy()
+        if classes:
+            y = _as_classes(y, classes)
+            preds = _as_classes(rows["prediction"].to_numpy(), classes)
+            proba = None
+            if len(classes) == 2 and "score" in rows:
+                positive = (
+                    self.project.positive if self.project.positive is not None else classes[1]
+                )
+                pos = list(classes).index(positive) if positive in classes else 1
+                s = rows["score"].to_numpy(dtype=np.float64)
+                proba = np.column_stack([1 - s, s]) if pos == 1 else np.column_stack([s, 1 - s])
+            if len(set(y.tolist())) < 2 and metric in ("roc_auc", "log_loss", "average_precision"):
+                return None
+            got = compute_metrics(
+                "classification", y, preds, proba, list(classes), positive=self.project.positive
+            )
+        else:
+            got = compute_metrics(
+                "regression", y.astype(np.float64), rows["prediction"].to_numpy(dtype=np.float64)
+            )
+        value = got.get(metric)
+        return None if value is None or not np.isfinite(value) else float(value)
+
+    # -- steady state: the trigger --------------------------------------------------------------
+
+    def check_trigger(self, champion: int, *, force: bool) -> None:
+        record = self.ws.metadata.get_model_version(self.model, champion)
+        sig = record.signature or {}
+        task = str(sig.get("task") or ("classification" if sig.get("classes") else "regression"))
+        check_metric_name(
+            self.policy.trigger.metric, task, "policy.trigger.metric", self.project.source
+        )
+        metric = self.metric_name(record)
+        t = self.policy.trigger
+        traffic = labelled_traffic(self.ws, self.model, window=t.window, version=champion)
+        current = self.logged_metric(traffic, metric, record) if len(traffic) else None
+        drifted = None
+        if t.on == "drift":
+            drifted = self.drifted(champion)
+        retrains = list_events(self.ws, self.model, RETRAIN, limit=1)
+        action = decide_retrain(
+            self.model,
+            self.policy,
+            now=utcnow(),
+            last_retrain=retrains[0].at if retrains else None,
+            metric=metric,
+            baseline=self.baseline(record, metric),
+            current=current,
+            n_labelled=len(traffic),
+            drifted=drifted,
+            forced=force,
+        )
+        action = replace(action, evidence={**action.evidence, "champion": champion})
+        if action.kind != RETRAIN:
+            self.actions.append(action)
+            self.say(str(action))
+            return
+        if t.on in ("schedule", "manual") or force:
+            # once per schedule slot: keyed by the retrain before it
+            before = retrains[0].at.isoformat() if retrains else "never"
+            slot = f"after={before}"
+        else:  # once per labelled window: keyed by its newest labelled prediction
+            slot = f"upto={traffic['prediction_id'].iloc[-1] if len(traffic) else 'none'}"
+        dedupe = f"retrain:{self.model}:v{champion}:{'forced' if force else t.on}:{slot}"
+        if not self.act(action, dedupe=dedupe) or self.dry_run:
+            return
+        self.retrain(champion, record, metric)
+
+    def drifted(self, champion: int) -> list[str] | None:
+        from loopml.monitor.check import check_drift
+
+        w = self.policy.trigger.window
+        window = None if w.last is None and w.seconds is None else str(w)
+        try:
+            check = check_drift(
+                self.ws, f"{self.model}@{champion}", window=window, write_report=False
+            )
+        except LoopmlError as exc:
+            self.say(f"{self.model}: drift not checked: {exc}")
+            return None
+        if check.verdict == "insufficient data":
+            return None
+        names = list(check.features.drifted_features)
+        if check.prediction.drifted:
+            names.append("prediction")
+        return names
+
+    # -- a challenger -----------------------------------------------------------------------------
+
+    def retrain(self, champion: int, record: ModelVersion, metric: str) -> None:
+        from loopml.data.ingest import ingest, load_table
+        from loopml.train import train
+
+        spec = self.policy
+        traffic = labelled_traffic(self.ws, self.model, window=spec.data.window)
+        traffic = traffic.sort_values("timestamp", kind="stable").reset_index(drop=True)
+        n_eval = round(len(traffic) * spec.challenger.evaluate_on)
+        held = traffic.iloc[len(traffic) - n_eval :] if n_eval else traffic.iloc[0:0]
+        learn = traffic.iloc[: len(traffic) - n_eval]
+        loaded = load_model(self.ws, f"{self.model}@{champion}")
+        names = [f.name for f in loaded.signature.inputs]
+        target = self.project.target
+        parts: list[pd.DataFrame] = []
+        if spec.data.window.last is None and spec.data.window.seconds is None:
+            base = load_table(self.ws, self.project.dataset, self.project.dataset_version)
+            base = base.to_pandas()
+            keep = [c for c in [*names, target] if c in base.columns]
+            parts.append(base[keep])
+        if spec.data.include_feedback and len(learn):
+            rows = inputs_of(learn, names)
+            classes = (record.signature or {}).get("classes")
+            labels = learn["label"].to_numpy()
+            rows[target] = _as_classes(labels, classes) if classes else labels.astype(np.float64)
+            parts.append(rows)
+        if not parts:
+            raise ConfigError(
+                f"policy of {self.model!r}: no training data (window {spec.data.window} and "
+                "include_feedback false)",
+                where={"file": self.project.source, "field": "policy.data"},
+                hint="Use data.window: all, or include_feedback: true",
+            )
+        frame = pd.concat(parts, ignore_index=True)
+        if parts[0].shape[0] and len(parts) > 1:
+            dtype = parts[0][target].dtype
+            frame[target] = frame[target].astype(dtype)
+        dataset = f"{self.model}-loop"
+        dv = ingest(self.ws, frame, dataset).dataset
+        self.say(
+            f"{self.model}: training a challenger on {dataset}@{dv.version} "
+            f"({len(frame)} rows, {len(learn)} from labelled traffic)"
+        )
+        result = train(
+            self.ws,
+            replace(self.project, dataset=dataset, dataset_version=dv.version, alias=None),
+        )
+        if not result.passed or result.model_version is None:
+            self.act(
+                Action(
+                    self.model,
+                    ROLLBACK,
+                    f"challenger training failed its gate: {result.reason}",
+                    {"run": result.run.id},
+                ),
+                kind="challenger",
+            )
+            return
+        version = result.model_version.version
+        self.judge(champion, version, held, metric, dv.version, result.run.id)
+
+    def judge(
+        self,
+        champion: int,
+        version: int,
+        held: pd.DataFrame,
+        metric: str,
+        dataset_version: int,
+        run_id: str,
+    ) -> None:
+        from loopml.monitor.policy import judge_challenger
+
+        y = held["label"].to_numpy()
+        champion_metrics: dict[str, float] | None = None
+        comparison = None
+        new_metrics: dict[str, float] = {}
+        if len(held):
+            new_metrics, new_scored = self.score(f"{self.model}@{version}", held, y, metric)
+            champion_metrics, old_scored = self.score(f"{self.model}@{champion}", held, y, metric)
+            task = "classification" if new_scored.probabilities is not None else "regression"
+            y_cast = _as_classes(y, new_scored.classes) if new_scored.classes else y
+            comparison = compare(
+                task,
+                metric,
+                y_cast,
+                new_scored,
+                old_scored,
+                positive=self.project.positive,
+                n_bootstrap=300,
+            )
+        action = judge_challenger(
+            self.model,
+            self.policy,
+            version=version,
+            champion=champion,
+            challenger_metrics=new_metrics,
+            champion_metrics=champion_metrics,
+            comparison=comparison,
+            rows=len(held),
+        )
+        action = replace(
+            action, evidence={**action.evidence, "run": run_id, "dataset_version": dataset_version}
+        )
+        if action.kind != ROLLOUT:
+            self.act(replace(action, reason=f"rejected: {action.reason}"), kind="challenger")
+            return
+        set_alias(self.ws, self.model, CHALLENGER, version, reason=action.reason)
+        self.act(action, kind="challenger")
+        self.start_rollout(champion, version, new_metrics)
+
+    # -- rollout ------------------------------------------------------------------------------
+
+    def start_rollout(self, champion: int, version: int, metrics: dict[str, float]) -> None:
+        r = self.policy.rollout
+        why = f"rollout of challenger v{version} ({r.mode})"
+        if r.mode == "direct":
+            self.promote(champion, version, metrics, f"{why}: promoted directly")
+            return
+        if r.shadow:
+            deploy(self.ws, self.model, single=champion, shadow=version, reason=f"{why}: shadow")
+            stage = "shadow"
+        elif r.mode == "canary":
+            deploy(self.ws, self.model, canary=(version, r.steps[0]), reason=f"{why}: canary")
+            stage = f"canary {r.steps[0]:g}%"
+        else:
+            deploy(self.ws, self.model, ab={champion: 50.0, version: 50.0}, reason=f"{why}: A/B")
+            stage = "A/B 50/50"
+        self.act(
+            Action(
+                self.model,
+                ROLLOUT,
+                f"{why}: {stage}",
+                {"champion": champion, "challenger": version, "stage": stage, "metrics": metrics},
+            )
+        )
+
+    def advance(self, champion: int, challenger: int) -> None:
+        dep = self.ws.metadata.get_deployment(self.model)
+        assert dep is not None
+        r = self.policy.rollout
+        since = dep.updated_at
+        record = self.ws.metadata.get_model_version(self.model, champion)
+        metric = self.metric_name(record)
+        key = f"{self.model}:v{challenger}:rev{dep.revision}"
+        if dep.mode == "single" and dep.shadow == challenger:
+            # shadow answers get their own ids and no feedback: judged by volume served
+            seen = len(
+                read_prediction_log(self.ws.lake, self.model, since=since, version=challenger)
+            )
+            ev = {"challenger": challenger, "shadow_predictions": seen}
+            if seen < r.min_per_arm:
+                self.note(
+                    WAIT,
+                    f"shadow v{challenger}: {seen} predictions scored, waiting for {r.min_per_arm}",
+                    ev,
+                )
+                return
+            if r.mode == "canary":
+                action = Action(self.model, ROLLOUT, f"shadow done: canary {r.steps[0]:g}%", ev)
+                if self.act(action, dedupe=f"step:{key}") and not self.dry_run:
+                    deploy(
+                        self.ws, self.model, canary=(challenger, r.steps[0]), reason=action.reason
+                    )
+            else:
+                action = Action(self.model, ROLLOUT, "shadow done: A/B 50/50", ev)
+                if self.act(action, dedupe=f"step:{key}") and not self.dry_run:
+                    deploy(
+                        self.ws,
+                        self.model,
+                        ab={champion: 50.0, challenger: 50.0},
+                        reason=action.reason,
+                    )
+            return
+        if dep.mode == "ab":
+            status = ab_status(
+                self.ws,
+                self.model,
+                metric=r.metric,
+                alpha=r.alpha,
+                min_per_arm=r.min_per_arm,
+                since=since,
+            )
+            action = decide_ab(self.model, status.result, champion=champion, challenger=challenger)
+        else:
+            percent = next((w for v, w in dep.routes if v == challenger), 0.0)
+            arms = []
+            for v in (champion, challenger):
+                rows = labelled_traffic(self.ws, self.model, since=since, version=v)
+                arms.append(LiveArm(v, len(rows), self.logged_metric(rows, metric, record)))
+            action = decide_canary_step(
+                self.model,
+                self.policy,
+                percent=percent,
+                champion=arms[0],
+                challenger=arms[1],
+                metric=metric,
+            )
+        if action.kind == WAIT:
+            self.note(WAIT, action.reason, action.evidence)
+        elif action.kind == ROLLOUT:
+            if self.act(action, dedupe=f"step:{key}") and not self.dry_run:
+                step_canary(
+                    self.ws,
+                    self.model,
+                    to=float(action.evidence["to"]),
+                    expected=dep.revision,
+                    reason=action.reason,
+                )
+        elif action.kind == PROMOTE:
+            self.promote(
+                champion,
+                challenger,
+                {},
+                action.reason,
+                dedupe=f"promote:{key}",
+                evidence=action.evidence,
+            )
+        elif action.kind == ROLLBACK:
+            self.rollback(champion, challenger, action, dedupe=f"rollback:{key}")
+
+    def note(self, kind: str, reason: str, evidence: dict[str, Any]) -> None:
+        action = Action(self.model, kind, reason, evidence)
+        self.actions.append(action)
+        self.say(str(action))
+
+    def promote(
+        self,
+        champion: int,
+        version: int,
+        metrics: dict[str, float],
+        reason: str,
+        *,
+        dedupe: str | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        ev = {**(evidence or {}), "previous": champion, "version": version, "metrics": metrics}
+        if not metrics:  # a staged rollout: the metrics it was judged by when it was registered
+            for event in list_events(self.ws, self.model, "challenger", limit=20):
+                if event.evidence.get("challenger") == version:
+                    ev["metrics"] = event.evidence.get("challenger_metrics") or {}
+                    break
+        action = Action(self.model, PROMOTE, reason, ev)
+        if not self.act(action, dedupe=dedupe or f"promote:{self.model}:v{version}"):
+            return
+        if self.dry_run:
+            return
+        set_alias(self.ws, self.model, CHAMPION, version, expected=champion, reason=reason)
+        if self.ws.metadata.get_deployment(self.model) is not None:
+            deploy(self.ws, self.model, single=version, reason=reason)
+        delete_alias(self.ws, self.model, CHALLENGER)
+
+    def rollback(self, champion: int, challenger: int, action: Action, *, dedupe: str) -> None:
+        if not self.act(action, dedupe=dedupe) or self.dry_run:
+            return
+        deploy(self.ws, self.model, single=champion, reason=action.reason)
+        delete_alias(self.ws, self.model, CHALLENGER)
+
+
+def _as_classes(values: Any, classes: Sequence[Any] | None) -> np.ndarray:
+    """``values`` (labels as they came back in feedback or the log) as the model's classes."""
+    arr = np.asarray(values, dtype=object)
+    if not classes:
+        return arr
+    by_text: dict[str, Any] = {}
+    for c in classes:
+        by_text[str(c)] = c
+        if isinstance(c, bool | int | np.integer):
+            by_text.setdefault(str(int(c)), c)
+    out = [by_text.get(str(v), by_text.get(str(_whole(v)), v)) for v in arr]
+    return np.asarray(out, dtype=np.asarray(list(classes)).dtype if len(classes) else object)
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def last_actions(actions: Sequence[Action]) -> dict[str, list[Action]]:
+    """Actions grouped by model (for printing)."""
+    out: dict[str, list[Action]] = {}
+    for a in actions:
+        out.setdefault(a.model, []).append(a)
+    return out
+
+
+def now_text(at: datetime | None = None) -> str:
+    return (at or utcnow()).isoformat(timespec="seconds")
+
+
+__all__ = ["default_holder", "run_once", "watch"]

@@ -1,0 +1,179 @@
+"""The closed loop end to end on one workspace: real training, the real ASGI app, feedback.
+
+The world changes under a model (its label moves from feature ``a`` to feature ``b``); the
+loop sees the decay on labelled traffic, trains a challenger through ``loopml.train``,
+judges it against the champion on held-out labelled rows, and rolls it out (directly, or by
+canary steps), recording every step as an event.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopml.data import ingest
+from loopml.feedback import record_feedback
+from loopml.monitor.events import list_events
+from loopml.pipeline.loop import run_once, watch
+from loopml.project.config import ProjectConfig
+from loopml.serve import create_app
+from loopml.train import train
+from loopml.workspace import Workspace
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+
+def _world(n: int, seed: int, *, by: str) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    signal = a if by == "a" else b
+    y = (signal + rng.normal(scale=0.3, size=n) > 0).astype(int)
+    return pd.DataFrame({"a": a, "b": b, "y": y})
+
+
+def _config(rollout: dict[str, Any] | None = None, **trigger: Any) -> ProjectConfig:
+    return ProjectConfig.from_dict(
+        {
+            "name": "shop",
+            "data": {"dataset": "shop", "target": "y", "task": "classification"},
+            "model": {"class": "sklearn.linear_model.LogisticRegression"},
+            "evaluation": {"metric": "roc_auc", "folds": 0, "holdout": 0.2, "bootstrap": 0},
+            "policy": {
+                "trigger": {"on": "decay", "drop": 0.05, "min_labels": 100, **trigger},
+                "data": {"window": "last 1000"},
+                "challenger": {"gate": "roc_auc >= 0.7", "evaluate_on": 0.3, "min_rows": 50},
+                "rollout": rollout or {"mode": "direct"},
+            },
+        }
+    )
+
+
+def _serve(ws: Workspace, frame: pd.DataFrame, *, per_request: int = 20) -> None:
+    """Send ``frame`` through the app, then the labels back as feedback."""
+    app = create_app(ws, reload_interval=0)
+    items = []
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        rows = frame.drop(columns=["y"]).to_dict(orient="records")
+        for start in range(0, len(rows), per_request):
+            r = client.post(
+                "/v1/models/shop:predict",
+                json={"instances": rows[start : start + per_request]},
+                headers={"x-loopml-key": f"k{start}"},
+            )
+            assert r.status_code == 200, r.text
+            for i, p in enumerate(r.json()["predictions"]):
+                items.append(
+                    {"prediction_id": p["prediction_id"], "label": int(frame.y.iloc[start + i])}
+                )
+    record_feedback(ws, items, check_known=False)
+
+
+@pytest.fixture
+def champion(workspace: Workspace) -> Workspace:
+    ingest(workspace, _world(600, 0, by="a"), "shop")
+    result = train(workspace, _config())
+    assert result.promoted_alias == "champion"
+    return workspace
+
+
+def test_no_decay_no_retrain(champion: Workspace) -> None:
+    _serve(champion, _world(300, 1, by="a"))
+    actions = run_once(champion, _config())
+    assert [a.kind for a in actions] == ["skip"]
+    assert "within" in actions[0].reason
+    assert champion.metadata.get_aliases("shop") == {"champion": 1}
+
+
+def test_decay_retrains_judges_and_promotes_directly(champion: Workspace) -> None:
+    _serve(champion, _world(800, 2, by="b"))
+    planned = run_once(champion, _config(), dry_run=True)
+    assert [(a.kind, a.done) for a in planned] == [("retrain", False)]
+    assert "decayed" in planned[0].reason
+    assert list_events(champion, "shop") == []  # a dry run records nothing
+    assert [m.version for m in champion.metadata.list_model_versions("shop")] == [1]
+
+    actions = run_once(champion, _config())
+    assert [a.kind for a in actions] == ["retrain", "rollout", "promote"], actions
+    assert all(a.done for a in actions)
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    kinds = [e.kind for e in list_events(champion, "shop")]
+    assert kinds == ["promote", "challenger", "retrain"]
+    judged = list_events(champion, "shop", "challenger")[0].evidence
+    assert judged["rows"] == 240
+    c = judged["comparison"]
+    assert c["challenger"] > c["champion"] + 0.2 and c["ci_low"] > 0
+    # the new champion has no labelled traffic yet: nothing to decide
+    again = run_once(champion, _config())
+    assert [a.kind for a in again] == ["skip"]
+
+
+def test_a_worse_challenger_is_rejected_and_the_champion_stays(champion: Workspace) -> None:
+    # labels are noise: no challenger can beat the champion with confidence
+    noise = _world(800, 3, by="a")
+    noise["y"] = np.random.default_rng(9).integers(0, 2, len(noise))
+    _serve(champion, noise)
+    actions = run_once(champion, _config())
+    assert [a.kind for a in actions] == ["retrain", "rollback"]
+    assert "rejected" in actions[1].reason
+    assert champion.metadata.get_aliases("shop") == {"champion": 1}
+    assert champion.metadata.get_deployment("shop") is None
+
+
+@pytest.mark.slow
+def test_canary_steps_then_promotes(champion: Workspace) -> None:
+    cfg = _config({"mode": "canary", "steps": [30, 60], "min_per_arm": 40})
+    _serve(champion, _world(800, 4, by="b"))
+    first = run_once(champion, cfg)
+    assert [a.kind for a in first] == ["retrain", "rollout", "rollout"]
+    dep = champion.metadata.get_deployment("shop")
+    assert dep is not None and dep.mode == "canary" and dep.routes == ((1, 70.0), (2, 30.0))
+    assert champion.metadata.get_aliases("shop") == {"champion": 1, "challenger": 2}
+    waiting = run_once(champion, cfg)  # no live labelled traffic on the challenger yet
+    assert [a.kind for a in waiting] == ["wait"]
+    _serve(champion, _world(600, 5, by="b"))
+    stepped = run_once(champion, cfg)
+    assert [a.kind for a in stepped] == ["rollout"] and "60%" in stepped[0].reason
+    dep = champion.metadata.get_deployment("shop")
+    assert dep is not None and dep.routes == ((1, 40.0), (2, 60.0))
+    _serve(champion, _world(600, 6, by="b"))
+    done = run_once(champion, cfg)
+    assert [a.kind for a in done] == ["promote"]
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    dep = champion.metadata.get_deployment("shop")
+    assert dep is not None and dep.mode == "single" and dep.routes == ((2, 100.0),)
+
+
+def test_one_bad_model_records_an_error_and_the_others_go_on(champion: Workspace) -> None:
+    ghost = replace(_config(), name="ghost")
+    _serve(champion, _world(300, 7, by="a"))
+    actions = run_once(champion, [ghost, _config()])
+    assert [(a.model, a.kind) for a in actions] == [("ghost", "error"), ("shop", "skip")]
+    assert "no champion" in actions[0].reason
+    errors = list_events(champion, "ghost", "error")
+    assert len(errors) == 1 and errors[0].evidence["error"] == "NotFoundError"
+    # the watcher carries on through passes with the bad model in them
+    passes = watch(champion, [ghost, _config()], 0.0, iterations=2)
+    assert [a.kind for a in passes] == ["error", "skip", "error", "skip"]
+
+
+def test_a_held_lease_skips_the_model(champion: Workspace) -> None:
+    assert champion.metadata.acquire_lease("monitor:shop", "someone-else", 60) is not None
+    _serve(champion, _world(800, 8, by="b"))
+    actions = run_once(champion, _config())
+    assert [a.kind for a in actions] == ["skip"] and "someone-else" in actions[0].reason
+    assert list_events(champion, "shop") == []
+
+
+def test_a_policy_naming_an_unknown_metric_is_an_error_event(champion: Workspace) -> None:
+    actions = run_once(champion, _config(metric="roc_acu"))
+    assert [a.kind for a in actions] == ["error"]
+    assert actions[0].evidence["where"]["field"] == "policy.trigger.metric"
+    assert "roc_auc" in actions[0].evidence["hint"]
+    assert champion.metadata.get_aliases("shop") == {"champion": 1}
