@@ -112,6 +112,8 @@ def train_models(root: Path, samples: int, trees: int, workspace: str) -> list[T
             )
             bundle = ModelBundle(ct, est, sig, impl.name, sample=sample_rows(frame))
             mv = register_model(ws, name, bundle)
+            # a second version of the same model: the hot swap measurement moves to it
+            register_model(ws, name, bundle)
             set_alias(ws, name, "champion", mv.version)
             if hasattr(est, "n_jobs"):
                 est.set_params(n_jobs=1)  # one core per server
@@ -401,6 +403,90 @@ def measure(
     }
 
 
+# -- memory during a hot swap ----------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (VmRSS of proc(5)'s status), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def swap_memory(server: Server, model: Trained, workspace: str, bodies: list[bytes]) -> dict:
+    """Move the model's champion alias to its other version under light load (4
+    connections), sampling the server's RSS every 5 ms: before, peak during, after (once the
+    new version answers and the old one is unloaded), and the requests that failed."""
+    import threading
+
+    from loopml.registry import set_alias
+    from loopml.workspace import open_workspace
+
+    def version() -> str:
+        r = httpx.post(
+            f"http://127.0.0.1:{server.port}{server.path}",
+            content=bodies[0],
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        return r.headers.get("x-loopml-version", "")
+
+    current = version()
+    target = 2 if current == "1" else 1
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(rss_bytes(server.proc.pid))
+            time.sleep(0.005)
+
+    load = Load()
+    result: dict[str, float] = {}
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = rss_bytes(server.proc.pid)
+    sampler.start()
+    driving = threading.Event()
+
+    def load_until_stopped() -> None:
+        while not driving.is_set():
+            drive_into(server, bodies, 4, 0.5, load)
+
+    driver = threading.Thread(target=load_until_stopped, daemon=True)
+    driver.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    with open_workspace(workspace) as ws:
+        set_alias(ws, model.name, "champion", target)
+    while version() != str(target) and time.monotonic() - t0 < 300:
+        time.sleep(0.05)
+    result["swap_s"] = time.monotonic() - t0
+    time.sleep(1.5)  # the old version finishes its last requests and is dropped
+    driving.set()
+    stop.set()
+    sampler.join()
+    driver.join()
+    after = rss_bytes(server.proc.pid)
+    result.update(
+        before_mb=before / 2**20,
+        peak_mb=max(samples, default=before) / 2**20,
+        after_mb=after / 2**20,
+        errors=float(load.errors),
+        requests=float(len(load.latencies)),
+    )
+    return result
+
+
+def drive_into(
+    server: Server, bodies: list[bytes], concurrency: int, seconds: float, load: Load
+) -> None:
+    """:func:`drive` accumulating into ``load`` (for a thread)."""
+    got, _ = drive(server, bodies, concurrency, seconds, 10**9)
+    load.latencies.extend(got.latencies)
+    load.errors += got.errors
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -450,6 +536,9 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)"
     )
+    parser.add_argument(
+        "--no-swap", action="store_true", help="skip measuring memory during a hot swap"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.requests, args.samples, args.trees = 0.5, 300, 2000, 5
@@ -459,6 +548,7 @@ def main() -> int:
     server_core, load_core = cores()
     results: dict[tuple[str, str, int], dict[str, float]] = {}
     diffs: dict[tuple[str, str], float] = {}
+    swaps: dict[str, dict[str, float]] = {}
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="loopml-bench-serving-") as tmp:
         root = Path(tmp)
@@ -483,9 +573,20 @@ def main() -> int:
                             results[(kind, model.name, c)] = measure(
                                 server, bodies, c, args.seconds, args.requests
                             )
+                        if kind == "loopml" and not args.no_swap:
+                            swaps[model.name] = swap_memory(server, model, workspace, bodies)
                 finally:
                     stop(server)
     print_table(results, diffs, models, kinds, concurrency, server_core, load_core, args)
+    for name, swap in swaps.items():
+        print(
+            f"hot swap {name}: RSS before {swap['before_mb']:.0f} MiB, peak during "
+            f"{swap['peak_mb']:.0f} MiB (+{swap['peak_mb'] - swap['before_mb']:.0f}), after "
+            f"{swap['after_mb']:.0f} MiB; new version answering after {swap['swap_s']:.2f} s; "
+            f"{int(swap['errors'])} failed of {int(swap['requests'])} requests during it"
+        )
+        if swap["errors"]:
+            failed.append(f"hot swap {name}: {int(swap['errors'])} failed requests")
     for note in optional_peers():
         print(f"note: {note}")
     if failed:

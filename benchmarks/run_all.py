@@ -14,6 +14,9 @@ from pathlib import Path
 #: arguments that make each benchmark tiny (the smoke test runs these)
 QUICK: dict[str, list[str]] = {
     "bench_drift.py": ["--rows", "2000", "--repeats", "1"],
+    "bench_features.py": ["--rows", "2000", "--repeats", "1"],
+    "bench_ingest_sql.py": ["--rows", "2000"],
+    "bench_ingest.py": ["--rows", "20000"],
     "bench_predict.py": ["--rows", "5000", "--repeat", "1", "--batch-size", "1000"],
     "bench_serving.py": ["--quick", "--models", "lgbm"],
     "bench_stats.py": ["--rows", "2000"],

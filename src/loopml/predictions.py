@@ -558,8 +558,10 @@ def _groups(entries: Sequence[_Entry]) -> list[list[_Entry]]:
     for e in entries:
         if e is _SEAL:
             continue
-        cols = e.frame.columns if isinstance(e.frame, pd.DataFrame) else e.frame
-        names = tuple(str(c) for c in cols)
+        names = getattr(e.frame, "names", None)  # block columns: their names, as text
+        if not isinstance(names, tuple):
+            cols = e.frame.columns if isinstance(e.frame, pd.DataFrame) else e.frame
+            names = tuple(str(c) for c in cols)
         groups.setdefault((e.model, e.version, names), []).append(e)
     return list(groups.values())
 
@@ -595,33 +597,41 @@ def _encode(group: list[_Entry]) -> bytes:
     """One spool record for requests of one model version and feature set. On the request
     path, so cheap: a JSON header and two float blocks (Arrow is built at compaction, once
     per segment). Entries holding DataFrames (batch scoring) are written as Arrow IPC."""
-    arrays = _column_arrays(group)
-    if arrays is None:
-        return _ipc(build_table(group))
-    numeric = [n for n, a in arrays.items() if a.dtype.kind in "fiub"]
-    text = {
-        n: [_text(v) for v in a.astype(object, copy=False).tolist()]
-        for n, a in arrays.items()
-        if a.dtype.kind not in "fiub"
-    }
+    joined = None if isinstance(group[0].frame, pd.DataFrame) else _joined_block(group)
+    text: dict[str, list[str | None]] = {}
+    if joined is not None:  # the server's numeric rows (block columns): no per-feature work
+        columns = [str(n) for n in getattr(group[0].frame, "names", ())]
+        numeric = columns
+        block = joined.T  # feature-major, as the record stores it
+    else:
+        arrays = _column_arrays(group)
+        if arrays is None:
+            return _ipc(build_table(group))
+        columns = list(arrays)
+        numeric = [n for n, a in arrays.items() if a.dtype.kind in "fiub"]
+        text = {
+            n: [_text(v) for v in a.astype(object, copy=False).tolist()]
+            for n, a in arrays.items()
+            if a.dtype.kind not in "fiub"
+        }
+        block = (
+            np.stack([arrays[n].astype(np.float64, copy=False) for n in numeric])
+            if numeric
+            else np.empty((0, 0))
+        )
     labels = np.concatenate([e.labels for e in group]) if len(group) > 1 else group[0].labels
     scores = np.concatenate([e.scores for e in group]) if len(group) > 1 else group[0].scores
     header = orjson.dumps(
         {
             "model": group[0].model,
             "version": group[0].version,
-            "columns": list(arrays),
+            "columns": columns,
             "numeric": numeric,
             "text": text,
             "ids": list(chain.from_iterable(e.ids for e in group)),
             "labels": [str(v) for v in labels.tolist()],
             "entries": [[e.ts_us, e.rows, e.latency_ms, e.source, e.input_file] for e in group],
         }
-    )
-    block = (
-        np.stack([arrays[n].astype(np.float64, copy=False) for n in numeric])
-        if numeric
-        else np.empty((0, 0))
     )
     return b"".join(
         (
@@ -911,6 +921,9 @@ def _column_arrays(entries: Sequence[_Entry]) -> dict[str, np.ndarray] | None:
     first = entries[0].frame
     if isinstance(first, pd.DataFrame):
         return None
+    block = _joined_block(entries)
+    if block is not None:  # the server's numeric rows: one concatenation, not one per feature
+        return dict(zip(getattr(first, "names", ()), block.T, strict=True))
     names = list(first)
     for e in entries:
         if isinstance(e.frame, pd.DataFrame) or list(e.frame) != names:
@@ -920,6 +933,19 @@ def _column_arrays(entries: Sequence[_Entry]) -> dict[str, np.ndarray] | None:
         parts = [np.asarray(e.frame[name]) for e in entries]
         out[str(name)] = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return out
+
+
+def _joined_block(entries: Sequence[_Entry]) -> np.ndarray | None:
+    """The entries' rows as one row-major float64 block when each holds the hot path's
+    block columns (``.block`` and ``.names``, the same names), else None."""
+    names = getattr(entries[0].frame, "names", None)
+    blocks: list[np.ndarray] = []
+    for e in entries:
+        block = getattr(e.frame, "block", None)
+        if block is None or getattr(e.frame, "names", None) != names:
+            return None
+        blocks.append(block)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 def _features(entries: Sequence[_Entry]) -> pd.DataFrame:
@@ -1054,6 +1080,59 @@ def read_prediction_log(
     if frame.empty:
         return _empty_log()
     return frame.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def logged_days(lake: Lake, model: str) -> dict[str, list[str]]:
+    """The date partitions (``YYYY-MM-DD``) of ``model``'s log and their part files, by day."""
+    check_name(model, "model")
+    folder = f"{PREFIX}/{model}/"
+    days: dict[str, list[str]] = {}
+    for path in lake.list(folder):
+        rel = path if path.startswith(folder) else folder + path.lstrip("/")
+        name = rel.rsplit("/", 1)[-1]
+        if not name.endswith(".parquet") or name.startswith("."):
+            continue
+        day = next((p[5:] for p in rel.split("/") if p.startswith("date=")), None)
+        if day is not None:
+            days.setdefault(day, []).append(rel)
+    return dict(sorted(days.items()))
+
+
+def read_last_predictions(
+    lake: Lake,
+    model: str,
+    count: int,
+    *,
+    version: int | None = None,
+    source: str | None = None,
+) -> pd.DataFrame:
+    """The ``count`` most recent logged predictions of ``model`` (fewer if the log holds
+    fewer), oldest first: reads day partitions newest first and stops once it has enough."""
+    if source is not None and source not in SOURCES:
+        raise _bad_source(source)
+    frames: list[pd.DataFrame] = []
+    total = 0
+    for _day, files in reversed(logged_days(lake, model).items()):
+        tables = [normalized(lake.read_table(f)) for f in files]
+        try:
+            part = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            part = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+        if version is not None:
+            part = part.loc[(part["version"] == int(version)).to_numpy()]
+        if source is not None:
+            part = part.loc[(part["source"] == source).to_numpy()]
+        if part.empty:
+            continue
+        frames.append(part)
+        total += len(part)
+        if total >= count:
+            break
+    if not frames:
+        return _empty_log()
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames[::-1], ignore_index=True)
+    frame = frame.sort_values("timestamp", kind="stable").tail(count)
+    return frame.reset_index(drop=True)
 
 
 # -- finding one prediction -------------------------------------------------------------------

@@ -52,6 +52,39 @@ from loopml.utils import shorten
 Columns = dict[str, np.ndarray]
 _PLAIN_NUMBERS = frozenset((float, int))
 
+
+class BlockColumns(dict[str, np.ndarray]):
+    """:data:`Columns` of numeric features that also keep their row-major float64 block
+    (``block[:, j]`` is feature ``names[j]``; the dict's values are views of it), so the
+    server's hot path batches, predicts and logs with one array operation instead of one per
+    feature. Anything taking :data:`Columns` takes these."""
+
+    __slots__ = ("block", "names")
+
+    def __init__(self, block: np.ndarray, names: tuple[str, ...]) -> None:
+        super().__init__(zip(names, block.T, strict=True))
+        self.block = block
+        self.names = names
+
+    @staticmethod
+    def join(parts: Sequence[Columns]) -> BlockColumns | None:
+        """The parts as one BlockColumns (rows in order) when all are BlockColumns of the
+        same features, else None."""
+        first = parts[0]
+        if not isinstance(first, BlockColumns):
+            return None
+        names = first.names
+        blocks: list[np.ndarray] = []
+        for part in parts:
+            if not isinstance(part, BlockColumns) or part.names != names:
+                return None
+            blocks.append(part.block)
+        return BlockColumns(np.concatenate(blocks), names)
+
+    def rows(self, start: int, stop: int) -> BlockColumns:
+        return BlockColumns(self.block[start:stop], self.names)
+
+
 MAX_CATEGORIES_SHOWN = 8
 VECTOR_ROWS = 512  # from this many rows, columns are checked with pandas' vectorised lookups
 EXTRA_POLICIES = ("ignore", "error")
@@ -367,6 +400,10 @@ class Signature:
     def _name_set(self) -> frozenset[str]:
         return frozenset(self.names)
 
+    @cached_property
+    def _name_tuple(self) -> tuple[str, ...]:
+        return tuple(self.names)
+
     def check_records_columns(
         self, records: object, *, unknown: str | None = None, extra: str = "ignore"
     ) -> CheckedColumns:
@@ -395,8 +432,7 @@ class Signature:
                 # one reduction: NaN (missing, from the Python API) or beyond float32 take
                 # the per-column path, which names the row and field
                 if block is not None and np.abs(block).max() <= FLOAT32_MAX:
-                    by_column = block.T.copy()  # each column contiguous
-                    cols = dict(zip(names, by_column, strict=True))
+                    cols = BlockColumns(block, self._name_tuple)
                     return CheckedColumns(cols, n, extra=tuple(sorted(ignored)))
         values = {f.name: [rec[f.name] for rec in records] for f in self.inputs}
         return self._check_column_values(values, n, policy, tuple(sorted(ignored)))

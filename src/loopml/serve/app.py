@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from loopml.errors import AuthError, InvalidInputError, LoopmlError, StoreError
 from loopml.predictions import PredictionLogger
@@ -47,13 +48,18 @@ from loopml.serve.events import log
 from loopml.serve.feedback import feedback_endpoint
 from loopml.serve.http import (
     JSON,
+    NOSNIFF,
     ClientGone,
     Guard,
+    HostCheck,
     error_response,
     http_error,
+    internal_error,
     json_response,
     loads,
     loopml_error,
+    misdirected,
+    nosniff_sender,
     overloaded,
     read_asgi_body,
     read_body,
@@ -86,10 +92,34 @@ def _version() -> str:
         return "0"
 
 
+class _IdSource:
+    """Prediction ids: 32 hex characters, a random 64-bit prefix drawn once per process
+    (again after a fork: each worker draws its own) and a 64-bit counter starting at a
+    random point. Unique without a system call per row (``os.urandom`` per id cost a few
+    microseconds a request); two processes collide only if their prefixes do (2^-64)."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def take(self, n: int) -> list[str]:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._prefix = os.urandom(8).hex()
+            self._counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
+            self._pid = pid
+        prefix = self._prefix
+        counter = self._counter  # next() on itertools.count is atomic (threads)
+        return [f"{prefix}{next(counter):016x}" for _ in range(n)]
+
+
+_ids = _IdSource()
+
+
 def new_prediction_ids(n: int) -> list[str]:
-    """``n`` random 128-bit ids as 32 hex characters."""
-    raw = os.urandom(16 * n).hex()
-    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+    """``n`` unique prediction ids as 32 hex characters (see :class:`_IdSource`)."""
+    return _ids.take(n)
 
 
 def split_ref(text: str) -> tuple[str, str | None]:
@@ -233,6 +263,11 @@ class ModelServer:
     def token(self) -> str:
         """The bearer token state-changing endpoints take."""
         return self.token_info.value
+
+    def begin_stop(self) -> None:
+        """The server is about to stop (SIGTERM): readiness answers 503 from now on, while
+        requests are still served, so that a load balancer stops sending first."""
+        self.stopping = True
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -491,7 +526,7 @@ class ModelServer:
     ) -> None:
         """A predict request (V1 ``:predict`` or V2 ``/infer``) on the raw ASGI channel: the
         route's checks, errors and answer, without Starlette's routing, Request and Response
-        objects (a large part of the server's time per request; see :class:`FastPredict`)."""
+        objects (a large part of the server's time per request; see :class:`ServerApp`)."""
         t0 = perf_counter()
         try:
             headers = dict(scope["headers"])
@@ -514,7 +549,10 @@ class ModelServer:
         except ClientGone:
             return
         except LoopmlError as exc:
-            await error_response(scope, exc)(scope, receive, send)
+            await error_response(scope, exc)(scope, receive, nosniff_sender(send))
+            return
+        except Exception as exc:  # never reaches uvicorn (it would drop the keep-alive)
+            await internal_error(scope, receive, send, exc)
             return
         await send(
             {
@@ -524,6 +562,7 @@ class ModelServer:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(content)).encode()),
                     (b"x-loopml-version", runtime.version_bytes),
+                    NOSNIFF,
                 ],
             }
         )
@@ -787,28 +826,33 @@ V1_PREDICT = re.compile(r"^/v1/models/([^/]+):predict$")
 V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 
 
-class FastPredict:
-    """ASGI middleware inside :class:`~loopml.serve.http.Guard` (so the Host check and
-    ``nosniff`` apply): ``POST /v1/models/{name}:predict`` and ``POST
-    /v2/models/{name}[/versions/{v}]/infer`` go straight to
-    :meth:`ModelServer.fast_predict`; everything else to the Starlette app."""
+class ServerApp(Starlette):
+    """The Starlette app, with predict requests taken before its middleware: ``POST
+    /v1/models/{name}:predict`` and ``POST /v2/models/{name}[/versions/{v}]/infer`` go
+    straight to :meth:`ModelServer.fast_predict` after the Host check (``nosniff`` and the
+    JSON 500 applied there too, as :class:`~loopml.serve.http.Guard` does for the rest).
+    Starlette's middleware stack and the wrappers around ``send`` cost more per request than
+    validating a row (see docs/serving-performance.md)."""
 
-    def __init__(self, app: ASGIApp, server: ModelServer) -> None:
-        self.app = app
-        self.server = server
+    server: ModelServer
+    hosts: HostCheck
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
+            route = "v1"
             found = V1_PREDICT.match(path)
+            if found is None:
+                route = "v2"
+                found = V2_INFER.match(path)
             if found is not None:
-                await self.server.fast_predict("v1", found, scope, receive, send)
+                if not self.hosts.host_ok(scope["headers"]):
+                    await misdirected(scope, receive, send)
+                    return
+                scope["app"] = self
+                await self.server.fast_predict(route, found, scope, receive, send)
                 return
-            found = V2_INFER.match(path)
-            if found is not None:
-                await self.server.fast_predict("v2", found, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -865,14 +909,13 @@ def create_app(
         grpc_port=grpc_port,
         grpc_reuse_port=grpc_reuse_port,
     )
-    app = Starlette(
+    app = ServerApp(
         routes=server.routes(),
         lifespan=server.lifespan,
-        middleware=[
-            Middleware(Guard, allowed_hosts=server.allowed_hosts),
-            Middleware(FastPredict, server=server),
-        ],
+        middleware=[Middleware(Guard, allowed_hosts=server.allowed_hosts)],
         exception_handlers={LoopmlError: loopml_error, HTTPException: http_error},
     )
+    app.server = server
+    app.hosts = HostCheck(server.allowed_hosts)
     app.state.server = server
     return app

@@ -10,6 +10,7 @@ unhandled exception after answering 500).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -270,19 +271,17 @@ def internal_error_body(scope: Scope, exc: BaseException) -> dict[str, Any]:
 # -- the guard ------------------------------------------------------------------------------
 
 
-class Guard:
-    """Pure ASGI middleware around the app: the Host check, ``nosniff`` on every response,
-    and a JSON 500 for any exception, which it keeps from reaching the server."""
+class HostCheck:
+    """Whether a request's Host header names a host the server answers for (None: any)."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] | None) -> None:
-        self.app = app
+    def __init__(self, allowed_hosts: frozenset[str] | None) -> None:
         self.allowed = allowed_hosts
         self._seen: dict[bytes, bool] = {}  # Host header -> allowed; clients repeat theirs
 
-    def _host_ok(self, scope: Scope) -> bool:
+    def host_ok(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         if self.allowed is None:
             return True
-        for key, value in scope["headers"]:
+        for key, value in headers:
             if key == b"host":
                 known = self._seen.get(value)
                 if known is None:
@@ -291,6 +290,55 @@ class Guard:
                         self._seen[value] = known
                 return known
         return False
+
+
+def nosniff_sender(send: Send) -> Send:
+    """``send`` adding ``nosniff`` to the response's headers."""
+
+    async def send_nosniff(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), NOSNIFF]
+        await send(message)
+
+    return send_nosniff
+
+
+async def misdirected(scope: Scope, receive: Receive, send: Send) -> None:
+    """The 421 answer to a request whose Host the server does not answer for."""
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    shown = "no Host header" if host is None else f"Host {host.decode('latin-1')!r}"
+    body = {
+        "code": MisdirectedRequestError.code,
+        "message": f"this server does not answer requests for {shorten(shown)}",
+        "where": {"header": "Host"},
+        "hint": "Use the address the server was started on, or add the name with "
+        "--allowed-host (serve_allowed_hosts)",
+    }
+    await _error_response(scope, MisdirectedRequestError.http_status, body)(
+        scope, receive, nosniff_sender(send)
+    )
+
+
+async def internal_error(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """Log ``exc`` and answer a JSON 500 (the caller knows no response has started)."""
+    log.error(
+        "event=internal_error method=%s path=%s",
+        scope.get("method"),
+        scope.get("path"),
+        exc_info=exc,
+    )
+    await _error_response(scope, 500, internal_error_body(scope, exc))(
+        scope, receive, nosniff_sender(send)
+    )
+
+
+class Guard:
+    """Pure ASGI middleware around the app: the Host check, ``nosniff`` on every response,
+    and a JSON 500 for any exception, which it keeps from reaching the server."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: frozenset[str] | None) -> None:
+        self.app = app
+        self.hosts = HostCheck(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -305,19 +353,8 @@ class Guard:
                 message["headers"] = [*message.get("headers", ()), NOSNIFF]
             await send(message)
 
-        if not self._host_ok(scope):
-            host = next((v for k, v in scope["headers"] if k == b"host"), None)
-            shown = "no Host header" if host is None else f"Host {host.decode('latin-1')!r}"
-            body = {
-                "code": MisdirectedRequestError.code,
-                "message": f"this server does not answer requests for {shorten(shown)}",
-                "where": {"header": "Host"},
-                "hint": "Use the address the server was started on, or add the name with "
-                "--allowed-host (serve_allowed_hosts)",
-            }
-            await _error_response(scope, MisdirectedRequestError.http_status, body)(
-                scope, receive, send_nosniff
-            )
+        if not self.hosts.host_ok(scope["headers"]):
+            await misdirected(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send_nosniff)
@@ -338,6 +375,7 @@ __all__ = [
     "BodyTooLargeError",
     "ClientGone",
     "Guard",
+    "HostCheck",
     "InvalidJSONError",
     "MisdirectedRequestError",
     "OverloadedError",
@@ -345,9 +383,12 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "error_response",
     "http_error",
+    "internal_error",
     "json_response",
     "loads",
     "loopml_error",
+    "misdirected",
+    "nosniff_sender",
     "overloaded",
     "read_asgi_body",
     "read_body",

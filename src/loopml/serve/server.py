@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib.util import find_spec
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -73,16 +73,41 @@ def _uvicorn_server(
     on_ready: Callable[[], None] | None = None,
     log_config: dict[str, Any] | None = None,
     shutdown_grace: float = 30.0,
+    on_signal: Callable[[], None] | None = None,
+    drain_seconds: float = 0.0,
 ) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):  # type: ignore[misc]
-        """Calls ``on_ready`` once the port is bound and the models are loaded."""
+        """Calls ``on_ready`` once the port is bound and the models are loaded.
+
+        On SIGTERM/SIGINT it calls ``on_signal`` at once (the app answers 503 on
+        ``/v2/health/ready`` from then on, so a load balancer stops sending), keeps serving
+        for ``drain_seconds``, then stops accepting and drains as uvicorn does; a second
+        signal stops at once."""
+
+        drain_until: float | None = None
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started and not self.should_exit and on_ready is not None:
                 on_ready()
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.drain_until is None:
+                if on_signal is not None:
+                    on_signal()
+                if drain_seconds > 0 and not self.should_exit:
+                    self.drain_until = time.monotonic() + drain_seconds
+                    self._captured_signals.append(sig)
+                    log_event(logging.INFO, "draining", seconds=drain_seconds)
+                    return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_until is not None and time.monotonic() >= self.drain_until:
+                self.should_exit = True
+            return bool(await super().on_tick(counter))
 
     extra: dict[str, Any] = {} if log_config is None else {"log_config": log_config}
     config = uvicorn.Config(
@@ -216,9 +241,12 @@ def run_server(
             on_ready(url, model_server)
 
     config = _log_config(log_level)
+    drain = float(settings.serve_drain_seconds)
     if workers > 1:
         try:
-            _run_workers(ws, options, sock, workers, ready, log_level, access_log, config, grace)
+            _run_workers(
+                ws, options, sock, workers, ready, log_level, access_log, config, grace, drain
+            )
         finally:
             sock.close()
         return
@@ -231,6 +259,8 @@ def run_server(
         on_ready=ready,
         log_config=config,
         shutdown_grace=grace,
+        on_signal=model_server.begin_stop,
+        drain_seconds=drain,
     )
     try:
         with _exit_zero_on_sigterm():
@@ -240,6 +270,11 @@ def run_server(
     error = model_server.startup_error
     if error is not None:
         raise error
+
+
+RESPAWN_LIMIT = 5  # worker restarts allowed within RESPAWN_WINDOW_S before the server gives up
+RESPAWN_WINDOW_S = 60.0
+POLL_S = 0.1  # how often the parent looks for exited workers
 
 
 def _run_workers(
@@ -252,31 +287,51 @@ def _run_workers(
     access_log: bool,
     log_config: dict[str, Any],
     grace: float,
+    drain: float = 0.0,
 ) -> None:
     """Pre-fork ``workers`` processes serving the one bound socket (the kernel spreads the
     connections); this process waits, forwards SIGTERM/SIGINT, and returns when all exit.
 
     Each worker opens its own stores (connections are never shared across a fork) and loads
-    its own models; ``ready`` runs once every worker has loaded and warmed up its models.
+    its own models; ``ready`` runs once every worker has loaded and warmed up its models. A
+    worker that dies after that (killed, out of memory) is replaced by a new process with
+    the same index (so the same prediction log spool, which it recovers), at most
+    :data:`RESPAWN_LIMIT` times in :data:`RESPAWN_WINDOW_S` seconds; past that the server
+    stops. A worker that fails before every worker is ready stops the server.
     """
     host, port = sock.getsockname()[:2]
+    url = _url(host, int(port))
     read_end, write_end = os.pipe()
-    pids: list[int] = []
-    for index in range(workers):
+    os.set_blocking(read_end, False)
+    by_pid: dict[int, int] = {}  # live worker pid -> its index
+    stopping: list[int] = []
+
+    def spawn(index: int) -> int:
         pid = os.fork()
         if pid == 0:  # the worker
-            os.close(read_end)
-            code = _worker_main(
-                ws, options, sock, index, write_end, log_level, access_log, log_config, grace
-            )
-            os._exit(code)
-        pids.append(pid)
-    os.close(write_end)
-    stopping: list[int] = []
+            code = 1
+            try:
+                os.close(read_end)
+                code = _worker_main(
+                    ws,
+                    options,
+                    sock,
+                    index,
+                    write_end,
+                    log_level,
+                    access_log,
+                    log_config,
+                    grace,
+                    drain,
+                )
+            finally:
+                os._exit(code)
+        by_pid[pid] = index
+        return pid
 
     def forward(sig: int, frame: FrameType | None) -> None:
         stopping.append(sig)
-        for pid in pids:
+        for pid in list(by_pid):
             try:
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -284,43 +339,71 @@ def _run_workers(
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        for index in range(workers):
+            spawn(index)
         started = 0
-        with os.fdopen(read_end, "rb", buffering=0) as pipe:
-            while started < workers:
-                chunk = pipe.read(1)
-                if not chunk:  # every worker exited (or failed) before all were ready
-                    break
-                started += 1
-        if started == workers and not stopping:
-            ready()
+        all_ready = False
         failed: list[int] = []
-        for pid in pids:
-            while True:
-                try:
-                    _, status = os.waitpid(pid, 0)
-                    break
-                except InterruptedError:  # pragma: no cover - a signal during the wait
-                    continue
+        restarts: list[float] = []
+        halted = False  # a worker is down for good: the rest are being stopped
+        while by_pid:
+            try:
+                started += len(os.read(read_end, 4096))
+            except BlockingIOError:
+                pass
+            if not all_ready and started >= workers and not stopping and not halted:
+                all_ready = True
+                ready()
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:  # pragma: no cover - every child is gone
+                break
+            if pid == 0:
+                time.sleep(POLL_S)
+                continue
+            if pid not in by_pid:  # pragma: no cover - not one of ours
+                continue
+            index = by_pid.pop(pid)
             code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                failed.append(code)
-                if not stopping:  # one worker is down: stop the rest too
-                    forward(signal.SIGTERM, None)
-        if started < workers and not stopping:
+            if stopping or halted or code == 0:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESPAWN_WINDOW_S]
+            if all_ready and len(restarts) < RESPAWN_LIMIT:
+                restarts.append(now)
+                new = spawn(index)
+                log_event(
+                    logging.WARNING,
+                    "worker_respawned",
+                    worker=index,
+                    pid=new,
+                    died=pid,
+                    status=code,
+                )
+                continue
+            failed.append(code)
+            halted = True  # one worker is down for good: stop the rest
+            for other in list(by_pid):
+                with suppress(ProcessLookupError):
+                    os.kill(other, signal.SIGTERM)
+        if failed and not all_ready:
             raise StoreError(
-                f"{workers - started} of {workers} server workers failed to start",
-                where={"url": _url(host, int(port))},
+                f"a server worker failed to start (exit status {failed[0]})",
+                where={"url": url},
                 hint="See the server log above",
             )
-        if failed and not stopping:
+        if failed:
             raise StoreError(
-                f"a server worker exited with status {failed[0]}",
-                where={"url": _url(host, int(port))},
+                f"a server worker exited with status {failed[0]}, after "
+                f"{RESPAWN_LIMIT} restarts in {RESPAWN_WINDOW_S:g} s",
+                where={"url": url},
                 hint="See the server log above",
             )
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _worker_main(
@@ -333,6 +416,7 @@ def _worker_main(
     access_log: bool,
     log_config: dict[str, Any],
     grace: float,
+    drain: float = 0.0,
 ) -> int:
     """One worker process: its own stores, app and uvicorn loop on the shared socket."""
     for s in (signal.SIGTERM, signal.SIGINT):
@@ -356,6 +440,8 @@ def _worker_main(
                 on_ready=ready,
                 log_config=log_config,
                 shutdown_grace=grace,
+                on_signal=app.state.server.begin_stop,
+                drain_seconds=drain,
             )
             with _exit_zero_on_sigterm():
                 server.run(sockets=[sock])

@@ -27,12 +27,15 @@ from .test_serve_app import cancer_bundle, records
 GRACE = 20.0
 
 
-def _start(ws: Workspace, *extra: str) -> tuple[subprocess.Popen[bytes], str, list[str]]:
+def _start(
+    ws: Workspace, *extra: str, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str, list[str]]:
     env = {
         **os.environ,
         "LOOPML_SERVE_SHUTDOWN_GRACE": str(GRACE),
         "LOOPML_SERVE_TOKEN": "t" * 32,
         "LOOPML_SERVE_QUEUE_ROWS": "100000",  # four 4000-row requests at once are admitted
+        **(env_extra or {}),
     }
     proc = subprocess.Popen(
         [
@@ -161,6 +164,89 @@ def test_workers_share_one_port(served_ws: tuple[Workspace, Any]) -> None:
     finally:
         _stop(proc)
     assert code == 0, "".join(lines)
+
+
+@pytest.mark.slow
+def test_ready_is_503_as_soon_as_sigterm_arrives_while_requests_are_served(
+    served_ws: tuple[Workspace, Any],
+) -> None:
+    """A load balancer polling readiness sees 503 at once and stops sending; requests that
+    still come are answered during the drain, then the server stops and exits 0."""
+    ws, x = served_ws
+    drain = 3.0
+    proc, url, lines = _start(ws, "-m", "cancer", env_extra={"LOOPML_SERVE_DRAIN_SECONDS": "3"})
+    body = orjson.dumps({"instances": records(x, 2)})
+    headers = {"content-type": "application/json"}
+    try:
+        assert httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        ready = None
+        while time.monotonic() - t0 < 1.0:
+            ready = httpx.get(f"{url}/v2/health/ready", timeout=5)
+            if ready.status_code == 503:
+                break
+            time.sleep(0.02)
+        assert ready is not None and ready.status_code == 503, "".join(lines)
+        assert time.monotonic() - t0 < 1.0
+        assert ready.json() == {"ready": False}
+        assert httpx.get(f"{url}/v2/health/live", timeout=5).status_code == 200
+        r = httpx.post(f"{url}/v1/models/cancer:predict", content=body, headers=headers)
+        assert r.status_code == 200, r.text  # still served while draining
+        assert proc.poll() is None
+        code = proc.wait(drain + GRACE + 15)
+        exited = time.monotonic() - t0
+    finally:
+        _stop(proc)
+    output = "".join(lines)
+    assert code == 0, output
+    assert drain * 0.9 <= exited < drain + GRACE, output
+    assert "event=draining" in output
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(
+    served_ws: tuple[Workspace, Any],
+) -> None:
+    ws, x = served_ws
+    proc, url, lines = _start(ws, "-m", "cancer", "--workers", "2")
+    body = orjson.dumps({"instances": records(x, 2)})
+    headers = {"content-type": "application/json", "connection": "close"}
+    try:
+        before = {int(line.split()[0]) for line in _children(proc.pid)}
+        assert len(before) == 2
+        victim = min(before)
+        loaded = _loaded(lines)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        now: set[int] = set()
+        answered = 0
+        while time.monotonic() < deadline:
+            r = httpx.post(f"{url}/v1/models/cancer:predict", content=body, headers=headers)
+            assert r.status_code == 200, r.text  # the other worker answers meanwhile
+            answered += 1
+            now = {int(line.split()[0]) for line in _children(proc.pid)}
+            if len(now) == 2 and victim not in now and _loaded(lines) > loaded:
+                break  # the new worker has loaded its models: it accepts connections
+            time.sleep(0.1)
+        assert len(now) == 2 and victim not in now, "".join(lines)
+        assert answered >= 1
+        for _ in range(20):  # both workers answer: no failed request after the respawn
+            r = httpx.post(f"{url}/v1/models/cancer:predict", content=body, headers=headers)
+            assert r.status_code == 200, r.text
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(GRACE + 15)
+    finally:
+        _stop(proc)
+    output = "".join(lines)
+    assert code == 0, output
+    assert "event=worker_respawned" in output
+
+
+def _loaded(lines: list[str]) -> int:
+    """How many times a worker has logged loading its model."""
+    return sum("event=model_loaded" in line for line in list(lines))
 
 
 def _children(pid: int) -> list[str]:
