@@ -156,8 +156,10 @@ def _flat(text: str) -> str:
 
 @pytest.mark.parametrize("path", COMMANDS, ids=_ids(COMMANDS))
 def test_every_option_help_is_shown_whole(
-    cli: Callable[..., Result], path: tuple[str, ...]
+    cli: Callable[..., Result], path: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # wide enough that no metavar column wraps into the help column beside it
+    monkeypatch.setenv("COLUMNS", "240")
     # "[default: ...]" in a help text must not be eaten as console markup
     command: object = typer.main.get_command(app)
     for word in path:
