@@ -534,12 +534,7 @@ class JsonLinesSource(FileSource):
             with self._open() as fh:
                 return pajson.read_json(fh)
         except (pa.ArrowException, OSError) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
-                raise self._unreadable(exc) from exc
-            message = str(exc)
-            if "Empty JSON file" in message:
-                raise self._no_rows(" (the file holds no JSON object)") from exc
-            raise self._explain(message) from exc
+            raise self._failed(exc) from exc
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         with self._open() as fh:
@@ -549,12 +544,16 @@ class JsonLinesSource(FileSource):
                 )
                 yield from reader
             except (pa.ArrowException, OSError) as exc:
-                if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
-                    raise self._unreadable(exc) from exc
-                message = str(exc)
-                if "Empty JSON file" in message:
-                    raise self._no_rows(" (the file holds no JSON object)") from exc
-                raise self._explain(message) from exc
+                raise self._failed(exc) from exc
+
+    def _failed(self, exc: BaseException) -> InvalidInputError:
+        """What a read that raised ``exc`` tells the user: unreadable, empty, or which line."""
+        if isinstance(exc, OSError) and not isinstance(exc, pa.ArrowException):
+            return self._unreadable(exc)
+        message = str(exc)
+        if "Empty JSON file" in message:
+            return self._no_rows(" (the file holds no JSON object)")
+        return self._explain(message)
 
     def _explain(self, message: str) -> InvalidInputError:
         """Find the line pyarrow stumbled on (its row numbers count within a block)."""

@@ -28,6 +28,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -397,20 +398,25 @@ def _evaluate(
     return Alert(model, rule, rate, reason, asdict(serving) | {"error_rate": rate}), None
 
 
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(?P<key>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"')
+_COUNTED = {"loopml_requests_total": "requests", "loopml_request_errors_total": "errors"}
+
+
 def serving_stats(metrics_text: str, model: str) -> ServingStats:
     """Requests and errors of ``model`` from a server's Prometheus ``/metrics`` text."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    requests = errors = 0.0
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.labels.get("model") != model or not sample.name.endswith("_total"):
-                continue
-            if sample.name == "loopml_requests_total":
-                requests += sample.value
-            elif sample.name == "loopml_request_errors_total":
-                errors += sample.value
-    return ServingStats(int(requests), int(errors))
+    counts = {"requests": 0.0, "errors": 0.0}
+    for line in metrics_text.splitlines():
+        found = _SAMPLE.match(line)
+        if found is None or found["name"] not in _COUNTED:
+            continue
+        labels = {
+            m["key"]: re.sub(r"\\(.)", lambda e: "\n" if e[1] == "n" else e[1], m["value"])
+            for m in _LABEL.finditer(found["labels"] or "")
+        }
+        if labels.get("model") == model:
+            counts[_COUNTED[found["name"]]] += float(found["value"])
+    return ServingStats(int(counts["requests"]), int(counts["errors"]))
 
 
 # -- raising: events, the log, the webhook ----------------------------------------------------

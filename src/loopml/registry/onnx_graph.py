@@ -552,29 +552,7 @@ def _categorical(
     if getattr(encoder, "sparse_output", False):
         raise NotConvertible("OneHotEncoder with sparse output")
     widths = [len(c) for c in encoder.categories_]
-    fields = {f.name: f for f in sig.inputs}
-    # every text the model knows, per column, and what each lights (run through the pipeline)
-    keys: list[list[str]] = []
-    for j, name in enumerate(names):
-        known = {str(c) for c in encoder.categories_[j] if isinstance(c, str)}
-        known |= set(fields[name].categories or [])
-        for step in steps[:-1]:
-            stats = getattr(step, "statistics_", None)
-            if stats is not None and isinstance(stats[j], str):
-                known.add(str(stats[j]))
-        if MISSING in known or UNKNOWN in known:
-            raise NotConvertible("a category holds loopml's missing-value marker")
-        keys.append(sorted(known))
-    rows = max(len(k) for k in keys) + 2  # each text, then a missing value, then an unknown
-    frame = {}
-    for j, name in enumerate(names):
-        col: list[Any] = [*keys[j], np.nan, UNKNOWN]
-        col += [keys[j][0] if keys[j] else UNKNOWN] * (rows - len(col))
-        frame[name] = np.asarray(col[:rows], dtype=object)
-    try:
-        out = np.asarray(_run(trans, pd.DataFrame(frame, columns=names)), dtype=np.float64)
-    except Exception as exc:
-        raise NotConvertible(f"the categorical features could not be probed: {exc}"[:200]) from exc
+    keys, out = _probe_categories(names, trans, steps, sig)
     blocks: list[str] = []
     start = 0
     for j, name in enumerate(names):
@@ -667,29 +645,7 @@ def _lookup(
         raise NotConvertible("a categorical step that does not end in an encoder")
     encoder = steps[-1]
     widths = _encoder_widths(encoder, len(names))
-    fields = {f.name: f for f in sig.inputs}
-    keys: list[list[str]] = []
-    for j, name in enumerate(names):
-        cats = getattr(encoder, "categories_", None)
-        known = {str(c) for c in cats[j] if isinstance(c, str)} if cats is not None else set()
-        known |= set(fields[name].categories or [])
-        for step in steps[:-1]:
-            stats = getattr(step, "statistics_", None)
-            if stats is not None and isinstance(stats[j], str):
-                known.add(str(stats[j]))
-        if MISSING in known or UNKNOWN in known:
-            raise NotConvertible("a category holds loopml's missing-value marker")
-        keys.append(sorted(known))
-    rows = max(len(k) for k in keys) + 2
-    frame = {}
-    for j, name in enumerate(names):
-        col: list[Any] = [*keys[j], np.nan, UNKNOWN]
-        col += [keys[j][0] if keys[j] else UNKNOWN] * (rows - len(col))
-        frame[name] = np.asarray(col[:rows], dtype=object)
-    try:
-        out = np.asarray(_run(trans, pd.DataFrame(frame, columns=names)), dtype=np.float64)
-    except Exception as exc:
-        raise NotConvertible(f"the categorical features could not be probed: {exc}"[:200]) from exc
+    keys, out = _probe_categories(names, trans, steps, sig)
     if out.shape[1] != sum(widths):
         raise NotConvertible("the categorical encoder's columns do not add up")
     blocks: list[str] = []
@@ -717,6 +673,39 @@ def _lookup(
     x = g.name("categorical")
     g.node("Concat", blocks, [x], axis=1)
     return x, start
+
+
+def _probe_categories(
+    names: list[str], trans: Any, steps: list[Any], sig: Signature
+) -> tuple[list[list[str]], np.ndarray]:
+    """Every text the model knows per column (its encoder's categories, the signature's, an
+    imputer's fill value), and what the fitted part gives each: rows ``0..len(keys[j])-1`` are
+    the texts of column ``j`` in order, then a missing value, then an unknown text."""
+    encoder = steps[-1]
+    cats = getattr(encoder, "categories_", None)
+    fields = {f.name: f for f in sig.inputs}
+    keys: list[list[str]] = []
+    for j, name in enumerate(names):
+        known = {str(c) for c in cats[j] if isinstance(c, str)} if cats is not None else set()
+        known |= set(fields[name].categories or [])
+        for step in steps[:-1]:
+            stats = getattr(step, "statistics_", None)
+            if stats is not None and isinstance(stats[j], str):
+                known.add(str(stats[j]))
+        if MISSING in known or UNKNOWN in known:
+            raise NotConvertible("a category holds loopml's missing-value marker")
+        keys.append(sorted(known))
+    rows = max(len(k) for k in keys) + 2  # each text, then a missing value, then an unknown
+    frame = {}
+    for j, name in enumerate(names):
+        col: list[Any] = [*keys[j], np.nan, UNKNOWN]
+        col += [keys[j][0] if keys[j] else UNKNOWN] * (rows - len(col))
+        frame[name] = np.asarray(col[:rows], dtype=object)
+    try:
+        out = np.asarray(_run(trans, pd.DataFrame(frame, columns=names)), dtype=np.float64)
+    except Exception as exc:
+        raise NotConvertible(f"the categorical features could not be probed: {exc}"[:200]) from exc
+    return keys, out
 
 
 def _run(trans: Any, frame: pd.DataFrame) -> np.ndarray:

@@ -202,13 +202,8 @@ class MicroBatcher:
                 self._tick_scheduled = True
                 loop.call_soon(self._flush_tick)
             return await future
-        if self._task is None or self._task.done():
-            self._wakeup = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="loopml-batcher")
         future = loop.create_future()
-        self._pending.append(_Item(columns, n, future, loop.time()))
-        if self._wakeup is not None:
-            self._wakeup.set()
+        self._hand_to_worker([_Item(columns, n, future, 0.0)])
         return await future
 
     def _flush_tick(self) -> None:

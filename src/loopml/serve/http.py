@@ -319,14 +319,18 @@ async def misdirected(scope: Scope, receive: Receive, send: Send) -> None:
     )
 
 
-async def internal_error(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
-    """Log ``exc`` and answer a JSON 500 (the caller knows no response has started)."""
+def _log_internal(scope: Scope, exc: BaseException) -> None:
     log.error(
         "event=internal_error method=%s path=%s",
         scope.get("method"),
         scope.get("path"),
         exc_info=exc,
     )
+
+
+async def internal_error(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    """Log ``exc`` and answer a JSON 500 (the caller knows no response has started)."""
+    _log_internal(scope, exc)
     await _error_response(scope, 500, internal_error_body(scope, exc))(
         scope, receive, nosniff_sender(send)
     )
@@ -359,16 +363,10 @@ class Guard:
         try:
             await self.app(scope, receive, send_nosniff)
         except Exception as exc:
-            log.error(
-                "event=internal_error method=%s path=%s",
-                scope.get("method"),
-                scope.get("path"),
-                exc_info=exc,
-            )
-            if not started:
-                await _error_response(scope, 500, internal_error_body(scope, exc))(
-                    scope, receive, send_nosniff
-                )
+            if started:  # part of the answer is out: nothing more can be said to the client
+                _log_internal(scope, exc)
+            else:
+                await internal_error(scope, receive, send, exc)
 
 
 __all__ = [

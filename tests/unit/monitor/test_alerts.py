@@ -203,3 +203,23 @@ def test_a_metric_the_model_has_not_is_a_config_error(decayed: Workspace) -> Non
     monitor = {"alerts": [{"when": "metric", "metric": "rmse", "above": 1.0}]}
     with pytest.raises(ConfigError, match="unknown classification metric 'rmse'"):
         check_model(decayed, "cancer", monitor, window="1d", now=NOW)
+
+
+def test_serving_stats_reads_the_servers_own_metrics_text() -> None:
+    """The request and error counts of one model from loopml's /metrics text. It used to need
+    prometheus_client, which loopml does not install, so the call raised ModuleNotFoundError."""
+    from loopml.monitor.alerts import serving_stats
+    from loopml.serve.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.requests.inc(("cancer", "1", "v1", "200"), 7)
+    metrics.requests.inc(("cancer", "2", "v2", "400"), 3)
+    metrics.requests.inc(('other "x"', "1", "v1", "200"), 50)
+    metrics.errors.inc(("cancer", "2", "v2", "bad_input"), 3)
+    metrics.errors.inc(('other "x"', "1", "v1", "bad_input"), 9)
+    text = metrics.render()
+    stats = serving_stats(text, "cancer")
+    assert (stats.requests, stats.errors) == (10, 3)
+    other = serving_stats(text, 'other "x"')
+    assert (other.requests, other.errors) == (50, 9)
+    assert serving_stats(text, "nobody").requests == 0
