@@ -108,6 +108,24 @@ class Settings(BaseSettings):
     http_allow_private: bool = Field(
         False, description="HTTP sources: allow every loopback, private and link-local address"
     )
+    engine: str = Field(
+        "local",
+        pattern="^(local|spark)$",
+        description="where batch work runs: local (in process) or spark (needs loopml[spark])",
+    )
+    spark_master: str = Field(
+        "local[2]", description="Spark master URL: local[N], spark://HOST:PORT, yarn, ..."
+    )
+    spark_conf: str = Field(
+        "",
+        description="extra Spark settings, comma-separated key=value "
+        "(e.g. spark.executor.memory=4g)",
+    )
+    online_swap_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="online learning: least seconds between two alias moves to a checkpoint",
+    )
 
     @field_validator("serve_allowed_hosts", "http_allow_hosts", mode="before")
     @classmethod

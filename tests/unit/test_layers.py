@@ -38,6 +38,7 @@ RANK = {
     "serve": 50,
     "monitor": 50,
     "lineage": 50,
+    "engines": 55,  # where batch work runs (in process, Spark); above the stages it runs
     "pipeline": 60,
     "quickstart": 60,
     "cli": 70,
