@@ -1,0 +1,1 @@
+"""loopml's batch work on Apache Spark (``pip install 'loopml[spark]'``, Java 17)."""
