@@ -125,7 +125,7 @@ def spark_session(
     Spark allows one active session per process; asking for another master while one is
     open stops the old one first.
     """
-    settings = settings or Settings()
+    settings = settings or Settings()  # type: ignore[call-arg]  # LOOPML_SPARK_* from the environment
     master = master or settings.spark_master or "local[2]"
     wanted = {**DEFAULTS, **parse_conf(settings.spark_conf), **(conf or {})}
     sql = _import_pyspark()
