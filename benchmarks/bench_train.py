@@ -9,7 +9,12 @@ holdout), as a float matrix. Then where loopml's extra time goes, phase by phase
 wrapping loopml's own functions for this run only), and the wall time of
 ``loopml train --help`` in a fresh process (median of 5).
 
-    python benchmarks/bench_train.py [--rows 200000] [--features 50]
+Both sides are timed in wall seconds and in CPU seconds of this process (user + system,
+every thread): on a shared machine the wall times are noise, the CPU seconds much less so.
+``--threads N`` gives both sides ``n_jobs: N`` (LightGBM's default otherwise: one thread per
+core); ``--threads 1`` makes the CPU seconds of the fits comparable run to run.
+
+    python benchmarks/bench_train.py [--rows 200000] [--features 50] [--threads N]
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from sklearn.datasets import make_classification
 PROJECT = """
 name: bench
 data: {dataset: bench, target: label}
-model: {class: lightgbm.LGBMClassifier, params: {n_estimators: 100}}
+model: {class: lightgbm.LGBMClassifier, params: {n_estimators: 100%s}}
 evaluation: {metric: roc_auc, folds: 0, holdout: 0.2, seed: 0, refit: false}
 registry: {alias: champion}
 """
@@ -55,26 +60,34 @@ PHASES: list[tuple[str, str, str]] = [
 TOP_LEVEL = [p for p, _, _ in PHASES if not p.startswith(" ")]
 
 
-def _wrap(owner: Any, attr: str, phase: str, spent: dict[str, float]) -> Callable[[], None]:
+def _wrap(
+    owner: Any, attr: str, phase: str, spent: dict[str, float], cpu: dict[str, float]
+) -> Callable[[], None]:
     original = owner.__dict__[attr] if attr in owner.__dict__ else getattr(owner, attr)
     raw = original.__func__ if isinstance(original, classmethod | staticmethod) else original
     depth = {"n": 0}
 
     def timed(*args: Any, **kwargs: Any) -> Any:
         depth["n"] += 1
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             return raw(*args, **kwargs)
         finally:
             depth["n"] -= 1
             if depth["n"] == 0:
                 spent[phase] += time.perf_counter() - t0
+                cpu[phase] += time.process_time() - c0
 
     setattr(owner, attr, type(original)(timed) if isinstance(original, classmethod) else timed)
     return lambda: setattr(owner, attr, original)
 
 
-def train_with_phases(ws_path: Path, project: Path) -> tuple[float, dict[str, float], str]:
+Timed = tuple[float, float]  # (wall seconds, CPU seconds)
+
+
+def train_with_phases(
+    ws_path: Path, project: Path
+) -> tuple[Timed, dict[str, float], dict[str, float], str]:
     from loopml.cli.main import main
     from loopml.registry.bundle import ModelBundle
     from loopml.registry.flavors import get_flavor
@@ -90,11 +103,12 @@ def train_with_phases(ws_path: Path, project: Path) -> tuple[float, dict[str, fl
         "bundle": ModelBundle,
     }
     spent: dict[str, float] = defaultdict(float)
-    undo = [_wrap(owners[o], a, p, spent) for p, o, a in PHASES]
+    cpu: dict[str, float] = defaultdict(float)
+    undo = [_wrap(owners[o], a, p, spent, cpu) for p, o, a in PHASES]
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         code = main(["-w", str(ws_path), "train", "-f", str(project)])
-        total = time.perf_counter() - t0
+        total = (time.perf_counter() - t0, time.process_time() - c0)
     finally:
         for u in reversed(undo):
             u()
@@ -102,10 +116,10 @@ def train_with_phases(ws_path: Path, project: Path) -> tuple[float, dict[str, fl
         raise SystemExit(f"loopml train exited {code}")
     with open_workspace(ws_path) as ws:
         run_id = ws.metadata.list_runs("bench", limit=1)[0].id
-    return total, dict(spent), run_id
+    return total, dict(spent), dict(cpu), run_id
 
 
-def raw_fit(ws_path: Path, run_id: str, frame: pd.DataFrame) -> float:
+def raw_fit(ws_path: Path, run_id: str, frame: pd.DataFrame) -> Timed:
     """LightGBM on the run's training rows with the run's own estimator parameters."""
     import lightgbm
 
@@ -122,9 +136,9 @@ def raw_fit(ws_path: Path, run_id: str, frame: pd.DataFrame) -> float:
     )
     x = frame.drop(columns="label").to_numpy(dtype=np.float64)[train]
     params = dict(run.params["estimator"])  # LightGBM's are plain values (no reprs)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lightgbm.LGBMClassifier(**params).fit(x, y.to_numpy()[train])
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def help_seconds(runs: int = 5) -> float:
@@ -142,6 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--features", type=int, default=50)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="n_jobs for LightGBM on both sides"
+    )
     args = parser.parse_args()
 
     from loopml.cli.main import main as loopml
@@ -157,23 +174,28 @@ def main() -> None:
         frame.to_parquet(data, index=False)
         ws = root / "ws"
         project = root / "loopml.yaml"
-        project.write_text(PROJECT)
+        project.write_text(PROJECT % ("" if args.threads is None else f", n_jobs: {args.threads}"))
         assert loopml(["init", "-w", str(ws)]) == 0
         assert loopml(["data", "ingest", str(data), "--name", "bench", "-w", str(ws)]) == 0
-        total, spent, run_id = train_with_phases(ws, project)
+        total, spent, cpu, run_id = train_with_phases(ws, project)
         raw = raw_fit(ws, run_id, frame)
     helped = help_seconds()
 
-    print(f"\nLightGBM, 100 trees, {args.rows:,} x {args.features}, holdout 0.2, no CV")
-    print(f"{'':52} {'seconds':>8}")
-    print(f"{'LightGBM directly (same rows, same params)':52} {raw:8.2f}")
-    print(f"{'loopml train (tracking, report, registration)':52} {total:8.2f}")
-    print(f"{'ratio':52} {total / raw:7.2f}x")
+    threads = "LightGBM's default threads" if args.threads is None else f"{args.threads} thread(s)"
+    print(f"\nLightGBM, 100 trees, {args.rows:,} x {args.features}, holdout 0.2, no CV, {threads}")
+    print(f"{'':52} {'wall s':>8} {'CPU s':>8}")
+    print(f"{'LightGBM directly (same rows, same params)':52} {raw[0]:8.2f} {raw[1]:8.2f}")
+    print(f"{'loopml train (tracking, report, registration)':52} {total[0]:8.2f} {total[1]:8.2f}")
+    print(f"{'ratio':52} {total[0] / raw[0]:7.2f}x {total[1] / raw[1]:7.2f}x")
     print("\nwhere loopml train's time goes")
     for phase, _, _ in PHASES:
-        print(f"{phase:52} {spent.get(phase, 0.0):8.2f}")
-    rest = total - sum(spent.get(p, 0.0) for p in TOP_LEVEL)
-    print(f"{'the rest (CLI, opening the workspace, run records)':52} {rest:8.2f}")
+        print(f"{phase:52} {spent.get(phase, 0.0):8.2f} {cpu.get(phase, 0.0):8.2f}")
+    rest = [
+        t - sum(d.get(p, 0.0) for p in TOP_LEVEL) for t, d in zip(total, (spent, cpu), strict=True)
+    ]
+    print(
+        f"{'the rest (CLI, opening the workspace, run records)':52} {rest[0]:8.2f} {rest[1]:8.2f}"
+    )
     print(f"\nloopml train --help, fresh process, median of 5: {helped:.2f} s")
 
 

@@ -349,7 +349,8 @@ def import_(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a model file: a loopml bundle, LightGBM text, XGBoost JSON/UBJ or skops.
+    """Register a model file: a loopml bundle, LightGBM text, XGBoost JSON/UBJ, skops or
+    ONNX (standard operators only; its inputs named with --features or --sample).
 
     Pickle and joblib files are refused unless --trust-pickle (recorded on the version).
     The first version of a name takes the champion alias.

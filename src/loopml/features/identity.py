@@ -23,6 +23,12 @@ class Identity(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
         return self
 
+    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> np.ndarray:
+        """``fit(X).transform(X)`` with one validation of ``X`` instead of two (one copy
+        and one scan for infinities less on a large training set)."""
+        out = validate_data(self, X, reset=True, dtype=np.float64, ensure_all_finite="allow-nan")
+        return np.asarray(out, dtype=np.float64)
+
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "n_features_in_")
         out = validate_data(self, X, reset=False, dtype=np.float64, ensure_all_finite="allow-nan")

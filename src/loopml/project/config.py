@@ -52,6 +52,7 @@ from loopml.project.evaluation import (
 from loopml.project.features import FeatureSpec
 from loopml.project.gate import Gate
 from loopml.project.imbalance import ThresholdSpec, parse_class_weight, parse_threshold
+from loopml.project.online import OnlineSpec, parse_online
 from loopml.project.policy import PolicySpec, parse_policy
 from loopml.project.promotion import PromotionSpec, parse_promotion
 from loopml.project.search import SearchSpec
@@ -106,6 +107,7 @@ class ProjectConfig:
     policy: PolicySpec | None = None  # policy: retraining and rollout (project/policy.py)
     # monitor: drift thresholds, alerts, webhook; checked by loopml.monitor (it sits above)
     monitor: Mapping[str, Any] = field(default_factory=dict)
+    online: OnlineSpec | None = None  # online: learning from a stream (project/online.py)
 
     @classmethod
     def from_file(cls, path: str | Path = PROJECT_FILE) -> ProjectConfig:
@@ -150,6 +152,7 @@ class ProjectConfig:
                 "search",
                 "policy",
                 "monitor",
+                "online",
             },
             "",
             source,
@@ -263,6 +266,9 @@ class ProjectConfig:
             promotion=parse_promotion(r, source),
             policy=parse_policy(data.get("policy"), source),
             monitor=_monitor_section(data.get("monitor"), source),
+            online=None
+            if data.get("online") is None
+            else parse_online(data["online"], source, name=name),
         )
 
     # -- checks against what the file refers to (run before any training) --------------------

@@ -309,9 +309,125 @@ TORCH = (
     "loopml.registry.flavors.torch_nets.MatrixFactorization",
 )
 
+# the feature pipeline of an online learner's bundle (registry.flavors.river): a frame as it is
+ONLINE_BUNDLE = ("loopml.registry.flavors.river.EventFields",)
+
 DECLARED: tuple[str, ...] = (
     BUILTINS + NUMPY + SCIPY + COMPOSITION + TRANSFORMERS + LINEAR + TREES + LOSSES + OTHERS + TORCH
+) + ONLINE_BUNDLE
+
+# Online learners (loopml.registry.flavors.river_state): not skops types. An online learner's
+# state is data (its constructor parameters and learned attributes, as JSON) and is rebuilt
+# from these classes only; DECLARED above never lists them, so no skops file may name one.
+# The learners a project's ``online.learner`` may name (scikit-learn's learn by partial_fit):
+ONLINE_LEARNERS = (
+    "river.linear_model.log_reg.LogisticRegression",
+    "river.linear_model.lin_reg.LinearRegression",
+    "river.linear_model.pa.PAClassifier",
+    "river.linear_model.pa.PARegressor",
+    "river.linear_model.perceptron.Perceptron",
+    "river.linear_model.softmax.SoftmaxRegression",
+    "river.linear_model.alma.ALMAClassifier",
+    "river.naive_bayes.gaussian.GaussianNB",
+    "river.naive_bayes.multinomial.MultinomialNB",
+    "river.naive_bayes.bernoulli.BernoulliNB",
+    "river.naive_bayes.complement.ComplementNB",
+    "river.tree.hoeffding_tree_classifier.HoeffdingTreeClassifier",
+    "river.tree.hoeffding_tree_regressor.HoeffdingTreeRegressor",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.linear_model._stochastic_gradient.SGDRegressor",
+    "sklearn.linear_model._passive_aggressive.PassiveAggressiveClassifier",
+    "sklearn.linear_model._passive_aggressive.PassiveAggressiveRegressor",
+    "sklearn.linear_model._perceptron.Perceptron",
+    "sklearn.naive_bayes.MultinomialNB",
+    "sklearn.naive_bayes.BernoulliNB",
+    "sklearn.naive_bayes.GaussianNB",
 )
+# the transformers ``online.preprocessing`` may name
+ONLINE_PREPROCESSING = (
+    "river.preprocessing.scale.StandardScaler",
+    "river.preprocessing.scale.MinMaxScaler",
+    "river.preprocessing.scale.MaxAbsScaler",
+    "river.preprocessing.scale.Normalizer",
+    "river.preprocessing.scale.Binarizer",
+    "river.preprocessing.one_hot.OneHotEncoder",
+)
+# what their learned state holds: pipelines, optimizers, losses, schedulers, initializers,
+# running statistics, distributions
+ONLINE_PARTS = (
+    "river.compose.pipeline.Pipeline",
+    "river.compose.union.TransformerUnion",
+    "river.compose.select.SelectType",
+    "river._river_rust.vectordict.VectorDict",
+    "river.optim.sgd.SGD",
+    "river.optim.adam.Adam",
+    "river.optim.ada_grad.AdaGrad",
+    "river.optim.rms_prop.RMSProp",
+    "river.optim.momentum.Momentum",
+    "river.optim.nesterov.NesterovMomentum",
+    "river.optim.ada_delta.AdaDelta",
+    "river.optim.ada_max.AdaMax",
+    "river.optim.ams_grad.AMSGrad",
+    "river.optim.ada_bound.AdaBound",
+    "river.optim.ftrl.FTRLProximal",
+    "river.optim.losses.Log",
+    "river.optim.losses.Squared",
+    "river.optim.losses.Absolute",
+    "river.optim.losses.Hinge",
+    "river.optim.losses.EpsilonInsensitiveHinge",
+    "river.optim.losses.Cauchy",
+    "river.optim.losses.CrossEntropy",
+    "river.optim.losses.Quantile",
+    "river.optim.losses.Huber",
+    "river.optim.losses.Poisson",
+    "river.optim.losses.BinaryFocalLoss",
+    "river.optim.schedulers.Constant",
+    "river.optim.schedulers.InverseScaling",
+    "river.optim.schedulers.Optimal",
+    "river.optim.initializers.Zeros",
+    "river.optim.initializers.Constant",
+    "river.optim.initializers.Normal",
+    "river.stats.mean.Mean",
+    "river.stats.var.Var",
+    "river.stats.count.Count",
+    "river.stats.summing.Sum",
+    "river.stats.minimum.Min",
+    "river.stats.maximum.Max",
+    "river.stats.maximum.AbsMax",
+    "river.stats.cov.Cov",
+    "river.proba.gaussian.Gaussian",
+    "river.proba.multinomial.Multinomial",
+    # Hoeffding trees: splitters and what they keep
+    "river.tree.splitter.gaussian_splitter.GaussianSplitter",
+    "river.tree.splitter.histogram_splitter.HistogramSplitter",
+    "river.tree.splitter.qo_splitter.QOSplitter",
+    "river.tree.splitter.qo_splitter.FeatureQuantizer",
+    "river.tree.splitter.qo_splitter.Slot",
+    "river.tree.splitter.ebst_splitter.EBSTSplitter",
+    "river.tree.splitter.tebst_splitter.TEBSTSplitter",
+    "river.tree.splitter.nominal_splitter_classif.NominalSplitterClassif",
+    "river.tree.splitter.nominal_splitter_reg.NominalSplitterReg",
+    "river.sketch.histogram.Histogram",
+    "river.sketch.histogram.Bin",
+    # drift detectors (loopml.train.online.drift)
+    "river.drift.page_hinkley.PageHinkley",
+)
+# the nodes of River's trees: rebuilt without calling their constructors (which take their
+# children), then given their attributes
+ONLINE_NODES: tuple[str, ...] = (
+    "river.tree.nodes.branch.NumericBinaryBranch",
+    "river.tree.nodes.branch.NominalBinaryBranch",
+    "river.tree.nodes.branch.NumericMultiwayBranch",
+    "river.tree.nodes.branch.NominalMultiwayBranch",
+    "river.tree.nodes.htc_nodes.LeafMajorityClass",
+    "river.tree.nodes.htc_nodes.LeafNaiveBayes",
+    "river.tree.nodes.htc_nodes.LeafNaiveBayesAdaptive",
+    "river.tree.nodes.htr_nodes.LeafMean",
+    "river.tree.nodes.htr_nodes.LeafModel",
+    "river.tree.nodes.htr_nodes.LeafAdaptive",
+    "river.tree.splitter.ebst_splitter.EBSTNode",
+)
+ONLINE: tuple[str, ...] = ONLINE_LEARNERS + ONLINE_PREPROCESSING + ONLINE_PARTS + ONLINE_NODES
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
@@ -358,4 +474,16 @@ def check_trust(names: Iterable[str] | None, where: str = "trust") -> tuple[str,
     return tuple(sorted(out))
 
 
-__all__ = ["DECLARED", "LITERAL", "allowed_types", "check_trust", "resolve"]
+__all__ = [
+    "DECLARED",
+    "LITERAL",
+    "ONLINE",
+    "ONLINE_BUNDLE",
+    "ONLINE_LEARNERS",
+    "ONLINE_NODES",
+    "ONLINE_PARTS",
+    "ONLINE_PREPROCESSING",
+    "allowed_types",
+    "check_trust",
+    "resolve",
+]

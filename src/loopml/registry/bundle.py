@@ -1,7 +1,10 @@
 """The model artifact: fitted feature pipeline + estimator + signature, in one file.
 
 A bundle is a zip holding ``manifest.json`` (format, flavor, signature, and what the flavor
-keeps under ``model``), ``features.skops`` (the fitted ColumnTransformer), the estimator in
+keeps under ``model``), the fitted feature pipeline (``features.json``, loopml's declared JSON
+of its own steps, :mod:`loopml.registry.statejson`; ``features.skops`` when the pipeline holds
+anything that format does not write, and in bundles written before it; the manifest's
+``features`` names which), the estimator in
 its flavor's files (:mod:`loopml.registry.flavors`: ``model.skops`` for scikit-learn,
 ``model.lgb.txt`` for LightGBM, ``model.xgb.json`` for XGBoost) and ``sample.parquet``: a few
 training rows as they enter the feature pipeline, which a server predicts before it swaps a
@@ -25,6 +28,7 @@ import pandas as pd
 
 from loopml.errors import IntegrityError, LoopmlError
 from loopml.kinds import CATEGORICAL, NUMERIC
+from loopml.registry import statejson
 from loopml.registry.allowlist import allowed_types, check_trust
 from loopml.registry.flavors import Flavor, flavor_names, get_flavor, known_flavor
 from loopml.registry.limits import check_float32
@@ -40,6 +44,7 @@ from loopml.registry.threshold import labels_at, positive_index
 
 FORMAT_VERSION = 1
 FEATURES_FILE = "features.skops"
+FEATURES_JSON = "features.json"
 SAMPLE_ROWS = 5  # training rows kept in a bundle to warm a version up
 SAMPLE_FILE = "sample.parquet"
 
@@ -197,15 +202,13 @@ class ModelBundle:
     # -- bytes ------------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        from loopml.registry.skopsio import skops_io
-
-        sio = skops_io()
-
         flavor = self.flavor_impl
+        features_member, features_blob = _features_bytes(self.features)
         manifest: dict[str, Any] = {
             "format": FORMAT_VERSION,
             "flavor": self.flavor,
             "signature": self.signature.to_dict(),
+            "features": features_member,
         }
         meta = flavor.manifest(self.estimator)
         if meta:
@@ -216,7 +219,7 @@ class ModelBundle:
         # Fixed timestamps inside the zip; the sha256 is taken of these bytes as stored.
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             _add(zf, "manifest.json", orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS))
-            _add(zf, FEATURES_FILE, sio.dumps(self.features))
+            _add(zf, features_member, features_blob)
             for member, blob in flavor.save(self.estimator).items():
                 _add(zf, member, blob)
             if self.sample is not None:
@@ -279,9 +282,23 @@ class ModelBundle:
                 where={"artifact": what, "file": "manifest.json"},
                 hint="The file is damaged or was not written by loopml; retrain the model",
             )
-        blobs = {m: _member(zf, m, what) for m in (FEATURES_FILE, *flavor.members)}
-        # every skops file is checked before any is loaded, so that a refusal names every type
-        names = {m: type_names(blobs[m], m, what) for m in (FEATURES_FILE, *flavor.skops_members)}
+        features_member = manifest.get("features", FEATURES_FILE)
+        if features_member not in (FEATURES_FILE, FEATURES_JSON):
+            raise IntegrityError(
+                f"{what} names its feature pipeline {features_member!r}, which is not "
+                f"{FEATURES_JSON} or {FEATURES_FILE}",
+                where={"artifact": what, "file": "manifest.json"},
+                hint="The file is damaged or was not written by loopml; retrain the model",
+            )
+        blobs = {m: _member(zf, m, what) for m in (features_member, *flavor.members)}
+        # every file is checked before any is loaded, so that a refusal names every type
+        declared = None
+        if features_member == FEATURES_JSON:
+            declared = statejson.parse(blobs[FEATURES_JSON], FEATURES_JSON, what)
+        skops_files = (*(() if declared is not None else (FEATURES_FILE,)), *flavor.skops_members)
+        names = {m: type_names(blobs[m], m, what) for m in skops_files}
+        if declared is not None:
+            names[FEATURES_JSON] = declared.names
         needed = set().union(*names.values())
         # classes a flavor imports from its manifest (a torch architecture), checked alike
         flavor_types = getattr(flavor, "types", None)
@@ -290,9 +307,12 @@ class ModelBundle:
         refused = refused_names(needed, trust)
         if refused:
             raise unsafe(refused, what)
-        features = load_skops(
-            blobs[FEATURES_FILE], FEATURES_FILE, what, trust, names=names[FEATURES_FILE]
-        )
+        if declared is not None:
+            features = statejson.build(declared, trust, allowed_types())
+        else:
+            features = load_skops(
+                blobs[FEATURES_FILE], FEATURES_FILE, what, trust, names=names[FEATURES_FILE]
+            )
         model_files = {m: blobs[m] for m in flavor.members}
         try:
             estimator = flavor.load(model_files, trusted=trust, what=what, meta=meta, checked=names)
@@ -313,6 +333,17 @@ class ModelBundle:
             trusted=sorted(needed - allowed_types()),
             name=what,
         )
+
+
+def _features_bytes(features: Any) -> tuple[str, bytes]:
+    """The feature pipeline's member and bytes: declared JSON when it holds only what that
+    format writes (loopml's own pipelines do), else skops."""
+    try:
+        return FEATURES_JSON, statejson.dumps(features, allowed_types())
+    except statejson.NotEncodable:
+        from loopml.registry.skopsio import skops_io
+
+        return FEATURES_FILE, skops_io().dumps(features)
 
 
 def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:

@@ -6,7 +6,9 @@ user trusts). A pickle or joblib file is recognised by its name and its first by
 pickle's PROTO opcode, or a compressed stream that inflates to one) and refused without ever
 being unpickled, naming the safe way to save the model; only with ``trust_pickle=True`` is it
 unpickled, converted into a loopml bundle, and the opt-in recorded on the version
-(``trusted: ["pickle"]``). ONNX is not supported yet.
+(``trusted: ["pickle"]``). An ONNX file is kept as it is and run with ONNX Runtime (standard
+operators only, no functions or external data; :mod:`loopml.registry.flavors.onnx`); its
+signature is numeric, one column per input feature.
 
 A native booster or an estimator without feature names carries no signature: the caller
 names the features (``features=[...]``) or gives sample rows (``sample=`` a CSV or Parquet
@@ -50,7 +52,7 @@ TASKS = ("classification", "regression")
 SAFE_FORMATS = (
     "a loopml bundle (loopml models export), a LightGBM text model (booster.save_model), an "
     "XGBoost JSON or UBJ model (booster.save_model('model.json')), a skops file "
-    "(skops.io.dump)"
+    "(skops.io.dump), an ONNX model (.onnx)"
 )
 _DEFAULT_NAMES = re.compile(r"(Column_|f)\d+")  # LightGBM's and XGBoost's unnamed features
 
@@ -361,6 +363,30 @@ def _xgboost(data: bytes, inputs: _Inputs, labels: list[Any] | None = None) -> M
     return _bundle(booster, "xgboost", names, inputs, task, classes)
 
 
+def _onnx(data: bytes, inputs: _Inputs, what: str) -> ModelBundle:
+    """An ONNX model (checked as :mod:`loopml.registry.flavors.onnx` says) behind a numeric
+    signature: a classifier when it answers probabilities, its classes from the graph."""
+    from loopml.registry.flavors.onnx import OnnxModel
+
+    model = OnnxModel(data, what)
+    found = "classification" if len(model.outputs) > 1 or model.classes else "regression"
+    task = _task(inputs, found)
+    classes: list[Any] | None = None
+    if task == "classification":
+        classes = model.classes
+        if classes is None and model.width is not None and model.width >= 2:
+            classes = list(range(model.width))
+        if classes is None:
+            raise InvalidInputError(
+                f"{inputs.source} does not say how many classes its output {model.output!r} holds",
+                where={"file": inputs.source},
+                hint="Export the classifier with its class labels (skl2onnx and onnxmltools "
+                "write them) or with a fixed [N, classes] probability output",
+            )
+    names = _feature_names(None, model.n_features, inputs)
+    return _bundle(model, "onnx", names, inputs, task, classes)
+
+
 def _estimator_bundle(model: Any, inputs: _Inputs) -> ModelBundle:
     """A bundle around a scikit-learn estimator, a LightGBM or XGBoost model or booster."""
     from loopml.registry.flavors import flavor_for
@@ -487,11 +513,7 @@ def import_model(
     elif fmt == "xgboost":
         bundle = _xgboost(data, inputs)
     elif fmt == "onnx":
-        raise InvalidInputError(
-            f"{path.name} is an ONNX model; importing ONNX is not supported yet",
-            where={"file": str(path)},
-            hint=f"Import the model it was converted from instead: {SAFE_FORMATS}",
-        )
+        bundle = _onnx(data, inputs, what)
     else:
         raise InvalidInputError(
             f"{path.name} is not a model file loopml imports",

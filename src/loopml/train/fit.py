@@ -14,6 +14,7 @@ from loopml.project import FeatureSpec
 from loopml.registry.bundle import SAMPLE_ROWS, ModelBundle
 from loopml.registry.flavors import flavor_for, get_flavor
 from loopml.registry.signature import Signature
+from loopml.train.imbalance import RowWeights
 
 
 def infer_task(y: pd.Series) -> str:
@@ -36,19 +37,23 @@ def fit_prepared(
     target: str,
     flavor: str | None = None,
     trust: Iterable[str] | None = None,
+    row_weights: RowWeights | None = None,
 ) -> ModelBundle:
     """Fit a fresh copy of ``estimator`` on features ``x`` (from ``prepare_frame``).
 
     ``flavor`` names how the model is saved (:mod:`loopml.registry.flavors`; None: the
     estimator's own). The bundle keeps up to ``SAMPLE_ROWS`` rows of ``x``, spread over it,
     to warm the version up before serving; ``trust`` is carried to
-    :func:`loopml.register_model`.
+    :func:`loopml.register_model`. ``row_weights``: ``model.class_weight`` as per-row
+    sample weights, computed on ``y`` (:func:`loopml.train.imbalance.weigh_classes`).
     """
     impl = flavor_for(estimator) if flavor is None else get_flavor(flavor)
     features = build_transformer(spec, kinds, estimator, task=task)
     # fit_transform: a target encoding gives the model its out-of-fold values
     encoded = fit_features(features, x, y)
-    model, classes = impl.fit(clone(estimator), encoded, y.to_numpy(), task)
+    labels = y.to_numpy()
+    weights = None if row_weights is None else row_weights.of(labels)
+    model, classes = impl.fit(clone(estimator), encoded, labels, task, sample_weight=weights)
     sig = Signature.from_frame(
         x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown
     )

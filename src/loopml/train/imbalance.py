@@ -1,5 +1,9 @@
 """Class imbalance at training: class weights for the estimator, and the decision threshold.
 
+Class weights (``model.class_weight``) go to the estimator's ``class_weight`` parameter
+when it has one, else to its ``fit`` as per-row ``sample_weight`` (:class:`RowWeights`);
+the run records which.
+
 The threshold (``evaluation.threshold``) is chosen on the out-of-fold predictions of the
 training part, never on the holdout, so the holdout metrics (computed at that threshold)
 stay an honest estimate.
@@ -8,11 +12,14 @@ stay an honest estimate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import precision_recall_curve
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import has_fit_parameter
 
 from loopml.errors import ConfigError
 from loopml.project.imbalance import ThresholdSpec, match_label
@@ -23,21 +30,83 @@ from loopml.registry.threshold import POSITIVE, THRESHOLD
 MIN_FLAGGED = 10
 
 
+@dataclass(frozen=True)
+class RowWeights:
+    """``model.class_weight`` given to the estimator's ``fit`` as one weight per row, for an
+    estimator without a ``class_weight`` parameter (XGBoost, gradient boosting...):
+    ``balanced`` weighs each row by ``n / (k * rows of its class)`` (scikit-learn's
+    definition, computed on the rows of each fit), a mapping by its label's weight (1 for
+    labels it leaves out)."""
+
+    weights: str | dict[Any, float]
+
+    def of(self, y: Any) -> np.ndarray:
+        """One weight per label of ``y``."""
+        if isinstance(self.weights, str):  # balanced, on these rows
+            return np.asarray(compute_sample_weight(self.weights, np.asarray(y)), np.float64)
+        mapped = pd.Series(np.asarray(y)).map(self.weights)
+        return mapped.fillna(1.0).to_numpy(dtype=np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"applied_as": "sample_weight", "weights": self.weights}
+
+
+def weigh_classes(
+    estimator: Any, class_weight: str | dict[Any, float] | None, labels: Sequence[Any], source: str
+) -> tuple[Any, RowWeights | None]:
+    """``model.class_weight`` for ``estimator``: its own ``class_weight`` parameter when it
+    has one (returned set, with None), else per-row sample weights for its ``fit``
+    (returned unchanged, with the :class:`RowWeights` to fit with). ConfigError naming
+    ``model.class_weight`` when it takes neither, or names a label the target lacks."""
+    if class_weight is None:
+        return estimator, None
+    weights = _matched(class_weight, labels, source)
+    if "class_weight" in estimator.get_params(deep=False):
+        return estimator.set_params(class_weight=weights), None
+    if takes_sample_weight(estimator):
+        return estimator, RowWeights(weights)
+    raise ConfigError(
+        f"model.class {type(estimator).__name__} takes neither class_weight nor "
+        "sample_weight in fit, so model.class_weight cannot be applied",
+        where={"file": source, "field": "model.class_weight"},
+        hint="Use an estimator with a class_weight parameter (LogisticRegression, "
+        "RandomForestClassifier, lightgbm.LGBMClassifier...) or one whose fit takes "
+        "sample_weight (xgboost.XGBClassifier, GradientBoostingClassifier...), or leave "
+        "model.class_weight out",
+    )
+
+
+def takes_sample_weight(estimator: Any) -> bool:
+    """Whether ``estimator`` (or a Pipeline's last step) takes ``sample_weight`` in fit."""
+    steps = getattr(estimator, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else estimator
+    return bool(has_fit_parameter(final, "sample_weight"))
+
+
 def apply_class_weight(
     estimator: Any, class_weight: str | dict[Any, float] | None, labels: Sequence[Any], source: str
 ) -> Any:
-    """``estimator`` with ``model.class_weight`` set (labels matched to the target's)."""
+    """``estimator`` with ``model.class_weight`` set as its ``class_weight`` parameter
+    (labels matched to the target's); for a caller that cannot pass per-row weights to the
+    fit. ConfigError for an estimator without the parameter (see :func:`weigh_classes`)."""
     if class_weight is None:
         return estimator
-    where = {"file": source, "field": "model.class_weight"}
     if "class_weight" not in estimator.get_params(deep=False):
         raise ConfigError(
             f"model.class {type(estimator).__name__} does not take class_weight",
-            where=where,
+            where={"file": source, "field": "model.class_weight"},
             hint="Use an estimator with a class_weight parameter (LogisticRegression, "
             "RandomForestClassifier, lightgbm.LGBMClassifier...), or for XGBoost set "
             "model.params.scale_pos_weight instead",
         )
+    return estimator.set_params(class_weight=_matched(class_weight, labels, source))
+
+
+def _matched(
+    class_weight: str | dict[Any, float], labels: Sequence[Any], source: str
+) -> str | dict[Any, float]:
+    """``class_weight`` with its keys as the target's own labels."""
+    where = {"file": source, "field": "model.class_weight"}
     weights: Any = class_weight
     if isinstance(class_weight, dict):
         weights = {}
@@ -50,7 +119,7 @@ def apply_class_weight(
                     hint=f"Weigh the labels: {', '.join(repr(x) for x in labels[:10])}",
                 )
             weights[label.item() if hasattr(label, "item") else label] = w
-    return estimator.set_params(class_weight=weights)
+    return weights  # type: ignore[no-any-return]
 
 
 def choose_threshold(

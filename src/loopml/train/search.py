@@ -43,7 +43,7 @@ from loopml.project.suggest import did_you_mean
 from loopml.stores.records import Run
 from loopml.train.estimators import _check_param_names, estimator_class, flavor_of, make_estimator
 from loopml.train.fit import fit_prepared
-from loopml.train.imbalance import apply_class_weight, mark_bundle
+from loopml.train.imbalance import RowWeights, mark_bundle, weigh_classes
 from loopml.train.study import TrialSeededSampler, heartbeat, study_storage
 from loopml.train.trainer import (
     Progress,
@@ -385,7 +385,7 @@ class _Objective:
 
         try:
             params = {p.name: _suggest(trial, p) for p in self.space}
-            estimator = self._estimator(params)
+            estimator, row_weights = self._estimator(params)
         except BaseException:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)  # never left running
             raise
@@ -424,6 +424,7 @@ class _Objective:
                 task=data.task,
                 target=config.target,
                 flavor=self.flavor,
+                row_weights=row_weights,
             )
             p = mark_bundle(bundle, data.positive).predict_frame(xb)
             m = compute_metrics(
@@ -463,8 +464,9 @@ class _Objective:
         self._end(run, "succeeded", metrics, started, None)
         return "complete", float(score)
 
-    def _estimator(self, params: dict[str, Any]) -> Any:
-        """The estimator of a trial, as the trainer makes it (seeded, class weights)."""
+    def _estimator(self, params: dict[str, Any]) -> tuple[Any, RowWeights | None]:
+        """The estimator of a trial, as the trainer makes it (seeded, class weights), and the
+        per-row weights to fit it with when its class weights are applied that way."""
         config = self.config
         model = replace(config.model, params={**config.model.params, **params})
         estimator = _seeded(
@@ -472,9 +474,7 @@ class _Objective:
             model.params,
             config.evaluation.seed,
         )
-        return apply_class_weight(
-            estimator, config.model.class_weight, self.data.labels, config.source
-        )
+        return weigh_classes(estimator, config.model.class_weight, self.data.labels, config.source)
 
     def _end(
         self, run: Run, status: str, metrics: dict[str, Any], started: float, error: str | None

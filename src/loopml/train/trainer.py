@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.train.estimators import flavor_of, make_estimator
 from loopml.train.evaluation import write_run_report
 from loopml.train.fit import fit_prepared, infer_task
-from loopml.train.imbalance import apply_class_weight, choose_threshold, mark_bundle
+from loopml.train.imbalance import choose_threshold, mark_bundle, weigh_classes
 from loopml.train.incremental import begin_continuation
 from loopml.train.promote import (
     champion_record,
@@ -132,14 +133,25 @@ def train(
     metric = check_metric(task, config.evaluation.metric or _default_metric(task, y))
     flavor = flavor_of(config.model.cls)
     positive, labels = _check_classes(config, y, task, dv)
-    estimator = apply_class_weight(estimator, config.model.class_weight, labels, config.source)
+    # the estimator's class_weight, or per-row sample weights for its fit
+    estimator, row_weights = weigh_classes(
+        estimator, config.model.class_weight, labels, config.source
+    )
     # incremental mode (train/incremental.py): checked before any run is recorded
     cont = None
     if from_version is not None:
+        if row_weights is not None:
+            raise ConfigError(
+                f"model.class_weight is applied to {config.model.cls} as sample weights, "
+                "which continuing a version (--from) does not take",
+                where={"file": config.source, "field": "model.class_weight"},
+                hint="Leave model.class_weight out to continue the version, or train from "
+                "scratch without --from",
+            )
         cont = begin_continuation(
             ws, config, from_version, dataset=dv, estimator=estimator, kinds=kinds, y=y, task=task
         )
-    fit = fit_prepared if cont is None else cont.fit_prepared
+    fit = partial(fit_prepared, row_weights=row_weights) if cont is None else cont.fit_prepared
 
     run = Run(
         id=new_id(),
@@ -150,6 +162,7 @@ def train(
             "project": config.to_dict(),
             "estimator": _params(estimator),
             "features": _resolved_features(config, estimator),
+            **({"class_weight": row_weights.to_dict()} if row_weights is not None else {}),
         },
         dataset_name=dv.name,
         dataset_version=dv.version,

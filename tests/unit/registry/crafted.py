@@ -48,13 +48,23 @@ def python_code(marker: Path) -> str:
 
 
 def replace_member(bundle: bytes, member: str, payload: bytes) -> bytes:
-    """``bundle`` with the file ``member`` replaced (or added)."""
+    """``bundle`` with the file ``member`` replaced (or added).
+
+    A crafted ``features.skops`` takes the place of the feature pipeline: the manifest names
+    it, and the genuine ``features.json`` is left out, as an attacker would write it."""
     src = zipfile.ZipFile(io.BytesIO(bundle))
     buf = io.BytesIO()
+    skops_features = member == "features.skops"
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as dst:
         for name in src.namelist():
-            if name != member:
-                dst.writestr(name, src.read(name))
+            if name == member or (skops_features and name == "features.json"):
+                continue
+            data = src.read(name)
+            if skops_features and name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["features"] = "features.skops"
+                data = json.dumps(manifest).encode()
+            dst.writestr(name, data)
         dst.writestr(member, payload)
     return buf.getvalue()
 

@@ -17,7 +17,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
 
-from loopml.errors import InvalidInputError, UnsafeFormatError
+from loopml.errors import IntegrityError, InvalidInputError, UnsafeFormatError
 from loopml.registry import (
     alias_history,
     export_model,
@@ -169,10 +169,10 @@ def test_an_xgboost_json_model(workspace: Workspace, tmp_path: Path) -> None:
     np.testing.assert_allclose(got, booster.inplace_predict(x.head(15)), rtol=1e-6)
 
 
-def test_onnx_and_unknown_files_are_refused(workspace: Workspace, tmp_path: Path) -> None:
+def test_damaged_onnx_and_unknown_files_are_refused(workspace: Workspace, tmp_path: Path) -> None:
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"\x08\x07")
-    with pytest.raises(InvalidInputError, match="ONNX is not supported yet"):
+    with pytest.raises(IntegrityError, match="is not an ONNX model"):
         import_model(workspace, onnx, "m")
     text = tmp_path / "notes.txt"
     text.write_text("hello")

@@ -164,9 +164,12 @@ def test_class_weight_reaches_the_estimator(credit: Workspace) -> None:
     assert res.run.metrics["holdout"]["recall"] > plain.run.metrics["holdout"]["recall"] + 0.1
     with pytest.raises(ConfigError, match="not a label"):
         train(credit, _credit(model={**LOGISTIC, "class_weight": {"defaulted": 2}}))
+    # neither a class_weight parameter nor sample_weight in fit
+    knn = {"class": "sklearn.neighbors.KNeighborsClassifier", "params": {"algorithm": "brute"}}
     with pytest.raises(ConfigError) as err:
-        train(credit, _credit(model={**DUMMY, "class_weight": "balanced"}))
+        train(credit, _credit(model={**knn, "class_weight": "balanced"}))
     assert err.value.where["field"] == "model.class_weight"
+    assert "sample_weight" in err.value.message
 
 
 def test_threshold_for_a_recall_target(credit: Workspace) -> None:

@@ -20,6 +20,8 @@ FLAVORS: dict[str, str] = {
     "lightgbm": "loopml.registry.flavors.lightgbm:LightGBMFlavor",
     "xgboost": "loopml.registry.flavors.xgboost:XGBoostFlavor",
     "torch": "loopml.registry.flavors.torch:TorchFlavor",
+    "onnx": "loopml.registry.flavors.onnx:OnnxFlavor",
+    "online": "loopml.registry.flavors.river:OnlineFlavor",
 }
 #: what an estimator no flavor claims is saved as (a user's scikit-learn-style class,
 #: which then needs ``trust`` to load)

@@ -38,7 +38,8 @@ class Flavor:
     """One family of estimators. Subclasses set the class attributes and override methods.
 
     Members are the files of the estimator inside a bundle (the feature pipeline is the
-    bundle's own ``features.skops``). ``skops_members`` are those of them that are skops
+    bundle's own ``features.json`` or ``features.skops``). ``skops_members`` are those of
+    them that are skops
     files: the bundle checks the types they name, with the feature pipeline's, before any is
     loaded, so that one refusal names every type.
     """
@@ -69,11 +70,20 @@ class Flavor:
         """Parameters set unless ``model.params`` says otherwise."""
         return {}
 
-    def fit(self, estimator: Any, x: Any, y: np.ndarray, task: str) -> tuple[Any, list[Any] | None]:
+    def fit(
+        self,
+        estimator: Any,
+        x: Any,
+        y: np.ndarray,
+        task: str,
+        *,
+        sample_weight: np.ndarray | None = None,
+    ) -> tuple[Any, list[Any] | None]:
         """Fit ``estimator`` (a fresh copy, the caller's stays unfitted) on the transformed
-        features ``x``; returns the in-memory model (what :meth:`predict` takes) and, for
-        classification, the classes in the order of the probability columns."""
-        model = estimator.fit(x, y)
+        features ``x``, with one weight per row when ``sample_weight`` is given; returns the
+        in-memory model (what :meth:`predict` takes) and, for classification, the classes in
+        the order of the probability columns."""
+        model = estimator.fit(x, y, **weight_kwargs(estimator, sample_weight))
         classes = list(model.classes_) if task == "classification" else None
         return self.prepare(model), classes
 
@@ -151,6 +161,17 @@ class Flavor:
         """Regression: one value per row. Classification: an n x k array of class
         probabilities, columns in the order of the signature's classes."""
         raise NotImplementedError
+
+
+def weight_kwargs(estimator: Any, sample_weight: np.ndarray | None) -> dict[str, Any]:
+    """The keyword that passes ``sample_weight`` to ``estimator.fit`` (a Pipeline routes it
+    to its last step); ``{}`` without weights."""
+    if sample_weight is None:
+        return {}
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps:
+        return {f"{steps[-1][0]}__sample_weight": sample_weight}
+    return {"sample_weight": sample_weight}
 
 
 def onnx_output(model: Any, task: str) -> str:

@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import ConfigError, IntegrityError
-from loopml.registry.flavors.base import Flavor, binary_columns, booster_to_onnx
+from loopml.registry.flavors.base import (
+    Flavor,
+    binary_columns,
+    booster_to_onnx,
+    weight_kwargs,
+)
 
 MEMBER = "model.xgb.json"
 _NODE_ARRAYS = (
@@ -50,11 +55,20 @@ class XGBoostFlavor(Flavor):
         get = getattr(estimator, "get_booster", None)
         return get() if callable(get) else estimator
 
-    def fit(self, estimator: Any, x: Any, y: np.ndarray, task: str) -> tuple[Any, list[Any] | None]:
+    def fit(
+        self,
+        estimator: Any,
+        x: Any,
+        y: np.ndarray,
+        task: str,
+        *,
+        sample_weight: np.ndarray | None = None,
+    ) -> tuple[Any, list[Any] | None]:
+        weights = weight_kwargs(estimator, sample_weight)
         if task == "regression":
-            return self.prepare(estimator.fit(x, y)), None
+            return self.prepare(estimator.fit(x, y, **weights)), None
         classes, codes = np.unique(y, return_inverse=True)
-        booster = self.prepare(estimator.fit(x, codes))
+        booster = self.prepare(estimator.fit(x, codes, **weights))
         _check_objective(booster)
         return booster, classes.tolist()
 
