@@ -17,8 +17,10 @@ QUICK: dict[str, list[str]] = {
     "bench_features.py": ["--rows", "2000", "--repeats", "1"],
     "bench_ingest_sql.py": ["--rows", "2000"],
     "bench_ingest.py": ["--rows", "20000"],
+    "bench_online.py": ["--smoke"],
     "bench_predict.py": ["--rows", "5000", "--repeat", "1", "--batch-size", "1000"],
     "bench_serving.py": ["--quick", "--models", "lgbm"],
+    "bench_spark.py": ["--smoke"],
     "bench_stats.py": ["--rows", "2000"],
     "bench_train.py": ["--rows", "2000", "--features", "30"],
 }

@@ -156,3 +156,43 @@ def fmt(value: Any, digits: int = 4) -> str:
 def dataset_ref(name: str | None, version: int | None) -> str:
     """``NAME@VERSION``, or ``-`` when there is none (a model registered without a dataset)."""
     return "-" if name is None else f"{name}@{'-' if version is None else version}"
+
+
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Where the work runs: local (in this process) or spark (needs loopml[spark]) "
+        "[default: the setting engine, else local]",
+    ),
+]
+SparkMasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--spark-master",
+        metavar="URL",
+        help="Spark master for --engine spark: local[N], spark://HOST:PORT, yarn, ... "
+        "[default: the setting spark_master, else local[2]]",
+    ),
+]
+
+
+def chosen_engine(ws: Any, engine: str | None, spark_master: str | None) -> str:
+    """``--engine`` (else the workspace's setting); a usage error for an unknown one."""
+    from loopml.engines import ENGINES
+    from loopml.errors import InvalidInputError
+
+    chosen = engine or ws.settings.engine or "local"
+    if chosen not in ENGINES:
+        raise InvalidInputError(
+            f"unknown engine {chosen!r}",
+            where={"option": "--engine"},
+            hint=f"Engines: {', '.join(ENGINES)}",
+        )
+    if spark_master is not None and chosen != "spark":
+        raise InvalidInputError(
+            "--spark-master is given without --engine spark",
+            where={"option": "--spark-master"},
+            hint="Add --engine spark (or set engine: spark), or leave --spark-master out",
+        )
+    return chosen

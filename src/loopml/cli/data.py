@@ -9,8 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from loopml.cli.common import (
+    EngineOpt,
     JsonOpt,
+    SparkMasterOpt,
     WorkspaceOpt,
+    chosen_engine,
     err,
     open_ws,
     out,
@@ -156,10 +159,17 @@ def ingest(
         float,
         typer.Option("--micro-batch-seconds", min=0.0, help="Streams: seconds per version."),
     ] = 5.0,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store SOURCE as a new immutable version of dataset NAME (same content: no new version)."""
+    """Store SOURCE as a new immutable version of dataset NAME (same content: no new version).
+
+    With --engine spark, Spark reads the file (CSV, TSV, Parquet, JSON Lines; local, s3a://,
+    hdfs://) or the JDBC table (jdbc:postgresql://... with --table or --query; the driver jar
+    as -o driver_jar=PATH or spark.jars) and writes the version: the same layout, types and
+    content hash as a local ingest."""
     from loopml import data as data_api
     from loopml.data.sources import source_for
     from loopml.project.data import load_dataset_specs
@@ -185,6 +195,25 @@ def ingest(
     specs = load_dataset_specs(project)
     spec = specs.get(name)
     with open_ws(ctx, workspace) as ws:
+        if chosen_engine(ws, engine, spark_master) == "spark" and (
+            engine is not None or _spark_reads(source, options, follow, max_records, idle_timeout)
+        ):  # engine: spark in the settings leaves streams and HTTP APIs to the local engine
+            _ingest_on_spark(
+                ws,
+                source,
+                name,
+                fmt_,
+                options,
+                spark_master,
+                streaming=follow or max_records is not None or idle_timeout is not None,
+                mode=mode,
+                partition_by=partition_by,
+                on_error=on_error,
+                allow_schema_change=allow_schema_change,
+                spec=spec,
+                as_json=as_json,
+            )
+            return
         step(f"reading {source}")
         if source.lower().startswith(("http://", "https://")):
             options["settings"] = ws.settings  # http_allow_hosts, http_allow_private
@@ -228,6 +257,66 @@ def ingest(
                 ]
         elapsed = time.monotonic() - started
         _report(ws, results, bar.rows, elapsed, as_json, streaming=src.streaming)
+
+
+def _spark_reads(
+    source: str,
+    options: dict[str, Any],
+    follow: bool,
+    max_records: int | None,
+    idle_timeout: float | None,
+) -> bool:
+    """Whether the Spark engine ingests this source (files and JDBC tables)."""
+    streaming = follow or max_records is not None or idle_timeout is not None
+    lowered = source.lower()
+    local_only = any(k in options for k in ("since_column", "headers", "records_path", "paginate"))
+    if streaming or local_only or source == "-":
+        return False
+    return (
+        lowered.startswith(("jdbc:", "file://"))
+        or "://" not in lowered
+        or lowered.startswith(("s3a://", "hdfs://", "gs://", "abfs://", "abfss://", "wasbs://"))
+    )
+
+
+def _ingest_on_spark(
+    ws: Any,
+    source: str,
+    name: str,
+    fmt_: str | None,
+    options: dict[str, Any],
+    spark_master: str | None,
+    *,
+    streaming: bool,
+    as_json: bool,
+    **given: Any,
+) -> None:
+    """``loopml data ingest --engine spark``: files and JDBC tables, not streams."""
+    from loopml.engines.spark.ingest import ingest as spark_ingest
+    from loopml.errors import InvalidInputError
+
+    unsupported = [
+        k for k in ("since_column", "headers", "records_path", "paginate") if k in options
+    ]
+    if (
+        streaming
+        or unsupported
+        or source == "-"
+        or source.lower().startswith(("http://", "https://", "mqtt://", "redis://"))
+    ):
+        what = "--" + unsupported[0].replace("_", "-") if unsupported else source
+        raise InvalidInputError(
+            f"--engine spark ingests files and JDBC tables, not {what}",
+            where={"option": "--engine"},
+            hint="Ingest streams, HTTP APIs and incremental SQL with --engine local",
+        )
+    step(f"reading {source} on Spark")
+    started = time.monotonic()
+    # the session ends with the process (an in-process caller keeps its session open)
+    result = spark_ingest(ws, source, name, format=fmt_, master=spark_master, **given, **options)
+    _report(
+        ws, [result], result.dataset.num_rows, time.monotonic() - started, as_json, streaming=False
+    )
 
 
 def _key_values(items: list[str]) -> dict[str, Any]:
@@ -488,24 +577,32 @@ def stats(
     column: Annotated[
         str | None, typer.Option("--column", "-c", help="Only this column, in full.")
     ] = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the statistics recorded for a dataset version (computed while ingesting)."""
+    """Show the statistics recorded for a dataset version (computed while ingesting);
+    --engine spark computes them again on Spark from the version's files."""
     from loopml import data as data_api
     from loopml.errors import NotFoundError
 
     with open_ws(ctx, workspace) as ws:
         dv = data_api.get_dataset(ws, ref)
-        found = dv.stats
+        every = dv.stats
+        if chosen_engine(ws, engine, spark_master) == "spark":
+            from loopml.engines.spark.stats import version_stats
+
+            every = version_stats(ws, dv, master=spark_master)
+        found = every
         if column is not None:
-            if column not in dv.stats:
+            if column not in every:
                 raise NotFoundError(
                     f"{dv.name}@{dv.version} has no column {column!r}",
                     where={"dataset": f"{dv.name}@{dv.version}", "column": column},
-                    hint=f"Its columns: {', '.join(list(dv.stats)[:20])}",
+                    hint=f"Its columns: {', '.join(list(every)[:20])}",
                 )
-            found = {column: dv.stats[column]}
+            found = {column: every[column]}
         if as_json:
             print_json(found)
             return

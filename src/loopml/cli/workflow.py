@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from loopml.cli.common import (
+    EngineOpt,
     JsonOpt,
+    SparkMasterOpt,
     WorkspaceOpt,
+    chosen_engine,
     fmt,
     open_ws,
     out,
@@ -106,6 +109,8 @@ def train(
             min=1,
         ),
     ] = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -141,6 +146,10 @@ def train(
             hint="Continue a version with --from, or search from scratch with --search",
         )
     with open_ws(ctx, workspace) as ws, feature_warnings_to(lambda m: step(f"warning: {m}")):
+        if chosen_engine(ws, engine, spark_master) == "spark":
+            _refuse_on_spark(search=search, from_version=from_version, workers=workers)
+            _train_on_spark(ws, config, spark_master, as_json)
+            return
         if search:
             from loopml.cli.searching import print_search, run_search
 
@@ -184,6 +193,43 @@ def _with_workers(config: Any, workers: int) -> Any:
         )
     params = {**config.model.params, "workers": workers}
     return dataclasses.replace(config, model=dataclasses.replace(config.model, params=params))
+
+
+def _refuse_on_spark(**given: object) -> None:
+    for name, value in given.items():
+        if value not in (None, False):
+            option = "--from" if name == "from_version" else f"--{name}"
+            raise InvalidInputError(
+                f"{option} is not run by --engine spark",
+                where={"option": option},
+                hint=f"Leave {option} out, or train with --engine local",
+            )
+
+
+def _train_on_spark(ws: Any, config: Any, master: str | None, as_json: bool) -> None:
+    """``loopml train --engine spark``: one line (or --json) for cron; exit 1 on a gate."""
+    from loopml.engines.spark.train import train_on_spark
+    from loopml.errors import GateFailedError
+
+    res = train_on_spark(ws, config, master=master, progress=None if as_json else step)
+    if as_json:
+        print_json(res.to_dict())
+    else:
+        metric = res.run.metrics.get("metric", "")
+        value = res.run.metrics.get("holdout", {}).get(metric)
+        mv = res.model_version
+        done = f"registered {mv.name}@{mv.version}" if mv else "not registered"
+        alias = f", alias {res.promoted_alias}" if res.promoted_alias else ""
+        out.print(
+            f"run {res.run.id} on {res.run.dataset_name}@{res.run.dataset_version} (Spark, "
+            f"{fmt(res.run.duration_s, 1)} s): holdout {metric} {fmt(value)}, {done}{alias}"
+        )
+    if not res.passed:
+        raise GateFailedError(
+            f"run {res.run.id} failed its gate: {res.reason}",
+            where={"run": res.run.id},
+            hint="The run is recorded; the model was not registered or promoted",
+        )
 
 
 def _print_train(res: TrainResult) -> None:
@@ -271,6 +317,42 @@ def serve(
             "serve_grpc_port]",
         ),
     ] = None,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            min=1,
+            help="Most rows in one model call: concurrent requests share calls up to this "
+            "[default: 64]",
+        ),
+    ] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms",
+            min=0,
+            help="Longest a batch predicted in a worker thread (a slow model) waits for "
+            "concurrent requests to join it [default: 2]",
+        ),
+    ] = 2.0,
+    queue_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--queue-rows",
+            min=1,
+            help="Rows waiting per model version before new requests get 503 with "
+            "Retry-After [default: 4096, serve_queue_rows]",
+        ),
+    ] = None,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-seconds",
+            min=0,
+            help="On SIGTERM, seconds /v2/health/ready answers 503 while requests are still "
+            "served, before the server stops accepting [default: 0, serve_drain_seconds]",
+        ),
+    ] = None,
     token: Annotated[str | None, typer.Option(hidden=True)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -316,6 +398,10 @@ def serve(
             on_ready=ready,
             workers=workers,
             grpc_port=grpc_port,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            queue_rows=queue_rows,
+            drain_seconds=drain_seconds,
         )
 
 
@@ -338,8 +424,24 @@ def serve_models(refs: list[str] | None) -> dict[str, list[str]] | None:
 def predict(
     ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="NAME[@VERSION|@ALIAS].")],
-    input_: Annotated[Path, typer.Option("--input", "-i", help="CSV, Parquet or JSONL file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help=".csv or .parquet file.")],
+    input_: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            help="CSV, Parquet or JSONL file; with --engine spark a Parquet file or folder "
+            "(path or URL), or a dataset NAME[@VERSION].",
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help=".csv or .parquet file; with --engine spark a folder (path or URL) [default "
+            "with --engine spark: scores/NAME/v=VERSION/input=... in the lake].",
+        ),
+    ] = None,
     unknown: Annotated[
         str | None,
         typer.Option(
@@ -361,6 +463,8 @@ def predict(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (none either off a terminal).")
     ] = False,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -368,25 +472,32 @@ def predict(
 
     Every row is logged (as a batch prediction naming the input file), so each id in the
     output can be followed back with 'loopml trace ID'. The output appears only once every
-    row is scored.
+    row is scored. With --engine spark the version is applied on Spark executors to a
+    Parquet input or a dataset, into a folder of Parquet parts committed by a marker file.
     """
+    from loopml.cli.common import err
     from loopml.serve.scoring import predict_file
 
-    if input_.resolve() == output.resolve():
-        raise InvalidInputError(
-            "--output is the same file as --input",
-            where={"file": str(output)},
-            hint="Write predictions to a new file",
-        )
-    from loopml.cli.common import err
-
-    with (
-        open_ws(ctx, workspace) as ws,
-        _scoring_bar(quiet or as_json or not err.is_terminal) as bar,
-    ):
-        res = predict_file(
-            ws, model, input_, output, unknown=unknown, batch_size=batch_size, progress=bar
-        )
+    with open_ws(ctx, workspace) as ws:
+        if chosen_engine(ws, engine, spark_master) == "spark":
+            _predict_on_spark(ws, model, input_, output, unknown, batch_size, spark_master, as_json)
+            return
+        if output is None:
+            raise InvalidInputError(
+                "--output is missing",
+                where={"option": "--output"},
+                hint="Name the file to write, ending in .csv or .parquet",
+            )
+        if input_.resolve() == output.resolve():
+            raise InvalidInputError(
+                "--output is the same file as --input",
+                where={"file": str(output)},
+                hint="Write predictions to a new file",
+            )
+        with _scoring_bar(quiet or as_json or not err.is_terminal) as bar:
+            res = predict_file(
+                ws, model, input_, output, unknown=unknown, batch_size=batch_size, progress=bar
+            )
     if as_json:
         print_json(res.to_dict())
     else:
@@ -405,6 +516,38 @@ def predict(
                 "logged in the prediction log as batch predictions; follow one back with "
                 "'loopml trace ID' (its prediction_id, or the first 12 characters of it)"
             )
+
+
+def _predict_on_spark(
+    ws: Any,
+    model: str,
+    input_: Path,
+    output: Path | None,
+    unknown: str | None,
+    batch_size: int,
+    master: str | None,
+    as_json: bool,
+) -> None:
+    """``loopml predict --engine spark``: the version applied on Spark, a folder of parts."""
+    from loopml.engines.spark.score import MARKER, score_version
+
+    res = score_version(
+        ws, model, str(input_), output=output, master=master, unknown=unknown, batch_size=batch_size
+    )
+    if as_json:
+        print_json(res.to_dict())
+        return
+    rate = res.rows / res.seconds if res.seconds > 0 else 0.0
+    out.print(
+        f"scored {res.rows} rows with {res.model}@{res.version} on Spark -> {res.output} "
+        f"({res.parts} parts, {res.seconds:.1f} s, {rate:,.0f} rows/s, {res.predictor} "
+        f"predictor; committed with {MARKER})"
+    )
+    if res.flagged:
+        out.print(
+            f"{res.flagged} rows hold values training never had: scored, and their fields "
+            "named in the unknown_fields column"
+        )
 
 
 @contextmanager

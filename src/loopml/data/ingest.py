@@ -85,6 +85,7 @@ _MAX_WIDENED = 50  # columns re-read as text in one ingest (--allow-schema-chang
 
 SourceLike: TypeAlias = str | os.PathLike[str] | Source | pa.Table | pd.DataFrame
 Progress: TypeAlias = Callable[[int], None]
+WriterFactory: TypeAlias = Callable[[Any, str, list[str], list[str]], PartWriter]
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,11 @@ def _ingest_batches(
     allow_schema_change: bool,
     progress: Progress | None,
     validator: Validator,
+    writer_for: WriterFactory | None = None,
 ) -> IngestResult:
+    """Claim the next version, write ``batches`` through a :class:`PartWriter` (or what
+    ``writer_for(lake, folder, partition_by, written)`` makes: the Spark engine's, which moves
+    parts written elsewhere), then record it; see :func:`ingest`."""
     where = {"source": src.describe(), "dataset": name}
     first = next((b for b in batches if b.num_rows), None)
     latest = _latest(ws, name)
@@ -292,7 +297,8 @@ def _ingest_batches(
 
     folder, claim, version = _claim_next(ws, name)
     written: list[str] = []  # what this ingest wrote into the folder (others may claim it)
-    writer = PartWriter(ws.lake, folder, partition_by, written=written)
+    make = writer_for or (lambda lake, f, p, w: PartWriter(lake, f, p, written=w))
+    writer = make(ws.lake, folder, partition_by, written)
     try:
         result = _write(
             ws,

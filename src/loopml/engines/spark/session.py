@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,6 +31,7 @@ CONNECT_TIMEOUT = 3.0  # seconds to wait for a spark:// master to accept a conne
 # on what a timestamp means), Arrow for pandas exchange, few shuffle partitions for small jobs.
 DEFAULTS: dict[str, str] = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
@@ -127,8 +130,12 @@ def spark_session(
     """
     settings = settings or Settings()  # type: ignore[call-arg]  # LOOPML_SPARK_* from the environment
     master = master or settings.spark_master or "local[2]"
-    wanted = {**DEFAULTS, **parse_conf(settings.spark_conf), **(conf or {})}
+    wanted = {**DEFAULTS, **_python(), **parse_conf(settings.spark_conf), **(conf or {})}
     sql = _import_pyspark()
+    # pyspark 4.x warns on every pandas UDF under pandas 3, which loopml's tests cover
+    warnings.filterwarnings(
+        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
+    )
     with _LOCK:
         open_session = _SESSIONS.get(master)
         if open_session is not None and _alive(open_session):
@@ -137,6 +144,7 @@ def spark_session(
         check_master(master)
         for other in list(_SESSIONS):
             _SESSIONS.pop(other).stop()
+        _use_python(wanted)
         builder = sql.SparkSession.builder.master(master).appName(app_name)
         for key, value in wanted.items():
             builder = builder.config(key, value)
@@ -151,6 +159,18 @@ def spark_session(
         session.sparkContext.setLogLevel("ERROR")
         _SESSIONS[master] = session
         return session
+
+
+def _python() -> dict[str, str]:
+    """Python workers run this interpreter (its packages, loopml included) unless
+    PYSPARK_PYTHON or spark_conf's spark.pyspark.python says otherwise: on a cluster whose
+    nodes install Python elsewhere, set spark.pyspark.python in spark_conf."""
+    return {"spark.pyspark.python": os.environ.get("PYSPARK_PYTHON") or sys.executable}
+
+
+def _use_python(wanted: dict[str, str]) -> None:
+    """PySpark takes the workers' interpreter from PYSPARK_PYTHON when the context starts."""
+    os.environ["PYSPARK_PYTHON"] = wanted["spark.pyspark.python"]
 
 
 def _alive(session: SparkSession) -> bool:
