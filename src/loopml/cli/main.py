@@ -18,6 +18,7 @@ from loopml.cli import deploy as deploy_cmd
 from loopml.cli import evaluate as evaluate_cmd
 from loopml.cli import features as features_cmd
 from loopml.cli import feedback as feedback_cmd
+from loopml.cli import learn as learn_cmd
 from loopml.cli import loop as _loop_cmd  # noqa: F401  (registers monitor watch/run-once/events)
 from loopml.cli import models as models_cmd
 from loopml.cli import monitor as monitor_cmd
@@ -45,6 +46,7 @@ app.add_typer(ab_cmd.app, name="ab")
 workflow.register(app)
 evaluate_cmd.register(app)
 feedback_cmd.register(app)
+learn_cmd.register(app)
 
 _debug = {"on": False}
 

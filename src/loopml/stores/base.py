@@ -26,6 +26,7 @@ from loopml.stores.records import (
     Lease,
     ModelVersion,
     MonitorEvent,
+    OnlineCheckpoint,
     Run,
     RunStep,
 )
@@ -440,6 +441,31 @@ class MetadataStore(ABC):
     @abstractmethod
     def get_lease(self, name: str) -> Lease | None:
         """Who holds lease ``name`` and until when (possibly expired); None if never taken."""
+
+    # online learning: checkpoints (state + stream position, committed together)
+    @abstractmethod
+    def add_online_checkpoint(self, cp: OnlineCheckpoint) -> OnlineCheckpoint:
+        """Commit ``cp`` (its state artifact already stored) in one transaction. Its ``seq``
+        must follow the last stored one of ``(cp.name, cp.stream)`` (1 for the first):
+        ConflictError (code ``checkpoint_taken``) otherwise, also when two writers race;
+        InvalidInputError naming a field that is not what the store holds."""
+
+    @abstractmethod
+    def latest_online_checkpoint(self, name: str, stream: str) -> OnlineCheckpoint | None:
+        """The checkpoint with the highest ``seq`` of ``(name, stream)``; None before the first."""
+
+    @abstractmethod
+    def list_online_checkpoints(
+        self, name: str, stream: str | None = None, limit: int = 100
+    ) -> list[OnlineCheckpoint]:
+        """Checkpoints of model ``name`` (on one stream), newest first."""
+
+    @abstractmethod
+    def list_feedback_after(
+        self, after: int, limit: int = 1000, *, until: datetime | None = None
+    ) -> list[tuple[int, Feedback]]:
+        """Stored feedback in the order it was stored, as ``(sequence, feedback)`` pairs with
+        a sequence above ``after`` (0: from the first), received before ``until``."""
 
     @abstractmethod
     def close(self) -> None:

@@ -238,3 +238,29 @@ class Lease:
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class OnlineCheckpoint:
+    """One committed checkpoint of an online learner: its state (an artifact) and the stream
+    position after the last event it learned, stored together in one row, so that a resumed
+    learner never learns an event twice or skips one.
+
+    ``seq`` counts the checkpoints of one ``(name, stream)`` from 1; the store refuses a
+    ``seq`` that is taken (two learners on one stream: the second one's commit fails).
+    """
+
+    name: str  # the model the learner trains
+    stream: str  # the stream's key (its URI without secrets, or feedback:<model>)
+    seq: int
+    artifact_sha256: str  # the checkpoint document: the learner's state and the loop's
+    checksum: str  # sha256 of the learner's state alone (OnlineLearner.checksum())
+    position: dict[str, Any]  # where to resume reading: after the last event learned
+    events: int  # events consumed up to the position (dead-lettered and unlabelled included)
+    learned: int  # events learned up to the position
+    run_id: str
+    created_at: datetime
+    metrics: dict[str, Any] = field(default_factory=dict)  # prequential snapshot at the position
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))  # type: ignore[no-any-return]

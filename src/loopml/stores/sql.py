@@ -48,6 +48,7 @@ from loopml.stores.records import (
     RunStep,
 )
 from loopml.stores.registry import redact_uri
+from loopml.stores.sql_online import SqlOnlineCheckpoints
 from loopml.stores.sql_schema import (
     _values,
     alembic_config,
@@ -68,7 +69,7 @@ T = TypeVar("T")
 # -- the store --------------------------------------------------------------------------------
 
 
-class SqlMetadataStore(MetadataStore):
+class SqlMetadataStore(SqlOnlineCheckpoints, MetadataStore):
     """The metadata store on any SQLAlchemy database; subclasses prepare the engine."""
 
     #: what to check when the database cannot be used

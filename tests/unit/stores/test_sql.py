@@ -28,8 +28,8 @@ HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 def test_the_revisions_form_one_line() -> None:
     script = ScriptDirectory.from_config(alembic_config())
     revisions = [r.revision for r in script.walk_revisions()]
-    assert revisions == ["0007", "0006", "0005", "0004", "0003", "0002", "0001"]
-    assert HEAD == "0007"
+    assert revisions == ["0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"]
+    assert HEAD == "0008"
 
 
 def _sqlite(tmp_path: Path) -> str:
@@ -189,6 +189,7 @@ def test_a_missing_postgres_schema_is_created(postgres_server: str) -> None:
             "leases",
             "model_versions",
             "monitor_events",
+            "online_checkpoints",
             "run_steps",
             "runs",
             "source_positions",

@@ -1,0 +1,211 @@
+"""Online checkpoints in SQL, the same statements on SQLite and PostgreSQL.
+
+A checkpoint is one row naming the checkpoint document (an artifact written before: the
+learner's state and the loop's) and the stream position after the last event it learned:
+the two are committed by one INSERT, so a reader sees both or neither. The primary key
+``(name, stream, seq)`` makes the commit a compare-and-set: a learner writes
+``seq = last + 1``; of two learners on one stream, the second commit fails with a
+ConflictError instead of silently forking the model.
+
+Also here: reading feedback in the order it was stored (by its row id) for the online
+learner's ``feedback:<model>`` stream.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from loopml.errors import ConflictError, InvalidInputError
+from loopml.stores.base import check_limit
+from loopml.stores.records import Feedback, OnlineCheckpoint
+from loopml.stores.sql_schema import JsonText, UtcDateTime, feedback, metadata
+
+NAME_MAX = 128
+STREAM_MAX = 512
+SHA_LEN = 64
+
+online_checkpoints = sa.Table(
+    "online_checkpoints",
+    metadata,
+    sa.Column("name", sa.String(NAME_MAX), primary_key=True),
+    sa.Column("stream", sa.String(STREAM_MAX), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("artifact_sha256", sa.String(SHA_LEN), nullable=False),
+    sa.Column("checksum", sa.String(SHA_LEN), nullable=False),
+    sa.Column("position", JsonText, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("learned", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("metrics", JsonText, nullable=False),
+    sa.Index(None, "created_at"),
+)
+
+
+def _bad(field: str, value: Any, expected: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"online checkpoint: {field} {value!r} must be {expected}",
+        where={"field": field},
+        hint=f"Give {field} as {expected}",
+    )
+
+
+def _is_sha(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == SHA_LEN
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def checked(cp: OnlineCheckpoint) -> OnlineCheckpoint:
+    """``cp`` when every field is what the table holds; InvalidInputError naming the field."""
+    for field, most in (("name", NAME_MAX), ("stream", STREAM_MAX), ("run_id", 64)):
+        value = getattr(cp, field)
+        if not isinstance(value, str) or not 1 <= len(value) <= most:
+            raise _bad(field, value, f"a string of 1 to {most} characters")
+    if isinstance(cp.seq, bool) or not isinstance(cp.seq, int) or cp.seq < 1:
+        raise _bad("seq", cp.seq, "an integer of 1 or more")
+    for field in ("events", "learned"):
+        value = getattr(cp, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _bad(field, value, "a non-negative integer")
+    if cp.learned > cp.events:
+        raise _bad("learned", cp.learned, f"at most events ({cp.events})")
+    for field in ("artifact_sha256", "checksum"):
+        if not _is_sha(getattr(cp, field)):
+            raise _bad(field, getattr(cp, field), "a sha256 in lower-case hex")
+    if not isinstance(cp.position, dict):
+        raise _bad("position", cp.position, "a mapping (the stream's position)")
+    if not isinstance(cp.metrics, dict):
+        raise _bad("metrics", cp.metrics, "a mapping")
+    if not isinstance(cp.created_at, datetime):
+        raise _bad("created_at", cp.created_at, "a timezone-aware datetime")
+    return cp
+
+
+def _record(m: Any) -> OnlineCheckpoint:
+    return OnlineCheckpoint(
+        name=m["name"],
+        stream=m["stream"],
+        seq=int(m["seq"]),
+        artifact_sha256=m["artifact_sha256"],
+        checksum=m["checksum"],
+        position=dict(m["position"] or {}),
+        events=int(m["events"]),
+        learned=int(m["learned"]),
+        run_id=m["run_id"],
+        created_at=m["created_at"],
+        metrics=dict(m["metrics"] or {}),
+    )
+
+
+def latest(conn: Connection, name: str, stream: str) -> OnlineCheckpoint | None:
+    query = (
+        sa.select(online_checkpoints)
+        .where(online_checkpoints.c.name == name, online_checkpoints.c.stream == stream)
+        .order_by(online_checkpoints.c.seq.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else _record(row._mapping)
+
+
+def add(conn: Connection, cp: OnlineCheckpoint) -> OnlineCheckpoint:
+    """Insert ``cp`` when its ``seq`` follows the stored last one; ConflictError otherwise."""
+    cp = checked(cp)
+    last = latest(conn, cp.name, cp.stream)
+    expected = 1 if last is None else last.seq + 1
+    if cp.seq != expected:
+        raise ConflictError(
+            f"online checkpoint {cp.seq} of {cp.name!r} on {cp.stream}: the last one stored is "
+            f"{0 if last is None else last.seq} (written by run {last.run_id if last else '-'})",
+            where={"model": cp.name, "stream": cp.stream, "seq": cp.seq},
+            hint="Another learner consumes this stream for this model; run one learner per "
+            "model and stream (stop the other, then start again to resume from its checkpoint)",
+            code="checkpoint_taken",
+        )
+    conn.execute(
+        online_checkpoints.insert().values(
+            name=cp.name,
+            stream=cp.stream,
+            seq=cp.seq,
+            artifact_sha256=cp.artifact_sha256,
+            checksum=cp.checksum,
+            position=cp.position,
+            events=cp.events,
+            learned=cp.learned,
+            run_id=cp.run_id,
+            created_at=cp.created_at,
+            metrics=cp.metrics,
+        )
+    )
+    return cp
+
+
+def list_checkpoints(
+    conn: Connection, name: str, stream: str | None, limit: int
+) -> list[OnlineCheckpoint]:
+    check_limit(limit)
+    query = sa.select(online_checkpoints).where(online_checkpoints.c.name == name)
+    if stream is not None:
+        query = query.where(online_checkpoints.c.stream == stream)
+    query = query.order_by(
+        online_checkpoints.c.created_at.desc(), online_checkpoints.c.seq.desc()
+    ).limit(limit)
+    return [_record(row._mapping) for row in conn.execute(query)]
+
+
+def feedback_after(
+    conn: Connection, after: int, limit: int, until: datetime | None
+) -> list[tuple[int, Feedback]]:
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise _bad("after", after, "a non-negative feedback row id")
+    check_limit(limit)
+    query = sa.select(feedback).where(feedback.c.id > after)
+    if until is not None:
+        query = query.where(feedback.c.received_at < until)
+    query = query.order_by(feedback.c.id).limit(limit)
+    found = []
+    for row in conn.execute(query):
+        m = row._mapping
+        record = Feedback(
+            m["prediction_id"], m["label"], m["reward"], m["received_at"], m["source"]
+        )
+        found.append((int(m["id"]), record))
+    return found
+
+
+class SqlOnlineCheckpoints:
+    """The metadata store's online-checkpoint methods (mixed into ``SqlMetadataStore``)."""
+
+    if TYPE_CHECKING:
+
+        def _transaction(
+            self, *, write: bool = False, what: str = ""
+        ) -> AbstractContextManager[Connection]: ...
+
+    def add_online_checkpoint(self, cp: OnlineCheckpoint) -> OnlineCheckpoint:
+        with self._transaction(write=True, what="committing an online checkpoint") as conn:
+            return add(conn, cp)
+
+    def latest_online_checkpoint(self, name: str, stream: str) -> OnlineCheckpoint | None:
+        with self._transaction() as conn:
+            return latest(conn, name, stream)
+
+    def list_online_checkpoints(
+        self, name: str, stream: str | None = None, limit: int = 100
+    ) -> list[OnlineCheckpoint]:
+        with self._transaction() as conn:
+            return list_checkpoints(conn, name, stream, limit)
+
+    def list_feedback_after(
+        self, after: int, limit: int = 1000, *, until: datetime | None = None
+    ) -> list[tuple[int, Feedback]]:
+        with self._transaction() as conn:
+            return feedback_after(conn, after, limit, until)

@@ -1,0 +1,529 @@
+"""Labelled events for the online learner, one at a time, each with the position after it.
+
+The learner checkpoints "the model after event *n*" together with "the stream after event
+*n*", so every event carries the position that resumes reading right after it:
+
+- **Redis streams** (``redis://host:6379/0?stream=NAME``): the entry id; reading resumes with
+  ``XREAD`` after it. An entry's ``data`` field holds the JSON object; an entry without it is
+  read as its fields, each value parsed as JSON where it parses (``"1.5"`` is a number).
+- **A growing JSON Lines file** (a path): the byte offset after the line, with the file's
+  identity (device, inode); a replaced or truncated file is read again from its start
+  (:class:`loopml.data.streams.FollowSource`). A last line without its newline waits.
+- **MQTT** (``mqtt://host:1883/topic``): MQTT cannot seek. Messages are taken with QoS 1 in a
+  persistent session and acknowledged only when a checkpoint holding them is committed, so
+  after a crash the broker redelivers what the last checkpoint did not hold; the position
+  names the messages committed but perhaps not acknowledged, whose redelivery is dropped.
+  What the broker did not keep (a session expired, QoS 0 publishers) cannot be replayed,
+  and redelivered messages may come in another order than the first time. The broker
+  delivers only ``max_inflight_messages`` (Mosquitto: 20) unacknowledged messages, so the
+  learner commits a checkpoint whenever that many wait (:meth:`EventStream.pending`).
+- **Feedback** (``feedback:<model>``): outcomes the server received (``POST /v1/feedback``,
+  ``loopml feedback``) joined to the logged prediction's inputs, in the order the metadata
+  store numbered them; the position is that sequence. A label whose prediction is not in
+  the lake yet (the server compacts its spool about once a second) is waited for, then
+  dead-lettered after :attr:`FeedbackEvents.grace` seconds; feedback for another model's
+  predictions is passed over. Rows are read once they are ``settle`` seconds old, so that
+  (on PostgreSQL) a transaction that took a lower number but committed later is not passed.
+
+An entry or line that is not a JSON object comes back as an :class:`Event` with ``error``
+set (the learner dead-letters it); reading never stops on one bad event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import orjson
+
+from loopml.data.streams import FollowSource, MqttSource, RedisStreamSource, _digest
+from loopml.errors import InvalidInputError, NotFoundError, StoreError
+from loopml.names import check_name
+from loopml.stores.registry import redact_uri
+from loopml.utils import shorten, utcnow
+
+if TYPE_CHECKING:
+    import queue
+
+    from loopml.workspace import Workspace
+
+FEEDBACK = "feedback:"
+#: the error code of a stream that is (still) missing or unreachable: retried with backoff
+RETRYABLE = ("source_unreachable", "stream_missing")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event read: its JSON object (None when it is not one), where it was, the
+    position right after it, its raw text, and why it is malformed (None when it is not)."""
+
+    record: dict[str, Any] | None
+    where: dict[str, Any]
+    position: dict[str, Any]
+    raw: str
+    error: str | None = None
+
+
+def _parse(raw: bytes | str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(value, dict):
+        kind = type(value).__name__.replace("list", "array").replace("str", "string")
+        return None, f"a JSON {kind}, not an object"
+    return value, None
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+
+
+def missing_stream(what: str, hint: str) -> StoreError:
+    return StoreError(
+        f"{what} does not exist",
+        where={"source": what},
+        hint=hint,
+        code="stream_missing",
+    )
+
+
+class EventStream(ABC):
+    """A stream of events with positions; see the module for each kind."""
+
+    #: the stream's identity in checkpoints (no secrets, at most 512 characters)
+    stream_key: str
+    #: the most events taken but not yet acknowledged (MQTT); the learner commits a
+    #: checkpoint when :meth:`pending` reaches it
+    pending_limit: int | None = None
+
+    def pending(self) -> int:
+        """Events taken but not yet acknowledged."""
+        return 0
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+    @abstractmethod
+    def resume(self, position: dict[str, Any] | None) -> None:
+        """Read after ``position`` (a checkpoint's), or from the start when None."""
+
+    @abstractmethod
+    def read_events(self, most: int, timeout: float) -> list[Event]:
+        """Up to ``most`` events, waiting up to ``timeout`` seconds for the first."""
+
+    def committed(self, position: dict[str, Any]) -> None:  # noqa: B027 (most need nothing)
+        """A checkpoint holding everything up to ``position`` was committed."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release connections and files."""
+
+
+# -- Redis streams ----------------------------------------------------------------------------
+
+
+class RedisEvents(RedisStreamSource, EventStream):
+    """Entries of a Redis stream after a checkpoint's entry id (``XREAD``)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        if self.group:
+            raise InvalidInputError(
+                f"{self.describe()}: the online learner reads a stream by entry id, not "
+                "through a consumer group",
+                where={"source": self.describe(), "field": "group"},
+                hint="Leave group= out: the checkpoint records the entry id to resume after",
+            )
+        self.stream_key = self.where
+        self._checked = False
+
+    def describe(self) -> str:
+        return self.where
+
+    def resume(self, position: dict[str, Any] | None) -> None:
+        super().resume(position)
+        self._recorded = None  # XREAD after the id already skips what the checkpoint holds
+
+    def read_events(self, most: int, timeout: float) -> list[Event]:
+        import redis
+
+        client = self._redis()
+        try:
+            if not self._checked:
+                kind = client.type(self.stream)
+                kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+                if kind == "none":
+                    raise missing_stream(
+                        f"Redis stream {self.stream!r} at {self.where}",
+                        "Check the stream name; the learner waits for it to be created",
+                    )
+                if kind != "stream":
+                    raise InvalidInputError(
+                        f"{self.describe()}: key {self.stream!r} is a Redis {kind}, not a stream",
+                        where={"source": self.describe()},
+                        hint="Name a stream written with XADD",
+                    )
+                self._checked = True
+            block = max(1, int(timeout * 1000)) if timeout > 0 else None
+            got = client.xread({self.stream: self._last}, count=most, block=block)
+        except redis.RedisError as exc:
+            self._client = None
+            raise self._error(exc) from exc
+        events = []
+        for _stream, entries in got or []:
+            for entry_id, fields in entries:
+                eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                self._last = eid
+                events.append(self._event(eid, fields or {}))
+        return events
+
+    def _event(self, eid: str, fields: dict[Any, Any]) -> Event:
+        decoded = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in fields.items()}
+        where = {"entry": eid}
+        position = {"last_id": eid}
+        if self.field in decoded:
+            raw = decoded[self.field]
+            record, error = _parse(raw)
+            return Event(record, where, position, _text(raw), error)
+        record = {}
+        for name, value in decoded.items():
+            text = _text(value)
+            try:
+                record[name] = json.loads(text)
+            except ValueError:
+                record[name] = text
+        return Event(record, where, position, json.dumps(record, default=str))
+
+    def close(self) -> None:
+        RedisStreamSource.close(self)
+
+
+# -- a growing JSON Lines file ----------------------------------------------------------------
+
+
+class FileEvents(FollowSource, EventStream):
+    """Complete lines of a JSON Lines file, after a checkpoint's byte offset."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.stream_key = f"file:{self.path}"[:512]
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def resume(self, position: dict[str, Any] | None) -> None:
+        FollowSource.resume(self, position)
+
+    def read_events(self, most: int, timeout: float) -> list[Event]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        events: list[Event] = []
+        while True:
+            try:
+                fh = self._open()
+            except InvalidInputError as exc:
+                raise missing_stream(
+                    str(self.path), "Check the path; the learner waits for the file to appear"
+                ) from exc
+            if fh is not None and self._identity is not None:
+                dev, inode = self._identity
+                for line in self._complete_lines(fh, most - len(events)):
+                    self._line += 1
+                    self._offset += len(line)
+                    if not line.strip():
+                        continue
+                    where = {"line": self._line}
+                    position = {"offset": self._offset, "line": self._line, "dev": dev}
+                    position["inode"] = inode
+                    record, error = _parse(line)
+                    events.append(Event(record, where, position, _text(line).rstrip("\n"), error))
+            if events or time.monotonic() >= deadline:
+                return events
+            time.sleep(min(self.interval, max(deadline - time.monotonic(), 0.0)))
+
+    def close(self) -> None:
+        FollowSource.close(self)
+
+
+# -- MQTT -------------------------------------------------------------------------------------
+
+
+class MqttEvents(MqttSource, EventStream):
+    """Messages of an MQTT topic, acknowledged when a checkpoint holding them is committed."""
+
+    pending_limit = 20  # Mosquitto's default max_inflight_messages
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.stream_key = f"mqtt://{self.host}:{self.port}/{self.topic}#{self.client_id}"[:512]
+
+    def describe(self) -> str:
+        return MqttSource.describe(self)
+
+    def resume(self, position: dict[str, Any] | None) -> None:
+        MqttSource.resume(self, position)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def read_events(self, most: int, timeout: float) -> list[Event]:
+        self._connect()
+        messages: queue.Queue[Any] = self._messages
+        events: list[Event] = []
+        deadline = time.monotonic() + max(timeout, 0.0)
+        import queue as queue_module
+
+        while len(events) < most:
+            wait = deadline - time.monotonic() if not events else 0.0
+            try:
+                msg = messages.get(timeout=wait) if wait > 0 else messages.get_nowait()
+            except queue_module.Empty:
+                break
+            if self._failure is not None:
+                break
+            digest = _digest(msg.topic.encode(), str(msg.mid).encode(), msg.payload)
+            if digest in self._skip:  # held by the last checkpoint, its ack lost in a crash
+                self._skip.discard(digest)
+                self._client.ack(msg.mid, msg.qos)
+                continue
+            self._pending.append((digest, msg.mid))
+            position = {"client_id": self.client_id, "recorded": [h for h, _ in self._pending]}
+            record, error = _parse(msg.payload)
+            where = {"topic": msg.topic, "message": msg.mid}
+            events.append(Event(record, where, position, _text(msg.payload), error))
+        self._raise_failure()
+        return events
+
+    def committed(self, position: dict[str, Any]) -> None:
+        MqttSource.committed(self, position)
+
+    def close(self) -> None:
+        MqttSource.close(self)
+
+
+# -- feedback received by the server ----------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, str | bytes):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+class FeedbackEvents(EventStream):
+    """Labels from the feedback store joined to their logged predictions' inputs."""
+
+    grace: ClassVar[float] = 300.0  # seconds a label waits for its prediction to be logged
+    settle: ClassVar[float] = 1.0  # seconds before a stored row is read
+
+    def __init__(self, ws: Workspace, model: str, target: str) -> None:
+        check_name(model, "model")
+        self.ws, self.model, self.target = ws, model, target
+        self.stream_key = f"{FEEDBACK}{model}"
+        self._after = 0
+        self._parts: set[str] = set()
+        self._inputs: dict[str, dict[str, Any]] = {}  # prediction id -> inputs, this model
+        self._others: set[str] = set()  # ids of other models' predictions
+        self._waiting_since: float | None = None
+
+    def describe(self) -> str:
+        return f"the feedback of model {self.model}"
+
+    def resume(self, position: dict[str, Any] | None) -> None:
+        if position is None:
+            return
+        after = position.get("after")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidInputError(
+                f"{self.describe()}: stored position {shorten(position, 60)} is not one loopml "
+                "wrote",
+                where={"source": self.stream_key},
+                hint="Start the learner for another model name",
+            )
+        self._after = after
+
+    def _index(self) -> None:
+        """Read the prediction log parts not read yet (parts are immutable)."""
+        from loopml.predictions import PREFIX, RESERVED, normalized
+
+        for path in self.ws.lake.list(f"{PREFIX}/"):
+            rel = path if path.startswith(f"{PREFIX}/") else f"{PREFIX}/{path.lstrip('/')}"
+            if not rel.endswith(".parquet") or rel in self._parts:
+                continue
+            if rel.rsplit("/", 1)[-1].startswith("."):
+                continue
+            self._parts.add(rel)
+            table = normalized(self.ws.lake.read_table(rel))
+            if rel.split("/")[1] != self.model:
+                self._others.update(str(i) for i in table["prediction_id"].to_pylist())
+                continue
+            names = [
+                c
+                for c in table.column_names
+                if c not in RESERVED and not (c.startswith("feature_") and c[8:] in RESERVED)
+            ]
+            renamed = {f"feature_{n}": n for n in RESERVED if f"feature_{n}" in table.column_names}
+            columns = {c: table[c].to_pylist() for c in [*names, *renamed]}
+            for i, pid in enumerate(table["prediction_id"].to_pylist()):
+                self._inputs[str(pid)] = {
+                    renamed.get(c, c): _clean(values[i]) for c, values in columns.items()
+                }
+
+    def read_events(self, most: int, timeout: float) -> list[Event]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            events = self._read_once(most)
+            if events or time.monotonic() >= deadline:
+                return events
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+
+    def _read_once(self, most: int) -> list[Event]:
+        until = utcnow() - timedelta(seconds=self.settle)
+        rows = self.ws.metadata.list_feedback_after(self._after, most, until=until)
+        if not rows:
+            return []
+        if any(fb.prediction_id not in self._inputs for _, fb in rows):
+            self._index()
+        events = []
+        for seq, fb in rows:
+            pid = fb.prediction_id
+            where = {"feedback": seq, "prediction_id": pid}
+            position = {"after": seq}
+            raw = json.dumps({"prediction_id": pid, "label": fb.label}, default=str)
+            if pid in self._others:
+                self._after = seq
+                continue
+            inputs = self._inputs.get(pid)
+            if inputs is None:
+                now = time.monotonic()
+                if self._waiting_since is None:
+                    self._waiting_since = now
+                if now - self._waiting_since < self.grace:
+                    break  # keep the order: wait for the log to catch up
+                error = f"prediction {pid} is not in the prediction log after {self.grace:g} s"
+                events.append(Event(None, where, position, raw, error))
+            elif fb.label is None:  # a reward only: nothing to learn from
+                events.append(Event(dict(inputs), where, position, raw))
+            else:
+                events.append(Event({**inputs, self.target: fb.label}, where, position, raw))
+            self._waiting_since = None
+            self._after = seq
+        return events
+
+
+# -- the factory ------------------------------------------------------------------------------
+
+
+def open_stream(uri: str, ws: Workspace, *, target: str) -> EventStream:
+    """The event stream ``uri`` names: ``redis://...?stream=``, ``mqtt://...``,
+    ``feedback:<model>``, or else a JSON Lines file (relative to the current folder)."""
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidInputError(
+            f"online.stream {uri!r} is empty",
+            where={"field": "online.stream"},
+            hint="Name a stream: redis://host:6379/0?stream=NAME, mqtt://host:1883/topic, "
+            "feedback:<model> or a JSON Lines file",
+        )
+    if uri.startswith(FEEDBACK):
+        return FeedbackEvents(ws, uri[len(FEEDBACK) :], target)
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("redis", "rediss"):
+        return RedisEvents(uri)
+    if scheme == "mqtt":
+        return MqttEvents(uri)
+    if scheme in ("", "file"):
+        return FileEvents(uri[len("file://") :] if scheme == "file" else uri)
+    raise NotFoundError(
+        f"online.stream {redact_uri(uri)}: no event stream for the scheme {scheme!r}",
+        where={"field": "online.stream"},
+        hint="Known: redis://, rediss://, mqtt://, feedback:<model>, file:// or a file path",
+    )
+
+
+# -- dead letters -----------------------------------------------------------------------------
+
+
+class DeadLetters:
+    """Where events the learner cannot use go, each with its reason: a JSON Lines file
+    (default ``<workspace>/online/<model>/dead_letters.jsonl``) or a Redis stream
+    (``redis://host:6379/0?stream=NAME``, one entry per event, its ``data`` field the JSON).
+
+    Each letter is ``{"id", "at", "stream", "where", "reason", "raw"}``; ``id`` is the sha256
+    of the stream and the event's place in it, so an event read again after a crash (past
+    the last checkpoint) is dead-lettered again under the same id: delivery is at least
+    once, and readers drop repeated ids.
+    """
+
+    def __init__(self, ws: Workspace, model: str, uri: str | None) -> None:
+        from pathlib import Path
+
+        self.count = 0
+        self._dirty = False
+        self._fh: Any = None
+        self._redis: Any = None
+        if uri is None:
+            self.path: Path | None = Path(ws.root) / "online" / model / "dead_letters.jsonl"
+            self.target = str(self.path)
+        elif uri.split("://", 1)[0].lower() in ("redis", "rediss"):
+            self.path = None
+            self._source = RedisStreamSource(uri)  # parses and checks the URL
+            self.target = self._source.describe()
+        else:
+            self.path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+            self.target = str(self.path)
+
+    def add(self, stream: str, event: Event, reason: str) -> dict[str, Any]:
+        import hashlib
+
+        place = json.dumps([stream, event.where], sort_keys=True, default=str)
+        letter = {
+            "id": hashlib.sha256(place.encode()).hexdigest()[:32],
+            "at": utcnow().isoformat(),
+            "stream": stream,
+            "where": event.where,
+            "reason": reason,
+            "raw": event.raw,
+        }
+        line = json.dumps(letter, ensure_ascii=False, default=str)
+        if self.path is None:
+            try:
+                self._source._redis().xadd(self._source.stream, {"data": line})
+            except Exception as exc:  # redis errors: reported, the letter is not lost silently
+                raise StoreError(
+                    f"dead-letter stream {self.target}: cannot add a letter: {exc}",
+                    where={"dead_letter": self.target},
+                    hint="Check that the Redis server of online.dead_letter is reachable",
+                ) from exc
+        else:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = self.path.open("a", encoding="utf-8")
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            self._dirty = True
+        self.count += 1
+        return letter
+
+    def sync(self) -> None:
+        """Make the letters written so far durable (before a checkpoint is committed)."""
+        if self._fh is not None and self._dirty:
+            import os
+
+            os.fsync(self._fh.fileno())
+            self._dirty = False
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self.sync()
+            self._fh.close()
+            self._fh = None
+        if self.path is None:
+            self._source.close()
