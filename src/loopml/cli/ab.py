@@ -18,7 +18,8 @@ def status(
     metric: Annotated[
         str,
         typer.Option(
-            "--metric", help="accuracy (labelled traffic), conversion or reward (feedback)."
+            "--metric",
+            help="accuracy or roc_auc (labelled traffic), conversion or reward (feedback).",
         ),
     ] = "accuracy",
     alpha: Annotated[float, typer.Option("--alpha", help="Error rate of the decision.")] = 0.05,

@@ -6,7 +6,11 @@ outcome per prediction depends on the metric the policy names:
 
 - ``accuracy``: 1 when the logged prediction equals the label that came back, else 0;
 - ``conversion``: 1 when the feedback's reward is above 0 (or its label is truthy), else 0;
-- ``reward``: the feedback's reward (a mean is compared).
+- ``reward``: the feedback's reward (a mean is compared);
+- ``roc_auc``: each arm's ROC-AUC on its labelled traffic, from the logged score (P(positive)
+  of a binary classifier), compared by :func:`~loopml.monitor.sequential.msprt_auc` (the
+  DeLong variance of each arm's AUC in the same always-valid test): the decision metric when
+  positives are rare and accuracy barely moves.
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loopml.errors import InvalidInputError
-from loopml.monitor.sequential import SequentialResult, msprt_means, msprt_proportions
+from loopml.monitor.sequential import (
+    SequentialResult,
+    msprt_auc,
+    msprt_means,
+    msprt_proportions,
+)
 from loopml.predictions import read_prediction_log
 from loopml.project.policy import AB_METRICS
 
@@ -67,7 +76,8 @@ def _check_metric(metric: str) -> None:
         raise InvalidInputError(
             f"A/B metric {metric!r} is not one of {', '.join(AB_METRICS)}",
             where={"field": "metric", "metric": metric},
-            hint="Use accuracy (labelled traffic), conversion or reward (feedback rewards)",
+            hint="Use accuracy or roc_auc (labelled traffic), conversion or reward (feedback "
+            "rewards)",
         )
 
 
@@ -81,6 +91,12 @@ def arm_outcomes(
 ) -> dict[int, np.ndarray]:
     """Per version, one outcome per logged prediction that has feedback (see the module)."""
     _check_metric(metric)
+    if metric == "roc_auc":
+        raise InvalidInputError(
+            "roc_auc is not a per-prediction outcome",
+            where={"field": "metric", "metric": metric},
+            hint="Use arm_scores for roc_auc (labels and scores per arm)",
+        )
     log = read_prediction_log(ws.lake, model, since=since)
     out: dict[int, np.ndarray] = {v: np.zeros(0) for v in versions}
     if log.empty:
@@ -111,6 +127,53 @@ def arm_outcomes(
                 values.append(float(reward))
         out[v] = np.asarray(values, dtype=np.float64)
     return out
+
+
+def arm_scores(
+    ws: Workspace,
+    model: str,
+    versions: tuple[int, ...],
+    *,
+    since: datetime | None = None,
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per version, ``(labels, scores)`` of its labelled logged predictions: label 1 when the
+    feedback's label is the version's positive class, the logged score P(positive).
+    InvalidInputError for a version that is not a binary classifier."""
+    positives: dict[int, str] = {}
+    for v in versions:
+        sig = ws.metadata.get_model_version(model, v).signature or {}
+        classes = list(sig.get("classes") or [])
+        task = sig.get("task") or ("classification" if classes else "regression")
+        if task != "classification" or len(classes) != 2:
+            raise InvalidInputError(
+                f"{model}@{v} is not a binary classifier: roc_auc needs P(positive) per prediction",
+                where={"model": model, "version": v, "field": "metric"},
+                hint="Use --metric accuracy for a multiclass model, reward for a regression",
+            )
+        positive = (sig.get("extra") or {}).get("positive")
+        positives[v] = _text(positive if positive in classes else classes[1])
+    out = {v: (np.zeros(0), np.zeros(0)) for v in versions}
+    log = read_prediction_log(ws.lake, model, since=since)
+    if log.empty:
+        return out
+    log = log[log["version"].isin(list(versions))]
+    newest: dict[str, Any] = {}
+    for item in ws.metadata.list_feedback(prediction_ids=log["prediction_id"].tolist()):
+        if item.label is not None:
+            newest[item.prediction_id] = item.label
+    for v in versions:
+        rows = log[log["version"] == v]
+        labels = [newest.get(pid) for pid in rows["prediction_id"]]
+        has = np.asarray([x is not None for x in labels], dtype=bool)
+        y = np.asarray([_text(x) == positives[v] for x in labels], dtype=np.float64)[has]
+        out[v] = (y, rows["score"].to_numpy(dtype=np.float64)[has])
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def sequential_result(
@@ -171,6 +234,11 @@ def ab_status(
     a = champion if champion in versions else versions[0]
     b = next(v for v in versions if v != a)
     start = since if since is not None else dep.updated_at
+    if metric == "roc_auc":
+        scored = arm_scores(ws, model, (a, b), since=start)
+        (ya, sa), (yb, sb) = scored[a], scored[b]
+        auc = msprt_auc(ya, sa, yb, sb, alpha=alpha, min_per_arm=min_per_arm)
+        return ABStatus(model, metric, a, b, auc)
     outcomes = arm_outcomes(ws, model, (a, b), metric, since=start)
     result = sequential_result(
         outcomes[a], outcomes[b], metric, alpha=alpha, min_per_arm=min_per_arm
@@ -178,4 +246,4 @@ def ab_status(
     return ABStatus(model, metric, a, b, result)
 
 
-__all__ = ["ABStatus", "ab_status", "arm_outcomes", "sequential_result"]
+__all__ = ["ABStatus", "ab_status", "arm_outcomes", "arm_scores", "sequential_result"]

@@ -147,7 +147,7 @@ def check_drift(
     With fewer than ``min_rows`` rows nothing is decided: the verdict is "insufficient data"
     and a warning says the minimum.
     """
-    model = load_model(ws, model_ref)
+    model: Any = _LazyModel(ws, model_ref)  # the estimator is loaded only to score rows
     limits = thresholds if thresholds is not None else DriftThresholds()
     warnings: list[str] = []
     kinds = _tested_kinds(model, warnings)
@@ -236,6 +236,29 @@ def check_drift(
     ws.lake.write_bytes(f"{base}.html", html.encode())
     ws.lake.write_bytes(f"{base}.json", orjson.dumps(check.to_dict(), default=str))
     return check
+
+
+class _LazyModel:
+    """A version as a drift check needs it: its record and signature at once, the bundle
+    (artifact read, sha256 checked, estimator loaded) only when rows must be scored. A check
+    of a log window, whose scores are logged, with the reference's scores kept, never loads
+    the estimator (nor imports its library)."""
+
+    def __init__(self, ws: Workspace, ref: str) -> None:
+        from loopml.registry.models import CHAMPION, resolve_version
+        from loopml.registry.signature import Signature
+
+        self._ws = ws
+        self.record = resolve_version(ws, ref, default_alias=CHAMPION)
+        self.name, self.version = self.record.name, self.record.version
+        self.signature = Signature.from_dict(self.record.signature)
+        self._loaded: LoadedModel | None = None
+
+    @property
+    def bundle(self) -> Any:
+        if self._loaded is None:
+            self._loaded = load_model(self._ws, f"{self.name}@{self.version}")
+        return self._loaded.bundle
 
 
 def _from_window(

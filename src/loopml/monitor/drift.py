@@ -15,7 +15,9 @@ Statistics
 * **Kolmogorov–Smirnov** two-sample test for numeric features: the statistic is the largest gap
   between the two empirical CDFs. The p-value matches ``scipy.stats.ks_2samp`` with its default
   ``method="auto"``: exact when neither sample has more than 10,000 values, Smirnov's
-  asymptotic distribution otherwise.
+  asymptotic distribution otherwise; above an effective size ``n1 n2 / (n1 + n2)`` of 10,000
+  the limiting Kolmogorov distribution (under 1 % relative difference for p-values above
+  1e-40, and microseconds where ``kstwo`` takes up to seconds per feature at a million rows).
 * **Chi-square** test of homogeneity for categorical features, on the 2×K contingency table of
   reference and current counts (no continuity correction), the same as
   ``scipy.stats.chi2_contingency(table, correction=False)``. A contingency test, rather than a
@@ -72,7 +74,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
 from loopml.errors import InvalidInputError
 from loopml.kinds import CATEGORICAL, NUMERIC
@@ -460,6 +461,8 @@ def _flags(
     if rate is not None and n_values and rate >= lim.out_of_range and rate > expected:
         # how surprising that many values beyond the reference would be if nothing changed
         k = round(rate * n_values)
+        from scipy import stats  # only here: importing scipy.stats costs ~0.5 s
+
         if n_reference is not None:
             # numeric: n reference values cut the line into n + 1 gaps, and under "no change"
             # the current values fall into them Dirichlet-multinomially (all weights 1), so

@@ -82,6 +82,15 @@ def labelled_traffic(
         start = (now or datetime.now().astimezone()) - timedelta(seconds=window.seconds)
         lo = start if lo is None else max(lo, start)
     log = read_prediction_log(ws.lake, model, since=lo, version=version)
+    out = labelled_traffic_of(ws, log)
+    if window is not None and window.last is not None:
+        out = out.iloc[-window.last :].reset_index(drop=True)
+    return out
+
+
+def labelled_traffic_of(ws: Workspace, log: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``log`` (logged predictions) that have a label, in their order, with
+    ``label`` (the newest label sent for each) and ``labelled_at``."""
     if log.empty:
         return log.assign(
             label=pd.Series([], dtype=object), labelled_at=pd.Series([], dtype=object)
@@ -95,8 +104,6 @@ def labelled_traffic(
     out = log.loc[keep].reset_index(drop=True)
     out["label"] = [labels[p][0] for p in out["prediction_id"]]
     out["labelled_at"] = [labels[p][1] for p in out["prediction_id"]]
-    if window is not None and window.last is not None:
-        out = out.iloc[-window.last :].reset_index(drop=True)
     return out
 
 
@@ -137,12 +144,15 @@ def decide_retrain(
     n_labelled: int,
     drifted: list[str] | None = None,
     forced: bool = False,
+    cooled: bool = True,
 ) -> Action:
     """Whether the policy's trigger fires now: an action ``retrain`` (with why), else ``skip``.
 
     ``baseline`` is the champion's value of ``metric`` when it was judged (training holdout
     or the comparison that promoted it), ``current`` its value on the recent labelled
-    traffic (``n_labelled`` rows); ``drifted`` the drifting features of the recent window.
+    traffic (``n_labelled`` rows); ``drifted`` the drifting features of the recent window;
+    ``cooled`` False while the policy's cooldown since the last retrain has not passed (a
+    drift or decay trigger then skips, saying so).
     """
     t = policy.trigger
     evidence: dict[str, Any] = {
@@ -163,6 +173,26 @@ def decide_retrain(
         if t.schedule.due(last_retrain, now):
             return Action(model, RETRAIN, f"schedule {t.schedule} is due", evidence)
         return Action(model, SKIP, f"schedule {t.schedule} is not due yet", evidence)
+    if t.on in ("drift", "decay") and not cooled:
+        would = decide_retrain(
+            model,
+            policy,
+            now=now,
+            last_retrain=last_retrain,
+            metric=metric,
+            baseline=baseline,
+            current=current,
+            n_labelled=n_labelled,
+            drifted=drifted,
+        )
+        if would.kind != RETRAIN:
+            return would
+        return Action(
+            model,
+            SKIP,
+            f"{would.reason}, but cooling down: less than {t.cooldown} since the last retrain",
+            {**would.evidence, "cooldown": str(t.cooldown), "cooling_down": True},
+        )
     if t.on == "drift":
         if drifted is None:
             return Action(model, SKIP, "no drift result for the window (no data yet)", evidence)
@@ -362,4 +392,5 @@ __all__ = [
     "inputs_of",
     "judge_challenger",
     "labelled_traffic",
+    "labelled_traffic_of",
 ]

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
 
 from loopml.errors import InvalidInputError
 
@@ -22,6 +21,12 @@ PSI_EPSILON = 1e-4
 UNSEEN_LABEL = "(unseen)"
 MAX_UNSEEN_LISTED = 20
 _EXACT_KS_MAX_N = 10_000  # scipy's ks_2samp switches from exact to asymptotic above this
+#: Above this effective size ``n1 n2 / (n1 + n2)`` the KS p-value is the limiting Kolmogorov
+#: distribution's (``scipy.special.kolmogorov(sqrt(n) d)``, microseconds) instead of
+#: ``scipy.stats.kstwo.sf(d, n)`` (what ``ks_2samp`` gives; up to 1.7 s per feature at a
+#: million rows). They differ by under 1 % relative for p-values above 1e-40: the p-value is
+#: support for the effect sizes, which decide.
+KS_LIMIT_N = 10_000
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = Sequence[Any] | npt.NDArray[Any] | pd.Series
@@ -123,12 +128,16 @@ def chi2_from_counts(
         return 0.0, 1.0
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
-    return statistic, float(stats.chi2.sf(statistic, k - 1))
+    from scipy import special
+
+    return statistic, float(special.chdtrc(k - 1, statistic))
 
 
 def ks_sorted(a: FloatArray, b: FloatArray) -> tuple[float, float]:
     n1, n2 = a.size, b.size
     if max(n1, n2) <= _EXACT_KS_MAX_N:
+        from scipy import stats
+
         with warnings.catch_warnings():
             # scipy falls back to the asymptotic p-value when the exact one fails, and says so
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -143,9 +152,23 @@ def ks_sorted(a: FloatArray, b: FloatArray) -> tuple[float, float]:
     walk = np.cumsum(np.where(order >= n1, -n1, n2))
     walk = walk[np.append(values[1:] != values[:-1], True)]
     d = float(max(int(walk.max()), -int(walk.min()))) / (float(n1) * float(n2))
+    return d, ks_p_value(d, n1, n2)
+
+
+def ks_p_value(d: float, n1: int, n2: int) -> float:
+    """The two-sample KS p-value of statistic ``d`` (asymptotic, as ``ks_2samp`` above its
+    exact range; the limiting distribution above :data:`KS_LIMIT_N`)."""
+    from scipy import special
+
     m, n = sorted((float(n1), float(n2)), reverse=True)
-    p = float(stats.kstwo.sf(d, np.round(m * n / (m + n))))
-    return d, min(max(p, 0.0), 1.0)
+    en = np.round(m * n / (m + n))
+    if en > KS_LIMIT_N:
+        p = float(special.kolmogorov(math.sqrt(en) * d))
+    else:
+        from scipy import stats
+
+        p = float(stats.kstwo.sf(d, en))
+    return min(max(p, 0.0), 1.0)
 
 
 def aligned_counts(
@@ -274,9 +297,7 @@ def ks_wasserstein_sorted(a: FloatArray, b: FloatArray) -> tuple[float, float, f
     if max(n1, n2) <= _EXACT_KS_MAX_N:
         d, p = ks_sorted(a, b)
         return d, p, w
-    m, n = sorted((float(n1), float(n2)), reverse=True)
-    p = float(stats.kstwo.sf(d, np.round(m * n / (m + n))))
-    return d, min(max(p, 0.0), 1.0), w
+    return d, ks_p_value(d, n1, n2), w
 
 
 def spread(reference_sorted: FloatArray) -> float:

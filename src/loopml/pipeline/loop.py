@@ -7,11 +7,21 @@ trigger even if a lease ran out mid-pass):
 1. a rollout in progress (a ``challenger`` alias on a version the deployment routes to) is
    advanced: shadow -> canary steps -> promote, or an A/B test read by the mixture SPRT;
    a challenger worse on live labelled traffic than the champion is rolled back;
-2. otherwise the trigger is checked (decay on labelled traffic, drift on the log window, a
-   schedule, or by hand); when it fires a challenger is trained through :func:`loopml.train`
-   on the policy's data (the dataset, plus the labelled production traffic), judged against the
-   champion on the same held-out newest labelled rows (the policy's gate and a paired
-   comparison), registered as ``challenger`` and rolled out as the policy says.
+2. otherwise the trigger is checked (decay of the policy metric on the champion's labelled
+   traffic, from :func:`loopml.monitor.performance.performance`, against its reference; drift
+   on the log window; a schedule; or by hand), after the policy's cooldown since the last
+   retrain; when it fires a challenger is trained through :func:`loopml.train` on the policy's
+   data (the dataset, plus the labelled production traffic, all of it or a window), judged
+   against the champion on the same held-out newest labelled rows (the policy's gate and a
+   paired comparison), refit on all of that data once it passes (``challenger.refit``: the
+   held-out rows are the newest, the ones that matter most for the months ahead), registered
+   as ``challenger`` and rolled out as the policy says.
+
+The decay reference (``trigger.reference``): ``judged`` is the champion's value when it was
+judged (its training holdout, or the held-out rows that promoted it); ``best`` (the default)
+the better of that and its value on its first live window (the first ``window`` of its
+labelled traffic), so that a champion judged on an unusually hard (or easy) stretch of data
+is measured from what it showed in production.
 
 Every step is a monitor event with its reason and evidence; ``dry_run`` returns the actions
 without doing or recording anything. A failure records an ``error`` event and the pass (and
@@ -32,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopml.errors import ConfigError, LoopmlError, NotFoundError
+from loopml.errors import ConfigError, InvalidInputError, LoopmlError, NotFoundError
 from loopml.evaluate.compare import Scored, compare
 from loopml.evaluate.metrics import compute_metrics
 from loopml.monitor.ab import ab_status
@@ -40,6 +50,7 @@ from loopml.monitor.events import claim_event, list_events, record_event
 from loopml.monitor.policy import (
     CHALLENGER,
     ERROR,
+    LOWER_IS_BETTER,
     PROMOTE,
     RETRAIN,
     ROLLBACK,
@@ -54,10 +65,11 @@ from loopml.monitor.policy import (
     decide_retrain,
     inputs_of,
     labelled_traffic,
+    labelled_traffic_of,
 )
 from loopml.predictions import read_prediction_log
 from loopml.project.config import ProjectConfig
-from loopml.project.policy import PolicySpec
+from loopml.project.policy import AB_METRICS, PolicySpec
 from loopml.registry.deployments import deploy, step_canary
 from loopml.registry.models import delete_alias, load_model, set_alias
 from loopml.stores.records import ModelVersion
@@ -251,8 +263,66 @@ class _Pass:
             if challenger in routed:
                 self.advance(champion, challenger)
                 return self.actions
+        if not force and self.policy.challenger.second_look and self.second_look(champion):
+            return self.actions
         self.check_trigger(champion, force=force)
         return self.actions
+
+    # -- a second look at a rejected challenger -------------------------------------------------
+
+    def second_look(self, champion: int) -> bool:
+        """Judge the newest challenger rejected against this champion once more, on the
+        labelled traffic predicted after its rejection (rows neither model trained on); True
+        when it passed and its rollout started. A held-out slice can be unrepresentative (a
+        strike, a storm): the rows that came since are the fairest test of the two models
+        as they are. Once per rejected challenger; it needs ``challenger.min_rows`` new rows."""
+        events = list_events(self.ws, self.model, "challenger", limit=1)
+        if not events:
+            return False
+        event = events[0]
+        ev = event.evidence
+        candidate = ev.get("candidate")
+        if not isinstance(candidate, int) or ev.get("champion") != champion:
+            return False
+        if ev.get("second_look"):  # this rejection was already the second look
+            return False
+        log = read_prediction_log(self.ws.lake, self.model, since=event.at, version=champion)
+        rows = labelled_traffic_of(self.ws, log)
+        need = self.policy.challenger.min_rows
+        if len(rows) < need:
+            self.note(
+                WAIT,
+                f"second look at rejected challenger v{candidate}: {len(rows)} labelled "
+                f"predictions since its rejection, waiting for {need}",
+                {"candidate": candidate, "rows": len(rows)},
+            )
+            return False
+        record = self.ws.metadata.get_model_version(self.model, champion)
+        metric = self.metric_name(record)
+        action = self.judge(
+            champion,
+            candidate,
+            rows,
+            metric,
+            (int(ev.get("dataset_version") or 0), int(ev.get("training_rows") or 0)),
+            str(ev.get("run") or ""),
+            second_look=True,
+        )
+        if action is None:
+            return False
+        action = replace(
+            action,
+            reason=f"second look, on {len(rows)} labelled predictions since its rejection: "
+            f"{action.reason}",
+        )
+        if not self.act(action, kind="challenger", dedupe=f"second-look:{self.model}:v{candidate}"):
+            return True
+        if self.dry_run:
+            return True
+        set_alias(self.ws, self.model, CHALLENGER, candidate, reason=action.reason)
+        metrics = dict(action.evidence.get("challenger_metrics") or {})
+        self.start_rollout(champion, candidate, metrics)
+        return True
 
     # -- metric helpers -----------------------------------------------------------------------
 
@@ -318,6 +388,72 @@ class _Pass:
 
     # -- steady state: the trigger --------------------------------------------------------------
 
+    def live(self, champion: int, metric: str) -> tuple[float | None, int, dict[str, Any]]:
+        """The champion's ``metric`` on its newest labelled traffic (the trigger's window),
+        from :func:`~loopml.monitor.performance.performance`: value, labelled rows, and the
+        coverage and label delay as evidence."""
+        from loopml.monitor.performance import performance
+
+        w = self.policy.trigger.window
+        text = f"last {w.last}" if w.last is not None else None
+        if w.seconds is not None:
+            text = f"{int(w.seconds)}s"
+        try:
+            report = performance(self.ws, f"{self.model}@{champion}", window=text, metric=metric)
+        except InvalidInputError:  # no prediction in the window yet
+            return None, 0, {"window": text or "whole log", "predictions": 0}
+        row = report.overall
+        evidence = {
+            "window": report.window,
+            "predictions": row.n_predictions,
+            "coverage": round(row.coverage, 4),
+            "label_delay_p50_s": row.delay_p50_s,
+        }
+        if row.note:
+            evidence["note"] = row.note
+        return row.value, row.n_labelled, evidence
+
+    def first_live(self, champion: int, metric: str, record: ModelVersion) -> float | None:
+        """``metric`` of the champion's first live window: its oldest ``window.last`` labelled
+        predictions (all of its labelled ones for a time window), once there are enough."""
+        log = read_prediction_log(self.ws.lake, self.model, version=champion)
+        if log.empty:
+            return None
+        n = self.policy.trigger.window.last or len(log)
+        first = log.iloc[: min(len(log), max(n, self.policy.trigger.min_labels) * 2)]
+        rows = labelled_traffic_of(self.ws, first).iloc[:n]
+        if len(rows) < min(n, self.policy.trigger.min_labels):
+            return None
+        return self.logged_metric(rows, metric, record)
+
+    def labelled_since(self, at: datetime) -> int:
+        """Labelled predictions of this model made after ``at`` (any version)."""
+        log = read_prediction_log(self.ws.lake, self.model, since=at)
+        return 0 if log.empty else len(labelled_traffic_of(self.ws, log))
+
+    def cooldown(
+        self, last: datetime | None, now: datetime, record: ModelVersion
+    ) -> tuple[bool, dict[str, Any]]:
+        """Whether the cooldown since the last retrain ``last`` has passed, and its evidence."""
+        c = self.policy.trigger.cooldown
+        evidence: dict[str, Any] = {"cooldown": str(c)}
+        if last is None or (c.labelled is None and c.seconds is None and c.share is None):
+            return True, evidence
+        if c.seconds is not None:
+            passed = (now - last).total_seconds()
+            evidence["since_last_retrain_s"] = passed
+            return passed >= c.seconds, evidence
+        need = c.labelled
+        if need is None:
+            assert c.share is not None
+            rows = _training_rows(self.ws, record)
+            need = max(1, round(c.share * rows))
+            evidence["champion_training_rows"] = rows
+        evidence["cooldown_labelled"] = need
+        seen = self.labelled_since(last)
+        evidence["labelled_since_last_retrain"] = seen
+        return seen >= need, evidence
+
     def check_trigger(self, champion: int, *, force: bool) -> None:
         record = self.ws.metadata.get_model_version(self.model, champion)
         sig = record.signature or {}
@@ -327,25 +463,48 @@ class _Pass:
         )
         metric = self.metric_name(record)
         t = self.policy.trigger
-        traffic = labelled_traffic(self.ws, self.model, window=t.window, version=champion)
-        current = self.logged_metric(traffic, metric, record) if len(traffic) else None
+        current: float | None = None
+        n_labelled = 0
+        live_evidence: dict[str, Any] = {}
+        if t.on == "decay":
+            current, n_labelled, live_evidence = self.live(champion, metric)
         drifted = None
         if t.on == "drift":
             drifted = self.drifted(champion)
         retrains = list_events(self.ws, self.model, RETRAIN, limit=1)
+        last_retrain = retrains[0].at if retrains else None
+        now = utcnow()
+        judged = self.baseline(record, metric)
+        baseline, first = judged, None
+        if t.on == "decay" and t.reference == "best":
+            first = self.first_live(champion, metric, record)
+            if first is not None:
+                lower = metric in LOWER_IS_BETTER
+                pick = min if lower else max
+                baseline = first if judged is None else pick(judged, first)
+        cooled, cool_evidence = True, dict[str, Any]()
+        if t.on in ("decay", "drift") and not force:
+            cooled, cool_evidence = self.cooldown(last_retrain, now, record)
         action = decide_retrain(
             self.model,
             self.policy,
-            now=utcnow(),
-            last_retrain=retrains[0].at if retrains else None,
+            now=now,
+            last_retrain=last_retrain,
             metric=metric,
-            baseline=self.baseline(record, metric),
+            baseline=baseline,
             current=current,
-            n_labelled=len(traffic),
+            n_labelled=n_labelled,
             drifted=drifted,
             forced=force,
+            cooled=cooled,
         )
-        action = replace(action, evidence={**action.evidence, "champion": champion})
+        extra = {
+            "champion": champion,
+            "reference": {"kind": t.reference, "judged": judged, "first_live": first},
+            **({"live": live_evidence} if live_evidence else {}),
+            **cool_evidence,
+        }
+        action = replace(action, evidence={**action.evidence, **extra})
         if action.kind != RETRAIN:
             self.actions.append(action)
             self.say(str(action))
@@ -354,12 +513,22 @@ class _Pass:
             # once per schedule slot: keyed by the retrain before it
             before = retrains[0].at.isoformat() if retrains else "never"
             slot = f"after={before}"
-        else:  # once per labelled window: keyed by its newest labelled prediction
-            slot = f"upto={traffic['prediction_id'].iloc[-1] if len(traffic) else 'none'}"
+        else:  # once per labelled window: keyed by the newest labelled prediction so far
+            slot = f"upto={self.newest_labelled()}"
         dedupe = f"retrain:{self.model}:v{champion}:{'forced' if force else t.on}:{slot}"
         if not self.act(action, dedupe=dedupe) or self.dry_run:
             return
         self.retrain(champion, record, metric)
+
+    def newest_labelled(self) -> str:
+        """The id of the newest labelled prediction among the trigger window's newest ones."""
+        from loopml.predictions import read_last_predictions
+
+        log = read_last_predictions(
+            self.ws.lake, self.model, self.policy.trigger.window.last or 5000
+        )
+        traffic = labelled_traffic_of(self.ws, log)
+        return str(traffic["prediction_id"].iloc[-1]) if len(traffic) else "none"
 
     def drifted(self, champion: int) -> list[str] | None:
         from loopml.monitor.check import check_drift
@@ -383,9 +552,6 @@ class _Pass:
     # -- a challenger -----------------------------------------------------------------------------
 
     def retrain(self, champion: int, record: ModelVersion, metric: str) -> None:
-        from loopml.data.ingest import ingest, load_table
-        from loopml.train import train
-
         spec = self.policy
         traffic = labelled_traffic(self.ws, self.model, window=spec.data.window)
         traffic = traffic.sort_values("timestamp", kind="stable").reset_index(drop=True)
@@ -394,35 +560,82 @@ class _Pass:
         learn = traffic.iloc[: len(traffic) - n_eval]
         loaded = load_model(self.ws, f"{self.model}@{champion}")
         names = [f.name for f in loaded.signature.inputs]
-        target = self.project.target
-        parts: list[pd.DataFrame] = []
+        classes = (record.signature or {}).get("classes")
+        base: pd.DataFrame | None = None
         if spec.data.window.last is None and spec.data.window.seconds is None:
-            base = load_table(self.ws, self.project.dataset, self.project.dataset_version)
-            base = base.to_pandas()
-            keep = [c for c in [*names, target] if c in base.columns]
-            parts.append(base[keep])
-        if spec.data.include_feedback and len(learn):
-            rows = inputs_of(learn, names)
-            classes = (record.signature or {}).get("classes")
-            labels = learn["label"].to_numpy()
-            rows[target] = _as_classes(labels, classes) if classes else labels.astype(np.float64)
-            parts.append(rows)
-        if not parts:
+            from loopml.data.ingest import load_table
+
+            table = load_table(self.ws, self.project.dataset, self.project.dataset_version)
+            frame = table.to_pandas()
+            base = frame[[c for c in [*names, self.project.target] if c in frame.columns]]
+        if base is None and not (spec.data.include_feedback and len(learn)):
             raise ConfigError(
                 f"policy of {self.model!r}: no training data (window {spec.data.window} and "
                 "include_feedback false)",
                 where={"file": self.project.source, "field": "policy.data"},
                 hint="Use data.window: all, or include_feedback: true",
             )
+        result, dataset_version = self.fit(base, learn, names, classes, "a challenger")
+        if result is None:
+            return
+        version = result.model_version.version
+        action = self.judge(champion, version, held, metric, dataset_version, result.run.id)
+        if action is None:
+            return
+        metrics = dict(action.evidence.get("challenger_metrics") or {})
+        if spec.challenger.refit and len(held) and spec.data.include_feedback:
+            # judged on the held-out newest rows; now trained on them too (they are the
+            # closest to the traffic ahead), the way 'evaluation.refit' refits after the holdout
+            refit, refit_dv = self.fit(
+                base, pd.concat([learn, held]), names, classes, f"the refit of v{version}"
+            )
+            if refit is None:
+                return
+            judged_version = version
+            version = refit.model_version.version
+            action = replace(
+                action,
+                reason=f"{action.reason}; refit on all {refit_dv[1]} rows as v{version}",
+                evidence={
+                    **action.evidence,
+                    "judged_version": judged_version,
+                    "challenger": version,
+                    "refit": {"run": refit.run.id, "dataset_version": refit_dv[0]},
+                },
+            )
+        set_alias(self.ws, self.model, CHALLENGER, version, reason=action.reason)
+        self.act(action, kind="challenger")
+        self.start_rollout(champion, version, metrics)
+
+    def fit(
+        self,
+        base: pd.DataFrame | None,
+        traffic: pd.DataFrame,
+        names: list[str],
+        classes: Sequence[Any] | None,
+        what: str,
+    ) -> tuple[Any, tuple[int, int]]:
+        """Train through :func:`loopml.train` on ``base`` plus the labelled ``traffic`` (as a
+        new version of the ``<model>-loop`` dataset); None (and a recorded rejection) when its
+        training gate fails. Returns the train result and (dataset version, rows)."""
+        from loopml.data.ingest import ingest
+        from loopml.train import train
+
+        target = self.project.target
+        parts: list[pd.DataFrame] = [] if base is None else [base]
+        if self.policy.data.include_feedback and len(traffic):
+            rows = inputs_of(traffic, names)
+            labels = traffic["label"].to_numpy()
+            rows[target] = _as_classes(labels, classes) if classes else labels.astype(np.float64)
+            parts.append(rows)
         frame = pd.concat(parts, ignore_index=True)
-        if parts[0].shape[0] and len(parts) > 1:
-            dtype = parts[0][target].dtype
-            frame[target] = frame[target].astype(dtype)
+        if base is not None and len(base) and len(parts) > 1:
+            frame[target] = frame[target].astype(base[target].dtype)
         dataset = f"{self.model}-loop"
         dv = ingest(self.ws, frame, dataset).dataset
         self.say(
-            f"{self.model}: training a challenger on {dataset}@{dv.version} "
-            f"({len(frame)} rows, {len(learn)} from labelled traffic)"
+            f"{self.model}: training {what} on {dataset}@{dv.version} "
+            f"({len(frame)} rows, {len(traffic)} from labelled traffic)"
         )
         result = train(
             self.ws,
@@ -433,14 +646,13 @@ class _Pass:
                 Action(
                     self.model,
                     ROLLBACK,
-                    f"challenger training failed its gate: {result.reason}",
+                    f"{what} failed its training gate: {result.reason}",
                     {"run": result.run.id},
                 ),
                 kind="challenger",
             )
-            return
-        version = result.model_version.version
-        self.judge(champion, version, held, metric, dv.version, result.run.id)
+            return None, (dv.version, len(frame))
+        return result, (dv.version, len(frame))
 
     def judge(
         self,
@@ -448,9 +660,14 @@ class _Pass:
         version: int,
         held: pd.DataFrame,
         metric: str,
-        dataset_version: int,
+        dataset_version: tuple[int, int],
         run_id: str,
-    ) -> None:
+        *,
+        second_look: bool = False,
+    ) -> Action | None:
+        """The challenger against the champion on the held-out rows: the ``rollout`` action
+        when it passes, else None (its rejection recorded, naming the ``candidate`` for a
+        :meth:`second_look` when it was judged on enough rows: by its gate or the comparison)."""
         from loopml.monitor.policy import judge_challenger
 
         y = held["label"].to_numpy()
@@ -482,14 +699,30 @@ class _Pass:
             rows=len(held),
         )
         action = replace(
-            action, evidence={**action.evidence, "run": run_id, "dataset_version": dataset_version}
+            action,
+            evidence={
+                **action.evidence,
+                "run": run_id,
+                "dataset_version": dataset_version[0],
+                "training_rows": dataset_version[1],
+            },
         )
         if action.kind != ROLLOUT:
-            self.act(replace(action, reason=f"rejected: {action.reason}"), kind="challenger")
-            return
-        set_alias(self.ws, self.model, CHALLENGER, version, reason=action.reason)
-        self.act(action, kind="challenger")
-        self.start_rollout(champion, version, new_metrics)
+            extra: dict[str, Any] = {"second_look": second_look}
+            if comparison is not None and len(held) >= self.policy.challenger.min_rows:
+                extra["candidate"] = version  # lost on these rows: may be looked at again
+            said = "rejected on a second look" if second_look else "rejected"
+            self.act(
+                replace(
+                    action,
+                    reason=f"{said}: {action.reason}",
+                    evidence={**action.evidence, **extra},
+                ),
+                kind="challenger",
+                dedupe=f"second-look:{self.model}:v{version}" if second_look else None,
+            )
+            return None
+        return action
 
     # -- rollout ------------------------------------------------------------------------------
 
@@ -558,7 +791,7 @@ class _Pass:
             status = ab_status(
                 self.ws,
                 self.model,
-                metric=r.metric,
+                metric=r.metric or (metric if metric in AB_METRICS else "accuracy"),
                 alpha=r.alpha,
                 min_per_arm=r.min_per_arm,
                 since=since,
@@ -637,6 +870,18 @@ class _Pass:
             return
         deploy(self.ws, self.model, single=champion, reason=action.reason)
         delete_alias(self.ws, self.model, CHALLENGER)
+
+
+def _training_rows(ws: Workspace, record: ModelVersion) -> int:
+    """The rows ``record`` was fit on (its run's count, else its dataset version's size)."""
+    rows = (record.metrics or {}).get("rows") or {}
+    fit = rows.get("fit") if isinstance(rows, dict) else None
+    if isinstance(fit, int) and fit > 0:
+        return fit
+    if record.dataset_name is not None and record.dataset_version is not None:
+        dv = ws.metadata.get_dataset_version(record.dataset_name, record.dataset_version)
+        return int(dv.num_rows or 0)
+    return 0
 
 
 def _as_classes(values: Any, classes: Sequence[Any] | None) -> np.ndarray:

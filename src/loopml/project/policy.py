@@ -8,6 +8,9 @@ policy:
     drop: 0.02           # decay: retrain when it falls this far below the training-time value
     window: last 5000    # the labelled predictions (or the log window, for drift) looked at
     min_labels: 500      # decay: fewer labelled predictions than this decide nothing
+    reference: best      # decay: best (of its judged value and its first live window) | judged
+    cooldown: 0.5x       # no retrain before new labelled predictions since the last one
+                         # reach half the champion's training rows (or 20000 of them, or 7d)
     every: 1d            # schedule: an interval (30m, 6h, 1d, 1w) ...
     cron: "0 3 * * 1"    # ... or a cron expression (minute hour day month weekday)
   data:
@@ -17,11 +20,15 @@ policy:
     gate: roc_auc >= champion + 0.005   # the training gates, on recent labelled data
     evaluate_on: 0.3     # the newest share of labelled traffic held out to judge both models
     promote: if_better   # if_better | if_not_worse
+    refit: true          # once judged, refit on all of it (held-out rows too) before rollout
+    second_look: true    # a rejected challenger is judged once more on the labelled traffic
+                         # that arrives after its rejection (min_rows of it)
   rollout:
     mode: canary         # direct | canary | ab
     shadow: false        # score in shadow first
     steps: [10, 50]      # canary percentages before the promotion
-    metric: accuracy     # ab: accuracy | reward | conversion
+    metric: roc_auc      # ab: accuracy | roc_auc | reward | conversion (default: the
+                         # policy's metric when it is one of these, else accuracy)
     alpha: 0.05
   rollback:
     tolerance: 0.02      # roll back when the challenger's live metric is this much worse
@@ -42,11 +49,13 @@ from loopml.project.suggest import did_you_mean
 
 TRIGGERS = ("drift", "decay", "schedule", "manual")
 ROLLOUTS = ("direct", "canary", "ab")
-AB_METRICS = ("accuracy", "reward", "conversion")
+AB_METRICS = ("accuracy", "reward", "conversion", "roc_auc")
+REFERENCES = ("best", "judged")
 CHALLENGER_PROMOTE = ("if_better", "if_not_worse")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _EVERY = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _LAST = re.compile(r"^\s*last\s+(\d+)\s*$")
+_SHARE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*x\s*$")
 _CRON_FIELDS = (
     ("minute", 0, 59),
     ("hour", 0, 23),
@@ -86,6 +95,47 @@ def parse_row_window(value: Any, field_name: str, source: str) -> RowWindow:
     if m and int(m.group(1)) > 0:
         return RowWindow(seconds=float(int(m.group(1)) * _UNITS[m.group(2)]))
     raise _bad(source, field_name, value, "all, 'last N' (rows) or a duration such as 30d")
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    """The least that must pass between two retrains: ``labelled`` new labelled predictions,
+    ``share`` times the champion's training rows of them (scale-free: retraining pays when
+    the new data is a good part of what the champion has seen), or ``seconds`` of time (none
+    set: no cooldown)."""
+
+    labelled: int | None = None
+    seconds: float | None = None
+    share: float | None = None
+
+    def __str__(self) -> str:
+        if self.labelled is not None:
+            return f"{self.labelled} labelled predictions"
+        if self.share is not None:
+            return f"{self.share:g}x the champion's training rows in labelled predictions"
+        if self.seconds is not None:
+            return f"{self.seconds:g}s"
+        return "none"
+
+
+def parse_cooldown(value: Any, field_name: str, source: str) -> Cooldown:
+    if value is None or value == "none" or value == 0:
+        return Cooldown()
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return Cooldown(labelled=value)
+    m = _EVERY.match(str(value)) if isinstance(value, str) else None
+    if m and int(m.group(1)) > 0:
+        return Cooldown(seconds=float(int(m.group(1)) * _UNITS[m.group(2)]))
+    m = _SHARE.match(value) if isinstance(value, str) else None
+    if m and 0 < float(m.group(1)) <= 100:
+        return Cooldown(share=float(m.group(1)))
+    raise _bad(
+        source,
+        field_name,
+        value,
+        "a share of the champion's training rows such as 0.5x, a number of labelled "
+        "predictions (e.g. 20000), a duration such as 7d, or none",
+    )
 
 
 # -- schedules --------------------------------------------------------------------------------
@@ -233,6 +283,8 @@ class TriggerSpec:
     min_labels: int = 200
     schedule: Schedule | None = None
     drift_features: int = 1  # drift: retrain when at least this many features drift
+    reference: str = "best"  # decay: from what the fall is measured (see REFERENCES)
+    cooldown: Cooldown = field(default_factory=Cooldown)
 
 
 @dataclass(frozen=True)
@@ -247,6 +299,8 @@ class ChallengerSpec:
     evaluate_on: float = 0.3
     promote: str = "if_better"
     min_rows: int = 100
+    refit: bool = True
+    second_look: bool = True
 
 
 @dataclass(frozen=True)
@@ -254,7 +308,7 @@ class RolloutSpec:
     mode: str = "direct"
     shadow: bool = False
     steps: tuple[float, ...] = (10.0, 50.0)
-    metric: str = "accuracy"
+    metric: str | None = None  # None: the policy's metric when an A/B test takes it
     alpha: float = 0.05
     min_per_arm: int = 100
 
@@ -282,6 +336,8 @@ class PolicySpec:
                 "window": str(t.window),
                 "min_labels": t.min_labels,
                 "schedule": None if t.schedule is None else str(t.schedule),
+                "reference": t.reference,
+                "cooldown": str(t.cooldown),
             },
             "data": {
                 "window": str(self.data.window),
@@ -291,6 +347,8 @@ class PolicySpec:
                 "gate": str(self.challenger.gate),
                 "evaluate_on": self.challenger.evaluate_on,
                 "promote": self.challenger.promote,
+                "refit": self.challenger.refit,
+                "second_look": self.challenger.second_look,
             },
             "rollout": {
                 "mode": self.rollout.mode,
@@ -326,7 +384,10 @@ def _trigger(data: Any, source: str) -> TriggerSpec:
     d = {("on" if k is True else k): v for k, v in d.items()}
     _known(
         d,
-        ("on", "metric", "drop", "window", "min_labels", "every", "cron", "features"),
+        (
+            *("on", "metric", "drop", "window", "min_labels", "every", "cron", "features"),
+            *("reference", "cooldown"),
+        ),
         where,
         source,
     )
@@ -358,6 +419,14 @@ def _trigger(data: Any, source: str) -> TriggerSpec:
             hint="Add every: 1d or cron: '0 3 * * *'",
         )
     metric = d.get("metric")
+    reference = d.get("reference", "best")
+    if reference not in REFERENCES:
+        raise ConfigError(
+            f"{where}.reference is {reference!r}",
+            where=_where(source, f"{where}.reference"),
+            hint=f"{did_you_mean(str(reference), REFERENCES)}Use best (the better of the "
+            "champion's judged value and its first live window) or judged",
+        )
     return TriggerSpec(
         on=str(on),
         metric=None if metric is None else str(metric),
@@ -366,6 +435,8 @@ def _trigger(data: Any, source: str) -> TriggerSpec:
         min_labels=_count(d.get("min_labels", 200), f"{where}.min_labels", source),
         schedule=schedule,
         drift_features=_count(d.get("features", 1), f"{where}.features", source),
+        reference=str(reference),
+        cooldown=parse_cooldown(d.get("cooldown"), f"{where}.cooldown", source),
     )
 
 
@@ -382,15 +453,23 @@ def _data(data: Any, source: str) -> DataSpec:
 def _challenger(data: Any, source: str) -> ChallengerSpec:
     where = "policy.challenger"
     d = _mapping(data or {}, where, source)
-    _known(d, ("gate", "evaluate_on", "promote", "min_rows"), where, source)
+    _known(d, ("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look"), where, source)
     share = _number(d.get("evaluate_on", 0.3), f"{where}.evaluate_on", source, lo=0.0)
     if not 0 < share < 1:
         raise _bad(source, f"{where}.evaluate_on", share, "a share between 0 and 1, e.g. 0.3")
     promote = d.get("promote", "if_better")
     if promote not in CHALLENGER_PROMOTE:
         raise _bad(source, f"{where}.promote", promote, " or ".join(CHALLENGER_PROMOTE))
+    refit = d.get("refit", True)
+    if not isinstance(refit, bool):
+        raise _bad(source, f"{where}.refit", refit, "true or false")
+    second_look = d.get("second_look", True)
+    if not isinstance(second_look, bool):
+        raise _bad(source, f"{where}.second_look", second_look, "true or false")
     return ChallengerSpec(
         gate=Gate.parse(d.get("gate"), f"{where}.gate"),
+        refit=refit,
+        second_look=second_look,
         evaluate_on=share,
         promote=str(promote),
         min_rows=_count(d.get("min_rows", 100), f"{where}.min_rows", source),
@@ -419,8 +498,8 @@ def _rollout(data: Any, source: str) -> RolloutSpec:
         raise _bad(
             source, f"{where}.steps", steps, "rising percentages between 0 and 100, e.g. [10, 50]"
         )
-    metric = d.get("metric", "accuracy")
-    if metric not in AB_METRICS:
+    metric = d.get("metric")
+    if metric is not None and metric not in AB_METRICS:
         raise ConfigError(
             f"{where}.metric is {metric!r}",
             where=_where(source, f"{where}.metric"),
@@ -436,7 +515,7 @@ def _rollout(data: Any, source: str) -> RolloutSpec:
         mode=str(mode),
         shadow=shadow,
         steps=tuple(float(s) for s in steps),
-        metric=str(metric),
+        metric=None if metric is None else str(metric),
         alpha=alpha,
         min_per_arm=_count(d.get("min_per_arm", 100), f"{where}.min_per_arm", source),
     )

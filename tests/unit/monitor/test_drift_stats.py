@@ -319,3 +319,19 @@ def test_sorted_counts_put_every_value_in_a_bin() -> None:
     x = np.sort(np.random.default_rng(18).normal(size=1000))
     counts = sorted_counts(x, np.array([-1.0, 0.0, 1.0]))
     assert counts.sum() == 1000
+
+
+def test_ks_p_value_above_the_limit_is_the_kolmogorov_limit_within_a_percent() -> None:
+    from loopml.monitor.stats import KS_LIMIT_N, ks_p_value
+
+    n1, n2 = 60_000, 40_000  # effective size 24,000 > KS_LIMIT_N
+    assert n1 * n2 / (n1 + n2) > KS_LIMIT_N
+    en = round(n1 * n2 / (n1 + n2))
+    for d in (0.002, 0.008, 0.012, 0.03):
+        exact = float(stats.kstwo.sf(d, en))  # what ks_2samp's asymptotic method gives
+        got = ks_p_value(d, n1, n2)
+        if exact > 1e-40:
+            assert got == pytest.approx(exact, rel=0.01)
+        else:
+            assert got < 1e-38
+    assert ks_p_value(0.0, n1, n2) == 1.0

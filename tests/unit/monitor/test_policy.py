@@ -64,6 +64,12 @@ def test_defaults_and_the_project_file_hook() -> None:
         ({"rollout": {"steps": [50, 10]}}, "policy.rollout.steps"),
         ({"rollout": {"metric": "ctr"}}, "policy.rollout.metric"),
         ({"rollback": {"tolerance": -1}}, "policy.rollback.tolerance"),
+        ({"trigger": {"reference": "peak"}}, "policy.trigger.reference"),
+        ({"trigger": {"cooldown": "soon"}}, "policy.trigger.cooldown"),
+        ({"trigger": {"cooldown": -5}}, "policy.trigger.cooldown"),
+        ({"trigger": {"cooldown": "0x"}}, "policy.trigger.cooldown"),
+        ({"challenger": {"refit": "yes"}}, "policy.challenger.refit"),
+        ({"challenger": {"second_look": 1}}, "policy.challenger.second_look"),
     ],
 )
 def test_bad_policies_name_the_field(sections: dict[str, Any], field: str) -> None:
@@ -71,6 +77,41 @@ def test_bad_policies_name_the_field(sections: dict[str, Any], field: str) -> No
         parse_policy(sections, "loopml.yaml")
     assert info.value.where["field"] == field
     assert info.value.hint
+
+
+def test_reference_cooldown_refit_and_the_ab_metric_parse() -> None:
+    from loopml.project.policy import Cooldown
+
+    p = _policy()
+    assert p.trigger.reference == "best" and p.trigger.cooldown == Cooldown()
+    assert p.challenger.refit and p.challenger.second_look and p.rollout.metric is None
+    by_labels = _policy(trigger={"cooldown": 20000, "reference": "judged"})
+    assert by_labels.trigger.cooldown == Cooldown(labelled=20000)
+    assert by_labels.trigger.reference == "judged"
+    assert str(by_labels.trigger.cooldown) == "20000 labelled predictions"
+    by_time = _policy(trigger={"cooldown": "7d"}, rollout={"metric": "roc_auc"})
+    assert by_time.trigger.cooldown == Cooldown(seconds=7 * 86400.0)
+    assert by_time.rollout.metric == "roc_auc"
+    assert _policy(challenger={"refit": False}).challenger.refit is False
+    share = _policy(trigger={"cooldown": "0.5x"}).trigger.cooldown
+    assert share == Cooldown(share=0.5) and "0.5x" in str(share)
+    shown = by_time.to_dict()
+    assert shown["trigger"]["cooldown"] == "604800s" and shown["challenger"]["refit"] is True
+
+
+def test_a_cooling_down_trigger_says_what_it_would_have_done() -> None:
+    p = _policy(trigger={"on": "decay", "drop": 0.02, "min_labels": 10, "cooldown": 500})
+    kw: dict[str, Any] = dict(
+        now=NOW, last_retrain=NOW, metric="roc_auc", baseline=0.8, n_labelled=1000
+    )
+    held = decide_retrain("m", p, current=0.7, cooled=False, **kw)
+    assert held.kind == "skip" and "decayed" in held.reason and "cooling down" in held.reason
+    assert held.evidence["cooling_down"] is True
+    assert decide_retrain("m", p, current=0.7, cooled=True, **kw).kind == "retrain"
+    # nothing to do anyway: the cooldown is not mentioned
+    calm = decide_retrain("m", p, current=0.79, cooled=False, **kw)
+    assert calm.kind == "skip" and "cooling" not in calm.reason
+    assert decide_retrain("m", p, current=0.7, cooled=False, forced=True, **kw).kind == "retrain"
 
 
 def test_on_written_bare_in_yaml_is_the_trigger() -> None:

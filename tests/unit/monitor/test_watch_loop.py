@@ -38,7 +38,9 @@ def _world(n: int, seed: int, *, by: str) -> pd.DataFrame:
     return pd.DataFrame({"a": a, "b": b, "y": y})
 
 
-def _config(rollout: dict[str, Any] | None = None, **trigger: Any) -> ProjectConfig:
+def _config(
+    rollout: dict[str, Any] | None = None, *, refit: bool = True, **trigger: Any
+) -> ProjectConfig:
     return ProjectConfig.from_dict(
         {
             "name": "shop",
@@ -48,7 +50,12 @@ def _config(rollout: dict[str, Any] | None = None, **trigger: Any) -> ProjectCon
             "policy": {
                 "trigger": {"on": "decay", "drop": 0.05, "min_labels": 100, **trigger},
                 "data": {"window": "last 1000"},
-                "challenger": {"gate": "roc_auc >= 0.7", "evaluate_on": 0.3, "min_rows": 50},
+                "challenger": {
+                    "gate": "roc_auc >= 0.7",
+                    "evaluate_on": 0.3,
+                    "min_rows": 50,
+                    "refit": refit,
+                },
                 "rollout": rollout or {"mode": "direct"},
             },
         }
@@ -102,13 +109,21 @@ def test_decay_retrains_judges_and_promotes_directly(champion: Workspace) -> Non
     actions = run_once(champion, _config())
     assert [a.kind for a in actions] == ["retrain", "rollout", "promote"], actions
     assert all(a.done for a in actions)
-    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    # v2 was judged (trained without the held-out newest 240 rows), v3 is its refit on all
+    assert champion.metadata.get_aliases("shop") == {"champion": 3}
     kinds = [e.kind for e in list_events(champion, "shop")]
     assert kinds == ["promote", "challenger", "retrain"]
     judged = list_events(champion, "shop", "challenger")[0].evidence
     assert judged["rows"] == 240
+    assert judged["judged_version"] == 2 and judged["challenger"] == 3
+    assert judged["training_rows"] == 560
     c = judged["comparison"]
     assert c["challenger"] > c["champion"] + 0.2 and c["ci_low"] > 0
+    refit_dv = judged["refit"]["dataset_version"]
+    rows = champion.metadata.get_dataset_version("shop-loop", refit_dv).num_rows
+    assert rows == 800  # the refit saw the held-out rows too
+    retrain = list_events(champion, "shop", "retrain")[0].evidence
+    assert retrain["live"]["predictions"] == 800 and retrain["live"]["coverage"] == 1.0
     # the new champion has no labelled traffic yet: nothing to decide
     again = run_once(champion, _config())
     assert [a.kind for a in again] == ["skip"]
@@ -128,7 +143,7 @@ def test_a_worse_challenger_is_rejected_and_the_champion_stays(champion: Workspa
 
 @pytest.mark.slow
 def test_canary_steps_then_promotes(champion: Workspace) -> None:
-    cfg = _config({"mode": "canary", "steps": [30, 60], "min_per_arm": 40})
+    cfg = _config({"mode": "canary", "steps": [30, 60], "min_per_arm": 40}, refit=False)
     _serve(champion, _world(800, 4, by="b"))
     first = run_once(champion, cfg)
     assert [a.kind for a in first] == ["retrain", "rollout", "rollout"]
@@ -177,3 +192,80 @@ def test_a_policy_naming_an_unknown_metric_is_an_error_event(champion: Workspace
     assert actions[0].evidence["where"]["field"] == "policy.trigger.metric"
     assert "roc_auc" in actions[0].evidence["hint"]
     assert champion.metadata.get_aliases("shop") == {"champion": 1}
+
+
+def test_without_refit_the_judged_version_is_the_challenger(champion: Workspace) -> None:
+    _serve(champion, _world(800, 2, by="b"))
+    actions = run_once(champion, _config(refit=False))
+    assert [a.kind for a in actions] == ["retrain", "rollout", "promote"], actions
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    assert [m.version for m in champion.metadata.list_model_versions("shop")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_cooldown_holds_a_second_retrain_until_enough_new_labels(champion: Workspace) -> None:
+    cfg = _config(cooldown=1000)
+    _serve(champion, _world(800, 2, by="b"))
+    assert [a.kind for a in run_once(champion, cfg)] == ["retrain", "rollout", "promote"]
+    # the world flips back: the new champion decays at once, but only 600 labels came since
+    _serve(champion, _world(600, 3, by="a"))
+    held = run_once(champion, cfg)
+    assert [a.kind for a in held] == ["skip"], held
+    assert "decayed" in held[0].reason and "cooling down" in held[0].reason
+    assert held[0].evidence["labelled_since_last_retrain"] == 600
+    assert champion.metadata.get_aliases("shop") == {"champion": 3}
+    _serve(champion, _world(500, 4, by="a"))  # 1100 since the retrain: cooled down
+    again = run_once(champion, cfg)
+    assert [a.kind for a in again][:1] == ["retrain"], again
+
+
+def test_best_reference_is_the_first_live_window_when_it_was_higher(
+    champion: Workspace,
+) -> None:
+    # the champion's first 300 live predictions are easy (a clean signal), which sets its
+    # reference above its training holdout; then the signal weakens by half
+    easy = _world(300, 11, by="a")
+    easy["y"] = (easy["a"] > 0).astype(int)  # no label noise at all
+    _serve(champion, easy)
+    assert [a.kind for a in run_once(champion, _config(window="last 300"))] == ["skip"]
+    rng = np.random.default_rng(12)
+    hard = _world(300, 12, by="a")
+    flip = rng.random(len(hard)) < 0.12
+    hard.loc[flip, "y"] = 1 - hard.loc[flip, "y"]
+    _serve(champion, hard)
+    best = run_once(champion, _config(window="last 300"), dry_run=True)
+    judged = run_once(champion, _config(window="last 300", reference="judged"), dry_run=True)
+    ref = best[0].evidence["reference"]
+    assert ref["first_live"] > ref["judged"], ref
+    assert best[0].evidence["baseline"] == ref["first_live"]
+    assert judged[0].evidence["baseline"] == ref["judged"]
+    fall_best = best[0].evidence["fall"]
+    fall_judged = judged[0].evidence["fall"]
+    assert fall_best > fall_judged
+
+
+@pytest.mark.slow
+def test_a_challenger_rejected_on_an_odd_slice_gets_a_second_look(champion: Workspace) -> None:
+    # the world moves to feature b, but the newest 240 labels (the held-out slice) are noise,
+    # like a strike week: the challenger loses there and is rejected ...
+    _serve(champion, _world(560, 2, by="b"))
+    odd = _world(240, 3, by="b")
+    odd["y"] = np.random.default_rng(5).integers(0, 2, len(odd))
+    _serve(champion, odd)
+    first = run_once(champion, _config())
+    assert [a.kind for a in first] == ["retrain", "rollback"], first
+    rejected = list_events(champion, "shop", "challenger")[0].evidence
+    assert rejected["candidate"] == 2 and rejected["second_look"] is False
+    # ... too few labels since: it waits
+    waiting = run_once(champion, _config(cooldown=10_000))
+    assert waiting[0].kind == "wait" and "second look" in waiting[0].reason
+    # ... then the next labelled traffic (rows neither model trained on) shows it is better
+    _serve(champion, _world(300, 4, by="b"))
+    second = run_once(champion, _config(cooldown=10_000))
+    assert [a.kind for a in second] == ["rollout", "promote"], second
+    assert "second look" in second[0].reason
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    looked = list_events(champion, "shop", "challenger")[0].evidence
+    assert looked["rows"] == 300 and looked["comparison"]["ci_low"] > 0
+    # once only: nothing more to look at
+    assert [a.kind for a in run_once(champion, _config(cooldown=10_000))] == ["skip"]
