@@ -98,9 +98,34 @@ class ContentHash:
 
 def _compact(table: pa.Table) -> pa.Table:
     """One chunk per column in buffers of their own: a slice would serialize the bytes of the
-    rows around it too, so that equal rows would hash differently."""
-    columns = [pa.concat_arrays([*c.chunks, pa.array([], c.type)]) for c in table.columns]
+    rows around it too, so that equal rows would hash differently. What lies under null slots
+    is zeroed: readers differ there (the CSV reader leaves zeros, the Parquet reader repeats a
+    neighbour), and the same values must hash the same from every reader."""
+    columns = [
+        canonical_nulls(pa.concat_arrays([*c.chunks, pa.array([], c.type)])) for c in table.columns
+    ]
     return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def canonical_nulls(column: pa.Array) -> pa.Array:
+    """``column`` with zero bytes (numbers, times, booleans) or nothing (text) under its null
+    slots, as pyarrow's CSV and JSON readers leave them."""
+    if not column.null_count:
+        return column
+    typ = column.type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return column.take(pa.array(range(len(column)), pa.int64()))
+    if column.offset:
+        column = pa.concat_arrays([column])
+    if pa.types.is_boolean(typ):
+        filled = column.fill_null(False)
+    elif pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_temporal(typ):
+        filled = column.fill_null(pa.scalar(0, pa.int64()).cast(typ))
+    else:
+        return column
+    return pa.Array.from_buffers(
+        typ, len(column), [column.buffers()[0], filled.buffers()[1]], column.null_count
+    )
 
 
 def combine_hashes(hashes: dict[str, str]) -> str:

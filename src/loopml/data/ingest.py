@@ -996,12 +996,31 @@ def version_sha256(ws: Workspace, dv: DatasetVersion) -> str:
     """The content hash of what the lake holds for ``dv``, computed as ingestion does."""
     where = {"dataset": f"{dv.name}@{dv.version}"}
     if not dv.parts:  # before parts lists: one table
-        return content_sha256(normalize(ws.lake.read_table(dv.path), where))
+        return content_sha256(_as_recorded(normalize(ws.lake.read_table(dv.path), where), dv))
     own = [p for p in dv.parts if p.startswith(f"{dv.path}/")]
     if dv.mode == "append" and dv.parent is not None and len(own) != len(dv.parts):
         parent = ws.metadata.get_dataset_version(dv.name, dv.parent)
         return append_hash(parent.sha256, _parts_sha(ws, dv, own, where))
     return _parts_sha(ws, dv, own, where)
+
+
+def _as_recorded(table: pa.Table, dv: DatasetVersion) -> pa.Table:
+    """``table`` with the time units ingestion recorded: Parquet has no seconds, so a
+    ``timestamp[s]`` column reads back as milliseconds (the values are the same)."""
+    recorded = {c["name"]: c.get("type") for c in dv.schema or [] if isinstance(c, dict)}
+    fields = []
+    for field in table.schema:
+        typ = field.type
+        want = recorded.get(field.name)
+        if want and str(typ) != want and pa.types.is_timestamp(typ):
+            for unit in ("s", "ms", "us", "ns"):
+                candidate = pa.timestamp(unit, typ.tz)
+                if str(candidate) == want:
+                    typ = candidate
+                    break
+        fields.append(pa.field(field.name, typ, field.nullable, field.metadata))
+    schema = pa.schema(fields, table.schema.metadata)
+    return table if schema == table.schema else table.cast(schema)
 
 
 def _parts_sha(ws: Workspace, dv: DatasetVersion, parts: list[str], where: dict[str, Any]) -> str:
@@ -1010,7 +1029,7 @@ def _parts_sha(ws: Workspace, dv: DatasetVersion, parts: list[str], where: dict[
         folder = (
             part[len(dv.path) + 1 :].rsplit("/", 1)[0] if "/" in part[len(dv.path) + 1 :] else ""
         )
-        table = normalize(ws.lake.read_table(part), where)
+        table = _as_recorded(normalize(ws.lake.read_table(part), where), dv)
         digest = groups.setdefault(folder, ContentHash(table.schema))
         for batch in table.to_batches():
             digest.update(batch)

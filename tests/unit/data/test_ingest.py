@@ -519,3 +519,40 @@ def test_numpy_generated_data_keeps_its_types(workspace: Workspace, tmp_path: Pa
     assert back["s"].tolist() == frame["s"].tolist()
     assert (back["t"] == frame["t"]).all()
     assert dv.stats["t"]["min"] == "2024-01-01T00:00:00"
+
+
+def test_a_csv_with_second_timestamps_and_null_numbers_verifies(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    # Parquet reads timestamp[s] back as milliseconds and repeats a neighbour's bytes under a
+    # null double; neither changes a value, so neither may fail the integrity check.
+    csv = tmp_path / "d.csv"
+    csv.write_text(
+        "a,t,x,s\n"
+        "1,2024-01-01 00:00:00,1.5,p\n"
+        "2,2024-01-02 00:00:01,,\n"
+        "3,2024-01-03 10:00:00,2.5,q\n"
+    )
+    dv = ingest(workspace, csv, "ts").dataset
+    assert [c["type"] for c in dv.schema][:3] == ["int64", "timestamp[s]", "double"]
+    table = load_table(workspace, "ts", 1, verify=True)
+    assert table.column("x").to_pylist() == [1.5, None, 2.5]
+    assert ingest(workspace, csv, "ts").created is False  # the same content: the same version
+
+
+def test_a_parquet_source_with_stray_bytes_under_nulls_hashes_like_its_values(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    # the same values with different bytes under the null slot are the same content
+    validity = pa.array([True, False, True]).buffers()[1]
+    zeros = pa.py_buffer(np.array([1.0, 0.0, 3.0]).tobytes())
+    stray = pa.py_buffer(np.array([1.0, 7.0, 3.0]).tobytes())
+    a = pa.Array.from_buffers(pa.float64(), 3, [validity, zeros], 1)
+    b = pa.Array.from_buffers(pa.float64(), 3, [validity, stray], 1)
+    assert a.to_pylist() == b.to_pylist()
+    pq.write_table(pa.table({"x": a}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"x": b}), tmp_path / "b.parquet")
+    first = ingest(workspace, tmp_path / "a.parquet", "nulls").dataset
+    again = ingest(workspace, tmp_path / "b.parquet", "nulls")
+    assert again.created is False and again.dataset.sha256 == first.sha256
+    assert load_table(workspace, "nulls", 1, verify=True).num_rows == 3

@@ -50,6 +50,7 @@ from loopml.data.engine import (
     PART_BYTES,
     ContentHash,
     PartWriter,
+    canonical_nulls,
     check_partition_columns,
     split,
 )
@@ -571,7 +572,7 @@ def convert_batch(
                 column = pc.replace_substring(column, decimal, ".")
         if column.type != field.type:
             column = _cast(column, field, describe, text=convert != TYPED)
-        arrays.append(_canonical(column))
+        arrays.append(canonical_nulls(column))
     table = pa.Table.from_arrays(
         arrays, schema=pa.schema([pa.field(f.name, f.type) for f in target])
     )
@@ -580,28 +581,6 @@ def convert_batch(
         table.to_batches()[0]
         if table.num_rows
         else pa.RecordBatch.from_pylist([], schema=table.schema)
-    )
-
-
-def _canonical(column: pa.Array) -> pa.Array:
-    """``column`` with what lies under its null slots as pyarrow's file readers leave it (zero
-    bytes, empty strings): the content hash serializes those bytes too, so the same values must
-    come with the same bytes from every reader."""
-    if not column.null_count:
-        return column
-    typ = column.type
-    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
-        return column.take(pa.array(range(len(column)), pa.int64()))
-    if column.offset:
-        column = pa.concat_arrays([column])
-    if pa.types.is_boolean(typ):
-        filled = column.fill_null(False)
-    elif pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_temporal(typ):
-        filled = column.fill_null(pa.scalar(0, pa.int64()).cast(typ))
-    else:
-        return column
-    return pa.Array.from_buffers(
-        typ, len(column), [column.buffers()[0], filled.buffers()[1]], column.null_count
     )
 
 
@@ -639,12 +618,13 @@ def _read_back(
 
     Parquet stores a timestamp[s] column as milliseconds (cast back: no value changes), and
     its reader leaves stray bytes under null slots, which the content hash would see: they are
-    zeroed, as the CSV and JSON readers leave them (see :func:`_canonical`)."""
+    zeroed, as the CSV and JSON readers leave them
+    (see :func:`loopml.data.engine.canonical_nulls`)."""
     for part in staged:
         table = normalize(ws.lake.read_table(part.path), {"source": part.path})
         if table.schema != target:
             table = table.cast(target)
-        columns = [_canonical(c.combine_chunks()) for c in table.columns]
+        columns = [canonical_nulls(c.combine_chunks()) for c in table.columns]
         yield from pa.Table.from_arrays(columns, schema=table.schema).to_batches()
 
 
