@@ -141,10 +141,21 @@ class _Entry:
     latency_ms: float
     source: str = SERVER
     input_file: str | None = None
+    # the requests of one model call (PredictionLogger.log_call): (rows, latency_ms) each, in
+    # order; None: one request (``latency_ms``)
+    spans: Sequence[tuple[int, float]] | None = None
 
     @property
     def rows(self) -> int:
         return len(self.ids)
+
+    def requests(self) -> list[list[Any]]:
+        """One ``[ts_us, rows, latency_ms, source, input_file]`` per request (the raw
+        record's ``entries``)."""
+        if self.spans is None:
+            return [[self.ts_us, self.rows, self.latency_ms, self.source, self.input_file]]
+        ts, source, file = self.ts_us, self.source, self.input_file
+        return [[ts, rows, latency, source, file] for rows, latency in self.spans]
 
 
 class PredictionLogger:
@@ -317,6 +328,53 @@ class PredictionLogger:
         tick[0].append(entry)
         await tick[1]
 
+    def log_call(
+        self,
+        model: str,
+        version: int,
+        columns: Columns,
+        prediction: Scored,
+        ids: Sequence[str],
+        requests: Sequence[tuple[float, int]],
+    ) -> Future[None] | None:
+        """Spool the rows of one model call (several requests, in order) as one record: the
+        server's hot path, called in the event loop before any of the requests is answered.
+        ``requests`` holds each request's arrival (``time.perf_counter``) and row count; its
+        latency is counted to now. Returns None once the rows are written to the spool, or,
+        under ``fsync="always"`` (or once closed), a future done when they are fsynced (the
+        writer thread's). Never raises for a spool problem (counted as dropped)."""
+        if len(ids) == 0:
+            return None
+        now = time.perf_counter()
+        if len(requests) == 1:
+            latency = (now - requests[0][0]) * 1000.0
+            spans = None
+        else:
+            latency = 0.0
+            spans = [(rows, (now - t0) * 1000.0) for t0, rows in requests]
+        entry = _Entry(
+            model,
+            int(version),
+            time.time_ns() // 1000,
+            columns,
+            np.asarray(prediction.labels),
+            np.asarray(prediction.scores),
+            ids,
+            latency,
+            spans=spans,
+        )
+        if len(entry.labels) != entry.rows or sum(r for _, r in requests) != entry.rows:
+            raise InvalidInputError(
+                f"{sum(r for _, r in requests)} request rows and {len(entry.labels)} "
+                f"predictions for {entry.rows} ids",
+                where={"model": model},
+                hint="Pass one id per scored row",
+            )
+        if self.fsync == "always" or self._closed:
+            return self._submit(entry)
+        self._write_entries([entry])
+        return None
+
     def _write_tick(self) -> None:
         tick, self._tick = self._tick, None
         if tick is None:
@@ -391,17 +449,21 @@ class PredictionLogger:
                 if self.fsync == "interval" and now >= next_fsync:
                     with self._io:  # fsync a duplicate: appends go on meanwhile
                         fd = self._writer.fsync_handle()
+                        folder_due = self._writer.folder_due()
                     if fd >= 0:
                         try:
                             os.fsync(fd)
                         finally:
                             os.close(fd)
+                    if folder_due:  # a segment created since: its name too
+                        spool.fsync_folder(self.spool_dir)
                     next_fsync = now + self.fsync_seconds
                 with self._io:
                     old = self._writer.age >= self.seal_seconds
                     due = self._writer.size and (stopping or seals or old)
-                    sealed = self._writer.seal() if due else None
-                if sealed is not None:
+                    detached = self._writer.detach() if due else None
+                if detached is not None:  # fsynced and renamed while appends go on
+                    spool.finish_seal(*detached)
                     self._compact_wake.set()
             except OSError:
                 log.exception("prediction log spool fsync/seal failed")
@@ -630,7 +692,7 @@ def _encode(group: list[_Entry]) -> bytes:
             "text": text,
             "ids": list(chain.from_iterable(e.ids for e in group)),
             "labels": [str(v) for v in labels.tolist()],
-            "entries": [[e.ts_us, e.rows, e.latency_ms, e.source, e.input_file] for e in group],
+            "entries": [r for e in group for r in e.requests()],
         }
     )
     return b"".join(
@@ -856,6 +918,14 @@ def _bad_source(source: object) -> InvalidInputError:
     )
 
 
+def _row_latencies(entries: Sequence[_Entry], counts: np.ndarray) -> np.ndarray:
+    """Each row's latency (an entry of one model call has one per request)."""
+    if all(e.spans is None for e in entries):
+        return np.repeat(np.fromiter((e.latency_ms for e in entries), np.float64), counts)
+    per = [r for e in entries for r in e.requests()]
+    return np.repeat(np.array([r[2] for r in per], dtype=np.float64), np.array([r[1] for r in per]))
+
+
 def build_table(entries: Sequence[_Entry]) -> pa.Table:
     """One Arrow table for entries of the same model version (same features)."""
     counts = np.fromiter((e.rows for e in entries), dtype=np.int64, count=len(entries))
@@ -876,10 +946,7 @@ def build_table(entries: Sequence[_Entry]) -> pa.Table:
             np.repeat(np.fromiter((e.version for e in entries), dtype=np.int64), counts),
             pa.int64(),
         ),
-        "latency_ms": pa.array(
-            np.repeat(np.fromiter((e.latency_ms for e in entries), dtype=np.float64), counts),
-            pa.float64(),
-        ),
+        "latency_ms": pa.array(_row_latencies(entries, counts), pa.float64()),
         "source": pa.array(
             np.repeat(np.array([e.source for e in entries], dtype=object), counts), pa.string()
         ),

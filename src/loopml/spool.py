@@ -114,6 +114,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_folder(folder: Path) -> None:
+    """fsync a folder (so the names created in it survive a machine crash)."""
+    _fsync_dir(folder)
+
+
 def mark_done(segment: Path) -> None:
     """Record that ``segment`` is durably written elsewhere, then remove it and the marker."""
     marker = segment.with_suffix(DONE)
@@ -189,6 +194,7 @@ class SegmentWriter:
         self._size = 0
         self._opened = 0.0
         self._dirty = False
+        self._dir_dirty = False  # a segment was created since the folder was last fsynced
         self._seq = 0
 
     @property
@@ -205,7 +211,9 @@ class SegmentWriter:
         name = f"{stamp}-{os.getpid()}-{os.urandom(4).hex()}-{self._seq:06d}{OPEN}"
         self._path = self.folder / name
         self._fd = os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o644)
-        _fsync_dir(self.folder)
+        # the folder's fsync (the new name) goes with the next data fsync (fsync(), or the
+        # logger's periodic one in its thread), not here: this runs in the server's loop
+        self._dir_dirty = True
         self._size = 0
         self._opened = time.monotonic()
 
@@ -230,6 +238,18 @@ class SegmentWriter:
         if self._fd >= 0 and self._dirty:
             os.fsync(self._fd)
             self._dirty = False
+        self.sync_folder()
+
+    def folder_due(self) -> bool:
+        """Whether a segment was created since the folder was last fsynced (cleared: the
+        caller fsyncs it, see :func:`sync_folder`)."""
+        due = self._dir_dirty
+        self._dir_dirty = False
+        return due
+
+    def sync_folder(self) -> None:
+        if self.folder_due():
+            _fsync_dir(self.folder)
 
     def fsync_handle(self) -> int:
         """A duplicate of the open segment's descriptor when it holds unsynced writes (the
@@ -241,15 +261,31 @@ class SegmentWriter:
 
     def seal(self) -> Path | None:
         """Close the open segment (fsynced) as ``<id>.seg``; None when none is open."""
+        detached = self.detach()
+        return None if detached is None else finish_seal(*detached)
+
+    def detach(self) -> tuple[int, Path, Path] | None:
+        """Hand over the open segment to be sealed by :func:`finish_seal` (outside the
+        writers' lock: the next write opens a new segment meanwhile); None when none is
+        open. Returns (descriptor, path, folder)."""
         if self._fd < 0 or self._path is None:
             return None
-        os.fsync(self._fd)
-        os.close(self._fd)
+        detached = (self._fd, self._path, self.folder)
         self._fd = -1
         self._dirty = False
-        sealed = self._path.with_suffix(SEALED)
-        self._path.rename(sealed)
-        _fsync_dir(self.folder)
+        self._dir_dirty = False  # finish_seal fsyncs the folder
         self._path = None
         self._size = 0
-        return sealed
+        return detached
+
+
+def finish_seal(fd: int, path: Path, folder: Path) -> Path:
+    """fsync and close a detached open segment, rename it ``<id>.seg``, fsync the folder."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    sealed = path.with_suffix(SEALED)
+    path.rename(sealed)
+    _fsync_dir(folder)
+    return sealed

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
-import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +44,7 @@ from loopml.registry.bundle import Prediction
 from loopml.registry.signature import CheckedColumns, Columns
 from loopml.serve.events import log
 from loopml.serve.feedback import feedback_endpoint
+from loopml.serve.gcpolicy import GcPolicy
 from loopml.serve.http import (
     JSON,
     NOSNIFF,
@@ -68,6 +67,7 @@ from loopml.serve.http import (
 )
 from loopml.serve.metrics import CONTENT_TYPE, Metrics
 from loopml.serve.openapi import DOCS_HEADERS, build_openapi, docs_page
+from loopml.serve.records import RowBlock
 from loopml.serve.runtime import ModelRuntime, ModelSet, resolve_models
 from loopml.serve.security import allowed_hosts as host_allow_list
 from loopml.serve.security import is_json_type, resolve_token, split_hosts
@@ -90,36 +90,6 @@ def _version() -> str:
         return package_version("loopml")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0"
-
-
-class _IdSource:
-    """Prediction ids: 32 hex characters, a random 64-bit prefix drawn once per process
-    (again after a fork: each worker draws its own) and a 64-bit counter starting at a
-    random point. Unique without a system call per row (``os.urandom`` per id cost a few
-    microseconds a request); two processes collide only if their prefixes do (2^-64)."""
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
-        self._counter = itertools.count()
-
-    def take(self, n: int) -> list[str]:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._prefix = os.urandom(8).hex()
-            self._counter = itertools.count(int.from_bytes(os.urandom(4), "big") << 16)
-            self._pid = pid
-        prefix = self._prefix
-        counter = self._counter  # next() on itertools.count is atomic (threads)
-        return [f"{prefix}{next(counter):016x}" for _ in range(n)]
-
-
-_ids = _IdSource()
-
-
-def new_prediction_ids(n: int) -> list[str]:
-    """``n`` unique prediction ids as 32 hex characters (see :class:`_IdSource`)."""
-    return _ids.take(n)
 
 
 def split_ref(text: str) -> tuple[str, str | None]:
@@ -173,6 +143,7 @@ class ModelServer:
         worker: int = 0,
         grpc_port: int | None = None,
         grpc_reuse_port: bool = False,
+        tune_gc: bool = False,
     ) -> None:
         settings = ws.settings
         max_rows = settings.serve_max_rows if max_rows is None else max_rows
@@ -220,6 +191,9 @@ class ModelServer:
         self.grpc_reuse_port = bool(grpc_reuse_port)  # every worker binds the same port
         self.grpc_handle: Any = None  # the running gRPC server (loopml.serve.grpc_server)
         self.metrics = Metrics()
+        # the garbage collector's settings, in a process the server owns (serve/gcpolicy.py)
+        self.gc = GcPolicy(tune_gc)
+        self._retired_seen = 0
         self.models: ModelSet | None = None
         self.logger: PredictionLogger | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -287,6 +261,7 @@ class ModelServer:
                 metrics=self.metrics,
                 max_batch=self.max_batch,
                 max_wait_ms=self.max_wait_ms,
+                log=lambda: self.logger,
             )
             await models.load_all()
         except BaseException as exc:
@@ -299,6 +274,7 @@ class ModelServer:
         self.models = models
         if self.log_predictions:
             self.logger = self._new_logger()
+        self.gc.start()  # after loading: what is alive now is never walked again
         reloader = (
             loop.create_task(self._reload_loop(), name="loopml-reload")
             if self.reload_interval > 0
@@ -329,6 +305,7 @@ class ModelServer:
             if self.logger is not None:
                 await loop.run_in_executor(None, self.logger.close)
             executor.shutdown(wait=True)
+            self.gc.stop()
 
     def _new_logger(self) -> PredictionLogger:
         settings = self.ws.settings
@@ -352,6 +329,13 @@ class ModelServer:
                 await self.models.reload_all()
             except Exception:  # the loop must survive anything
                 log.exception("event=reload_pass_failed")
+            self._note_swaps()
+
+    def _note_swaps(self) -> None:
+        """A version was retired since the last look: the GC policy refreezes later."""
+        if self.models is not None and self.models.retired != self._retired_seen:
+            self._retired_seen = self.models.retired
+            self.gc.swapped()
 
     def _models(self) -> ModelSet:
         if self.models is None:
@@ -412,37 +396,48 @@ class ModelServer:
         if runtime is None:
             runtime = self._runtime(name, version, endpoint, start, key)
         vtext = runtime.version_text
+        checked: CheckedColumns | None = None
         try:
-            checked = self._check(runtime, rows)
-            n = checked.rows
+            reader = runtime.reader
+            block = (
+                reader.read(rows)
+                if reader is not None and type(rows) is list and len(rows) <= self.max_rows
+                else None
+            )
+            if block is not None:  # the plain case: every value a number, nothing to flag
+                columns: Columns | RowBlock = block
+                n = len(block)
+            else:  # the general reader: anything else, and every error
+                checked = self._check(runtime, rows)
+                columns = checked.columns
+                n = checked.rows
             batcher = runtime.batcher
             queued = batcher.queued_rows
             if queued and queued + n > self.queue_rows:
                 self.metrics.rejected.inc(runtime.labels)
                 raise overloaded(name, vtext, queued, self.queue_rows, self.retry_after)
-            pred = await batcher.submit(checked.columns, n)
+            # predicted with concurrent requests, given ids and spooled to the prediction
+            # log (one record per model call) before this returns
+            pred, ids = await batcher.submit_ids(columns, n, start)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 self._count_error(name, vtext, endpoint, exc, start)
             raise
-        ids = new_prediction_ids(n)
-        unknown = checked.unknown_fields() if checked.any_flagged else None
-        latency = perf_counter() - start
-        if self.logger is not None:
-            await self._log(runtime, checked.columns, pred, ids, latency * 1000.0, key)
+        flagged = checked is not None and checked.any_flagged
+        unknown = checked.unknown_fields() if checked is not None and flagged else None
         self._count(name, vtext, endpoint, 200, start)
         if version is None and self.models is not None:
             shadow = self.models.shadow(name)
             if shadow is not None and shadow is not runtime:
                 task = asyncio.get_running_loop().create_task(
-                    self._shadow(name, shadow, checked.columns, n, key)
+                    self._shadow(name, shadow, columns, n, key)
                 )
                 self._shadow_tasks.add(task)
                 task.add_done_callback(self._shadow_tasks.discard)
         return InferResult(runtime, pred, ids, unknown)
 
     async def _shadow(
-        self, name: str, shadow: ModelRuntime, columns: Columns, n: int, key: str | None
+        self, name: str, shadow: ModelRuntime, columns: Columns | RowBlock, n: int, key: str | None
     ) -> None:
         """Score an answered request on the shadow version and log it; never raises, never
         delays or changes the answer (a full shadow queue skips the request, counted)."""
@@ -453,10 +448,7 @@ class ModelServer:
             if batcher.queued_rows + n > self.queue_rows:
                 self.metrics.rejected.inc(shadow.labels)
                 return
-            pred = await batcher.submit(columns, n)
-            if self.logger is not None:
-                ids = new_prediction_ids(n)
-                await self._log(shadow, columns, pred, ids, (perf_counter() - start) * 1e3, key)
+            await batcher.submit_ids(columns, n, start)  # logged with ids of its own
             self._count(name, vtext, "shadow", 200, start)
         except Exception as exc:  # the shadow's failures never touch the answer
             self._count_error(name, vtext, "shadow", exc, start)
@@ -476,21 +468,6 @@ class ModelServer:
         if checked.rows > self.max_rows:
             raise too_many_rows(checked.rows, self.max_rows, "inputs")
         return checked
-
-    async def _log(
-        self,
-        runtime: ModelRuntime,
-        columns: Columns,
-        pred: Prediction,
-        ids: list[str],
-        latency_ms: float,
-        key: str | None,
-    ) -> None:
-        if self.logger is not None:  # spooled before the answer (group commit per tick)
-            loaded = runtime.loaded
-            await self.logger.append(
-                loaded.name, loaded.version, columns, pred, ids, latency_ms, key=key
-            )
 
     # -- v1 ---------------------------------------------------------------------------------
 
@@ -638,6 +615,7 @@ class ModelServer:
             body["deployment_changed"] = await models.reload_deployment(name, strict=True)
             rollout = models.rollouts.get(name)
             body["deployment"] = None if rollout is None else rollout.deployment.to_dict()
+        self._note_swaps()
         return json_response(body)
 
     async def v1_models(self, request: Request) -> Response:
@@ -874,6 +852,7 @@ def create_app(
     worker: int = 0,
     grpc_port: int | None = None,
     grpc_reuse_port: bool = False,
+    tune_gc: bool = False,
 ) -> Starlette:
     """The ASGI app serving ``models`` (served name -> ``NAME[@VERSION|@ALIAS]``, or a list
     of them: each version is addressable under the one name, the first is its default).
@@ -888,7 +867,9 @@ def create_app(
     ``serve_max_body_bytes``); ``queue_rows`` the rows waiting per model version before a
     request gets 503 with ``Retry-After: retry_after`` (``serve_queue_rows``,
     ``serve_retry_after``). ``grpc_port`` (default ``serve_grpc_port``; 0: off) also serves
-    the Open Inference Protocol over gRPC. The server object is at ``app.state.server``.
+    the Open Inference Protocol over gRPC. ``tune_gc`` sets the garbage collector for
+    serving (:mod:`loopml.serve.gcpolicy`: process-wide, so only for a process the server
+    owns, as ``loopml serve``'s). The server object is at ``app.state.server``.
     """
     server = ModelServer(
         ws,
@@ -908,6 +889,7 @@ def create_app(
         worker=worker,
         grpc_port=grpc_port,
         grpc_reuse_port=grpc_reuse_port,
+        tune_gc=tune_gc,
     )
     app = ServerApp(
         routes=server.routes(),

@@ -34,29 +34,44 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from concurrent.futures import Future as ThreadFuture
 from time import perf_counter
 
 import numpy as np
 
 from loopml.registry.bundle import Prediction
 from loopml.registry.signature import BlockColumns, Columns
+from loopml.serve.records import RowBlock, as_columns
 
 log = logging.getLogger("loopml.serve.batching")
 
 PredictFn = Callable[[Columns], Prediction]
+#: ``n`` -> n new prediction ids
+IdsFn = Callable[[int], list[str]]
+#: called in the event loop after each successful model call, before any of its requests is
+#: answered: (the call's columns, its prediction, its ids, per request (arrival, rows)).
+#: It returns None when it is done (the prediction log spooled the rows), or a future the
+#: answers wait for (the log's fsync in its writer thread).
+AnsweredFn = Callable[
+    [Columns, Prediction, list[str], Sequence[tuple[float, int]]], "ThreadFuture[None] | None"
+]
 INLINE_BELOW_S = 1e-3  # predict in the event loop while a call takes less than this
 TIMING_WINDOW = 9  # calls whose median decides inline or thread
+Answer = tuple[Prediction, list[str]]  # a request's rows predicted, and their ids
 
 
-@dataclass
 class _Item:
-    columns: Columns
-    rows: int
-    future: asyncio.Future[Prediction]
-    arrived: float
+    __slots__ = ("arrived", "columns", "future", "rows", "settled", "t0")
+
+    def __init__(self, columns: Rows, rows: int, future: asyncio.Future[Answer], t0: float) -> None:
+        self.columns = columns
+        self.rows = rows
+        self.future = future
+        self.arrived = 0.0  # loop time it reached the worker queue (the max_wait deadline)
+        self.t0 = t0  # perf_counter when the request arrived (the logged latency)
+        self.settled = False  # answered or failed (its rows left queued_rows)
 
 
 def slice_prediction(pred: Prediction, start: int, stop: int) -> Prediction:
@@ -81,22 +96,34 @@ def join_predictions(parts: list[Prediction]) -> Prediction:
     return Prediction(labels, proba, first.classes, positive_index=first.positive_index)
 
 
-def slice_columns(columns: Mapping[str, np.ndarray], start: int, stop: int) -> Columns:
+Rows = Columns | RowBlock  # what a request submits (RowBlock: the records reader's block)
+
+
+def slice_columns(columns: Mapping[str, np.ndarray] | RowBlock, start: int, stop: int) -> Rows:
+    if isinstance(columns, RowBlock):
+        return RowBlock(columns.block[start:stop], columns.names)
     if isinstance(columns, BlockColumns):
         return columns.rows(start, stop)
     return {name: values[start:stop] for name, values in columns.items()}
 
 
-def concat_columns(parts: list[Columns]) -> Columns:
+def concat_columns(parts: Sequence[Rows]) -> Columns:
+    """One call's :data:`Columns` from its requests' rows, in order: numeric blocks of the
+    same features with one concatenation (not one per feature)."""
     if len(parts) == 1:
-        return parts[0]
-    joined = BlockColumns.join(parts)  # numeric rows: one concatenation, not one per feature
-    if joined is not None:
-        return joined
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        return as_columns(parts[0])
+    first = parts[0]
+    if isinstance(first, RowBlock | BlockColumns):
+        names = first.names
+        if all(isinstance(p, RowBlock | BlockColumns) and p.names == names for p in parts):
+            return BlockColumns(np.concatenate([p.block for p in parts]), names)  # type: ignore[union-attr]
+    cols = [as_columns(p) for p in parts]
+    return {name: np.concatenate([p[name] for p in cols]) for name in cols[0]}
 
 
-def columns_rows(columns: Mapping[str, np.ndarray]) -> int:
+def columns_rows(columns: Mapping[str, np.ndarray] | RowBlock) -> int:
+    if isinstance(columns, RowBlock):
+        return len(columns)
     for values in columns.values():
         return len(values)
     return 0
@@ -109,6 +136,11 @@ class MicroBatcher:
     in the event loop (see the module docstring); ``on_batch(rows, requests)`` is called
     after each call. ``queued_rows`` counts rows submitted and not yet answered (admission
     control reads it).
+
+    ``ids`` gives each call's rows their prediction ids (one call per model call, not per
+    request), and ``answered`` (see :data:`AnsweredFn`) sees every call's rows before any of
+    its requests is answered: the server spools the prediction log there, one record per
+    call, so a request waits for one thing (its call) and never for a separate log write.
     """
 
     def __init__(
@@ -121,8 +153,12 @@ class MicroBatcher:
         on_batch: Callable[[int, int], None] | None = None,
         inline: bool = True,
         inline_below_s: float = INLINE_BELOW_S,
+        ids: IdsFn | None = None,
+        answered: AnsweredFn | None = None,
     ) -> None:
         self._predict = predict
+        self._ids = ids
+        self._answered = answered
         self._executor = executor
         self.max_batch = max(1, int(max_batch))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
@@ -171,40 +207,66 @@ class MicroBatcher:
 
     # -- submitting -------------------------------------------------------------------------
 
-    async def submit(self, columns: Columns, rows: int | None = None) -> Prediction:
+    async def submit(self, columns: Rows, rows: int | None = None) -> Prediction:
         """Predict ``columns`` (already validated), batched with whatever else is waiting;
         more than ``max_batch`` rows go as several chunks, answered in order."""
-        n = columns_rows(columns) if rows is None else rows
-        self.queued_rows += n
-        try:
-            if n <= self.max_batch:
-                return await self._submit_one(columns, n)
-            chunks = [
-                self._submit_one(slice_columns(columns, i, min(i + self.max_batch, n)), None)
-                for i in range(0, n, self.max_batch)
-            ]
-            return join_predictions(list(await asyncio.gather(*chunks)))
-        finally:
-            self.queued_rows -= n
+        pred, _ = await self.submit_ids(columns, rows)
+        return pred
 
-    async def _submit_one(self, columns: Columns, rows: int | None) -> Prediction:
+    def submit_ids(
+        self, columns: Rows, rows: int | None = None, t0: float | None = None
+    ) -> Awaitable[Answer]:
+        """:meth:`submit`, answering the prediction and its rows' ids (empty without an
+        ``ids`` source); ``t0`` is when the request arrived (``perf_counter``; the latency
+        ``answered`` sees). A request of at most ``max_batch`` rows gets the future of its
+        call itself (no coroutine in between: the hot path awaits one thing)."""
+        n = columns_rows(columns) if rows is None else rows
+        start = perf_counter() if t0 is None else t0
+        if n <= self.max_batch and not self._closing:
+            return self._enqueue(columns, n, start)
+        return self._submit_chunks(columns, n, start)
+
+    async def _submit_chunks(self, columns: Rows, n: int, t0: float) -> Answer:
+        if n <= self.max_batch:  # closing: a request that picked this model before a swap
+            return await self._alone(columns, n, t0)
+        parts = [
+            self._alone(slice_columns(columns, i, min(i + self.max_batch, n)), None, t0)
+            if self._closing
+            else self._enqueue(slice_columns(columns, i, min(i + self.max_batch, n)), None, t0)
+            for i in range(0, n, self.max_batch)
+        ]
+        answers = list(await asyncio.gather(*parts))
+        ids = [i for _, chunk_ids in answers for i in chunk_ids]
+        return join_predictions([p for p, _ in answers]), ids
+
+    async def _alone(self, columns: Rows, rows: int | None, t0: float) -> Answer:
+        """Predict on its own, now (the batcher is closing after a hot swap)."""
         loop = asyncio.get_running_loop()
         n = columns_rows(columns) if rows is None else rows
-        if self._closing:
-            # a request that picked this model just before a hot swap: predict on its own
-            return await self._call(loop, columns)
+        item = _Item(columns, n, loop.create_future(), t0)
+        self.queued_rows += n
+        try:
+            await self._run_batch(loop, [item], n)
+        finally:  # cancelled meanwhile: its rows leave the queue all the same
+            self._fail(item, asyncio.CancelledError())
+        return await item.future
+
+    def _enqueue(self, columns: Rows, rows: int | None, t0: float) -> asyncio.Future[Answer]:
+        loop = asyncio.get_running_loop()
+        n = columns_rows(columns) if rows is None else rows
+        future: asyncio.Future[Answer] = loop.create_future()
+        item = _Item(columns, n, future, t0)
+        self.queued_rows += n
         if not self._busy and self._inline and self.call_seconds < self._inline_below:
             # fast: predict at the end of this event-loop tick, in the loop, together with
             # every request that reaches this point in the same tick (see _flush_tick)
-            future: asyncio.Future[Prediction] = loop.create_future()
-            self._tick.append(_Item(columns, n, future, 0.0))
+            self._tick.append(item)
             if not self._tick_scheduled:
                 self._tick_scheduled = True
                 loop.call_soon(self._flush_tick)
-            return await future
-        future = loop.create_future()
-        self._hand_to_worker([_Item(columns, n, future, 0.0)])
-        return await future
+            return future
+        self._hand_to_worker([item])
+        return future
 
     def _flush_tick(self) -> None:
         """Predict the requests that arrived in the last tick, inline, in one call of at
@@ -240,7 +302,7 @@ class MicroBatcher:
         except Exception as exc:  # a bug here must not leave requests waiting forever
             log.exception("micro-batch failed")
             for item in batch:
-                _fail(item, exc)
+                self._fail(item, exc)
 
     def _hand_to_worker(self, items: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
@@ -260,41 +322,101 @@ class MicroBatcher:
         self._observe(seconds)
         return pred
 
+    def _live(self, batch: list[_Item]) -> tuple[list[_Item], int]:
+        """The items whose request still waits (one whose client went away is cancelled:
+        neither predicted nor logged), and their rows."""
+        live: list[_Item] = []
+        rows = 0
+        for item in batch:
+            if item.future.done():
+                self._fail(item, asyncio.CancelledError())
+            else:
+                live.append(item)
+                rows += item.rows
+        return live, rows
+
     def _predict_inline(self, batch: list[_Item], rows: int) -> None:
+        if any(item.future.done() for item in batch):
+            batch, rows = self._live(batch)
+            if not batch:
+                return
         try:
             columns = concat_columns([item.columns for item in batch])
             pred = self._inline_call(columns)
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch[0], exc)
+                self._fail(batch[0], exc)
                 return
             log.warning(
                 "batch of %d requests failed (%s); predicting them one by one", len(batch), exc
             )
             for item in batch:
+                alone = as_columns(item.columns)
                 try:
-                    one = self._inline_call(item.columns)
+                    one = self._inline_call(alone)
                 except Exception as item_exc:
-                    _fail(item, item_exc)
+                    self._fail(item, item_exc)
                 else:
-                    if not item.future.done():
-                        item.future.set_result(one)
+                    self._deliver([item], alone, item.rows, one)
             return
-        self._answer(batch, rows, pred)
+        self._answer(batch, columns, rows, pred)
 
-    def _answer(self, batch: list[_Item], rows: int, pred: Prediction) -> None:
+    def _answer(self, batch: list[_Item], columns: Columns, rows: int, pred: Prediction) -> None:
         if self._on_batch is not None:
             self._on_batch(rows, len(batch))
+        self._deliver(batch, columns, rows, pred)
+
+    def _deliver(self, batch: list[_Item], columns: Columns, rows: int, pred: Prediction) -> None:
+        """Give the call's rows their ids, show them to ``answered`` (the prediction log),
+        then answer each request its own rows (once ``answered``'s future is done, if it
+        returned one). A failing ``answered`` fails the call's requests: nothing is answered
+        that was not logged."""
+        try:
+            ids = self._ids(rows) if self._ids is not None else []
+            wait = None
+            if self._answered is not None:
+                wait = self._answered(columns, pred, ids, [(i.t0, i.rows) for i in batch])
+        except Exception as exc:
+            log.exception("prediction log hand-over failed")
+            for item in batch:
+                self._fail(item, exc)
+            return
+        if wait is None:
+            self._resolve(batch, pred, ids)
+            return
+        loop = asyncio.get_running_loop()
+
+        def done(_: ThreadFuture[None]) -> None:
+            loop.call_soon_threadsafe(self._resolve, batch, pred, ids)
+
+        wait.add_done_callback(done)
+
+    def _resolve(self, batch: list[_Item], pred: Prediction, ids: list[str]) -> None:
         if len(batch) == 1:
-            if not batch[0].future.done():
-                batch[0].future.set_result(pred)
+            item = batch[0]
+            if not item.settled:
+                item.settled = True
+                self.queued_rows -= item.rows
+                if not item.future.done():  # not cancelled (a client that went away)
+                    item.future.set_result((pred, ids))
             return
         start = 0
         for item in batch:
             stop = start + item.rows
-            if not item.future.done():
-                item.future.set_result(slice_prediction(pred, start, stop))
+            if not item.settled:
+                item.settled = True
+                self.queued_rows -= item.rows
+                if not item.future.done():
+                    item.future.set_result((slice_prediction(pred, start, stop), ids[start:stop]))
             start = stop
+
+    def _fail(self, item: _Item, exc: BaseException) -> None:
+        if item.settled:
+            return
+        item.settled = True
+        self.queued_rows -= item.rows
+        if not item.future.done():
+            item.future.set_exception(exc)
 
     def _take(self, batch: list[_Item], rows: int) -> int:
         """Move waiting items into ``batch`` while they fit in ``max_batch`` rows."""
@@ -347,7 +469,7 @@ class MicroBatcher:
             except Exception as exc:  # a bug here must not leave requests waiting forever
                 log.exception("micro-batch failed")
                 for item in batch:
-                    _fail(item, exc)
+                    self._fail(item, exc)
             finally:
                 self._busy = False
             if self._inline and self.call_seconds < self._inline_below:
@@ -356,12 +478,16 @@ class MicroBatcher:
     async def _run_batch(
         self, loop: asyncio.AbstractEventLoop, batch: list[_Item], rows: int
     ) -> None:
+        if any(item.future.done() for item in batch):
+            batch, rows = self._live(batch)
+            if not batch:
+                return
         try:
             columns = concat_columns([item.columns for item in batch])
             pred = await self._call(loop, columns)
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch[0], exc)
+                self._fail(batch[0], exc)
                 return
             # One request's rows may be what breaks the model: predict each on its own so
             # that only that request fails.
@@ -369,15 +495,15 @@ class MicroBatcher:
                 "batch of %d requests failed (%s); predicting them one by one", len(batch), exc
             )
             for item in batch:
+                alone = as_columns(item.columns)
                 try:
-                    one = await self._call(loop, item.columns)
+                    one = await self._call(loop, alone)
                 except Exception as item_exc:
-                    _fail(item, item_exc)
+                    self._fail(item, item_exc)
                 else:
-                    if not item.future.done():
-                        item.future.set_result(one)
+                    self._deliver([item], alone, item.rows, one)
             return
-        self._answer(batch, rows, pred)
+        self._answer(batch, columns, rows, pred)
 
     async def aclose(self) -> None:
         """Finish what is queued, then stop the worker; later submits predict directly."""
@@ -391,8 +517,3 @@ class MicroBatcher:
                 await self._task
             except asyncio.CancelledError:
                 pass
-
-
-def _fail(item: _Item, exc: BaseException) -> None:
-    if not item.future.done():
-        item.future.set_exception(exc)

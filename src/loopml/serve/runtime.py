@@ -26,9 +26,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
+from concurrent.futures import Future as ThreadFuture
 from functools import partial
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ from loopml.registry.deployments import get_deployment
 from loopml.registry.signature import Columns
 from loopml.serve.batching import MicroBatcher
 from loopml.serve.events import log_event
+from loopml.serve.ids import new_prediction_ids
 from loopml.serve.metrics import Metrics
+from loopml.serve.records import compile_reader
 from loopml.serve.rollout import Router
 from loopml.stores.records import Deployment
 from loopml.utils import shorten
@@ -188,6 +191,20 @@ def native_columns(
     return predict
 
 
+class PredictionSink(Protocol):
+    """Where a runtime spools what it answers (:class:`loopml.predictions.PredictionLogger`)."""
+
+    def log_call(
+        self,
+        model: str,
+        version: int,
+        columns: Columns,
+        prediction: Prediction,
+        ids: Sequence[str],
+        requests: Sequence[tuple[float, int]],
+    ) -> ThreadFuture[None] | None: ...
+
+
 class ModelRuntime:
     """One loaded version with its batcher and what the hot path precomputes at load."""
 
@@ -200,6 +217,7 @@ class ModelRuntime:
         *,
         max_batch: int,
         max_wait_ms: float,
+        log: Callable[[], PredictionSink | None] | None = None,
     ) -> None:
         self.loaded = loaded
         self.served_name = served_name
@@ -216,6 +234,8 @@ class ModelRuntime:
         self.numeric = [f.name for f in self.signature.inputs if f.kind == NUMERIC]
         self.numeric_only = len(self.numeric) == len(self.signature.inputs)
         self.predict_columns, self.predictor_kind = columns_predictor(loaded)
+        # the plain case of numeric records, read without the general reader (records.py)
+        self.reader = compile_reader(self.signature)
         # metric label tuples, built once
         self.labels = (served_name, self.version_text)
         batch_hist = metrics.batch_rows
@@ -226,12 +246,29 @@ class ModelRuntime:
             batch_hist.observe(labels, rows)
             req_hist.observe(labels, requests)
 
+        model, version = loaded.name, loaded.version
+
+        def answered(
+            columns: Columns,
+            pred: Prediction,
+            ids: list[str],
+            requests: Sequence[tuple[float, int]],
+        ) -> ThreadFuture[None] | None:
+            sink = log() if log is not None else None
+            if sink is None:  # the server logs no predictions
+                return None
+            return sink.log_call(model, version, columns, pred, ids, requests)
+
+        # every model call gets its ids and is spooled to the prediction log before its
+        # requests are answered (one record per call; see MicroBatcher)
         self.batcher = MicroBatcher(
             self.predict_columns,
             executor,
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
             on_batch=on_batch,
+            ids=new_prediction_ids,
+            answered=answered,
         )
 
 
@@ -360,9 +397,11 @@ class ModelSet:
         metrics: Metrics,
         max_batch: int,
         max_wait_ms: float,
+        log: Callable[[], PredictionSink | None] | None = None,
     ) -> None:
         self.ws = ws
         self.auto = auto
+        self.log = log  # the server's prediction log, looked up per call (None: no log)
         self.executor = executor
         self.metrics = metrics
         self.max_batch = max_batch
@@ -373,6 +412,7 @@ class ModelSet:
         self._skipped: dict[str, str] = {}  # auto mode: new models that failed to load
         self.rollouts: dict[str, Rollout] = {}  # served name -> its deployment, when stored
         self._refused_deployments: dict[str, int] = {}  # name -> revision that failed
+        self.retired = 0  # versions whose batchers were closed by a swap (GcPolicy reads it)
 
     def entries(self) -> Iterator[ServedModel]:
         for group in list(self.served.values()):
@@ -455,6 +495,7 @@ class ModelSet:
             served.name,
             max_batch=self.max_batch,
             max_wait_ms=self.max_wait_ms,
+            log=self.log,
         )
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -561,6 +602,7 @@ class ModelSet:
         for runtime in runtimes:
             if id(runtime) not in held:
                 await runtime.batcher.aclose()
+                self.retired += 1
 
     async def reload(
         self, served: ServedModel, *, retry_refused: bool = False
@@ -600,6 +642,7 @@ class ModelSet:
             )
             if old is not None:
                 await old.batcher.aclose()  # requests already queued finish on the old one
+                self.retired += 1
             return previous, loaded.version
 
     def _refuse(

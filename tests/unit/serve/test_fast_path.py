@@ -19,8 +19,8 @@ import pytest
 from loopml.registry.compiled import CompiledModel, compile_bundle, fuse_numeric_inputs
 from loopml.registry.onnx_graph import OUTPUT
 from loopml.registry.signature import BlockColumns, Columns
-from loopml.serve.app import new_prediction_ids
 from loopml.serve.batching import MicroBatcher, concat_columns, slice_columns
+from loopml.serve.ids import new_prediction_ids
 
 from .test_batching_correctness import Model, cols
 from .test_serve_app import cancer_bundle, pets_bundle, records

@@ -94,9 +94,11 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(
     served_ws: tuple[Workspace, Any],
 ) -> None:
     ws, x = served_ws
-    proc, url, lines = _start(ws, "-m", "cancer")
+    # 4000 rows in calls of 2: 2000 model calls a request, so they are still in flight when
+    # the signal comes (the hot path is fast enough that calls of 64 were all done by then)
+    proc, url, lines = _start(ws, "-m", "cancer", "--max-batch", "2")
     try:
-        big = orjson.dumps({"instances": records(x, 500) * 8})  # 4000 rows: ~63 model calls
+        big = orjson.dumps({"instances": records(x, 500) * 8})
         headers = {"content-type": "application/json"}
         results: list[Any] = []
         done: list[float] = []

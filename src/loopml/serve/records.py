@@ -1,0 +1,110 @@
+"""The hot path's reader of JSON records, compiled once per model version.
+
+For a model whose features are all numeric, the records of a V1 request are read here
+without the general reader (:meth:`loopml.registry.signature.Signature.check_records_columns`)
+when they are the common, valid case: every record an object with exactly the model's
+features, every value a plain JSON number (``int`` or ``float``, not ``bool``), none beyond
+float32. The values are taken with one ``itemgetter`` per record (in signature order) into
+one row-major float64 block, the same numbers the general reader makes of them (it builds
+its block from the same flat list with the same ``np.array`` call). Anything else (a missing
+or extra field, text, ``null``, ``true``, a number beyond float32, a non-object) answers
+None and the request goes through the general reader, which names the row, the field and
+the reason: the errors are the general reader's, always.
+
+The rows stay a :class:`RowBlock` (a block and its feature names, not yet a mapping) until
+the micro-batcher joins a call's requests into one
+:class:`~loopml.registry.signature.BlockColumns`: a request never builds the per-feature
+views of its own block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from loopml.kinds import NUMERIC
+from loopml.project.features import UNKNOWN_POLICIES
+from loopml.registry.limits import FLOAT32_MAX
+from loopml.registry.signature import BlockColumns, Columns, Signature
+
+_PLAIN = frozenset((float, int))
+
+
+class RowBlock:
+    """Validated numeric rows: a row-major float64 ``block`` (``block[:, j]`` is feature
+    ``names[j]``), before it becomes :class:`BlockColumns` (:meth:`columns`)."""
+
+    __slots__ = ("block", "names")
+
+    def __init__(self, block: np.ndarray, names: tuple[str, ...]) -> None:
+        self.block = block
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.block)
+
+    def columns(self) -> BlockColumns:
+        return BlockColumns(self.block, self.names)
+
+
+def as_columns(columns: Columns | RowBlock) -> Columns:
+    """``columns`` as :data:`Columns` (a :class:`RowBlock` becomes BlockColumns)."""
+    return columns.columns() if isinstance(columns, RowBlock) else columns
+
+
+class NumericRecords:
+    """Reads the plain case of a numeric model's records into a :class:`RowBlock` (module
+    docstring); :meth:`read` answers None for anything else."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.names: tuple[str, ...] = tuple(signature.names)
+        self.name_set = frozenset(self.names)
+        self.width = len(self.names)
+        one = self.names[0] if self.width == 1 else None
+        self._get: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            (lambda rec: (rec[one],)) if one is not None else itemgetter(*self.names)
+        )
+
+    @staticmethod
+    def applies(signature: Signature) -> bool:
+        """Whether a reader can be built: numeric features only, a known unknown-value
+        policy (an unknown one is the general reader's error, on every request)."""
+        return (
+            bool(signature.inputs)
+            and all(f.kind == NUMERIC for f in signature.inputs)
+            and (signature.unknown is None or signature.unknown in UNKNOWN_POLICIES)
+        )
+
+    def read(self, records: list[Any]) -> RowBlock | None:
+        if not records:
+            return None
+        get = self._get
+        names = self.name_set
+        flat: list[Any] = []
+        for rec in records:
+            if type(rec) is not dict or rec.keys() != names:
+                return None
+            flat.extend(get(rec))
+        if not set(map(type, flat)) <= _PLAIN:
+            return None
+        # NaN (missing: records from the Python API; JSON has none) makes the sum NaN; then
+        # the largest magnitude is the float32 check (ints beyond it, and infinities, too)
+        try:
+            total = sum(flat)
+        except OverflowError:  # an int beyond float64 beside a float
+            return None
+        if total != total or max(flat) > FLOAT32_MAX or min(flat) < -FLOAT32_MAX:
+            return None
+        block = np.array(flat, dtype=np.float64).reshape(len(records), self.width)
+        return RowBlock(block, self.names)
+
+
+def compile_reader(signature: Signature) -> NumericRecords | None:
+    """The hot path's reader for ``signature``, or None (the general reader then)."""
+    return NumericRecords(signature) if NumericRecords.applies(signature) else None
+
+
+__all__ = ["NumericRecords", "RowBlock", "as_columns", "compile_reader"]
