@@ -148,12 +148,15 @@ def check_drift(
     and a warning says the minimum.
     """
     model: Any = _LazyModel(ws, model_ref)  # the estimator is loaded only to score rows
+    win_given = parse_window(window) if isinstance(window, str) else window
+    if data is not None or (win_given is not None and not win_given.on_log):
+        model.load()  # rows will be scored: an unsafe or damaged bundle is refused first
     limits = thresholds if thresholds is not None else DriftThresholds()
     warnings: list[str] = []
     kinds = _tested_kinds(model, warnings)
     names = list(kinds)
     reference = _training_features(ws, model)
-    win = parse_window(window) if isinstance(window, str) else window
+    win = win_given
     if win is not None and (since is not None or until is not None):
         raise InvalidInputError(
             "pass either a window or since/until, not both",
@@ -254,11 +257,15 @@ class _LazyModel:
         self.signature = Signature.from_dict(self.record.signature)
         self._loaded: LoadedModel | None = None
 
-    @property
-    def bundle(self) -> Any:
+    def load(self) -> LoadedModel:
+        """The version loaded (once): artifact read, sha256 and format checked."""
         if self._loaded is None:
             self._loaded = load_model(self._ws, f"{self.name}@{self.version}")
-        return self._loaded.bundle
+        return self._loaded
+
+    @property
+    def bundle(self) -> Any:
+        return self.load().bundle
 
 
 def _from_window(
