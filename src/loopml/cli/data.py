@@ -641,6 +641,87 @@ def _num_or(value: Any) -> str:
     return "" if value is None else _short(value)
 
 
+@app.command("drift")
+def drift(
+    ctx: typer.Context,
+    reference: Annotated[str, typer.Argument(help="NAME[@VERSION] compared against.")],
+    current: Annotated[str, typer.Argument(help="NAME[@VERSION] checked for drift.")],
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features",
+            metavar="COL[:KIND],...",
+            help="Columns to test (KIND numeric or categorical) [default: every numeric, "
+            "categorical and boolean column both versions hold]",
+        ),
+    ] = None,
+    engine: EngineOpt = None,
+    spark_master: SparkMasterOpt = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drift of CURRENT against REFERENCE, feature by feature (PSI, KS or chi-square,
+    Wasserstein or Jensen-Shannon, missing and out-of-range rates); --engine spark computes
+    the same report with Spark reading and counting."""
+    from loopml import data as data_api
+    from loopml.monitor.datasets import dataset_drift, shared_features
+
+    with open_ws(ctx, workspace) as ws:
+        ref = data_api.get_dataset(ws, reference)
+        cur = data_api.get_dataset(ws, current)
+        chosen = None if features is None else _drift_features(features, shared_features(ref, cur))
+        if chosen_engine(ws, engine, spark_master) == "spark":
+            from loopml.engines.spark.drift import dataset_drift as on_spark
+
+            report = on_spark(ws, ref, cur, chosen, master=spark_master)
+        else:
+            report = dataset_drift(ws, ref, cur, chosen)
+        if as_json:
+            print_json(report.to_dict())
+            return
+        out.print(
+            f"[bold]{cur.name}@{cur.version} against {ref.name}@{ref.version}[/bold]: "
+            f"{report.verdict} ({len(report.drifted_features)} of {len(report.features)} "
+            f"features drifted, {report.n_reference_rows} / {report.n_current_rows} rows)"
+        )
+        table(
+            "features",
+            ["feature", "kind", "psi", "test", "p-value", "drifted"],
+            [
+                (
+                    f.feature,
+                    f.kind,
+                    _num_or(f.psi),
+                    f.statistic_name,
+                    _num_or(f.p_value),
+                    "yes" if f.drifted else "",
+                )
+                for f in report.features
+            ],
+        )
+
+
+def _drift_features(text: str, shared: dict[str, str]) -> dict[str, str]:
+    """``a,b:categorical`` as ``{"a": <its kind>, "b": "categorical"}``."""
+    from loopml.errors import InvalidInputError
+
+    chosen: dict[str, str] = {}
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        name, _, kind = piece.partition(":")
+        kind = kind.strip() or shared.get(name.strip(), "")
+        if kind not in ("numeric", "categorical"):
+            raise InvalidInputError(
+                f"--features: {piece!r} names no numeric or categorical column of both versions",
+                where={"option": "--features", "column": name.strip()},
+                hint="Write COLUMN:numeric or COLUMN:categorical, or pick from: "
+                + (", ".join(shared) or "(none shared)"),
+            )
+        chosen[name.strip()] = kind
+    return chosen
+
+
 @app.command("diff")
 def diff(
     ctx: typer.Context,

@@ -110,3 +110,26 @@ def test_drift_equals_the_local_report(spark: Any, versions: Workspace) -> None:
     # by default: the numeric, categorical and boolean columns both versions have
     default = dataset_drift(ws, "ref@1", "cur@1")
     assert [f.feature for f in default.features] == ["amount", "count", "city", "vip"]
+
+
+def test_data_drift_on_spark_equals_the_local_command(
+    spark: Any, versions: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from loopml.cli.main import main
+    from loopml.monitor.datasets import dataset_drift as local_drift
+
+    ws = versions
+    close(
+        local_drift(ws, "ref@1", "cur@1").to_dict(),
+        dataset_drift(ws, "ref@1", "cur@1").to_dict(),
+        rel=1e-9,
+    )
+    reports = []
+    for engine in ("local", "spark"):
+        capsys.readouterr()
+        args = ["data", "drift", "ref", "cur", "--engine", engine, "-w", str(ws.root), "--json"]
+        assert main(args) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    close(reports[0], reports[1], rel=1e-9)

@@ -23,7 +23,7 @@ from loopml.data.ingest import get_dataset
 from loopml.engines.spark.session import spark_session
 from loopml.engines.spark.stats import read_version
 from loopml.errors import InvalidInputError
-from loopml.kinds import BOOLEAN, CATEGORICAL, NUMERIC
+from loopml.monitor.datasets import chosen_features
 from loopml.monitor.drift import DriftReport, compute_drift
 from loopml.project.data import arrow_type
 
@@ -52,44 +52,13 @@ def dataset_drift(
     """
     ref = get_dataset(ws, reference) if isinstance(reference, str) else reference
     cur = get_dataset(ws, current) if isinstance(current, str) else current
-    chosen = dict(features) if features is not None else _shared_features(ref, cur)
-    if not chosen:
-        raise InvalidInputError(
-            f"{ref.name}@{ref.version} and {cur.name}@{cur.version} share no numeric or "
-            "categorical column to compare",
-            where={
-                "reference": f"{ref.name}@{ref.version}",
-                "current": f"{cur.name}@{cur.version}",
-            },
-            hint="Pass features={column: 'numeric' | 'categorical'} naming shared columns",
-        )
+    chosen = chosen_features(ref, cur, features)
     spark = spark_session(ws.settings, master=master)
     frames = []
     for dv in (ref, cur):
-        missing = [name for name in chosen if name not in {c["name"] for c in dv.schema}]
-        if missing:
-            raise InvalidInputError(
-                f"{dv.name}@{dv.version} has no column {missing[0]!r}",
-                where={"dataset": f"{dv.name}@{dv.version}", "column": missing[0]},
-                hint=f"Its columns: {', '.join(c['name'] for c in dv.schema)[:300]}",
-            )
         types = {c["name"]: arrow_type(c["type"], c["name"]) for c in dv.schema}
         frames.append(_rebuilt(read_version(spark, ws, dv), chosen, types, dv.num_rows))
     return compute_drift(frames[0], frames[1], chosen, **options)
-
-
-def _shared_features(ref: DatasetVersion, cur: DatasetVersion) -> dict[str, str]:
-    kinds = {c["name"]: c.get("kind") for c in cur.schema}
-    out: dict[str, str] = {}
-    for column in ref.schema:
-        kind = column.get("kind")
-        if column["name"] not in kinds or kinds[column["name"]] != kind:
-            continue
-        if kind == NUMERIC:
-            out[column["name"]] = NUMERIC
-        elif kind in (CATEGORICAL, BOOLEAN):
-            out[column["name"]] = CATEGORICAL
-    return out
 
 
 def _rebuilt(
