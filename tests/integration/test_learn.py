@@ -145,6 +145,8 @@ def test_redis_events_carry_their_entry_ids(redis_stream: tuple[Any, str], works
     ids = [client.xadd(name, {"data": json.dumps({"x": i, "y": i % 2})}).decode() for i in range(5)]
     client.xadd(name, {"data": "not json {"})
     client.xadd(name, {"x": "1.5", "y": "yes"})  # fields without data: JSON where it parses
+    client.xadd(name, {"data": json.dumps({"x": 7}), "other": "1"})  # data among others
+    client.xadd(name, {"x": "2"})  # one field, not data
     uri = f"redis://{HOST}:{REDIS_PORT}/0?stream={name}"
     stream = open_stream(uri, workspace, target="y")
     assert isinstance(stream, RedisEvents) and stream.stream_key == uri
@@ -153,6 +155,8 @@ def test_redis_events_carry_their_entry_ids(redis_stream: tuple[Any, str], works
     assert [e.record for e in events[:2]] == [{"x": 0, "y": 0}, {"x": 1, "y": 1}]
     assert events[5].record is None and events[5].error and "not JSON" in events[5].error
     assert events[6].record == {"x": 1.5, "y": "yes"}
+    assert events[7].record == {"x": 7} and events[8].record == {"x": 2}
+    assert len(events) == 9
     stream.close()
     again = open_stream(uri, workspace, target="y")
     again.resume(events[2].position)

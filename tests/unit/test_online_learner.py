@@ -352,3 +352,140 @@ def test_predictions_are_rivers_own_for_a_two_class_learner() -> None:
         assert ours.predict_one(ours.features_of(x)) == theirs.predict_one(x)  # ties too
         ours.learn_one(ours.features_of(x), y)
         theirs.learn_one(x, y)
+
+
+# -- the prequential metrics' checkpoint layout ------------------------------------------------
+
+
+def _generic_state(metrics: Any) -> dict[str, Any]:
+    """The metrics' state as loopml wrote it before the windows were written directly: the
+    generic encoder over ``vars()`` (the ROC-AUC bins sparse ``[bin, count, ...]``)."""
+    from collections import deque
+
+    from loopml.registry.flavors.river_state import encode
+
+    attrs = {k: getattr(metrics, k) for k in metrics.STATE_ATTRS[metrics.task]}
+    if "bins" in attrs:
+        attrs["bins"] = {
+            pos: [[x for b, c in enumerate(row) if c for x in (b, c)] for row in rows]
+            for pos, rows in attrs["bins"].items()
+        }
+    return {
+        "task": metrics.task,
+        "window": metrics.window,
+        "positive": encode(metrics.positive, "metrics.positive"),
+        "attrs": encode({k: list(v) if isinstance(v, deque) else v for k, v in attrs.items()}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("task", "labels"),
+    [
+        ("classification", [0, 1]),
+        ("classification", ["no", "yes"]),
+        ("classification", ["a", "b", "c"]),
+        ("regression", None),
+    ],
+)
+def test_metrics_state_is_the_generic_layout_and_old_checkpoints_load(
+    task: str, labels: list[Any] | None
+) -> None:
+    import random
+
+    from loopml.registry.flavors.river_state import dumps
+    from loopml.train.online import Prequential
+
+    rng = random.Random(7)
+    metrics = Prequential(task, 40)
+    for i in range(400):
+        if labels is None:
+            metrics.update(rng.gauss(0, 1), rng.gauss(0, 1))
+            continue
+        proba = {label: rng.random() for label in labels} if i % 5 else None
+        y_pred = max(proba, key=proba.__getitem__) if proba else None
+        metrics.update(rng.choice(labels), y_pred, proba)
+    old = _generic_state(metrics)
+    # the same bytes as before: a checkpoint's document does not change
+    assert dumps(metrics.state()) == dumps(old)
+    # a checkpoint written by the generic encoder loads, and continues identically
+    loaded = Prequential.from_state(old)
+    assert loaded.snapshot() == metrics.snapshot()
+    for m in (metrics, loaded):
+        m.update(*((1.0, 0.5) if labels is None else (labels[0], labels[0], {labels[0]: 0.9})))
+    assert loaded.snapshot() == metrics.snapshot()
+    assert dumps(loaded.state()) == dumps(metrics.state())
+
+
+def test_metrics_state_refuses_damaged_bins() -> None:
+    from loopml.train.online import Prequential
+
+    metrics = Prequential("classification", 10)
+    metrics.update(1, 1, {0: 0.2, 1: 0.8})
+    doc = metrics.state()
+    pairs = doc["attrs"]["$dict"]
+    bins = next(p for p in pairs if p[0] == "bins")
+    bins[1]["$dict"][0][1] = [[5000, 1], []]  # a bin past AUC_BINS
+    with pytest.raises(IntegrityError, match="ROC-AUC bin 5000"):
+        Prequential.from_state(doc)
+
+
+#: a metrics state written by loopml before the ROC-AUC bins were dense in memory (window
+#: 3; events (1, 0.8), (0, 0.3), (1, 0.35), (0, 0.9) then 1 without probabilities)
+OLD_METRICS_STATE = {
+    "task": "classification",
+    "window": 3,
+    "positive": None,
+    "attrs": {
+        "$dict": [
+            ["n", 5],
+            ["labels", [0, 1]],
+            ["correct", 3],
+            ["n_proba", 4],
+            ["loss_sum", 3.932225712745666],
+            ["w_correct", [False, False, True]],
+            ["w_loss", [0.35667494393873245, 1.0498221244986778, 2.302585092994046]],
+            ["w_scores", [{"$tuple": [0, 0.3]}, {"$tuple": [1, 0.35]}, {"$tuple": [0, 0.9]}]],
+            ["bins", {"$dict": [[1, [[350, 1, 800, 1], [300, 1, 900, 1]]]]}],
+        ]
+    },
+}
+
+
+def test_a_metrics_state_written_before_loads_and_writes_back_the_same() -> None:
+    from loopml.registry.flavors.river_state import dumps
+    from loopml.train.online import Prequential
+
+    loaded = Prequential.from_state(OLD_METRICS_STATE)
+    assert loaded.snapshot() == {
+        "events": 5,
+        "cumulative": {"accuracy": 0.6, "log_loss": 0.9830564281864165, "roc_auc": 0.5},
+        "window": {"accuracy": 1 / 3, "log_loss": 1.236360720477152, "roc_auc": 0.5},
+    }
+    assert dumps(loaded.state()) == dumps(OLD_METRICS_STATE)
+    fresh = Prequential("classification", 3)
+    for y, p in [(1, 0.8), (0, 0.3), (1, 0.35), (0, 0.9)]:
+        fresh.update(y, 1 if p >= 0.5 else 0, {0: 1 - p, 1: p})
+    fresh.update(1, 1, None)
+    assert dumps(fresh.state()) == dumps(OLD_METRICS_STATE)
+
+
+def test_the_loop_freezes_the_heap_only_while_it_runs() -> None:
+    import gc
+
+    from loopml.train.online.learn import _frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with _frozen_heap():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(KeyboardInterrupt), _frozen_heap():
+        raise KeyboardInterrupt
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # someone else's freeze is theirs to undo
+    try:
+        before = gc.get_freeze_count()
+        with _frozen_heap():
+            pass
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
