@@ -33,12 +33,18 @@ from loopml.features.explain import selection_report
 from loopml.features.spec import check_spec, numeric_choices, prepare_frame, resolve_kinds
 from loopml.project import ProjectConfig
 from loopml.project.imbalance import resolve_positive
+from loopml.registry.bundle import ModelBundle
 from loopml.registry.models import register_model, set_alias
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
 from loopml.train.estimators import flavor_of, make_estimator
 from loopml.train.evaluation import write_run_report
 from loopml.train.fit import fit_prepared, infer_task
-from loopml.train.imbalance import choose_threshold, mark_bundle, weigh_classes
+from loopml.train.imbalance import (
+    apply_class_weight,
+    choose_threshold,
+    mark_bundle,
+    weigh_classes,
+)
 from loopml.train.incremental import begin_continuation
 from loopml.train.promote import (
     champion_record,
@@ -76,12 +82,34 @@ class TrainResult:
         }
 
 
+@dataclass(frozen=True)
+class TrainEngine:
+    """Where a run's folds and fits happen, for an engine above training (Spark): the run,
+    its checks, gate, champion check, registration and promotion stay :func:`train`'s.
+
+    ``fit`` takes :func:`~loopml.train.fit.fit_prepared`'s arguments (None: fit in process);
+    ``cross_validate(features, kinds, estimator, x, y, splits, task=, target=, flavor=,
+    positive=)`` returns ``(metric -> {mean, std, min, max}, each fold's scores)`` (None:
+    folds in process). Folds scored elsewhere give no out-of-fold scores, so a decision
+    threshold cannot be chosen and the reference scores are the holdout's. The engine fits
+    without per-row weights: ``model.class_weight`` must be an estimator parameter.
+    """
+
+    name: str
+    params: dict[str, Any]
+    fit: Callable[..., ModelBundle] | None = None
+    cross_validate: (
+        Callable[..., tuple[dict[str, dict[str, float]], list[dict[str, float]]]] | None
+    ) = None
+
+
 def train(
     ws: Workspace,
     config: ProjectConfig,
     *,
     progress: Progress | None = None,
     from_version: str | None = None,
+    engine: TrainEngine | None = None,
 ) -> TrainResult:
     """Train ``config`` on its dataset and record the run; register and promote on a pass.
 
@@ -92,7 +120,8 @@ def train(
     recorded with the reason and registers no model.
 
     ``from_version`` (``NAME@VERSION``) continues that version on this dataset version
-    instead of training from scratch (:mod:`loopml.train.incremental`).
+    instead of training from scratch (:mod:`loopml.train.incremental`). ``engine`` runs the
+    folds and fits elsewhere (:class:`TrainEngine`).
     """
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
@@ -134,9 +163,13 @@ def train(
     flavor = flavor_of(config.model.cls)
     positive, labels = _check_classes(config, y, task, dv)
     # the estimator's class_weight, or per-row sample weights for its fit
-    estimator, row_weights = weigh_classes(
-        estimator, config.model.class_weight, labels, config.source
-    )
+    if engine is None:
+        estimator, row_weights = weigh_classes(
+            estimator, config.model.class_weight, labels, config.source
+        )
+    else:
+        estimator = apply_class_weight(estimator, config.model.class_weight, labels, config.source)
+        row_weights = None
     # incremental mode (train/incremental.py): checked before any run is recorded
     cont = None
     if from_version is not None:
@@ -152,6 +185,8 @@ def train(
             ws, config, from_version, dataset=dv, estimator=estimator, kinds=kinds, y=y, task=task
         )
     fit = partial(fit_prepared, row_weights=row_weights) if cont is None else cont.fit_prepared
+    if engine is not None and engine.fit is not None:
+        fit = engine.fit
 
     run = Run(
         id=new_id(),
@@ -163,6 +198,7 @@ def train(
             "estimator": _params(estimator),
             "features": _resolved_features(config, estimator),
             **({"class_weight": row_weights.to_dict()} if row_weights is not None else {}),
+            **({"engine": engine.params} if engine is not None else {}),
         },
         dataset_name=dv.name,
         dataset_version=dv.version,
@@ -203,7 +239,25 @@ def train(
             return scores
 
         cv: dict[str, dict[str, float]] = {}
-        if ev.folds:
+        remote_folds = engine is not None and engine.cross_validate is not None
+        if ev.folds and remote_folds:
+            assert engine is not None and engine.cross_validate is not None and cv_splits
+            cv, per_fold = engine.cross_validate(
+                config.features,
+                kinds,
+                estimator,
+                x_tr.reset_index(drop=True),
+                y_tr.reset_index(drop=True),
+                cv_splits,
+                task=task,
+                target=config.target,
+                flavor=flavor,
+                positive=positive,
+            )
+            for i, scores in enumerate(per_fold):
+                ws.metadata.log_step(run.id, f"cv.{metric}", i, scores.get(metric))
+            say(f"cross-validation: {ev.folds} folds on {engine.name}")
+        elif ev.folds:
             cv = cross_validate(
                 x_tr,
                 y_tr,
@@ -259,6 +313,7 @@ def train(
                 positive=positive,
             ),
             "split": ev.split.to_dict(),
+            **({"engine": engine.name} if engine is not None else {}),
         }
         for line in flagged_lines(metrics.get("slices") or {"metric": metric, "flagged": []}):
             say(line)
@@ -303,7 +358,7 @@ def train(
         promoted = None
         if passed:
             metrics["reference_scores"] = _keep_reference_scores(
-                ws, config, run.id, out_of_fold if cv else None, p.scores
+                ws, config, run.id, out_of_fold if cv and not remote_folds else None, p.scores
             )
             metrics["holdout_predictions"] = save_holdout_predictions(
                 ws, config.name, run.id, x_ho.index, p

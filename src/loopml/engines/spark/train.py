@@ -24,10 +24,7 @@ driver's memory; the boosting and the folds are what is spread.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -257,51 +254,16 @@ def train_on_spark(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train ``config`` on the newest version of its dataset (or the pinned one) on Spark;
-    record the run; register and promote on a pass, as :func:`loopml.train.train` does.
+    record the run; register and promote on a pass: :func:`loopml.train.train` with its
+    folds and fits sent to Spark (:class:`~loopml.train.trainer.TrainEngine`).
 
     The folds run as Spark tasks; an XGBoost model's final fit runs on ``num_workers``
     XGBoost workers through xgboost.spark; other flavors fit on the driver. The gate,
     the champion check and promotion are the local trainer's.
     """
-    from loopml.data.ingest import read_version
     from loopml.engines.spark.session import spark_session
-    from loopml.evaluate.holdout import holdout_extras
-    from loopml.evaluate.metrics import check_metric, compute_metrics, metric_names
-    from loopml.evaluate.split import (
-        check_split,
-        fold_indices,
-        holdout_indices,
-        split_column,
-        without_split_column,
-    )
-    from loopml.registry.models import register_model, set_alias
-    from loopml.stores.records import Run
-    from loopml.train.estimators import flavor_of, make_estimator
-    from loopml.train.evaluation import write_run_report
-    from loopml.train.fit import fit_prepared
-    from loopml.train.imbalance import apply_class_weight, mark_bundle
-    from loopml.train.promote import (
-        champion_record,
-        check_champion,
-        decide,
-        save_holdout_predictions,
-    )
-    from loopml.train.trainer import (
-        TrainResult,
-        _check_classes,
-        _default_metric,
-        _git_commit,
-        _keep_reference_scores,
-        _packages,
-        _params,
-        _prepare,
-        _seeded,
-    )
-    from loopml.utils import new_id, process_owner, utcnow
+    from loopml.train.trainer import TrainEngine, train
 
-    say = progress or (lambda _msg: None)
-    started = time.perf_counter()
-    settings = settings or ws.settings
     ev = config.evaluation
     if ev.threshold is not None or ev.slices:
         raise ConfigError(
@@ -309,217 +271,62 @@ def train_on_spark(
             where={"file": config.source, "field": "evaluation"},
             hint="Leave them out for --engine spark, or train with --engine local",
         )
-    dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
-    frame = read_version(ws, dv).to_pandas()
-    config.check_columns(list(frame.columns), source=f"dataset {dv.name}@{dv.version}")
-    features, _note = without_split_column(config.features, ev.split)
-    x, y, kinds, task = _prepare(replace(config, features=features), dv, frame)
-    config.check_metrics(metric_names(task))
-    split_col = split_column(frame, ev.split)
-    check_split(ev.split, split_col, n_folds=ev.folds, task=task, source=f"dataset {dv.name}")
-    tr_idx, ho_idx = holdout_indices(
-        y, spec=ev.split, fraction=ev.holdout, task=task, seed=ev.seed, column=split_col
-    )
-    estimator = _seeded(
-        make_estimator(config.model, task, config.source), config.model.params, ev.seed
-    )
-    metric = check_metric(task, ev.metric or _default_metric(task, y))
-    flavor = flavor_of(config.model.cls)
-    positive, labels = _check_classes(config, y, task, dv)
-    estimator = apply_class_weight(estimator, config.model.class_weight, labels, config.source)
+    session = spark or spark_session(settings or ws.settings, master=master)
     distributed = config.model.cls in XGBOOST_CLASSES
-    session = spark or spark_session(settings, master=master)
-    run = Run(
-        id=new_id(),
-        name=config.name,
-        status="running",
-        started_at=utcnow(),
+
+    def folds(
+        spec: FeatureSpec,
+        kinds: dict[str, str],
+        estimator: Any,
+        x: pd.DataFrame,
+        y: pd.Series,
+        splits: Sequence[tuple[np.ndarray, np.ndarray]],
+        *,
+        task: str,
+        target: str,
+        flavor: str,
+        positive: Any,
+    ) -> tuple[dict[str, dict[str, float]], list[dict[str, float]]]:
+        scorer = fold_scorer(
+            spec, kinds, estimator, task=task, target=target, flavor=flavor, positive=positive
+        )
+        return cross_validate(session, x, y, scorer, splits=splits)
+
+    def fit(
+        spec: FeatureSpec,
+        kinds: dict[str, str],
+        estimator: Any,
+        x: pd.DataFrame,
+        y: pd.Series,
+        *,
+        task: str,
+        target: str,
+        flavor: str,
+    ) -> ModelBundle:
+        bundle, _model = fit_xgboost(
+            session,
+            spec,
+            kinds,
+            estimator,
+            x,
+            y,
+            task=task,
+            target=target,
+            num_workers=num_workers,
+        )
+        return bundle
+
+    engine = TrainEngine(
+        name="spark",
         params={
-            "project": config.to_dict(),
-            "estimator": _params(estimator),
-            "engine": {
-                "name": "spark",
-                "master": session.sparkContext.master,
-                "xgboost_workers": num_workers if distributed else None,
-            },
+            "name": "spark",
+            "master": session.sparkContext.master,
+            "xgboost_workers": num_workers if distributed else None,
         },
-        dataset_name=dv.name,
-        dataset_version=dv.version,
-        git_commit=_git_commit(Path(config.source).resolve().parent),
-        packages=_packages(),
-        owner=process_owner(),
+        fit=fit if distributed else None,
+        cross_validate=folds,
     )
-    ws.metadata.add_run(run)
-    say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task}, Spark)")
-    try:
-        x_tr, x_ho, y_tr, y_ho = x.iloc[tr_idx], x.iloc[ho_idx], y.iloc[tr_idx], y.iloc[ho_idx]
-        cv: dict[str, dict[str, float]] = {}
-        if ev.folds:
-            splits = fold_indices(
-                y_tr,
-                spec=ev.split,
-                n_folds=ev.folds,
-                task=task,
-                seed=ev.seed,
-                column=None if split_col is None else split_col.iloc[tr_idx].reset_index(drop=True),
-            )
-            scorer = fold_scorer(
-                config.features,
-                kinds,
-                estimator,
-                task=task,
-                target=config.target,
-                flavor=flavor,
-                positive=positive,
-            )
-            cv, per_fold = cross_validate(
-                session,
-                x_tr.reset_index(drop=True),
-                y_tr.reset_index(drop=True),
-                scorer,
-                splits=splits,
-            )
-            for i, scores in enumerate(per_fold):
-                ws.metadata.log_step(run.id, f"cv.{metric}", i, scores.get(metric))
-            say(f"cross-validation: {ev.folds} folds as Spark tasks")
-
-        def fit(xa: pd.DataFrame, ya: pd.Series) -> ModelBundle:
-            if distributed:
-                bundle, _model = fit_xgboost(
-                    session,
-                    config.features,
-                    kinds,
-                    estimator,
-                    xa,
-                    ya,
-                    task=task,
-                    target=config.target,
-                    num_workers=num_workers,
-                )
-                return bundle
-            return fit_prepared(
-                config.features,
-                kinds,
-                estimator,
-                xa,
-                ya,
-                task=task,
-                target=config.target,
-                flavor=flavor,
-            )
-
-        bundle = fit(x_tr, y_tr)
-        p = mark_bundle(bundle, positive).predict_frame(x_ho)
-        holdout = compute_metrics(
-            task, y_ho, p.labels, p.probabilities, p.classes, positive=positive
-        )
-        say(f"holdout {metric} = {holdout.get(metric, float('nan')):.4f}")
-        flat = {**holdout, **{f"cv.{k}": v["mean"] for k, v in cv.items()}}
-        flat.update({f"cv.{k}.std": v["std"] for k, v in cv.items()})
-        metrics: dict[str, Any] = {
-            "metric": metric,
-            "holdout": holdout,
-            "cv": cv,
-            "rows": {"train": len(x_tr), "holdout": len(x_ho)},
-            **holdout_extras(
-                task,
-                ev,
-                y_ho,
-                p.labels,
-                p.probabilities,
-                p.classes,
-                metric=metric,
-                overall=holdout.get(metric),
-                rows=None,
-                positive=positive,
-            ),
-            "split": ev.split.to_dict(),
-            "engine": "spark",
-        }
-        champion = None
-        if config.alias:
-            champion = check_champion(
-                ws,
-                name=config.name,
-                alias=config.alias,
-                task=task,
-                metric=metric,
-                dataset=(dv.name, dv.version),
-                raw_rows=frame.loc[x_ho.index],
-                y=y_ho,
-                new=p,
-                positive=positive,
-                metrics_fn=lambda yy, pp: compute_metrics(
-                    task, yy, pp.labels, pp.probabilities, pp.classes, positive=positive
-                ),
-                seed=ev.seed,
-            )
-        passed, reason = ev.gate.check(
-            flat, champion=None if champion is None else champion.for_gate, slices=None
-        )
-        metrics["refit"] = ev.refit
-        take_alias, why = False, "gate failed"
-        if champion is not None:
-            if passed:
-                take_alias, why = decide(config.promotion, champion, config.name)
-            metrics["champion"] = champion_record(champion, take_alias, why)
-            say(f"champion check: {why}")
-        metrics["report"] = write_run_report(ws, run.id, config, bundle, y_ho, p, metrics)
-        mv = None
-        promoted = None
-        if passed:
-            metrics["reference_scores"] = _keep_reference_scores(ws, config, run.id, None, p.scores)
-            metrics["holdout_predictions"] = save_holdout_predictions(
-                ws, config.name, run.id, x_ho.index, p
-            )
-            if ev.refit:
-                say(f"refitting on all {len(x)} rows")
-                bundle = mark_bundle(fit(x, y), positive)
-            metrics["rows"]["fit"] = len(x) if ev.refit else len(x_tr)
-            mv = register_model(
-                ws,
-                config.name,
-                bundle,
-                run_id=run.id,
-                metrics=metrics,
-                dataset_name=dv.name,
-                dataset_version=dv.version,
-                trust=config.model.trust,
-            )
-            say(f"registered {mv.name}@{mv.version} (gate: {reason})")
-            if config.alias and champion is not None and take_alias:
-                set_alias(
-                    ws,
-                    mv.name,
-                    config.alias,
-                    mv.version,
-                    expected=champion.version,
-                    reason=f"gate passed: {reason}; {why}",
-                )
-                promoted = config.alias
-                say(f"alias {config.alias} -> {mv.name}@{mv.version}")
-        else:
-            say(f"gate failed: {reason}; not registered")
-        run = replace(
-            run,
-            status="succeeded" if passed else "gate_failed",
-            metrics={**metrics, "gate": {"passed": passed, "reason": reason}},
-            duration_s=time.perf_counter() - started,
-            error=None if passed else f"gate failed: {reason}",
-            model_version=mv.version if mv else None,
-        )
-        ws.metadata.update_run(run)
-        return TrainResult(run, mv, passed, reason, promoted)
-    except BaseException as exc:
-        ws.metadata.update_run(
-            replace(
-                run,
-                status="failed",
-                error=f"{type(exc).__name__}: {exc}",
-                duration_s=time.perf_counter() - started,
-            )
-        )
-        raise
+    return train(ws, config, progress=progress, engine=engine)
 
 
 __all__ = [
