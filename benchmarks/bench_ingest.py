@@ -71,8 +71,9 @@ def make_csv(path: Path, rows: int, chunk: int = 1_000_000) -> None:
             pacsv.write_csv(table, fh, write_options=options)
 
 
-def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """``(seconds, peak RSS in GiB)`` of one child process (its own rusage, from wait4)."""
+def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float, float]:
+    """``(seconds, peak RSS in GiB, CPU seconds)`` of one child process (its own rusage, from
+    wait4: user + system time of the child and its threads)."""
     with tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -83,7 +84,7 @@ def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, 
             err.seek(0)
             tail = err.read().decode(errors="replace")[-2000:]
             sys.exit(f"{argv[:3]} failed ({child.returncode}): {tail}")
-    return seconds, usage.ru_maxrss / (1 << 20)  # KiB on Linux
+    return seconds, usage.ru_maxrss / (1 << 20), usage.ru_utime + usage.ru_stime  # KiB
 
 
 def main() -> None:
@@ -105,7 +106,7 @@ def main() -> None:
         ws = base / "ws"
         env = {**os.environ, "LOOPML_HOME": str(ws)}
         subprocess.run([*loopml, "init"], capture_output=True, check=True, env=env)
-        runs: list[tuple[str, float, float]] = []
+        runs: list[tuple[str, float, float, float]] = []
         order = [
             ("pyarrow", [sys.executable, "-c", _PYARROW, str(csv), str(base / "pa.parquet")]),
             ("loopml", [*loopml, "data", "ingest", str(csv), "--name", "bench", "--json"]),
@@ -115,20 +116,25 @@ def main() -> None:
                 ("pandas", [sys.executable, "-c", _PANDAS, str(csv), str(base / "pd.parquet")])
             )
         for label, argv in order:
-            seconds, peak = measure(argv, env if label == "loopml" else None)
-            runs.append((label, seconds, peak))
+            seconds, peak, cpu = measure(argv, env if label == "loopml" else None)
+            runs.append((label, seconds, peak, cpu))
             print(
                 f"{label:8} {seconds:7.1f} s  {args.rows / seconds:>10,.0f} rows/s  "
-                f"peak RSS {peak:5.2f} GiB",
+                f"peak RSS {peak:5.2f} GiB  CPU {cpu:7.1f} s "
+                f"({args.rows / cpu:,.0f} rows per CPU second)",
                 flush=True,
             )
-        times = {label: (s, p) for label, s, p in runs}
-        mine, mem = times["loopml"]
-        for label, (s, p) in times.items():
+        times = {label: (s, p, c) for label, s, p, c in runs}
+        mine, mem, mine_cpu = times["loopml"]
+        for label, (s, p, c) in times.items():
             if label != "loopml":
-                print(f"loopml / {label}: {mine / s:.2f}x the time, {mem / p:.2f}x the memory")
+                print(
+                    f"loopml / {label}: {mine / s:.2f}x the time, {mine_cpu / c:.2f}x the CPU "
+                    f"time, {mem / p:.2f}x the memory"
+                )
         ok = args.rows / mine >= 600_000 and mem < 1.0
         print(f"target (>= 600k rows/s, < 1 GiB): {'met' if ok else 'not met'}")
+        print(f"uptime: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1 and 5 min load)")
 
 
 if __name__ == "__main__":

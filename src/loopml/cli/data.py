@@ -139,6 +139,18 @@ def ingest(
     paginate: Annotated[
         str | None, typer.Option("--paginate", help="HTTP sources: page, offset or cursor.")
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", help="mqtts://: PEM CA certificate to check the broker's by."),
+    ] = None,
+    cert_file: Annotated[
+        Path | None,
+        typer.Option("--cert-file", help="mqtts://: a PEM client certificate."),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", help="mqtts://: the client certificate's PEM private key."),
+    ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", help="Keep reading a growing JSON Lines file.")
     ] = False,
@@ -171,6 +183,7 @@ def ingest(
     as -o driver_jar=PATH or spark.jars) and writes the version: the same layout, types and
     content hash as a local ingest."""
     from loopml import data as data_api
+    from loopml.data.ingest import with_storage_options
     from loopml.data.sources import source_for
     from loopml.project.data import load_dataset_specs
 
@@ -185,9 +198,12 @@ def ingest(
         ("headers", http_header or None),
         ("records_path", records_path),
         ("paginate", paginate),
+        ("ca_file", ca_file),
+        ("cert_file", cert_file),
+        ("key_file", key_file),
     ):
         if value is not None:
-            options[key] = value
+            options[key] = str(value) if isinstance(value, Path) else value
     options.update(_key_values(option or []))
     options = {k: v for k, v in options.items() if v is not None}
     if follow:
@@ -217,6 +233,7 @@ def ingest(
         step(f"reading {source}")
         if source.lower().startswith(("http://", "https://")):
             options["settings"] = ws.settings  # http_allow_hosts, http_allow_private
+        options = with_storage_options(source, options, ws.settings)  # s3://: the endpoint
         src = source_for(source, fmt_, **options)
         started = time.monotonic()
         with _Progress(enabled=not as_json) as bar:
@@ -560,6 +577,9 @@ def schema(
         out.print(f"[bold]{dv.name}@{dv.version}[/bold]  {len(dv.schema)} columns")
         if dv.partition_by:
             out.print(f"partitioned by {', '.join(dv.partition_by)}")
+        from_path = [c["name"] for c in dv.schema if c.get("from_path")]
+        if from_path:
+            out.print(f"read from the source's key=value folders: {', '.join(from_path)}")
         table(
             None,
             ["column", "type", "kind", "nullable", "nulls"],

@@ -431,7 +431,9 @@ class PartWriter:
         self._sizes.pop(folder, None)
         if not batches:
             return
-        table = pa.Table.from_batches(batches).combine_chunks()
+        # the batches as they are: combining them would copy the whole part once more
+        # (Parquet row groups are cut by rows, not by chunks)
+        table = pa.Table.from_batches(batches)
         base = f"{self.folder}/{folder}" if folder else self.folder
         path = f"{base}/part-{self._count:05d}.parquet"
         self._count += 1

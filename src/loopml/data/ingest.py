@@ -60,7 +60,14 @@ from loopml.data.engine import (
 from loopml.data.schema import check_columns, schema_from_stats
 from loopml.data.sources import ColumnTypeChange, CsvSource, Source, TableSource, source_for
 from loopml.data.stats import StreamingStats
-from loopml.data.validate import Failure, Quarantine, ValidationError, Validator, summary
+from loopml.data.validate import (
+    INFERRED_NOT_NULL,
+    Failure,
+    Quarantine,
+    ValidationError,
+    Validator,
+    summary,
+)
 from loopml.errors import ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from loopml.names import check_name, parse_ref
 from loopml.stores.records import DatasetVersion
@@ -112,6 +119,7 @@ def ingest(
     batch_rows: int | None = None,
     progress: Progress | None = None,
     spec: DatasetSpec | None = None,
+    enforce_nullability: bool = True,
     **options: Any,
 ) -> IngestResult:
     """Store ``source`` as the next version of dataset ``name``; unchanged content: no-op.
@@ -129,6 +137,9 @@ def ingest(
     ``on_error="skip-rows"``, which keeps the good rows. A column whose type differs from the
     previous version's is refused unless ``allow_schema_change``. ``batch_rows`` bounds the
     rows validated and quarantined together; ``progress(rows)`` is called after each batch.
+    A column not declared in ``spec`` that held no null in any earlier version gets none now
+    (refused, or quarantined with ``skip-rows``) unless ``allow_schema_change``;
+    ``enforce_nullability=False`` turns that off (for internal snapshots).
     """
     check_name(name, "dataset")
     _check_choice(mode, (None, *MODES), "mode")
@@ -151,6 +162,7 @@ def ingest(
         for attempt in range(_MAX_WIDENED + 1):
             if attempt:
                 validator = Validator(spec)  # a fresh one: the keys seen were not ingested
+            validator.infer_nullability = enforce_nullability
             try:
                 return _ingest(
                     ws,
@@ -290,6 +302,11 @@ def _ingest_batches(
     schema = validator.declared_schema(first.schema)  # declared types: what batches become
     schema = _keep_types(parent or latest, schema)
     _check_schema_change(name, latest, parent, schema, allow_schema_change, where)
+    validator.never_null = (
+        _never_null(ws, name, latest, schema, validator)
+        if validator.infer_nullability and not allow_schema_change
+        else {}
+    )
 
     def rows() -> Iterator[pa.RecordBatch]:
         yield first
@@ -329,6 +346,59 @@ def _ingest_batches(
     if result.created and src.key is not None and (position := src.position()) is not None:
         src.committed(position)
     return result
+
+
+def _never_null(
+    ws: Workspace,
+    name: str,
+    latest: DatasetVersion | None,
+    schema: pa.Schema,
+    validator: Validator,
+) -> dict[str, str]:
+    """The columns of ``schema`` that held no null in any earlier version of ``name`` (and
+    are not declared in the spec), each with the versions that had it (``"versions 1-3"``)."""
+    if latest is None:
+        return {}
+    candidates = [
+        f.name
+        for f in schema
+        if not validator.declared(f.name)
+        and any(c["name"] == f.name and c.get("nullable") is False for c in latest.schema)
+    ]
+    if not candidates:
+        return {}
+    key = (name, latest.version)
+    cached = validator.had_nulls
+    versions: list[DatasetVersion] | None = None
+    if cached is not None and cached[0][0] == name and cached[0][1] <= latest.version:
+        had = set(cached[1])
+        # versions recorded since (this run's micro-batches) are read one by one
+        for number in range(cached[0][1] + 1, latest.version + 1):
+            try:
+                dv = ws.metadata.get_dataset_version(name, number)
+            except NotFoundError:
+                continue
+            had |= {c["name"] for c in dv.schema if c.get("nullable", True)}
+    else:
+        versions = ws.metadata.list_dataset_versions(name)
+        had = {c["name"] for v in versions for c in v.schema if c.get("nullable", True)}
+    validator.had_nulls = (key, had)
+    out: dict[str, str] = {}
+    for column in candidates:
+        if column in had:
+            continue
+        if versions is None:
+            out[column] = f"versions up to {latest.version}"
+            continue
+        held = [v.version for v in versions if any(c["name"] == column for c in v.schema)]
+        out[column] = (
+            f"version {held[0]}"
+            if len(held) == 1
+            else f"versions {held[0]}-{held[-1]}"
+            if held == list(range(held[0], held[-1] + 1))
+            else "versions " + ", ".join(map(str, held))
+        )
+    return out
 
 
 def _keep_types(before: DatasetVersion | None, schema: pa.Schema) -> pa.Schema:
@@ -476,7 +546,7 @@ def _write(
         sha256=sha,
         path=folder,
         num_rows=rows_before + kept,
-        schema=schema_from_stats(schema, result),
+        schema=_with_origin(schema_from_stats(schema, result), src, parent),
         stats=result,
         source=src.describe(),
         created_at=utcnow(),
@@ -503,6 +573,17 @@ def _write(
     return IngestResult(recorded, created=True, quarantine=report)
 
 
+def _with_origin(
+    columns: list[dict[str, Any]], src: Source, parent: DatasetVersion | None
+) -> list[dict[str, Any]]:
+    """The recorded schema, with ``from_path: true`` on the columns whose values came from the
+    source's paths (hive ``key=value`` folders), here or in the parent of an append."""
+    marked = set(src.partition_columns)
+    if parent is not None:
+        marked |= {c["name"] for c in parent.schema if c.get("from_path")}
+    return [{**c, "from_path": True} if c["name"] in marked else c for c in columns]
+
+
 class _Twin(Exception):
     """The content is recorded already (as ``result``): what was written goes."""
 
@@ -525,11 +606,27 @@ def _refuse(quarantine: Quarantine, kept: int, where: dict[str, Any]) -> None:
     report = quarantine.write(kept, "refused: nothing ingested")
     failures = quarantine.failures
     detail = summary(failures) if failures else "no row passed"
+    hint = (
+        "Fix the source, or pass --on-error skip-rows to keep the good rows; the report "
+        "(report.txt, report.json) and the failing rows are in the quarantine folder"
+    )
+    inferred = next((f for f in failures if f.rule == INFERRED_NOT_NULL), None)
+    extra: dict[str, Any] = {}
+    if inferred is not None:
+        column = inferred.column
+        extra = {"column": column}
+        if inferred.examples:
+            extra["row"] = inferred.examples[0]["row"]
+        hint = (
+            f"If nulls are meant, declare the column nullable in loopml.yaml (data.datasets."
+            f"{where['dataset']}.schema: {{{column}: {{nullable: true}}}}) or pass "
+            "--allow-schema-change; else fill the values in the source, or pass --on-error "
+            "skip-rows to keep the other rows (the null ones go to the quarantine folder)"
+        )
     raise ValidationError(
         f"{where['source']} fails validation of dataset {where['dataset']}: {detail}",
-        where={**where, "quarantine": report["url"]},
-        hint="Fix the source, or pass --on-error skip-rows to keep the good rows; the report "
-        "(report.txt, report.json) and the failing rows are in the quarantine folder",
+        where={**where, **extra, "quarantine": report["url"]},
+        hint=hint,
         report=report,
     )
 
@@ -791,9 +888,24 @@ def _wait(seconds: float) -> None:
 
 
 def _with_settings(ws: Workspace, source: object, options: dict[str, Any]) -> dict[str, Any]:
-    """HTTP sources read the workspace's settings (allowed hosts) unless given others."""
+    """HTTP sources read the workspace's settings (allowed hosts) unless given others; s3://
+    files and folders the workspace's S3 endpoint (``LOOPML_S3_ENDPOINT_URL``)."""
     if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
         return {"settings": ws.settings, **options}
+    return with_storage_options(source, options, ws.settings)
+
+
+def with_storage_options(source: object, options: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """``options`` plus ``storage_options`` naming ``settings.s3_endpoint_url`` for an
+    ``s3://`` source, unless the options give their own."""
+    endpoint = getattr(settings, "s3_endpoint_url", None)
+    if (
+        isinstance(source, str)
+        and source.lower().startswith(("s3://", "s3a://"))
+        and endpoint
+        and "storage_options" not in options
+    ):
+        return {**options, "storage_options": {"client_kwargs": {"endpoint_url": endpoint}}}
     return options
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, ClassVar, cast
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
 import fsspec
@@ -74,6 +74,9 @@ class Source(ABC):
     streaming: bool = False
     #: True: :meth:`batches` may run in a background thread, reading ahead of the engine
     prefetch: bool = False
+    #: columns whose values come from the source's paths (hive ``key=value`` folders), known
+    #: once :meth:`batches` has started
+    partition_columns: tuple[str, ...] = ()
 
     @abstractmethod
     def describe(self) -> str:
@@ -515,6 +518,235 @@ class ParquetSource(FileSource):
             ) from exc
 
 
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_INT = re.compile(r"[+-]?[0-9]{1,18}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_NATURAL = re.compile(r"([0-9]+)")
+
+
+def _natural(path: str) -> list[Any]:
+    """Sort key: ``month=2`` before ``month=10``, the same order on every run and filesystem."""
+    return [int(p) if p.isdigit() else p for p in _NATURAL.split(path)]
+
+
+def _partition_type(values: list[str | None]) -> pa.DataType:
+    """The type of a hive partition column from its folder values: int64 when every value is
+    a whole number, a date when every value is ``YYYY-MM-DD``, else text."""
+    given = [v for v in values if v is not None]
+    if given and all(_INT.fullmatch(v) for v in given):
+        return pa.int64()
+    if given and all(_DATE.fullmatch(v) for v in given):
+        try:
+            pa.array(given).cast(pa.date32())
+            return pa.date32()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    return pa.string()
+
+
+class ParquetFolderSource(FileSource):
+    """A folder of Parquet files, read file after file in record batches, optionally a hive
+    tree (``year=2013/month=1/part-0.parquet``): the ``key=value`` folders become columns
+    (after the files' own), typed from the values in the paths (:func:`_partition_type`;
+    ``__HIVE_DEFAULT_PARTITION__`` is null) and listed in :attr:`partition_columns`.
+
+    Files are taken in natural path order (``month=2`` before ``month=10``); names starting
+    with ``.`` or ``_`` (``_SUCCESS``, ``_common_metadata``, ``.crc`` files) are skipped, as are
+    files that end in neither ``.parquet`` nor ``.pq`` but have an extension. Every file must
+    have the first one's columns, and every file the same partition keys."""
+
+    format = "parquet"
+    extensions = ()
+
+    def describe(self) -> str:
+        return self.uri.rstrip("/") + "/"
+
+    def _check_file(self) -> None:
+        if self.is_local:
+            path = Path(self.uri)
+            if not path.exists():
+                raise NotFoundError(
+                    f"folder not found: {self.uri}",
+                    where=self._where(),
+                    hint="Check the path (relative paths start at the current folder)",
+                )
+            if not path.is_dir():
+                raise InvalidInputError(
+                    f"{self.uri} is not a folder",
+                    where=self._where(),
+                    hint="Give a folder of Parquet files, or the path of one file",
+                )
+
+    _fs_root: tuple[Any, str] | None = None
+
+    def _filesystem(self) -> tuple[Any, str]:
+        if self._fs_root is None:
+            self._fs_root = self._connect()
+        return self._fs_root
+
+    def _connect(self) -> tuple[Any, str]:
+        try:
+            fs, root = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+        except ImportError as exc:
+            raise InvalidInputError(
+                f"cannot open {self.uri}: {exc}",
+                where=self._where(),
+                hint="Install the filesystem package for this URI scheme, e.g. "
+                "pip install 'loopml[s3]' for s3://",
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise self._unreadable(exc) from exc
+        return fs, str(root).rstrip("/")
+
+    def files(self) -> list[tuple[str, list[tuple[str, str | None]]]]:
+        """``(path on its filesystem, [(partition key, value or None), ...])`` per data file,
+        in reading order."""
+        fs, root = self._filesystem()
+        try:
+            found = [str(f) for f in fs.find(root)]
+        except FileNotFoundError as exc:
+            raise NotFoundError(
+                f"folder not found: {self.uri}",
+                where=self._where(),
+                hint="Check the path or URI and your access to it",
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise self._unreadable(exc) from exc
+        out: list[tuple[str, list[tuple[str, str | None]]]] = []
+        for full in sorted(found, key=_natural):
+            rel = full[len(root) :].strip("/") if full.startswith(root) else full
+            segments = rel.split("/") if rel else [full.rsplit("/", 1)[-1]]
+            if any(s.startswith((".", "_")) for s in segments):
+                continue
+            suffix = Path(segments[-1]).suffix.lower()
+            if suffix and suffix not in ParquetSource.extensions:
+                continue
+            keys: list[tuple[str, str | None]] = []
+            for segment in segments[:-1]:
+                key, eq, value = segment.partition("=")
+                if eq and key:
+                    text = unquote(value)
+                    keys.append((unquote(key), None if text in ("", _HIVE_NULL) else text))
+            out.append((full, keys))
+        if not out:
+            raise InvalidInputError(
+                f"{self.uri} holds no Parquet file",
+                where=self._where(),
+                hint="Give a folder holding .parquet files (in key=value/ folders for a hive "
+                "tree), or the path of one file",
+            )
+        first = [k for k, _ in out[0][1]]
+        for full, keys in out[1:]:
+            if [k for k, _ in keys] != first:
+                raise InvalidInputError(
+                    f"{self._shown(full)} is under partition folders "
+                    f"{[k for k, _ in keys] or 'none'}, but {self._shown(out[0][0])} under "
+                    f"{first or 'none'}",
+                    where=self._where(part=self._shown(full)),
+                    hint="Every file of a hive tree must sit at the same depth under the same "
+                    "key=value folders; move the others out",
+                )
+        return out
+
+    def _shown(self, full: str) -> str:
+        """A file of the folder as the user would write it."""
+        root = self._filesystem()[1]
+        rel = full[len(root) :].strip("/") if full.startswith(root) else full
+        return f"{self.describe()}{rel}"
+
+    def _read(self) -> pa.Table:
+        batches = list(self._batches())
+        return pa.Table.from_batches(batches)
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        fs, _ = self._filesystem()
+        files = self.files()
+        keys = [k for k, _ in files[0][1]]
+        types = {key: _partition_type([dict(parts)[key] for _, parts in files]) for key in keys}
+        self.partition_columns = tuple(keys)
+        schema: pa.Schema | None = None
+        for full, parts in files:
+            shown = self._shown(full)
+            where = self._where(part=shown)
+            try:
+                with fs.open(full, "rb") as fh:
+                    reader = pq.ParquetFile(fh)
+                    file_schema = reader.schema_arrow
+                    if schema is None:
+                        schema = file_schema
+                        clash = [k for k in keys if k in file_schema.names]
+                        if clash:
+                            raise InvalidInputError(
+                                f"{shown} has a column {clash[0]!r}, which is also a partition "
+                                "folder name",
+                                where={**where, "column": clash[0]},
+                                hint="Rename the column in the files or the key=value folders",
+                            )
+                    else:
+                        self._check_like(shown, file_schema, schema, where)
+                    for batch in reader.iter_batches(batch_size=self.batch_rows or 65_536):
+                        if not batch.num_rows:
+                            continue
+                        batch = self._like(batch, schema)
+                        columns = list(batch.columns)
+                        fields = list(batch.schema)
+                        for key, value in parts:
+                            typ = types[key]
+                            columns.append(
+                                pa.nulls(batch.num_rows, typ)
+                                if value is None
+                                else pa.array([value] * batch.num_rows).cast(typ)
+                            )
+                            fields.append(pa.field(key, typ))
+                        yield pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields))
+            except (pa.ArrowException, OSError) as exc:
+                raise InvalidInputError(
+                    f"{shown} is not a readable Parquet file: {exc}",
+                    where=where,
+                    hint="Check that the file is complete and really Parquet, or move it out "
+                    "of the folder",
+                ) from exc
+
+    @staticmethod
+    def _check_like(shown: str, schema: pa.Schema, first: pa.Schema, where: dict[str, Any]) -> None:
+        from loopml.data.engine import widens
+
+        if schema.names != first.names:
+            added = [n for n in schema.names if n not in first.names]
+            missing = [n for n in first.names if n not in schema.names]
+            detail = "; ".join(
+                d
+                for d in (
+                    f"new columns {added}" if added else "",
+                    f"missing columns {missing}" if missing else "",
+                    "the same columns in another order" if not added and not missing else "",
+                )
+                if d
+            )
+            raise InvalidInputError(
+                f"{shown} has other columns than the folder's first file: {detail}",
+                where=where,
+                hint="Every file of the folder must have the same columns; ingest the others "
+                "as another dataset",
+            )
+        for field, want in zip(schema, first, strict=True):
+            if field.type != want.type and not widens(field.type, want.type):
+                raise InvalidInputError(
+                    f"{shown}: column {field.name!r} is {field.type}, but {want.type} in the "
+                    "folder's first file",
+                    where={**where, "column": field.name},
+                    hint="Write the column with one type in every file",
+                )
+
+    @staticmethod
+    def _like(batch: pa.RecordBatch, schema: pa.Schema | None) -> pa.RecordBatch:
+        if schema is None or batch.schema.equals(schema):
+            return batch
+        return pa.RecordBatch.from_arrays(
+            [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)], schema=schema
+        )
+
+
 _CSV_CONVERSION = re.compile(
     r"In CSV column #(?P<index>[0-9]+): .*?conversion error to (?P<type>[^:]+): "
     r"invalid value '(?P<value>[^']*)'"
@@ -701,7 +933,7 @@ LAZY_SCHEMES: dict[str, str] = {
         ("postgresql", "postgres", "mysql", "mariadb", "sqlite"), "loopml.data.sql_source:make"
     ),
     **dict.fromkeys(("http", "https"), "loopml.data.http_source:make"),
-    **dict.fromkeys(("mqtt", "redis", "-", "follow"), "loopml.data.streams:make"),
+    **dict.fromkeys(("mqtt", "mqtts", "redis", "-", "follow"), "loopml.data.streams:make"),
 }
 
 
@@ -769,6 +1001,7 @@ def source_for(
             return factory(path_or_uri, format=format, **options)
     uri = _normalize(path_or_uri)
     supported = "csv, tsv, parquet (.pq), jsonl (.ndjson)"
+    cls: type[FileSource] | None
     if format is not None:
         cls = FORMATS.get(str(format).strip().lower().lstrip("."))
         if cls is None:
@@ -777,6 +1010,11 @@ def source_for(
                 where={"file": uri, "field": "format"},
                 hint=f"Supported formats: {supported}",
             )
+    else:
+        cls = None
+    if _is_folder(uri) and (cls or ParquetSource) is ParquetSource:
+        return _make(ParquetFolderSource, uri, options)
+    if cls is not None:
         return _make(cls, uri, options)
     name = Path(urlparse(uri).path if "://" in uri else uri).name.lower()
     for suffix in COMPRESSIONS:
@@ -800,9 +1038,19 @@ def _make(cls: type[FileSource], uri: str, options: Mapping[str, Any]) -> FileSo
     given: dict[str, Any] = {
         k: v for k, v in options.items() if v is not None and not (k == "header" and v is True)
     }
-    if not given:
-        return cls(uri)
+    storage = given.pop("storage_options", None)
+    if storage is not None and not isinstance(storage, Mapping):
+        raise InvalidInputError(
+            f"storage_options must be a mapping, got {type(storage).__name__}",
+            where={"file": uri, "field": "storage_options"},
+            hint="Pass fsspec's options as a dict, e.g. {'anon': True}",
+        )
+    if storage:
+        given["storage_options"] = storage
+    if not given or set(given) == {"storage_options"}:
+        return cls(uri, **given)
     if not issubclass(cls, CsvSource):
+        given.pop("storage_options", None)
         names = ", ".join(sorted(given))
         raise InvalidInputError(
             f"{names}: only for CSV and TSV files, but {uri} is read as {cls.format}",
@@ -813,6 +1061,19 @@ def _make(cls: type[FileSource], uri: str, options: Mapping[str, Any]) -> FileSo
     if cls is TsvSource and "delimiter" in given:
         cls = CsvSource
     return cls(uri, **given)
+
+
+def _is_folder(uri: str) -> bool:
+    """A folder of Parquet files: a local folder named without an extension or as Parquet
+    (``flights/``, ``flights.parquet/`` as Spark writes them), or a remote URI ending in ``/``
+    or without an extension (``s3://bucket/flights``)."""
+    path = urlparse(uri).path if "://" in uri else uri
+    suffix = Path(path).suffix.lower()
+    if suffix and suffix not in ParquetSource.extensions:
+        return False
+    if "://" not in uri:
+        return Path(uri).is_dir()
+    return path.endswith("/") or not suffix
 
 
 def _normalize(path: str | os.PathLike[str]) -> str:

@@ -14,6 +14,9 @@ duplicates events:
   recorded but maybe not yet acknowledged; their redelivery after a crash is dropped (and
   acknowledged). The broker's ``max_inflight_messages`` (Mosquitto: 20) bounds how many
   unacknowledged messages one micro-batch collects, so cut micro-batches by time.
+  ``mqtts://host:8883/topic`` connects with TLS: the broker's certificate is checked against
+  ``ca_file`` (else the system's CAs) and the host name; ``cert_file`` and ``key_file`` give
+  a client certificate (options, or ``?ca_file=...`` in the URL).
 - **Redis streams** (``redis://host:6379/0?stream=NAME``, ``loopml[redis]``): the position is
   the last entry id recorded; with ``&group=G`` (and ``&consumer=C``) a consumer group is used,
   XACKed in :meth:`committed`, pending entries read again after a restart and entries at or
@@ -36,6 +39,7 @@ import hashlib
 import json
 import os
 import queue
+import ssl
 import sys
 import threading
 import time
@@ -165,19 +169,34 @@ class MqttSource(StreamSource):
         connect_timeout: float = 10.0,
         username: str | None = None,
         password_env: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        cert_file: str | os.PathLike[str] | None = None,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(on_error)
         parts = urlsplit(uri)
         topic = unquote(parts.path.lstrip("/"))
-        if parts.scheme.lower() != "mqtt" or not parts.hostname or not topic:
+        self.scheme = parts.scheme.lower()
+        if self.scheme not in ("mqtt", "mqtts") or not parts.hostname or not topic:
             raise InvalidInputError(
                 f"not an MQTT topic URL: {redact_uri(uri)}",
                 where={"source": redact_uri(uri)},
-                hint="Write mqtt://host:1883/topic (the topic may use + and # wildcards; "
-                "'#' is written %23)",
+                hint="Write mqtt://host:1883/topic, or mqtts://host:8883/topic for TLS (the "
+                "topic may use + and # wildcards; '#' is written %23)",
             )
-        self.host, self.port, self.topic = parts.hostname, parts.port or 1883, topic
+        self.tls = self.scheme == "mqtts"
+        self.host, self.topic = parts.hostname, topic
+        self.port = parts.port or (8883 if self.tls else 1883)
         query = _query(uri)
+        self.ca_file = _tls_file(ca_file or query.get("ca_file"), "ca_file", uri, self.tls)
+        self.cert_file = _tls_file(cert_file or query.get("cert_file"), "cert_file", uri, self.tls)
+        self.key_file = _tls_file(key_file or query.get("key_file"), "key_file", uri, self.tls)
+        if self.key_file and not self.cert_file:
+            raise InvalidInputError(
+                f"{redact_uri(uri)}: a key file without its certificate",
+                where={"source": redact_uri(uri), "field": "key_file"},
+                hint="Give the client certificate too (--cert-file), or leave --key-file out",
+            )
         self.client_id = (
             client_id
             or query.get("client_id")
@@ -190,7 +209,7 @@ class MqttSource(StreamSource):
         self.password_env = password_env
         self._password = unquote(parts.password) if parts.password else None
         self.connect_timeout = connect_timeout
-        self.key = f"mqtt://{self.host}:{self.port}/{topic}#{self.client_id}"
+        self.key = f"{self.scheme}://{self.host}:{self.port}/{topic}#{self.client_id}"
         self._messages: queue.Queue[Any] = queue.Queue()
         self._pending: list[tuple[str, int]] = []  # (hash, mid) returned, not yet acked
         self._skip: set[str] = set()  # recorded before a restart: drop their redelivery
@@ -198,7 +217,7 @@ class MqttSource(StreamSource):
         self._failure: str | None = None
 
     def describe(self) -> str:
-        return f"mqtt://{self.host}:{self.port}/{self.topic}"
+        return f"{self.scheme}://{self.host}:{self.port}/{self.topic}"
 
     def resume(self, position: dict[str, Any] | None) -> None:
         if position is not None:
@@ -277,6 +296,8 @@ class MqttSource(StreamSource):
             password = os.environ.get(self.password_env)
         if self.username:
             client.username_pw_set(self.username, password)
+        if self.tls:
+            self._tls_set(client)
         connected = threading.Event()
 
         def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -293,6 +314,15 @@ class MqttSource(StreamSource):
         client.on_message = on_message
         try:
             client.connect(self.host, self.port, keepalive=30)
+        except ssl.SSLError as exc:
+            raise StoreError(
+                f"{self.describe()}: the TLS handshake failed: {exc}",
+                where={"source": self.describe()},
+                hint="Give the CA that signed the broker's certificate (--ca-file), check that "
+                "the certificate names this host, and give a client certificate and key "
+                "(--cert-file, --key-file) if the broker asks for one",
+                code="source_unreachable",
+            ) from exc
         except (OSError, ValueError) as exc:
             raise StoreError(
                 f"cannot reach the MQTT broker {self.host}:{self.port}: {exc}",
@@ -306,6 +336,25 @@ class MqttSource(StreamSource):
             self._failure = f"no answer to CONNECT within {self.connect_timeout:g} s"
         self._raise_failure()
 
+    def _tls_set(self, client: Any) -> None:
+        """TLS with the broker's certificate checked against ``ca_file`` (else the system's
+        CAs) and its host name; a client certificate when given."""
+        try:
+            client.tls_set(
+                ca_certs=self.ca_file,
+                certfile=self.cert_file,
+                keyfile=self.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise InvalidInputError(
+                f"{self.describe()}: cannot load the TLS files: {exc}",
+                where={"source": self.describe(), "field": "ca_file/cert_file/key_file"},
+                hint="--ca-file takes a PEM CA certificate, --cert-file a PEM client "
+                "certificate and --key-file its PEM private key (not encrypted)",
+            ) from exc
+
     def _raise_failure(self) -> None:
         if self._failure is not None:
             failure = self._failure
@@ -317,6 +366,26 @@ class MqttSource(StreamSource):
                 hint="Check the broker's address, user name and password (password_env)",
                 code="source_unreachable",
             )
+
+
+def _tls_file(value: str | os.PathLike[str] | None, what: str, uri: str, tls: bool) -> str | None:
+    """A TLS file option: an existing file, only for ``mqtts://``."""
+    if value is None or value == "":
+        return None
+    if not tls:
+        raise InvalidInputError(
+            f"{redact_uri(uri)}: {what} is for TLS connections",
+            where={"source": redact_uri(uri), "field": what},
+            hint="Write mqtts://host:8883/topic to connect with TLS",
+        )
+    path = Path(os.fspath(value)).expanduser()
+    if not path.is_file():
+        raise InvalidInputError(
+            f"{redact_uri(uri)}: {what} {os.fspath(value)!r} is not a file",
+            where={"source": redact_uri(uri), "field": what, "file": os.fspath(value)},
+            hint=f"Give the path of a PEM file as --{what.replace('_', '-')}",
+        )
+    return str(path)
 
 
 # -- Redis streams ----------------------------------------------------------------------------
@@ -676,7 +745,7 @@ def make(uri: str, format: str | None = None, **options: Any) -> Source:
         )
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     factory: Any
-    if scheme == "mqtt":
+    if scheme in ("mqtt", "mqtts"):
         factory = MqttSource
     elif scheme in ("redis", "rediss"):
         factory = RedisStreamSource

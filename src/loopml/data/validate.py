@@ -6,6 +6,11 @@ in a strict schema, a value that does not convert to the declared type) fail a w
 version rules (``rows``, ``freshness``) are checked once all batches are in. Whatever fails is
 written to ``quarantine/<dataset>/<id>/`` in the lake: the failing rows (``rows.parquet``), a
 ``report.json`` and a ``report.txt`` naming each column, rule, how many rows and examples.
+
+Nullability is also inferred: a column not declared in the spec that held no null in any
+earlier version of the dataset is not nullable (rule ``inferred_not_null``), so a version
+bringing nulls into it is refused (or its null rows quarantined with ``skip-rows``) unless the
+column is declared (``nullable: true``) or the change allowed (``--allow-schema-change``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 
 QUARANTINE = "quarantine"
 EXAMPLES = 5
+#: the rule of a null in a column that no earlier version held a null in
+INFERRED_NOT_NULL = "inferred_not_null"
 
 
 class ValidationError(InvalidInputError):
@@ -93,10 +100,24 @@ class Validator:
         self.spec = spec
         self._seen: dict[tuple[str, ...], np.ndarray] = {}
         self._newest: dict[str, Any] = {}
+        #: inferred nullability: column -> the earlier versions that held no null in it
+        #: (``"versions 1-3"``), set by the engine before the batches of a version
+        self.never_null: dict[str, str] = {}
+        #: False: the engine infers no nullability (an internal snapshot that takes rows as
+        #: they come, e.g. the closed loop's training sets)
+        self.infer_nullability = True
+        #: the ingestion engine's cache: (dataset, latest version) -> columns that held a null
+        #: in some version up to it
+        self.had_nulls: tuple[tuple[str, int], set[str]] | None = None
 
     @property
     def active(self) -> bool:
-        return self.spec is not None
+        return self.spec is not None or bool(self.never_null)
+
+    def declared(self, name: str) -> bool:
+        """Whether the spec declares column ``name`` (its nullability is then declared too:
+        a type alone allows nulls)."""
+        return self.spec is not None and self.spec.column(name) is not None
 
     def types(self) -> dict[str, pa.DataType]:
         """Declared column types, for sources that can read columns as given (CSV)."""
@@ -116,7 +137,9 @@ class Validator:
         (mask None, failures) means the whole batch is bad."""
         spec = self.spec
         if spec is None:
-            return batch, np.zeros(batch.num_rows, dtype=bool), []
+            if not self.never_null:
+                return batch, np.zeros(batch.num_rows, dtype=bool), []
+            spec = DatasetSpec(name="")
         failures: list[Failure] = []
         names = batch.schema.names
         for col in spec.columns:
@@ -140,6 +163,11 @@ class Validator:
             if not col.nullable and col.name in names:
                 mask = batch.column(col.name).is_null().to_numpy(zero_copy_only=False)
                 self._mark(failures, bad, batch, mask, col.name, "not_null", "null", first_row)
+        for name, versions in self.never_null.items():
+            if name in names and not self.declared(name) and batch.column(name).null_count:
+                mask = batch.column(name).is_null().to_numpy(zero_copy_only=False)
+                detail = f"null, but {versions} held no null in this column"
+                self._mark(failures, bad, batch, mask, name, INFERRED_NOT_NULL, detail, first_row)
         for exp in spec.expectations:
             mask = self._row_rule(exp, batch)
             if mask is not None:
@@ -167,7 +195,8 @@ class Validator:
             bad |= mask
 
     def _cast(self, batch: pa.RecordBatch, first_row: int) -> tuple[pa.RecordBatch, list[Failure]]:
-        assert self.spec is not None
+        if self.spec is None:
+            return batch, []
         failures: list[Failure] = []
         columns = list(batch.columns)
         fields = list(batch.schema)
@@ -391,4 +420,12 @@ def summary(failures: list[Failure]) -> str:
     return f"{first.line()}{example}{more}"
 
 
-__all__ = ["Failure", "Quarantine", "ValidationError", "Validator", "render", "summary"]
+__all__ = [
+    "INFERRED_NOT_NULL",
+    "Failure",
+    "Quarantine",
+    "ValidationError",
+    "Validator",
+    "render",
+    "summary",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -10,11 +11,13 @@ from loopml.data.engine import schema_changes
 from loopml.data.ingest import get_dataset, iter_version
 from loopml.errors import ConflictError
 from loopml.stores.records import DatasetVersion
+from loopml.utils import utcnow
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
 
 HEAD_MAX = 10_000
+TOMBSTONE = "_deleted.json"  # left in a deleted version's folder: its number stays taken
 
 
 def diff_versions(ws: Workspace, old_ref: str, new_ref: str) -> dict[str, Any]:
@@ -72,7 +75,8 @@ def head(ws: Workspace, ref: str, rows: int = 10) -> pa.Table:
 
 
 def delete_version(ws: Workspace, ref: str, *, force: bool = False) -> DatasetVersion:
-    """Remove ``ref`` (NAME@V): its record, then its files.
+    """Remove ``ref`` (NAME@V): its record, then its files, leaving a tombstone
+    (``_deleted.json``) in its folder so that its number is not used again.
 
     Refused while a model or run of the lineage uses it, unless ``force``; always refused
     while a later version appended to it reads its files (delete that one first)."""
@@ -97,8 +101,24 @@ def delete_version(ws: Workspace, ref: str, *, force: bool = False) -> DatasetVe
             "then point at a version that is gone)",
             code="in_use",
         )
+    # the tombstone goes first and stays: the next ingest's claim of this folder finds it and
+    # moves on, so the number of a deleted version is never given to other content
+    tombstone = f"{dv.path}/{TOMBSTONE}"
+    ws.lake.write_bytes(
+        tombstone,
+        json.dumps(
+            {
+                "dataset": dv.name,
+                "version": dv.version,
+                "sha256": dv.sha256,
+                "deleted_at": str(utcnow()),
+            }
+        ).encode(),
+    )
     removed = ws.metadata.delete_dataset_version(dv.name, dv.version)
-    ws.lake.delete(dv.path)  # its own files only: a parent's parts live in the parent's folder
+    for path in ws.lake.list(dv.path):  # its own files only: a parent's parts are the parent's
+        if path != tombstone:
+            ws.lake.delete(path)
     return removed
 
 
