@@ -236,6 +236,18 @@ class MetadataStore(ABC):
         replaces its value. NotFoundError for an unknown run, InvalidInputError for an
         empty key, a negative step or a value that is not a number."""
 
+    def log_steps(
+        self,
+        run_id: str,
+        rows: Sequence[tuple[str, int, float | None]],
+        at: datetime | None = None,
+    ) -> list[RunStep]:
+        """Record many ``(key, step, value)`` rows of the run at once, as :meth:`log_step`
+        does each (a step logged again is replaced; of one given twice the last wins); the
+        SQL store writes them in one transaction, all or none. InvalidInputError naming the
+        row that is not one, NotFoundError for an unknown run."""
+        return [self.log_step(run_id, key, step, value, at) for key, step, value in rows]
+
     @abstractmethod
     def list_steps(self, run_id: str, key: str | None = None) -> list[RunStep]:
         """The run's steps (of one key), ordered by key then step."""
@@ -444,8 +456,11 @@ class MetadataStore(ABC):
 
     # online learning: checkpoints (state + stream position, committed together)
     @abstractmethod
-    def add_online_checkpoint(self, cp: OnlineCheckpoint) -> OnlineCheckpoint:
-        """Commit ``cp`` (its state artifact already stored) in one transaction. Its ``seq``
+    def add_online_checkpoint(
+        self, cp: OnlineCheckpoint, steps: Sequence[tuple[str, int, float | None]] = ()
+    ) -> OnlineCheckpoint:
+        """Commit ``cp`` (its state artifact already stored) in one transaction, with the
+        ``(key, step, value)`` rows ``steps`` of its run (:meth:`log_steps`). Its ``seq``
         must follow the last stored one of ``(cp.name, cp.stream)`` (1 for the first):
         ConflictError (code ``checkpoint_taken``) otherwise, also when two writers race;
         InvalidInputError naming a field that is not what the store holds."""

@@ -25,7 +25,14 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError, StoreError
 from loopml.settings import Settings
-from loopml.stores import sql_aliases, sql_datasets, sql_deployments, sql_feedback, sql_monitor
+from loopml.stores import (
+    sql_aliases,
+    sql_datasets,
+    sql_deployments,
+    sql_feedback,
+    sql_monitor,
+    sql_online,
+)
 from loopml.stores.base import (
     ANY_VERSION,
     Expected,
@@ -405,6 +412,21 @@ class SqlMetadataStore(SqlOnlineCheckpoints, MetadataStore):
                 if conn.execute(run_steps.update().where(where).values(change)).rowcount == 0:
                     conn.execute(run_steps.insert().values(_values(record)))
             return record
+
+        return self._retrying(attempt)
+
+    def log_steps(
+        self,
+        run_id: str,
+        rows: Sequence[tuple[str, int, float | None]],
+        at: datetime | None = None,
+    ) -> list[RunStep]:
+        records = sql_online.step_records(run_id, rows, at)
+
+        def attempt() -> list[RunStep]:
+            with self._transaction(write=True) as conn:
+                sql_online.upsert_steps(conn, run_id, records)
+            return records
 
         return self._retrying(attempt)
 

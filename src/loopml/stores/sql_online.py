@@ -13,6 +13,7 @@ learner's ``feedback:<model>`` stream.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from loopml.errors import ConflictError, InvalidInputError
-from loopml.stores.base import check_limit
-from loopml.stores.records import Feedback, OnlineCheckpoint
-from loopml.stores.sql_schema import JsonText, UtcDateTime, feedback, metadata
+from loopml.errors import ConflictError, InvalidInputError, NotFoundError
+from loopml.stores.base import check_limit, check_step
+from loopml.stores.records import Feedback, OnlineCheckpoint, RunStep
+from loopml.stores.sql_schema import JsonText, UtcDateTime, feedback, metadata, run_steps, runs
+from loopml.utils import utcnow
+
+#: a run step to log: (key, step, value)
+StepRow = tuple[str, int, float | None]
 
 NAME_MAX = 128
 STREAM_MAX = 512
@@ -148,6 +153,82 @@ def add(conn: Connection, cp: OnlineCheckpoint) -> OnlineCheckpoint:
     return cp
 
 
+def step_records(run_id: str, rows: Sequence[StepRow], at: datetime | None = None) -> list[RunStep]:
+    """``rows`` checked (:func:`~loopml.stores.base.check_step`, InvalidInputError naming the
+    row) as records, one per (key, step): of a step given twice the last value is kept."""
+    when = at or utcnow()
+    records: dict[tuple[str, int], RunStep] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, tuple | list) or len(row) != 3:
+            raise InvalidInputError(
+                f"step row {i} is {row!r}, not (key, step, value)"[:300],
+                where={"row": i},
+                hint="Give each step as a (key, step, value) tuple",
+            )
+        key, step, value = row
+        try:
+            check_step(key, step, value)
+        except InvalidInputError as exc:
+            raise InvalidInputError(
+                f"step row {i}: {exc.message}", where={"row": i, **exc.where}, hint=exc.hint
+            ) from exc
+        number = None if value is None else float(value)
+        records[(key, step)] = RunStep(run_id, key, step, number, when)
+    return list(records.values())
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(dialect: str) -> Any:
+    """The ``INSERT ... ON CONFLICT DO UPDATE`` of a run step on SQLite or PostgreSQL (None
+    elsewhere), built once: building it (its ``excluded`` columns) costs more than running it."""
+    if dialect not in ("sqlite", "postgresql"):
+        return None
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        base: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(run_steps)
+        stmt = _UPSERTS[dialect] = base.on_conflict_do_update(
+            index_elements=[run_steps.c.run_id, run_steps.c.key, run_steps.c.step],
+            set_={"value": base.excluded.value, "at": base.excluded.at},
+        )
+    return stmt
+
+
+def upsert_steps(conn: Connection, run_id: str, records: Sequence[RunStep]) -> None:
+    """Store ``records`` (of run ``run_id``, one per key and step) in the open transaction:
+    one statement for all (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL,
+    a DELETE then an INSERT elsewhere); a step logged again gets its new value.
+    NotFoundError for an unknown run."""
+    if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+        raise NotFoundError(
+            f"no run with id {run_id!r}",
+            where={"run": run_id},
+            hint="List runs with 'loopml runs list'",
+        )
+    if not records:
+        return
+    params = [
+        {"run_id": r.run_id, "key": r.key, "step": r.step, "value": r.value, "at": r.at}
+        for r in records
+    ]
+    stmt = _upsert(conn.dialect.name)
+    if stmt is not None:
+        conn.execute(stmt, params)
+        return
+    conn.execute(
+        run_steps.delete().where(
+            (run_steps.c.run_id == sa.bindparam("b_run"))
+            & (run_steps.c.key == sa.bindparam("b_key"))
+            & (run_steps.c.step == sa.bindparam("b_step"))
+        ),
+        [{"b_run": p["run_id"], "b_key": p["key"], "b_step": p["step"]} for p in params],
+    )
+    conn.execute(run_steps.insert(), params)
+
+
 def list_checkpoints(
     conn: Connection, name: str, stream: str | None, limit: int
 ) -> list[OnlineCheckpoint]:
@@ -190,9 +271,15 @@ class SqlOnlineCheckpoints:
             self, *, write: bool = False, what: str = ""
         ) -> AbstractContextManager[Connection]: ...
 
-    def add_online_checkpoint(self, cp: OnlineCheckpoint) -> OnlineCheckpoint:
+    def add_online_checkpoint(
+        self, cp: OnlineCheckpoint, steps: Sequence[StepRow] = ()
+    ) -> OnlineCheckpoint:
+        records = step_records(cp.run_id, steps) if steps else []
         with self._transaction(write=True, what="committing an online checkpoint") as conn:
-            return add(conn, cp)
+            stored = add(conn, cp)
+            if records:  # the windows the checkpoint completed, in its transaction
+                upsert_steps(conn, cp.run_id, records)
+            return stored
 
     def latest_online_checkpoint(self, name: str, stream: str) -> OnlineCheckpoint | None:
         with self._transaction() as conn:

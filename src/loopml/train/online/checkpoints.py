@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -136,8 +137,11 @@ class Checkpoints:
         learned: int,
         run_id: str,
         metrics: dict[str, Any],
+        steps: Sequence[tuple[str, int, float | None]] = (),
     ) -> OnlineCheckpoint:
-        """Write the document, then commit the row (ConflictError when ``seq`` is taken)."""
+        """Write the document, then commit the row with ``steps`` (``(key, step, value)``
+        rows of the run: the windowed metrics since the last checkpoint) in one transaction
+        (ConflictError when ``seq`` is taken: then no step is logged either)."""
         started = time.perf_counter()
         sha = self.ws.artifacts.put(pack(state, loop, encoded))
         cp = OnlineCheckpoint(
@@ -153,6 +157,6 @@ class Checkpoints:
             created_at=utcnow(),
             metrics=metrics,
         )
-        stored = self.ws.metadata.add_online_checkpoint(cp)
+        stored = self.ws.metadata.add_online_checkpoint(cp, steps)
         self.timings_ms.append((time.perf_counter() - started) * 1000)
         return stored

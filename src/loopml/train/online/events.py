@@ -84,6 +84,92 @@ def _text(raw: bytes | str) -> str:
     return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
 
 
+class Batch:
+    """Events read at once, for the learner's loop: ``records[i]`` is event *i*'s JSON
+    object (None when it is malformed: :meth:`event` says why), :meth:`position` the
+    position after it, :meth:`event` the whole :class:`Event` (built only when needed: a
+    dead letter, a mini-batch)."""
+
+    __slots__ = ("_events", "finite", "records")
+
+    def __init__(self, events: list[Event]) -> None:
+        self._events = events
+        #: every float in ``records`` is finite (orjson reads no NaN or infinity)
+        self.finite = False
+        self.records: list[dict[str, Any] | None] = [
+            e.record if e.error is None else None for e in events
+        ]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def event(self, i: int) -> Event:
+        return self._events[i]
+
+    def position(self, i: int) -> dict[str, Any]:
+        return self._events[i].position
+
+
+class RedisBatch(Batch):
+    """Entries of one ``XREAD``: their ids and ``data`` values as the server sent them
+    (bytes), decoded to objects all at once; the :class:`Event` of an entry is built when
+    asked for (most never are)."""
+
+    __slots__ = ("_ids", "_raws", "_special")
+
+    def __init__(
+        self,
+        ids: list[Any],
+        raws: list[Any],
+        records: list[dict[str, Any] | None],
+        special: dict[int, Event],
+    ) -> None:
+        self._ids, self._raws, self._special = ids, raws, special
+        self.records = records
+        self.finite = not special  # entries of other fields are read by json (NaN, Infinity)
+
+    def _eid(self, i: int) -> str:
+        eid = self._ids[i]
+        return eid.decode() if eid.__class__ is bytes else str(eid)
+
+    def position(self, i: int) -> dict[str, Any]:
+        special = self._special.get(i)
+        return special.position if special is not None else {"last_id": self._eid(i)}
+
+    def event(self, i: int) -> Event:
+        special = self._special.get(i)
+        if special is not None:
+            return special
+        eid, raw = self._eid(i), self._raws[i]
+        record = self.records[i]
+        error = None
+        if record is None:
+            record, error = _parse(raw)  # the reason it is not an object
+            if error is None:  # a valid object refused by the batch's checks: not here
+                error = "not a JSON object"
+        return Event(record, {"entry": eid}, {"last_id": eid}, _text(raw), error)
+
+
+def decode_all(raws: list[Any]) -> list[dict[str, Any] | None]:
+    """The JSON object of each of ``raws`` (None for one that is not JSON, or not an
+    object), each decoded on its own, so a crafted value cannot spill into the next: one
+    list comprehension in the common case where every value parses, an entry-by-entry
+    loop only when one does not."""
+    loads = orjson.loads
+    try:
+        records: list[Any] = [loads(raw) for raw in raws]
+    except orjson.JSONDecodeError:
+        records = []
+        for raw in raws:
+            try:
+                records.append(loads(raw))
+            except orjson.JSONDecodeError:
+                records.append(None)
+    if set(map(type, records)) != {dict}:  # a value that is JSON, not a JSON object
+        records = [r if r.__class__ is dict else None for r in records]
+    return records
+
+
 def missing_stream(what: str, hint: str) -> StoreError:
     return StoreError(
         f"{what} does not exist",
@@ -116,6 +202,10 @@ class EventStream(ABC):
     @abstractmethod
     def read_events(self, most: int, timeout: float) -> list[Event]:
         """Up to ``most`` events, waiting up to ``timeout`` seconds for the first."""
+
+    def read_batch(self, most: int, timeout: float) -> Batch:
+        """:meth:`read_events` as a :class:`Batch` (what the learner's loop reads)."""
+        return Batch(self.read_events(most, timeout))
 
     def committed(self, position: dict[str, Any]) -> None:  # noqa: B027 (most need nothing)
         """A checkpoint holding everything up to ``position`` was committed."""
@@ -150,7 +240,9 @@ class RedisEvents(RedisStreamSource, EventStream):
         super().resume(position)
         self._recorded = None  # XREAD after the id already skips what the checkpoint holds
 
-    def read_events(self, most: int, timeout: float) -> list[Event]:
+    def _xread(self, most: int, timeout: float) -> Any:
+        """XREAD's reply after the last entry id: ``[[stream, [[id, [field, value, ...]],
+        ...]]]`` as the server sent it (or a dict of it, under RESP3); None when empty."""
         import redis
 
         client = self._redis()
@@ -181,33 +273,40 @@ class RedisEvents(RedisStreamSource, EventStream):
         except redis.RedisError as exc:
             self._client = None
             raise self._error(exc) from exc
-        if not got:
-            return []
-        events: list[Event] = []
+        return got or None
+
+    def read_events(self, most: int, timeout: float) -> list[Event]:
+        batch = self.read_batch(most, timeout)
+        return [batch.event(i) for i in range(len(batch))]
+
+    def read_batch(self, most: int, timeout: float) -> Batch:
+        """The entries after the last id. The ``data`` values are decoded together
+        (:func:`decode_all`); an entry of other fields becomes its :class:`Event` here."""
+        got = self._xread(most, timeout)
+        ids: list[Any] = []
+        raws: list[Any] = []
+        special: dict[int, Event] = {}
+        if got is None:
+            return RedisBatch(ids, raws, [], special)
         field = self.field.encode()
         replies = got.values() if isinstance(got, dict) else (pair[1] for pair in got)
-        add = events.append
-        loads = orjson.loads
+        add_id, add_raw = ids.append, raws.append
         for entries in replies:
-            eid = self._last
             for entry_id, fields in entries:
-                eid = entry_id.decode() if entry_id.__class__ is bytes else str(entry_id)
+                add_id(entry_id)
                 if fields and len(fields) == 2 and fields[0] == field:  # {data: JSON}
-                    raw = fields[1]
-                    try:
-                        record = loads(raw)
-                    except orjson.JSONDecodeError:
-                        record = None
-                    if record.__class__ is dict:
-                        text = raw.decode("utf-8", "replace") if raw.__class__ is bytes else raw
-                        add(Event(record, {"entry": eid}, {"last_id": eid}, text))
-                        continue
-                    record, error = _parse(raw)  # the reason it is not an object
-                    add(Event(record, {"entry": eid}, {"last_id": eid}, _text(raw), error))
+                    add_raw(fields[1])
                 else:
-                    add(self._event(eid, _pairs(fields)))
-            self._last = eid
-        return events
+                    eid = entry_id.decode() if entry_id.__class__ is bytes else str(entry_id)
+                    special[len(raws)] = self._event(eid, _pairs(fields))
+                    add_raw(b"{}")  # a placeholder: the event above stands for it
+        if ids:
+            last = ids[-1]
+            self._last = last.decode() if last.__class__ is bytes else str(last)
+        records = decode_all(raws)
+        for i, ev in special.items():
+            records[i] = ev.record if ev.error is None else None
+        return RedisBatch(ids, raws, records, special)
 
     def _event(self, eid: str, fields: dict[Any, Any]) -> Event:
         decoded = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in fields.items()}
@@ -284,6 +383,11 @@ class FileEvents(FollowSource, EventStream):
             if events or time.monotonic() >= deadline:
                 return events
             time.sleep(min(self.interval, max(deadline - time.monotonic(), 0.0)))
+
+    def read_batch(self, most: int, timeout: float) -> Batch:
+        batch = Batch(self.read_events(most, timeout))
+        batch.finite = True  # every line was read by orjson
+        return batch
 
     def close(self) -> None:
         FollowSource.close(self)

@@ -36,10 +36,18 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import ConfigError, InvalidInputError, StoreError
-from loopml.registry.flavors.river import label_key
+from loopml.registry.flavors.river import OBSERVE_EVERY, RIVER, UNKNOWN, label_key
 from loopml.stores.records import MonitorEvent, OnlineCheckpoint, Run
 from loopml.train.online.checkpoints import Checkpoints
-from loopml.train.online.events import RETRYABLE, DeadLetters, Event, EventStream, open_stream
+from loopml.train.online.events import (
+    RETRYABLE,
+    Batch,
+    DeadLetters,
+    Event,
+    EventStream,
+    open_stream,
+)
+from loopml.train.online.metrics import AUC_BINS, EPS
 from loopml.utils import new_id, process_owner, utcnow
 
 if TYPE_CHECKING:
@@ -66,6 +74,22 @@ FINGERPRINT_KEYS = (
 )
 NUMBER, TEXT, IGNORED = "number", "text", "ignored"
 _KIND_OF = {str: TEXT, float: NUMBER, int: NUMBER, bool: NUMBER}
+MAX_SHAPES = 256  # event shapes (field names and value types) whose checks are remembered
+
+
+@dataclass(slots=True)
+class _Shape:
+    """What the checks of :meth:`_Loop.handle` find for every event of one shape (the same
+    field names in the same order, each value of the same type), found once: the fields
+    the learner's input leaves out, those it turns into floats (integers, booleans), and
+    whether its values are numbers only (then one sum tells that they are all finite)."""
+
+    drop: tuple[str, ...]
+    convert: tuple[str, ...]
+    floats: tuple[str, ...]
+    numeric: bool
+    size: int  # of the learner's input
+    covered: bool = False  # the learner's fields hold every feature of the shape
 
 
 @dataclass
@@ -213,6 +237,8 @@ class _Loop:
         self.next_step = spec.metric_window
         self.steps: list[tuple[str, int, float]] = []  # windowed metrics, not yet logged
         self.last_swap: float | None = None  # wall-clock seconds of the last alias move
+        #: by field names and value types (None: a shape the fast path leaves to handle())
+        self._shapes: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape | None] = {}
 
     # resuming
     def resume(self) -> None:
@@ -304,6 +330,211 @@ class _Loop:
             if len(self.batch) >= self.spec.batch:
                 self.flush()
 
+    # a batch of events
+    def handle_batch(self, batch: Batch, run_id: str) -> None:
+        """Handle the events of ``batch`` in order, checkpointing when due (after any event,
+        as :meth:`handle` then :meth:`due` on each would). Runs of events that the fast
+        path (:meth:`_fast`) takes go through it; any other event through :meth:`handle`."""
+        records = batch.records
+        n, i = len(records), 0
+        ready = self._ready()
+        while i < n:
+            if ready is not None:
+                j = self._fast(batch, i, run_id, ready)
+                if j > i:
+                    i = j
+                    if self.due():
+                        self.checkpoint(run_id)
+                    continue
+            record = records[i]
+            learned = self.total_learned
+            self.handle(batch.event(i), run_id)
+            if record is not None and self.total_learned > learned:
+                self._remember(record)
+            if self.due():
+                self.checkpoint(run_id)
+            ready = self._ready()
+            i += 1
+
+    def _ready(self) -> tuple[Any, Any, Any] | None:
+        """The (negative, positive, metrics' positive) labels when the fast path may take
+        the next events: a two-class River learner that knows both its labels, learning
+        event by event, from a stream that acknowledges nothing (not MQTT)."""
+        learner = self.learner
+        if (
+            self.spec.batch != 1
+            or self.batch
+            or self.stream.pending_limit is not None
+            or learner.kind != RIVER
+            or learner.task != "classification"
+            or not learner._binary
+            or len(learner.labels) != 2
+        ):
+            return None
+        neg, pos = learner._pair
+        pq = self.prequential
+        if neg is UNKNOWN or pos is UNKNOWN or neg not in pq._label_set or pos not in pq._label_set:
+            return None
+        metric_pos = pq.positive if pq.positive is not None else pq._label_pos
+        return None if metric_pos is None else (neg, pos, metric_pos)
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        """Note the :class:`_Shape` of ``record``, an event :meth:`handle` learned."""
+        shapes = self._shapes
+        key = (tuple(record), tuple(map(type, record.values())))
+        if key in shapes or len(shapes) >= MAX_SHAPES:
+            return
+        shapes[key] = None  # this shape is not for the fast path, unless found below
+        names = key[0]
+        spec, learner = self.spec, self.learner
+        target = spec.target
+        if record.get(target).__class__ not in (str, int, bool):  # a float: its value is checked
+            return
+        new, bad = check_kinds(record, spec, self.kinds)
+        if new or bad:
+            return
+        wanted, skip = learner.features, learner._skip
+        keep_text = learner.strings == "keep"
+        drop, convert, floats = [], [], []
+        size, numeric = 0, True
+        for name, value in record.items():
+            feature = (name in wanted) if wanted is not None else (name not in skip)
+            if name == target:
+                if feature:
+                    return
+                continue
+            t = value.__class__
+            if not feature or value is None or (t is str and not keep_text):
+                drop.append(name)
+                continue
+            if t is float:
+                floats.append(name)
+            elif t is int or t is bool:
+                convert.append(name)
+            elif t is str:
+                numeric = False
+            else:
+                return
+            size += 1
+        shapes[key] = _Shape(
+            drop=tuple(drop),
+            convert=tuple(convert),
+            floats=tuple(floats),
+            numeric=numeric,
+            size=size,
+            covered=learner.fields.keys() >= {*names} - {target, *drop},
+        )
+
+    def _fast(self, batch: Batch, start: int, run_id: str, ready: tuple[Any, Any, Any]) -> int:
+        """Test, then train, the events of ``batch`` from ``start`` whose shape was seen
+        (:meth:`_remember`), as :meth:`handle` does each — the same model, metrics and
+        counts — in one loop of local variables; stops before an event it does not take,
+        at a window's end and when a checkpoint is due. The index after the last taken."""
+        neg, pos, metric_pos = ready
+        records, finite = batch.records, batch.finite
+        limit = min(
+            len(records),
+            start + max(1, self.spec.checkpoint_every - self.since_checkpoint),
+            start + max(1, self.next_step - self.total_learned),
+        )
+        learner, pq, shapes = self.learner, self.prequential, self._shapes
+        fields, target = learner.fields, self.spec.target
+        proba_one = learner.estimator.predict_proba_one
+        learn_one = learner.estimator.learn_one
+        observe = learner.observe
+        w_correct, w_loss, w_scores = pq.w_correct.append, pq.w_loss.append, pq.w_scores.append
+        counts = pq.bins.get(metric_pos)
+        if counts is None:
+            counts = pq.bins[metric_pos] = ([0] * AUC_BINS, [0] * AUC_BINS)
+        pos_counts, neg_counts = counts
+        detect = None if self.detector is None else self.detector.update
+        log, isfinite, low, high = math.log, math.isfinite, EPS, 1.0 - EPS
+        top = AUC_BINS - 1
+        n, correct, n_proba, loss_sum = pq.n, pq.correct, pq.n_proba, pq.loss_sum
+        done = start  # events up to here are counted in the loop's attributes
+        last_names: tuple[str, ...] | None = None
+        last_types: tuple[type, ...] | None = None
+        shape: Any = None
+        i = start
+        while i < limit:
+            record = records[i]
+            if record is None:
+                break
+            names, types = tuple(record), tuple(map(type, record.values()))
+            if names != last_names or types != last_types:  # (most are as the one before)
+                shape = shapes.get((names, types))
+                if shape is None:
+                    break
+                last_names, last_types = names, types
+            y = record[target]
+            if y != pos and y != neg:  # a third label: refused by handle()
+                break
+            x = record.copy()
+            del x[target]
+            for name in shape.drop:
+                del x[name]
+            for name in shape.convert:
+                x[name] = float(x[name])
+            if finite:
+                pass
+            elif shape.numeric:
+                if not isfinite(sum(x.values())):  # NaN, inf (or a sum too big: handle())
+                    break
+            elif not all(isfinite(x[name]) for name in shape.floats):
+                break
+            # test
+            p = float(proba_one(x).get(True, 0.0))
+            q = 1.0 - p
+            if q > p:
+                y_pred = neg
+            elif p > q:
+                y_pred = pos
+            else:  # a tie (or NaN): as _predict
+                proba = {neg: q, pos: p}
+                y_pred = max(proba, key=lambda k: (proba[k], label_key(k)))
+            # then train (OnlineLearner.learn_one)
+            sampled = learner.learned % OBSERVE_EVERY == 0
+            if sampled or not shape.covered or len(fields) != shape.size:
+                observe(x)
+                shape.covered = True
+            learn_one(x, y == pos)
+            learner.learned += 1
+            # score (Prequential.update)
+            n += 1
+            right = y_pred == y
+            correct += right
+            w_correct(right)
+            pt = q if y == neg else p  # clipped as min(max(pt, low), high), NaN kept
+            loss = -log(low if pt < low else (high if pt > high else pt))
+            n_proba += 1
+            loss_sum += loss
+            w_loss(loss)
+            score = p if metric_pos == pos else (q if metric_pos == neg else 0.0)
+            w_scores((y, score))
+            b = int(score * AUC_BINS)
+            b = 0 if b < 0 else (top if b > top else b)
+            (pos_counts if y == metric_pos else neg_counts)[b] += 1
+            i += 1
+            if detect is not None and detect(0.0 if right else 1.0):
+                pq.n, pq.correct, pq.n_proba, pq.loss_sum = n, correct, n_proba, loss_sum
+                self._counted(batch, done, i)
+                done = i
+                self._drift(0.0 if right else 1.0, run_id)
+        pq.n, pq.correct, pq.n_proba, pq.loss_sum = n, correct, n_proba, loss_sum
+        self._counted(batch, done, i)
+        return i
+
+    def _counted(self, batch: Batch, start: int, end: int) -> None:
+        """Count the events ``start`` to ``end`` of ``batch``, each learned by :meth:`_fast`."""
+        k = end - start
+        if not k:
+            return
+        self.events += k
+        self.total_events += k
+        self.since_checkpoint += k
+        self.recent.extend(batch.records[max(start, end - 5) : end])  # type: ignore[arg-type]
+        self._learned(k, batch.position(end - 1))
+
     def _predict(self, x: dict[str, Any]) -> tuple[Any, dict[Any, float] | None]:
         """The prediction and (classification) the class probabilities of ``x``, computing
         them once: a two-class River learner's label is the likelier of its probabilities,
@@ -357,7 +588,7 @@ class _Loop:
         self.total_learned += n
         self.position = position
         if self.total_learned >= self.next_step:  # a window of learned events is complete
-            window = self.prequential.snapshot().get("window") or {}
+            window = self.prequential.snapshot()["window"]
             for key, value in sorted(window.items()):
                 number = isinstance(value, int | float) and not isinstance(value, bool)
                 if number and math.isfinite(value):
@@ -417,7 +648,6 @@ class _Loop:
             "detector": None if self.detector is None else self.detector.state(),
         }
         self.dead.sync()  # letters of the events the checkpoint holds are durable first
-        self._log_steps(run_id)  # before: a crash may log a window twice, never lose it
         cp = self.checkpoints.commit(
             seq=self.seq + 1,
             state=self.learner.state_bytes(),
@@ -428,7 +658,9 @@ class _Loop:
             learned=self.total_learned,
             run_id=run_id,
             metrics=metrics,
+            steps=self.steps,  # the windows completed since the last one, in its transaction
         )
+        self.steps = []
         self.seq = cp.seq
         self.committed += 1
         self.since_checkpoint = 0
@@ -436,12 +668,6 @@ class _Loop:
         self.stream.committed(cp.position)
         self._maybe_register(cp, run_id, metrics)
         return cp
-
-    def _log_steps(self, run_id: str) -> None:
-        """The windowed metrics of the windows completed since the last checkpoint."""
-        for key, step, value in self.steps:
-            self.ws.metadata.log_step(run_id, key, step, value)
-        self.steps = []
 
     def _maybe_register(self, cp: OnlineCheckpoint, run_id: str, metrics: dict[str, Any]) -> None:
         alias = self.spec.alias
@@ -485,11 +711,11 @@ class _Loop:
         self.say(f"registered {mv.name}@{mv.version} (checkpoint {cp.seq}); {alias} -> it")
 
     # reading, with retries
-    def read(self, most: int) -> list[Event]:
+    def read(self, most: int) -> Batch:
         delay, started = 0.1, None
         while True:
             try:
-                return self.stream.read_events(most, POLL_S)
+                return self.stream.read_batch(most, POLL_S)
             except StoreError as exc:
                 if exc.code not in RETRYABLE:
                     raise
@@ -621,11 +847,11 @@ def _consume(
     run_id: str,
     max_events: int | None,
     idle_timeout: float | None,
-    first: list[Event],
+    first: Batch,
 ) -> str:
     """Handle ``first``, then read and handle events until the run ends; why it ended."""
     idle_since = time.monotonic()
-    events: list[Event] | None = first
+    events: Batch | None = first
     try:
         while True:
             if events is None:
@@ -633,10 +859,7 @@ def _consume(
                 events = loop.read(most)
             if events:
                 idle_since = time.monotonic()
-            for event in events:
-                loop.handle(event, run_id)
-                if loop.due():
-                    loop.checkpoint(run_id)
+                loop.handle_batch(events, run_id)
             if max_events is not None and loop.events >= max_events:
                 return "max_events"
             if not events:

@@ -288,11 +288,9 @@ class Prequential:
 
 def _sparse(dense: list[int]) -> list[int]:
     """``[bin, count, bin, count, ...]`` of the non-empty bins, by bin."""
-    out: list[int] = []
-    for b, c in enumerate(dense):
-        if c:
-            out += (b, c)
-    return out
+    counts = np.asarray(dense, dtype=np.int64)
+    bins = np.flatnonzero(counts)
+    return np.column_stack((bins, counts[bins])).ravel().tolist()  # type: ignore[no-any-return]
 
 
 def _dense(rows: Any) -> tuple[list[int], list[int]]:
@@ -326,7 +324,17 @@ def _plain(v: Any) -> bool:
 def _plain_window(window: deque[Any]) -> list[Any] | None:
     """The encoded tree of a window's list, built directly: scalars as they are, the
     ``(label, score)`` pairs as ``{"$tuple": [label, score]}``; None when an item needs
-    the generic encoder (a non-finite float, a label of another type)."""
+    the generic encoder (a non-finite float, a label of another type). A window of one
+    kind is checked a column at a time (C loops); a mixed one item by item."""
+    kinds = set(map(type, window))
+    if kinds == {tuple}:
+        if set(map(len, window)) == {2}:
+            labels, scores = zip(*window, strict=True)
+            if _plain_all(labels) and _plain_all(scores):
+                return [{"$tuple": [a, b]} for a, b in window]
+            return None
+    elif tuple not in kinds:
+        return list(window) if _plain_all(window) else None
     out: list[Any] = []
     for v in window:
         if type(v) is tuple:
@@ -338,6 +346,25 @@ def _plain_window(window: deque[Any]) -> list[Any] | None:
         else:
             return None
     return out
+
+
+_PLAIN_KINDS = frozenset({type(None), bool, str, float, int})
+
+
+def _plain_all(values: Any) -> bool:
+    """Whether :func:`_plain` holds for each of ``values`` (a sequence)."""
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN_KINDS:
+        return False
+    if float in kinds:
+        floats = values if len(kinds) == 1 else [v for v in values if type(v) is float]
+        if not all(map(math.isfinite, floats)):
+            return False
+    if int in kinds:
+        ints = values if len(kinds) == 1 else [v for v in values if type(v) is int]
+        if min(ints) < _INT64[0] or max(ints) > _INT64[1]:
+            return False
+    return True
 
 
 __all__ = ["AUC_BINS", "Prequential", "roc_auc"]
