@@ -15,10 +15,12 @@ machine the CPU time of the process is the steadier of the two.
 - ``loopml+prepare``: loopml with ``prepare_frame`` too (reading every value as its kind,
   as training does), which the direct pipeline does not do.
 
-Two specs: ``basic`` (median, standard, one-hot) and ``rich`` (robust scaling after
-Yeo-Johnson, clipping, target encoding, frequency encoding, a capped one-hot).
+Three specs: ``basic`` (median, standard, one-hot), ``rich`` (robust scaling after
+Yeo-Johnson, clipping, target encoding, frequency encoding, a capped one-hot) and ``text``
+(``rich`` plus a 31st column of free text, 4 to 12 words a row, as TF-IDF of its 50 most
+frequent words; the direct pipeline uses scikit-learn's ``TfidfVectorizer``).
 
-    python benchmarks/bench_features.py [--rows 1000000] [--repeats 3] [--specs basic,rich]
+    python benchmarks/bench_features.py [--rows 1000000] [--repeats 3] [--specs basic,rich,text]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import pandas as pd
 N_NUMERIC = 20
 N_CATEGORICAL = 8
 N_DATES = 2
+TEXT_FEATURES = 50  # the text spec's vocabulary
 
 SPECS: dict[str, dict[str, Any]] = {
     "basic": {
@@ -58,9 +61,16 @@ SPECS: dict[str, dict[str, Any]] = {
         },
     },
 }
+SPECS["text"] = {
+    **SPECS["rich"],
+    "columns": {
+        **SPECS["rich"]["columns"],
+        "r0": {"kind": "text", "encode": "tfidf", "max_features": TEXT_FEATURES},
+    },
+}
 
 
-def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
+def make_frame(n: int, seed: int = 0, text: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     data: dict[str, Any] = {}
     for i in range(N_NUMERIC):
@@ -73,15 +83,23 @@ def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
     start = np.datetime64("2020-01-01T00:00:00", "s")
     for d in range(N_DATES):
         data[f"t{d}"] = start + rng.integers(0, 3 * 365 * 86400, n).astype("timedelta64[s]")
+    if text:  # 4-12 words a row from a vocabulary of 300, the frequent ones more often
+        words = np.asarray([f"w{v}" for v in range(300)], dtype=object)
+        p = 1.0 / np.arange(1, 301)
+        picks = words[rng.choice(300, size=(n, 12), p=p / p.sum())]
+        lengths = rng.integers(4, 13, n)
+        data["r0"] = [" ".join(row[:k]) for row, k in zip(picks, lengths, strict=True)]
     frame = pd.DataFrame(data)
     frame["y"] = (np.nan_to_num(frame["x0"]) + rng.normal(size=n) > 0).astype(int)
     return frame
 
 
-def kinds() -> dict[str, str]:
+def kinds(text: bool = False) -> dict[str, str]:
     out = {f"x{i}": "numeric" for i in range(N_NUMERIC)}
     out |= {f"k{j}": "categorical" for j in range(N_CATEGORICAL)}
     out |= {f"t{d}": "datetime" for d in range(N_DATES)}
+    if text:
+        out["r0"] = "text"
     return out
 
 
@@ -157,6 +175,10 @@ def direct_pipeline(spec_name: str) -> Any:
         ]
         date_tail = [("impute", SimpleImputer(strategy="median")), ("scale", RobustScaler())]
     parts.append(("datetime", Pipeline([("parts", DatetimeFeatures()), *date_tail]), dates))
+    if spec_name == "text":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        parts.append(("text_r0", TfidfVectorizer(max_features=TEXT_FEATURES), "r0"))
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
 
 
@@ -174,7 +196,8 @@ def child(variant: str, spec_name: str, rows: int) -> dict[str, Any]:
     from loopml.project import FeatureSpec
 
     warnings.simplefilter("ignore")
-    frame = make_frame(rows)
+    text = spec_name == "text"
+    frame = make_frame(rows, text=text)
     y = frame.pop("y")
     base = _rss_mb()
     start = time.perf_counter()
@@ -183,9 +206,9 @@ def child(variant: str, spec_name: str, rows: int) -> dict[str, Any]:
         pipe = direct_pipeline(spec_name)
         fitted = pipe.fit_transform(frame, y)
     else:
-        x = prepare_frame(frame, kinds()) if variant == "loopml+prepare" else frame
+        x = prepare_frame(frame, kinds(text)) if variant == "loopml+prepare" else frame
         spec = FeatureSpec.from_config(SPECS[spec_name])
-        pipe = build_transformer(spec, kinds(), LogisticRegression(), task="classification")
+        pipe = build_transformer(spec, kinds(text), LogisticRegression(), task="classification")
         fitted = fit_features(pipe, x, y)
         frame = x
     served = pipe.transform(frame)
@@ -207,7 +230,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--specs", default="basic,rich")
+    parser.add_argument("--specs", default="basic,rich,text")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "SPEC"))
     args = parser.parse_args()
     if args.child:
@@ -238,7 +261,10 @@ def main() -> None:
             for v, rs in results.items()
         }
         d = summary["direct"]
-        print(f"spec {spec_name}: {args.rows} rows x 30 columns -> {sorted(widths)} features")
+        columns = 31 if spec_name == "text" else 30
+        print(
+            f"spec {spec_name}: {args.rows} rows x {columns} columns -> {sorted(widths)} features"
+        )
         for v, s in summary.items():
             print(
                 f"  {v:15s} wall {s['seconds']:7.2f} s ({s['seconds'] / d['seconds']:.3f}x)  "

@@ -17,7 +17,8 @@ TEXT = "text"
 # every logical kind a dataset column can have
 DATA_KINDS = (NUMERIC, CATEGORICAL, BOOLEAN, DATETIME, TEXT)
 # the kinds a model input (a feature column of a signature) can have; a datetime feature is an
-# instant, expanded into numeric date parts by the feature pipeline
-FEATURE_KINDS = (NUMERIC, CATEGORICAL, DATETIME)
+# instant, expanded into numeric date parts by the feature pipeline; a text feature is free text,
+# vectorized (TF-IDF or hashed words) by it
+FEATURE_KINDS = (NUMERIC, CATEGORICAL, DATETIME, TEXT)
 
 __all__ = ["BOOLEAN", "CATEGORICAL", "DATA_KINDS", "DATETIME", "FEATURE_KINDS", "NUMERIC", "TEXT"]

@@ -14,6 +14,8 @@ app = typer.Typer(help="Feature pipelines of model versions: explain.", no_args_
 
 # most scores the selection table lists (best first); --json has them all
 SELECTION_SHOWN = 30
+# most output columns a row of the table names (a text column has one per word); --json has all
+OUTPUTS_SHOWN = 12
 
 
 @app.command("explain")
@@ -71,7 +73,16 @@ def explain_cmd(
 
 def _outputs_cell(row: Mapping[str, Any]) -> str:
     kept = [o.split("__", 1)[-1] for o in row["outputs"]]
-    text = ", ".join(kept) if kept else "-"
+    text = ", ".join(kept[:OUTPUTS_SHOWN]) if kept else "-"
+    if len(kept) > OUTPUTS_SHOWN:
+        text += f" and {len(kept) - OUTPUTS_SHOWN} more ({len(kept)} columns)"
+    if "vocabulary" in row:
+        size = row["vocabulary"]
+        text = (
+            f"[{row.get('encode')}: vocabulary of {size} words/n-grams] "
+            if size is not None
+            else f"[{row.get('encode')}: {len(kept)} hashed columns] "
+        ) + text
     dropped = [o.split("__", 1)[-1] for o in row["dropped"]]
     if dropped:
         text += f" (dropped by selection: {', '.join(dropped)})"

@@ -26,6 +26,7 @@ SHOWN_PARAMS = {
     "PolynomialFeatures": ("degree", "interaction_only"),
     "SelectFeatures": ("method", "k", "percentile", "threshold"),
     "DatetimeFeatures": ("parts", "cyclical"),
+    "TextVectorizer": ("encode", "ngram_range"),
 }
 
 
@@ -56,6 +57,9 @@ def describe_step(step: Any) -> str:
         if value is not None:
             text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
             shown.append(f"{key}={text}")
+    if name == "TextVectorizer":  # the fitted vocabulary's size, or the hashed columns
+        size = step.vocabulary_size
+        shown.append(f"vocabulary={size}" if size is not None else f"n_features={step.n_features}")
     return f"{name}({', '.join(shown)})" if shown else name
 
 
@@ -72,7 +76,8 @@ def explain(
     """One row per input column: ``column``, ``kind``, ``kind_source`` (declared or
     inferred), ``transforms`` (each part that takes the column, its steps in order),
     ``outputs`` (the feature columns it produced, after selection) and ``dropped`` (those the
-    selection left out)."""
+    selection left out); a text column also has ``vocabulary`` (the size of its fitted
+    vocabulary, None when hashed) and ``encode``."""
     declared = declared or {}
     columns, select = split_pipeline(features)
     kept: set[str] | None = None
@@ -104,6 +109,10 @@ def explain(
             if type(_steps(trans)[0]).__name__ == "TimeSince" and col == cols[-1]:
                 role = " (as the reference)"
             rows[col]["transforms"].append(f"{part}: {steps}{role}")
+            text = next((s for s in _steps(trans) if type(s).__name__ == "TextVectorizer"), None)
+            if text is not None:
+                rows[col]["encode"] = text.encode
+                rows[col]["vocabulary"] = text.vocabulary_size
             for out in _outputs_of(col, cols, outputs, _steps(trans)):
                 full = f"{part}__{out}"
                 bucket = "outputs" if kept is None or full in kept else "dropped"

@@ -48,6 +48,7 @@ from loopml.features.steps import (
     SelectFeatures,
     SelectionError,
     SignedLog1p,
+    TextVectorizer,
     TimeSince,
 )
 from loopml.features.values import (
@@ -57,7 +58,7 @@ from loopml.features.values import (
     to_numbers,
     to_timestamps,
 )
-from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.project.features import FeatureSpec
 
 # an identifier: (nearly) every value distinct, in a column of at least this many values
@@ -137,7 +138,8 @@ def resolve_kinds(
                 warnings.warn(
                     f"column {c!r} of the {source} is not used as a feature: it {reason}. "
                     "To use it anyway, list it in features.include or declare its kind in "
-                    "features.kinds; to silence this, add it to features.exclude",
+                    "features.kinds (kind: text vectorizes free text: TF-IDF or hashed "
+                    "words); to silence this, add it to features.exclude",
                     FeatureWarning,
                     stacklevel=2,
                 )
@@ -305,13 +307,15 @@ def build_transformer(
             resolved.columns[col].get("options") or resolved.columns[col].get("transform")
         )
         key = (kind, repr(sorted(opts.items())) if own else "")
+        if kind == TEXT:  # a vocabulary per text column: each is a part of its own
+            key = (kind, col)
         if key not in groups:
             groups[key] = (kind, opts, [])
         groups[key][2].append(col)
     transformers: list[tuple[str, Any, list[str]]] = []
     used: set[str] = set()
     for (kind, own), (_, opts, cols) in groups.items():
-        name = kind if not own else f"{kind}_{cols[0]}"
+        name = kind if not own and kind != TEXT else f"{kind}_{cols[0]}"
         while name in used:
             name += "_"
         used.add(name)
@@ -340,6 +344,8 @@ def build_transformer(
                 )
         elif kind == CATEGORICAL:
             transformers.append((name, Pipeline(_categorical_steps(opts, task)), cols))
+        elif kind == TEXT:
+            transformers.append((name, _text_step(opts), cols))
         else:
             impute, scale = _choices(resolved.numeric, estimator)
             numeric = _numeric_steps(impute, scale, {})
@@ -415,6 +421,71 @@ def _custom(opts: Mapping[str, Any], column: str) -> Any:
             where={"field": f"features.columns.{column}.params"},
             hint=f"Give the arguments {attr} takes",
         ) from None
+
+
+def _text_step(opts: Mapping[str, Any]) -> TextVectorizer:
+    low, high = opts.get("ngram_range") or (1, 1)
+    return TextVectorizer(
+        encode=str(opts.get("encode", "tfidf")),
+        max_features=opts.get("max_features", 1000),
+        ngram_range=(int(low), int(high)),
+        n_features=int(opts.get("n_features", 256)),
+        lowercase=bool(opts.get("lowercase", True)),
+        min_df=int(opts.get("min_df", 1)),
+    )
+
+
+def open_categories(spec: FeatureSpec, kinds: Mapping[str, str]) -> list[str]:
+    """The categorical columns whose encoding takes any text (hashing: no vocabulary), so
+    that a category training never had is scored, not refused (the signature's
+    ``any_category``)."""
+    resolved = spec.resolved(kinds)
+    return [
+        c
+        for c, k in kinds.items()
+        if k == CATEGORICAL
+        and resolved.options(c, k).get("encode") == "hash"
+        and not resolved.options(c, k).get("transform")
+    ]
+
+
+def check_selection(
+    spec: FeatureSpec,
+    kinds: Mapping[str, str],
+    x: pd.DataFrame,
+    y: Any = None,
+    task: str | None = None,
+    estimator: Any = None,
+) -> None:
+    """A variance selection that would keep no feature of ``x`` (a threshold above every
+    feature's variance on the training rows) is a ConfigError naming
+    ``features.selection.threshold``, raised before any run is recorded. Only the column
+    transforms are fitted (once, on all of ``x``); other methods are checked as each fold
+    fits."""
+    sel = spec.selection
+    if sel is None or sel["method"] != "variance" or len(x) == 0:
+        return
+    features = build_transformer(spec, kinds, estimator, task=task)
+    columns, select = features.steps[0][1], features.steps[1][1]
+    target = None if y is None else np.asarray(y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TargetEncoder.shuffle", category=FutureWarning)
+        encoded = np.asarray(columns.fit_transform(x, target), dtype=np.float64)
+    try:
+        select.fit(encoded, target)  # the step's own scores: what each fold computes
+        return
+    except SelectionError:
+        pass
+    threshold = float(sel.get("threshold") or 0.0)
+    scores = select._scores(encoded, target) if encoded.shape[1] else np.zeros(0)
+    top = float(scores.max()) if scores.size else 0.0
+    raise ConfigError(
+        f"features.selection: a variance threshold of {threshold:g} keeps none of the "
+        f"{encoded.shape[1]} features (the largest variance on the training rows is {top:.4g})",
+        where={"field": "features.selection.threshold"},
+        hint=f"Set features.selection.threshold below {top:.4g}, or select by another "
+        "features.selection.method",
+    )
 
 
 def _categorical_steps(opts: Mapping[str, Any], task: str | None) -> list[tuple[str, Any]]:
@@ -555,7 +626,7 @@ def prepare_frame(
                 out[col] = to_numbers(s, allow_bool=True)
             elif kind == DATETIME:
                 out[col] = to_timestamps(s)
-            else:
+            else:  # categorical and text: canonical text
                 out[col] = to_categories(s)
         except ValueProblem as exc:
             raise InvalidInputError(

@@ -12,6 +12,8 @@ input (widths and lengths), so a crafted file cannot make them index outside an 
 - :class:`FrequencyEncoder`: each category as its share of the training rows;
 - :class:`HashEncoder`: categories hashed into a fixed number of one-hot columns;
 - :class:`TimeSince`: days between a timestamp column and a reference timestamp column;
+- :class:`TextVectorizer`: a text column as TF-IDF weights of its fitted vocabulary, or as a
+  hashed bag of words;
 - :class:`SelectFeatures`: keep the columns a selection method chose, with their scores.
 """
 
@@ -262,6 +264,136 @@ class TimeSince(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray([f"{c}_days_since_{names[-1]}" for c in names[:-1]], dtype=object)
 
 
+# how text is split into words, as scikit-learn's vectorizers split it by default: runs of two
+# or more word characters, lowercased first (``lowercase``)
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+TEXT_ENCODINGS = ("tfidf", "hashing")
+
+
+class TextVectorizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """One text column as numbers: ``encode="tfidf"`` weighs the words (and n-grams of
+    ``ngram_range``) of a vocabulary fitted on the training rows (the ``max_features`` most
+    frequent, in at least ``min_df`` rows) by their smoothed inverse document frequency, each
+    row scaled to unit length (scikit-learn's ``TfidfVectorizer`` defaults); ``"hashing"``
+    counts them into ``n_features`` columns by MurmurHash3 (``HashingVectorizer``, no
+    alternating sign, unit length): nothing is learnt, so any text lands in a column. A
+    missing value is the empty text (all zeros).
+
+    Only data is kept once fitted: ``terms_`` (the vocabulary, in column order) and ``idf_``;
+    the scikit-learn vectorizers are built for each call, never stored.
+    """
+
+    def __init__(
+        self,
+        encode: str = "tfidf",
+        max_features: int | None = 1000,
+        ngram_range: tuple[int, int] = (1, 1),
+        n_features: int = 256,
+        lowercase: bool = True,
+        min_df: int = 1,
+    ) -> None:
+        self.encode = encode
+        self.max_features = max_features
+        self.ngram_range = ngram_range
+        self.n_features = n_features
+        self.lowercase = lowercase
+        self.min_df = min_df
+
+    def _ngrams(self) -> tuple[int, int]:
+        low, high = (int(v) for v in self.ngram_range)
+        if not 1 <= low <= high <= 5:
+            raise ValueError(f"TextVectorizer.ngram_range is {self.ngram_range!r}")
+        return low, high
+
+    def _text(self, X: Any, reset: bool) -> list[str]:
+        cols = _texts(self, X, reset=reset)
+        if len(cols) != 1:
+            raise ValueError(f"TextVectorizer takes one text column, not {len(cols)}")
+        return ["" if not isinstance(v, str) else v for v in cols[0]]
+
+    def fit(self, X: Any, y: Any = None) -> TextVectorizer:
+        texts = self._text(X, reset=True)
+        if self.encode not in TEXT_ENCODINGS:
+            raise ValueError(f"TextVectorizer.encode is {self.encode!r}")
+        if self.encode == "hashing":
+            return self
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(
+            lowercase=bool(self.lowercase),
+            token_pattern=TOKEN_PATTERN,
+            ngram_range=self._ngrams(),
+            max_features=None if self.max_features is None else int(self.max_features),
+            min_df=int(self.min_df),
+            dtype=np.float64,
+        )
+        try:
+            vec.fit(texts)
+        except ValueError:  # no word in any training row (empty vocabulary): no columns
+            self.terms_ = np.asarray([], dtype=object)
+            self.idf_ = np.asarray([], dtype=np.float64)
+            return self
+        order = sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])
+        self.terms_ = np.asarray([t for t, _ in order], dtype=object)
+        self.idf_ = np.asarray(vec.idf_, dtype=np.float64)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "n_features_in_")
+        texts = self._text(X, reset=False)
+        if self.encode == "hashing":
+            from sklearn.feature_extraction.text import HashingVectorizer
+
+            n = int(self.n_features)
+            if not 1 <= n <= 1 << 20:
+                raise ValueError(f"TextVectorizer.n_features is {self.n_features!r}")
+            hashed = HashingVectorizer(
+                n_features=n,
+                lowercase=bool(self.lowercase),
+                token_pattern=TOKEN_PATTERN,
+                ngram_range=self._ngrams(),
+                alternate_sign=False,
+                norm="l2",
+                dtype=np.float64,
+            ).transform(texts)
+            return np.asarray(hashed.toarray(), dtype=np.float64)
+        check_is_fitted(self, "terms_")
+        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.preprocessing import normalize
+
+        terms = [str(t) for t in np.asarray(self.terms_, dtype=object).ravel()]
+        idf = np.asarray(self.idf_, dtype=np.float64).ravel()
+        _width(self, idf, "idf_", len(terms))
+        if not terms:
+            return np.zeros((len(texts), 0), dtype=np.float64)
+        # CountVectorizer refuses a vocabulary with a repeated term (a crafted file)
+        counts = CountVectorizer(
+            vocabulary=terms,
+            lowercase=bool(self.lowercase),
+            token_pattern=TOKEN_PATTERN,
+            ngram_range=self._ngrams(),
+            dtype=np.float64,
+        ).transform(texts)
+        weighted = normalize(counts.multiply(idf).tocsr(), norm="l2")
+        return np.asarray(weighted.toarray(), dtype=np.float64)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "n_features_in_")
+        col = _names_out(self, input_features)[0]
+        if self.encode == "hashing":
+            names = [f"{col}_hash{i}" for i in range(int(self.n_features))]
+        else:
+            names = [f"{col}_{t}" for t in np.asarray(self.terms_, dtype=object).ravel()]
+        return np.asarray(names, dtype=object)
+
+    @property
+    def vocabulary_size(self) -> int | None:
+        """The fitted vocabulary's size (None for hashing, which has none)."""
+        if self.encode == "hashing":
+            return None
+        return int(np.asarray(getattr(self, "terms_", ()), dtype=object).size)
+
+
 class SelectionError(ValueError):
     """A selection that cannot be made on these features (keeps none, wrong scores)."""
 
@@ -424,5 +556,6 @@ __all__ = [
     "SelectFeatures",
     "SelectionError",
     "SignedLog1p",
+    "TextVectorizer",
     "TimeSince",
 ]

@@ -1,10 +1,11 @@
 """The ``features:`` section of the project file: which columns go in and how each kind is
 transformed. Plain data; the features stage builds the fitted pipeline from it.
 
-The section declares transforms per kind (``numeric``, ``categorical``, ``datetime``) and per
-column (``columns``: a column's kind and the options that differ from its kind's), and an
-optional ``selection``. Every option is checked here, with the field it came from, before any
-data is read; what needs the data (a transform on a column of another kind) is checked by
+The section declares transforms per kind (``numeric``, ``categorical``, ``datetime``,
+``text``) and per column (``columns``: a column's kind and the options that differ from its
+kind's), and an optional ``selection``. Every option is checked here, with the field it came
+from, before any data is read; what needs the data (a transform on a column of another kind)
+is checked by
 :func:`loopml.features.spec.check_spec` before any training.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loopml.errors import ConfigError
-from loopml.kinds import CATEGORICAL, DATETIME, FEATURE_KINDS, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, FEATURE_KINDS, NUMERIC, TEXT
 
 # auto: what the model needs (features.spec.numeric_steps): no imputation for a model that
 # handles missing values itself (LightGBM, XGBoost, HistGradientBoosting), no scaling for
@@ -28,6 +29,9 @@ NUMERIC_POWER = ("none", "yeo-johnson", "log1p")
 CATEGORICAL_IMPUTE = ("most_frequent", "missing", "none")
 CATEGORICAL_ENCODE = ("onehot", "ordinal", "frequency", "target", "hash")
 BUCKET_STRATEGIES = ("quantile", "uniform")
+# text: TF-IDF of a fitted vocabulary, or a hashed bag of words (``hash`` is ``hashing``)
+TEXT_ENCODE = ("tfidf", "hashing")
+TEXT_ALIASES = {"hash": "hashing"}
 DATE_PARTS = ("year", "month", "day", "weekday", "hour", "minute", "dayofyear", "weekend")
 # selection methods; f_classif, f_regression and anova are names of f_test
 SELECTION_METHODS = ("variance", "mutual_info", "chi2", "f_test", "model", "rfecv")
@@ -59,10 +63,19 @@ DATETIME_DEFAULTS: dict[str, Any] = {
     "cyclical": True,
     "since": None,  # a reference timestamp column: days since it instead of date parts
 }
+TEXT_DEFAULTS: dict[str, Any] = {
+    "encode": "tfidf",
+    "max_features": 1000,  # tfidf: the most frequent words and n-grams kept (dense columns)
+    "ngram_range": [1, 1],  # [shortest, longest] n-grams of words
+    "min_df": 1,  # tfidf: in at least this many training rows
+    "n_features": 256,  # hashing: columns per text column
+    "lowercase": True,
+}
 SECTION_DEFAULTS = {
     NUMERIC: NUMERIC_DEFAULTS,
     CATEGORICAL: CATEGORICAL_DEFAULTS,
     DATETIME: DATETIME_DEFAULTS,
+    TEXT: TEXT_DEFAULTS,
 }
 # options of a single column beyond its kind's: a user's transformer by import path
 CUSTOM_KEYS = ("transform", "params")
@@ -179,6 +192,38 @@ def _option(kind: str, key: str, value: Any, fld: str) -> Any:
             if value is not None and not isinstance(value, str):
                 raise _fail(f"{fld} is {value!r}", fld, "Name the reference timestamp column")
             return value
+    elif kind == TEXT:
+        return _text_option(key, value, fld)
+    raise AssertionError(key)  # pragma: no cover - keys are checked first
+
+
+def _text_option(key: str, value: Any, fld: str) -> Any:
+    if key == "encode":
+        value = TEXT_ALIASES.get(value, value) if isinstance(value, str) else value
+        return _choice(value, TEXT_ENCODE, fld)
+    if key == "max_features":
+        return None if value is None else _int(value, fld, 1, 1 << 20)
+    if key == "n_features":
+        return _int(value, fld, 2, 1 << 20)
+    if key == "min_df":
+        return _int(value, fld, 1)
+    if key == "lowercase":
+        return _bool(value, fld)
+    if key == "ngram_range":
+        ok = (
+            isinstance(value, list | tuple)
+            and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and 1 <= value[0] <= value[1] <= 5
+        )
+        if not ok:
+            raise _fail(
+                f"{fld} is {value!r}",
+                fld,
+                "Give the shortest and longest n-grams of words, from 1 to 5, e.g. "
+                "ngram_range: [1, 2]",
+            )
+        return [int(value[0]), int(value[1])]
     raise AssertionError(key)  # pragma: no cover - keys are checked first
 
 
@@ -348,9 +393,9 @@ def skops_name(path: str) -> str:
 class FeatureSpec:
     """Columns and transforms. ``include=None`` means every column but the target.
 
-    ``numeric``, ``categorical`` and ``datetime`` hold every option of their kind (defaults
-    filled in); ``columns`` holds, per column, its declared ``kind`` (or None) and the options
-    it sets itself; ``selection`` the selection step, or None.
+    ``numeric``, ``categorical``, ``datetime`` and ``text`` hold every option of their kind
+    (defaults filled in); ``columns`` holds, per column, its declared ``kind`` (or None) and
+    the options it sets itself; ``selection`` the selection step, or None.
     """
 
     include: list[str] | None = None
@@ -360,6 +405,7 @@ class FeatureSpec:
     numeric: dict[str, Any] = field(default_factory=lambda: dict(NUMERIC_DEFAULTS))
     categorical: dict[str, Any] = field(default_factory=lambda: dict(CATEGORICAL_DEFAULTS))
     datetime: dict[str, Any] = field(default_factory=lambda: dict(DATETIME_DEFAULTS))
+    text: dict[str, Any] = field(default_factory=lambda: dict(TEXT_DEFAULTS))
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     selection: dict[str, Any] | None = None
 
@@ -381,7 +427,12 @@ class FeatureSpec:
 
     def options(self, column: str, kind: str) -> dict[str, Any]:
         """Every option for ``column`` of ``kind``: its kind's, then what it sets itself."""
-        base = {NUMERIC: self.numeric, CATEGORICAL: self.categorical, DATETIME: self.datetime}
+        base = {
+            NUMERIC: self.numeric,
+            CATEGORICAL: self.categorical,
+            DATETIME: self.datetime,
+            TEXT: self.text,
+        }
         out = dict(base.get(kind, {}))
         out.update(self.columns.get(column, {}).get("options", {}))
         custom = self.columns.get(column, {}).get("transform")
@@ -403,7 +454,7 @@ class FeatureSpec:
         with that opt-in (recorded on the version)."""
         data = dict(data or {})
         known = {
-            *("include", "exclude", "kinds", "numeric", "categorical", "datetime"),
+            *("include", "exclude", "kinds", "numeric", "categorical", "datetime", "text"),
             *("columns", "selection", "unknown"),
         }
         for key in data:
@@ -426,7 +477,7 @@ class FeatureSpec:
             )
         sections = {
             kind: {**SECTION_DEFAULTS[kind], **_section(kind, data.get(kind), f"{where}.{kind}")}
-            for kind in (NUMERIC, CATEGORICAL, DATETIME)
+            for kind in (NUMERIC, CATEGORICAL, DATETIME, TEXT)
         }
         kinds = dict(data.get("kinds") or {})
         for col, kind in kinds.items():
@@ -458,6 +509,7 @@ class FeatureSpec:
             numeric=sections[NUMERIC],
             categorical=sections[CATEGORICAL],
             datetime=sections[DATETIME],
+            text=sections[TEXT],
             columns=columns,
             selection=_selection(data.get("selection"), where),
         )
@@ -474,6 +526,7 @@ class FeatureSpec:
             (NUMERIC, self.numeric),
             (CATEGORICAL, self.categorical),
             (DATETIME, self.datetime),
+            (TEXT, self.text),
         ):
             for key, value in values.items():
                 if value != SECTION_DEFAULTS[kind][key]:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.registry.flavors import get_flavor
 from loopml.registry.flavors.base import NotConvertible, class_path
 from loopml.registry.signature import Signature
@@ -282,6 +282,12 @@ def _feature_blocks(features: Any, sig: Signature, g: _Builder) -> list[tuple[st
             )
             what = "features.dates.DatetimeFeatures" if dates is not None else "a datetime feature"
             raise NotConvertible(f"{what} has no ONNX converter")
+        if TEXT in col_kinds:
+            # tokenizing and n-grams as scikit-learn's regular expression does them: ONNX's
+            # StringNormalizer and Tokenizer split text differently, so it would not be exact
+            raise NotConvertible(
+                "features.steps.TextVectorizer (a text column's words) has no exact ONNX form"
+            )
         if col_kinds == {NUMERIC}:
             blocks.append(_numeric(names, steps, g))
         elif col_kinds == {CATEGORICAL} and _one_hot_only(steps):

@@ -42,7 +42,7 @@ from loopml.errors import (
     NotFoundError,
     StoreError,
 )
-from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.names import check_name, is_version, parse_ref
 from loopml.registry import CHAMPION, LoadedModel, Signature, load_model, resolve_version
 from loopml.registry.bundle import Prediction
@@ -83,6 +83,8 @@ def example_instance(sig: Signature) -> dict[str, Any]:
             out[f.name] = f.categories[0] if f.categories else None
         elif f.kind == DATETIME:
             out[f.name] = "2000-01-01T00:00:00"
+        elif f.kind == TEXT:
+            out[f.name] = "some text"
         elif f.min is not None and f.max is not None:
             out[f.name] = round((f.min + f.max) / 2, 6)
         else:

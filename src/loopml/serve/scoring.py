@@ -38,7 +38,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loopml.errors import InvalidInputError, LoopmlError
-from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.predictions import write_predictions
 from loopml.registry.bundle import Prediction
 from loopml.registry.limits import check_float32
@@ -138,7 +138,7 @@ def _csv_types(signature: Signature, inferred: pa.Schema) -> dict[str, pa.DataTy
     types: dict[str, pa.DataType] = {}
     for field in inferred:
         f = fields.get(field.name)
-        if f is not None and f.kind in (CATEGORICAL, DATETIME):
+        if f is not None and f.kind in (CATEGORICAL, DATETIME, TEXT):
             types[field.name] = pa.string()
         elif f is not None and f.kind == NUMERIC and not f.binary:
             types[field.name] = pa.float64()

@@ -37,6 +37,7 @@ from loopml.evaluate.split import (
     split_column,
     without_split_column,
 )
+from loopml.features.spec import check_selection
 from loopml.project import FeatureSpec, ProjectConfig
 from loopml.project.search import ParamSpace, SearchSpec
 from loopml.project.suggest import did_you_mean
@@ -178,6 +179,10 @@ def search(
             seed=ev.seed,
             column=None if split_col is None else split_col.iloc[tr_idx],
         ),
+    )
+    # a variance selection that keeps no feature fails here, before the study and the run
+    check_selection(
+        features, kinds, data.x, data.y, task, make_estimator(config.model, task, config.source)
     )
     name = spec.study or f"{config.name}-{dv.name}-v{dv.version}-{spec.space_hash()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -52,7 +52,7 @@ def test_kind_override_and_inference() -> None:
         ({"numeric": {"scale": "log"}}, "features.numeric.scale"),
         ({"categorical": {"encode": "binary"}}, "features.categorical.encode"),
         ({"numeric": {"bogus": 1}}, "features.numeric.bogus"),
-        ({"kinds": {"a": "text"}}, "features.kinds.a"),
+        ({"kinds": {"a": "prose"}}, "features.kinds.a"),  # text is a kind since issue 10
         ({"selection": []}, "features.selection"),
         ({"include": "some"}, "features.include"),
     ],
