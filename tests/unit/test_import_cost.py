@@ -9,7 +9,7 @@ import pytest
 
 # module -> packages it must not pull in
 LIGHT = {
-    "loopml.cli.main": ("sklearn", "pyspark", "river", "torch", "lightgbm"),
+    "loopml.cli.main": ("sklearn", "pyspark", "river", "torch", "lightgbm", "tensorflow", "keras"),
     "loopml.registry.signature": ("sklearn",),
     "loopml.monitor.drift": ("sklearn", "scipy.stats"),
     "loopml.engines": ("pyspark",),

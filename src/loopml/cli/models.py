@@ -320,7 +320,7 @@ def delete_(
 @app.command("import")
 def import_(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Model file.")],
+    file: Annotated[Path, typer.Argument(help="Model file, or a SavedModel folder.")],
     name: Annotated[str, typer.Option("--name", help="Register it as this model.")],
     target: Annotated[
         str | None, typer.Option("--target", help="The target column's name.")
@@ -349,8 +349,10 @@ def import_(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Register a model file: a loopml bundle, LightGBM text, XGBoost JSON/UBJ, skops or
-    ONNX (standard operators only; its inputs named with --features or --sample).
+    """Register a model file: a loopml bundle, LightGBM text, XGBoost JSON/UBJ, skops,
+    ONNX (standard operators only; its inputs named with --features or --sample) or a
+    TensorFlow SavedModel folder (converted to ONNX; kept as a SavedModel only with
+    --trust tensorflow.saved_model, since a graph can hold file-system ops).
 
     Pickle and joblib files are refused unless --trust-pickle (recorded on the version).
     The first version of a name takes the champion alias.

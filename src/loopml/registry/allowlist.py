@@ -118,6 +118,7 @@ COMPOSITION = (
     "loopml.features.steps.QuantileClipper",
     "loopml.features.steps.SelectFeatures",
     "loopml.features.steps.SignedLog1p",
+    "loopml.features.steps.TextVectorizer",
     "loopml.features.steps.TimeSince",
 )
 
@@ -309,6 +310,64 @@ TORCH = (
     "loopml.registry.flavors.torch_nets.MatrixFactorization",
 )
 
+# Keras objects a ``.keras`` file's config may name without an opt-in
+# (registry.flavors.keras): ``module.class_name`` as Keras writes them, compared exactly. Not
+# skops types (DECLARED never lists them). Left out on purpose: Lambda (it holds Python
+# code; Keras' safe mode refuses its function even when the layer is trusted) and TFSMLayer
+# (it loads a SavedModel from a path of the file's choosing).
+KERAS = (
+    "keras.Sequential",
+    "keras.src.models.functional.Functional",
+    "keras.DTypePolicy",
+    "keras.layers.InputLayer",
+    "keras.layers.Dense",
+    "keras.layers.Dropout",
+    "keras.layers.BatchNormalization",
+    "keras.layers.LayerNormalization",
+    "keras.layers.Activation",
+    "keras.layers.ReLU",
+    "keras.layers.LeakyReLU",
+    "keras.layers.Softmax",
+    "keras.layers.Flatten",
+    "keras.layers.Reshape",
+    "keras.layers.Concatenate",
+    "keras.layers.Add",
+    "keras.layers.Rescaling",
+    "keras.layers.GaussianNoise",
+    "keras.layers.Conv1D",
+    "keras.layers.Conv2D",
+    "keras.layers.MaxPooling1D",
+    "keras.layers.MaxPooling2D",
+    "keras.layers.GlobalAveragePooling1D",
+    "keras.layers.GlobalAveragePooling2D",
+    "keras.initializers.GlorotUniform",
+    "keras.initializers.GlorotNormal",
+    "keras.initializers.HeUniform",
+    "keras.initializers.HeNormal",
+    "keras.initializers.LecunUniform",
+    "keras.initializers.LecunNormal",
+    "keras.initializers.Zeros",
+    "keras.initializers.Ones",
+    "keras.initializers.Constant",
+    "keras.initializers.RandomNormal",
+    "keras.initializers.RandomUniform",
+    "keras.initializers.TruncatedNormal",
+    "keras.initializers.Orthogonal",
+    "keras.regularizers.L1",
+    "keras.regularizers.L2",
+    "keras.regularizers.L1L2",
+    "keras.constraints.MaxNorm",
+    "keras.constraints.NonNeg",
+    "keras.constraints.UnitNorm",
+    "keras.optimizers.Adam",
+    "keras.optimizers.AdamW",
+    "keras.optimizers.SGD",
+    "keras.optimizers.RMSprop",
+)
+# the opt-in that keeps a TensorFlow SavedModel as it is (registry.flavors.keras_savedmodel):
+# its graph runs in TensorFlow, which can read and write files
+SAVEDMODEL_TRUST = "tensorflow.saved_model"
+
 # the feature pipeline of an online learner's bundle (registry.flavors.river): a frame as it is
 ONLINE_BUNDLE = ("loopml.registry.flavors.river.EventFields",)
 
@@ -476,6 +535,7 @@ def check_trust(names: Iterable[str] | None, where: str = "trust") -> tuple[str,
 
 __all__ = [
     "DECLARED",
+    "KERAS",
     "LITERAL",
     "ONLINE",
     "ONLINE_BUNDLE",
@@ -483,6 +543,7 @@ __all__ = [
     "ONLINE_NODES",
     "ONLINE_PARTS",
     "ONLINE_PREPROCESSING",
+    "SAVEDMODEL_TRUST",
     "allowed_types",
     "check_trust",
     "resolve",

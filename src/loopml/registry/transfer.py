@@ -477,8 +477,9 @@ def import_model(
             where={"field": "task"},
             hint="Pass --task classification or --task regression",
         )
+    savedmodel = path.is_dir()  # a TensorFlow SavedModel (registry/flavors/keras_savedmodel)
     try:
-        data = path.read_bytes()
+        data = b"" if savedmodel else path.read_bytes()
     except OSError as exc:
         raise InvalidInputError(
             f"cannot read {path}: {exc.strerror or exc}",
@@ -492,10 +493,12 @@ def import_model(
         sample=None if sample is None else _read_sample(Path(sample)),
         source=path.name,
     )
-    fmt = detect_format(path, data)
+    fmt = "savedmodel" if savedmodel else detect_format(path, data)
     trusted = list(trust or ())
     what = f"{path.name} (being imported)"
-    if fmt == "pickle":
+    if savedmodel:
+        bundle, fmt = _savedmodel(path, inputs, trusted, what)
+    elif fmt == "pickle":
         if not trust_pickle:
             raise _refuse_pickle(path)
         bundle = _estimator_bundle(_unpickle(path, data), inputs)
@@ -543,6 +546,33 @@ def import_model(
         except ConflictError:
             pass  # a concurrent registration took it first
     return Imported(mv, fmt, alias)
+
+
+def _savedmodel(
+    path: Path, inputs: _Inputs, trusted: list[str], what: str
+) -> tuple[ModelBundle, str]:
+    """A SavedModel folder: converted to ONNX, or kept with the trust (see the flavor)."""
+    from loopml.registry.flavors.keras_savedmodel import is_savedmodel, savedmodel_bundle
+    from loopml.registry.flavors.onnx import OnnxModel
+
+    if not is_savedmodel(path):
+        raise InvalidInputError(
+            f"{path} is a folder without saved_model.pb, not a TensorFlow SavedModel",
+            where={"file": str(path)},
+            hint=f"loopml imports a SavedModel folder, or {SAFE_FORMATS}",
+        )
+
+    def wrap(model: Any, flavor: str, task: str, classes: list[Any] | None) -> ModelBundle:
+        names = _feature_names(None, model.n_features, inputs)
+        return _bundle(model, flavor, names, inputs, task, classes)
+
+    return savedmodel_bundle(
+        path,
+        task=inputs.task,
+        trusted=trusted,
+        onnx_bundle=lambda data, task, classes: wrap(OnnxModel(data, what), "onnx", task, classes),
+        kept_bundle=lambda model, task, classes: wrap(model, "savedmodel", task, classes),
+    )
 
 
 def _versions(ws: Workspace, name: str) -> list[dict[str, Any]]:

@@ -67,6 +67,9 @@ def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
 def _check_allowed(cls: type, spec: ModelSpec, source: str) -> None:
     """A scikit-learn class the artifact allowlist refuses fails now, not after training."""
     trusted = check_trust(spec.trust, "model.trust")
+    check_spec = getattr(flavor_for(spec.cls), "check_spec", None)
+    if callable(check_spec):  # a flavor's own refusals, before anything is imported (keras)
+        check_spec(spec, source)
     if not flavor_for(spec.cls).skops_members:
         return  # stored in its library's own format, not by skops
     stored = f"{cls.__module__}.{cls.__name__}"

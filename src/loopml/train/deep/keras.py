@@ -1,0 +1,346 @@
+"""Keras 3 models (TensorFlow backend, ``pip install 'loopml[tensorflow]'``) as scikit-learn
+estimators, so the trainer runs them like any other.
+
+``model.class`` names one of these in ``loopml.yaml`` (``loopml.train.deep.keras.MLPClassifier``
+...); ``model.params`` are its constructor arguments. ``fit`` builds the network (loopml's MLP,
+or the keras.Model that a user's function or class returns), trains it with Keras' own
+``fit`` (early stopping on a validation split, restoring the best epoch) and keeps the result
+as ``model_`` (a :class:`~loopml.registry.flavors.keras.KerasModel`, what the keras flavor
+saves and predicts with), plus ``classes_`` and ``history_``. TensorFlow is imported only in
+``fit`` and ``predict``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import random
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+
+from loopml.errors import ConfigError
+
+MODEL_WHERE = {"field": "model.params.model"}
+
+
+class _KerasEstimator(BaseEstimator):
+    """What every Keras estimator shares: the training loop's parameters and fit/predict."""
+
+    _task = "classification"
+    epochs: int
+    lr: float
+    batch_size: int
+    patience: int
+    validation_fraction: float
+    weight_decay: float
+    random_state: int | None
+
+    def _network(self, keras: Any, n_in: int, n_out: int) -> tuple[Any, str | None]:
+        """The untrained keras.Model, and the import path of the user's builder (or None)."""
+        raise NotImplementedError
+
+    def fit(self, x: Any, y: Any) -> _KerasEstimator:
+        from loopml.registry.flavors.keras import KerasModel, keras_module
+
+        keras = keras_module()
+        xs = _dense(x)
+        yv = np.asarray(y)
+        if self._task == "classification":
+            classes, codes = np.unique(yv, return_inverse=True)
+            self.classes_ = classes
+            target = codes.astype(np.int64)
+            n_out, y_mean, y_scale = len(classes), 0.0, 1.0
+        else:
+            yf = yv.astype(np.float64)
+            y_mean, y_scale = float(yf.mean()), float(yf.std()) or 1.0
+            target = ((yf - y_mean) / y_scale).astype(np.float32)
+            n_out = 1
+        seed = (
+            int(self.random_state)
+            if self.random_state is not None
+            else int(np.random.default_rng().integers(2**31))
+        )
+        saved = random.getstate(), np.random.get_state()
+        try:
+            keras.utils.set_random_seed(seed)  # Python's, NumPy's and TensorFlow's
+            net, builder = self._network(keras, xs.shape[1], n_out)
+            _check_output(net, xs.shape[1], n_out, builder or "the MLP", self._task)
+            history = self._train(keras, net, xs, target, seed)
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+        self.history_ = history
+        self.model_ = KerasModel(net, self._task, y_mean, y_scale, builder, history)
+        self.n_features_in_ = xs.shape[1]
+        return self
+
+    def _train(
+        self, keras: Any, net: Any, xs: np.ndarray, target: np.ndarray, seed: int
+    ) -> list[dict[str, float]]:
+        order = np.random.default_rng(seed).permutation(len(xs))
+        n_val = round(float(self.validation_fraction) * len(xs))
+        n_val = n_val if 0 < n_val < len(xs) else 0
+        val, tr = order[:n_val], order[n_val:]
+        classify = self._task == "classification"
+        net.compile(
+            optimizer=keras.optimizers.Adam(
+                learning_rate=float(self.lr), weight_decay=float(self.weight_decay) or None
+            ),
+            loss="sparse_categorical_crossentropy" if classify else "mean_squared_error",
+            metrics=["accuracy"] if classify else [],
+        )
+        callbacks = []
+        if n_val:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss",
+                    patience=int(self.patience),
+                    restore_best_weights=True,
+                    start_from_epoch=0,
+                )
+            )
+        fitted = net.fit(
+            xs[tr],
+            target[tr],
+            validation_data=(xs[val], target[val]) if n_val else None,
+            epochs=int(self.epochs),
+            batch_size=int(self.batch_size),
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        raw = fitted.history
+        n = len(next(iter(raw.values()), []))
+        return [{k: float(v[i]) for k, v in raw.items()} for i in range(n)]
+
+    def predict(self, x: Any) -> np.ndarray:
+        out = self.model_.predict(x)
+        if self._task == "classification":
+            return np.asarray(self.classes_)[out.argmax(axis=1)]
+        return out
+
+
+class _Classifier(ClassifierMixin, _KerasEstimator):
+    def predict_proba(self, x: Any) -> np.ndarray:
+        out: np.ndarray = self.model_.predict(x)
+        return out
+
+
+class _Regressor(RegressorMixin, _KerasEstimator):
+    _task = "regression"
+
+
+class _MLPMixin:
+    hidden: list[int]
+    dropout: float
+    _task: str
+
+    def _network(self, keras: Any, n_in: int, n_out: int) -> tuple[Any, str | None]:
+        layers: list[Any] = [keras.Input((n_in,))]
+        for h in self.hidden:
+            layers.append(keras.layers.Dense(int(h), activation="relu"))
+            if float(self.dropout) > 0:
+                layers.append(keras.layers.Dropout(float(self.dropout)))
+        last = "softmax" if self._task == "classification" else None
+        layers.append(keras.layers.Dense(n_out, activation=last))
+        return keras.Sequential(layers), None
+
+
+class MLPClassifier(_MLPMixin, _Classifier):
+    """A multi-layer perceptron classifier in Keras (softmax over the classes)."""
+
+    def __init__(
+        self,
+        hidden: list[int] | tuple[int, ...] = (64, 32),
+        dropout: float = 0.0,
+        epochs: int = 30,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        patience: int = 5,
+        validation_fraction: float = 0.1,
+        weight_decay: float = 0.0,
+        random_state: int | None = None,
+    ) -> None:
+        self.hidden = hidden  # type: ignore[assignment]
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+
+
+class MLPRegressor(_MLPMixin, _Regressor):
+    """A multi-layer perceptron regressor in Keras (trained on the standardized target)."""
+
+    def __init__(
+        self,
+        hidden: list[int] | tuple[int, ...] = (64, 32),
+        dropout: float = 0.0,
+        epochs: int = 30,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        patience: int = 5,
+        validation_fraction: float = 0.1,
+        weight_decay: float = 0.0,
+        random_state: int | None = None,
+    ) -> None:
+        self.hidden = hidden  # type: ignore[assignment]
+        self.dropout = dropout
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+
+
+class _ModelMixin:
+    """A user's model: ``model`` is the import path of a function or class that returns a
+    ``keras.Model``, called with ``args`` (plus ``n_in``/``n_out`` when it takes them). From
+    ``loopml.yaml`` it is imported only when ``model.trust`` names it; loading the version
+    back needs the same trust (recorded on the version)."""
+
+    model: str
+    args: dict[str, Any] | None
+
+    def _network(self, keras: Any, n_in: int, n_out: int) -> tuple[Any, str | None]:
+        path = str(self.model)
+        module_name, _, attr = path.rpartition(".")
+        if not module_name:
+            raise ConfigError(
+                f"model.params.model {path!r} is not an import path (package.module.name)",
+                where=MODEL_WHERE,
+                hint="Name a function or class that returns a keras.Model by import path",
+            )
+        try:
+            builder = getattr(importlib.import_module(module_name), attr)
+        except ImportError as exc:
+            raise ConfigError(
+                f"model.params.model {path!r}: module {module_name!r} does not import ({exc})",
+                where=MODEL_WHERE,
+                hint="Name a function or class that returns a keras.Model, by an import path "
+                "that imports where loopml runs",
+            ) from exc
+        except AttributeError as exc:
+            raise ConfigError(
+                f"model.params.model {path!r}: {module_name} has no {attr!r}",
+                where=MODEL_WHERE,
+                hint="Check the spelling of the import path",
+            ) from exc
+        args = dict(self.args or {})
+        try:
+            taken = inspect.signature(builder).parameters
+        except (TypeError, ValueError):
+            taken = {}  # type: ignore[assignment]
+        for key, value in (("n_in", n_in), ("n_out", n_out)):
+            if key in taken and key not in args:
+                args[key] = value
+        try:
+            net = builder(**args)
+        except Exception as exc:  # the user's code failing on these arguments
+            raise ConfigError(
+                f"model.params.model {path}({', '.join(args)}) fails: {type(exc).__name__}: {exc}"[
+                    :400
+                ],
+                where={"field": "model.params.args"},
+                hint="Check model.params.args against the function's parameters",
+            ) from exc
+        if not isinstance(net, keras.Model):
+            raise ConfigError(
+                f"model.params.model {path} returned a {type(net).__name__}, not a keras.Model",
+                where=MODEL_WHERE,
+                hint="Return a keras.Model (Sequential, functional, or a subclass)",
+            )
+        return net, path
+
+
+class ModelClassifier(_ModelMixin, _Classifier):
+    """A user's Keras model as a classifier: it must answer one probability per class
+    (end it with a softmax)."""
+
+    def __init__(
+        self,
+        model: str = "",
+        args: dict[str, Any] | None = None,
+        epochs: int = 30,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        patience: int = 5,
+        validation_fraction: float = 0.1,
+        weight_decay: float = 0.0,
+        random_state: int | None = None,
+    ) -> None:
+        self.model = model
+        self.args = args
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+
+
+class ModelRegressor(_ModelMixin, _Regressor):
+    """A user's Keras model as a regressor: it must answer one value per row (``[n, 1]``)."""
+
+    def __init__(
+        self,
+        model: str = "",
+        args: dict[str, Any] | None = None,
+        epochs: int = 30,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        patience: int = 5,
+        validation_fraction: float = 0.1,
+        weight_decay: float = 0.0,
+        random_state: int | None = None,
+    ) -> None:
+        self.model = model
+        self.args = args
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+
+
+def _check_output(net: Any, n_in: int, n_out: int, path: str, task: str) -> None:
+    """ConfigError when the model does not answer ``[n, n_out]`` for ``[n, n_in]`` (and,
+    for a classifier, rows of probabilities)."""
+    try:
+        raw = net(np.zeros((2, n_in), dtype=np.float32), training=False)
+        out = np.asarray(raw.numpy() if hasattr(raw, "numpy") else raw)
+    except Exception as exc:  # the user's call failing on rows of this width
+        raise ConfigError(
+            f"{path} fails on rows of {n_in} features: {type(exc).__name__}: {exc}"[:400],
+            where=MODEL_WHERE,
+            hint=f"The model must take a float tensor [n, {n_in}] (the transformed features)",
+        ) from exc
+    if out.shape != (2, n_out):
+        what = f"{n_out} probabilities (one per class)" if task == "classification" else "1 value"
+        raise ConfigError(
+            f"{path} answers shape {list(out.shape)} for 2 rows; the {task} task needs {what}: "
+            f"[2, {n_out}]",
+            where=MODEL_WHERE,
+            hint="Change the model's last layer, or take n_out in the function that builds it",
+        )
+    if task == "classification" and not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
+        raise ConfigError(
+            f"{path} answers rows that do not sum to 1; a classifier answers probabilities",
+            where=MODEL_WHERE,
+            hint="End the model with a softmax (Dense(n_out, activation='softmax'))",
+        )
+
+
+def _dense(x: Any) -> np.ndarray:
+    to_dense = getattr(x, "toarray", None)
+    return np.asarray(to_dense() if callable(to_dense) else x, dtype=np.float32)
