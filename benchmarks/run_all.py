@@ -22,6 +22,7 @@ QUICK: dict[str, list[str]] = {
     "bench_serving.py": ["--quick", "--models", "lgbm"],
     "bench_spark.py": ["--smoke"],
     "bench_stats.py": ["--rows", "2000"],
+    "bench_torch.py": ["--rows", "2000", "--features", "10", "--seconds", "0.3"],
     "bench_train.py": ["--rows", "2000", "--features", "30"],
 }
 

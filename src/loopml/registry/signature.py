@@ -23,8 +23,8 @@ beyond the model's columns and values:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -41,7 +41,7 @@ from loopml.features.values import (
     to_numbers,
     to_timestamps,
 )
-from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.project.features import UNKNOWN_POLICIES
 from loopml.registry.limits import FLOAT32_MAX
 from loopml.utils import shorten
@@ -97,16 +97,22 @@ class FeatureField:
     """One input column of a model."""
 
     name: str
-    kind: str  # "numeric", "categorical" or "datetime"
+    kind: str  # "numeric", "categorical", "datetime" or "text" (free text, no categories)
     dtype: str  # pandas dtype seen in training
     nullable: bool = False  # missing values were seen in training
     categories: list[str] | None = None  # categorical only, canonical text, sorted
     min: float | None = None  # numeric only
     max: float | None = None
     binary: bool = False  # numeric only: every training value was 0/1, so true/false are 1/0
+    # categorical only: the encoder takes any text (hashing has no vocabulary), so a category
+    # training never had is scored as any other, neither refused nor flagged
+    any_category: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.any_category:  # the signature of every other model reads as before
+            del out["any_category"]
+        return out
 
     @cached_property
     def known(self) -> frozenset[str]:
@@ -259,13 +265,18 @@ class Signature:
         task: str,
         classes: Sequence[Any] | None = None,
         unknown: str | None = None,
+        open_categories: Iterable[str] = (),
     ) -> Signature:
         """Record the signature of the training features ``frame`` (columns in order).
 
         ``frame`` is what the feature pipeline was fitted on (``prepare_frame``'s output);
         categories are recorded in their canonical text. ``unknown`` is the model's policy
-        for values training never had (None: each path's default).
+        for values training never had (None: each path's default). ``open_categories``: the
+        categorical columns whose encoding takes any category (hashing,
+        :func:`loopml.features.spec.open_categories`); a category training never had is
+        accepted there on every path.
         """
+        open_set = frozenset(open_categories)
         if unknown is not None and unknown not in UNKNOWN_POLICIES:
             raise ValueError(f"unknown policy {unknown!r} is not one of {UNKNOWN_POLICIES}")
         fields = []
@@ -275,8 +286,17 @@ class Signature:
             if kind == CATEGORICAL:
                 texts = to_categories(col.reset_index(drop=True))
                 cats = sorted({t for t in texts if isinstance(t, str)})
-                fields.append(FeatureField(name, kind, str(col.dtype), nullable, categories=cats))
-            elif kind == DATETIME:
+                fields.append(
+                    FeatureField(
+                        name,
+                        kind,
+                        str(col.dtype),
+                        nullable,
+                        categories=cats,
+                        any_category=name in open_set,
+                    )
+                )
+            elif kind in (DATETIME, TEXT):
                 fields.append(FeatureField(name, kind, str(col.dtype), nullable))
             else:
                 values = pd.to_numeric(col, errors="coerce").to_numpy(
@@ -576,7 +596,7 @@ class Signature:
         out = cls._read(f, values, ctx)
         if not f.nullable:
             cls._check_missing(f, _missing(f, out), ctx, policy, flags)
-        if f.kind == CATEGORICAL:
+        if f.kind == CATEGORICAL and not f.any_category:
             cls._check_unseen(f, out, ctx, policy, flags)
         return out
 
@@ -592,6 +612,8 @@ class Signature:
                 return to_numbers(values, allow_bool=f.binary, out=out)
             if f.kind == DATETIME:
                 return to_timestamps(values)
+            if f.kind == TEXT:  # free text: a string per row (a number reads as its text)
+                return to_categories(values)
             return to_categories(values, numeric=f.numeric_categories, boolean=f.boolean_categories)
         except ValueProblem as exc:
             raise InvalidInputError(
@@ -713,3 +735,71 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input a model also takes as one tensor ``[n, *shape]`` of ``datatype`` (an image
+    ``[n, 1, 28, 28]`` FP32 for a CNN): its values, row-major, are the signature's inputs in
+    order (``prod(shape)`` of them). Declared by the model's flavor (the torch CNN's
+    architecture); :meth:`check` validates a V2 tensor against it."""
+
+    name: str
+    shape: tuple[int, ...]
+    datatype: str = "FP32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": [-1, *self.shape], "datatype": self.datatype}
+
+    def check(self, name: str, shape: Sequence[int], datatype: str, field: str) -> None:
+        """InvalidInputError naming the input and its field unless ``shape`` is
+        ``[n, *self.shape]`` and ``datatype`` is this one's."""
+        want = f"[n, {', '.join(map(str, self.shape))}]"
+        if datatype != self.datatype:
+            raise InvalidInputError(
+                f"input {name!r} has datatype {datatype}; this model takes {self.datatype} "
+                f"tensors of shape {want}",
+                where={"input": name, "field": f"{field}.datatype"},
+                hint=f"Send datatype {self.datatype!r}",
+            )
+        if len(shape) != len(self.shape) + 1 or tuple(shape[1:]) != self.shape:
+            raise InvalidInputError(
+                f"input {name!r} has shape {list(shape)}; this model takes {want}",
+                where={"input": name, "field": f"{field}.shape"},
+                hint=f"Send images of shape {list(self.shape)} (channels, height, width), "
+                "n of them",
+            )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> TensorSpec | None:
+        """The spec a signature's ``extra["tensor"]`` records; None when absent or malformed
+        (the model then takes its columns only)."""
+        if not isinstance(data, Mapping):
+            return None
+        name, shape, datatype = data.get("name"), data.get("shape"), data.get("datatype")
+        if not isinstance(name, str) or not isinstance(datatype, str):
+            return None
+        if not isinstance(shape, list) or len(shape) < 2 or shape[0] != -1:
+            return None
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape[1:]):
+            return None
+        return cls(name, tuple(shape[1:]), datatype)
+
+
+#: where a signature records its tensor input (:class:`TensorSpec`)
+TENSOR_KEY = "tensor"
+
+
+def with_tensor(signature: Signature, flavor: Any, model: Any) -> Signature:
+    """``signature`` with the tensor input ``model`` declares (its flavor's
+    ``tensor_input``, a CNN's image) in ``extra["tensor"]``; unchanged when none."""
+    hook = getattr(flavor, "tensor_input", None)
+    spec = hook(model, len(signature.inputs)) if callable(hook) else None
+    if spec is None:
+        return signature
+    return replace(signature, extra={**signature.extra, TENSOR_KEY: spec.to_dict()})
+
+
+def tensor_of(signature: Signature) -> TensorSpec | None:
+    """The tensor input the signature records, else None."""
+    return TensorSpec.from_dict(signature.extra.get(TENSOR_KEY))

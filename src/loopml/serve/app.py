@@ -67,6 +67,7 @@ from loopml.serve.http import (
 )
 from loopml.serve.metrics import CONTENT_TYPE, Metrics
 from loopml.serve.openapi import DOCS_HEADERS, build_openapi, docs_page
+from loopml.serve.recommend import recommend_endpoint
 from loopml.serve.records import RowBlock
 from loopml.serve.runtime import ModelRuntime, ModelSet, resolve_models
 from loopml.serve.security import allowed_hosts as host_allow_list
@@ -738,6 +739,9 @@ class ModelServer:
         return [
             Endpoint("/v1/models", self.v1_models),
             Endpoint("/v1/models/{name}:predict", self.v1_predict, post, body="json"),
+            Endpoint(  # a read, as :predict is (serve/recommend.py)
+                "/v1/models/{name}:recommend", partial(recommend_endpoint, self), post, body="json"
+            ),
             Endpoint("/v1/models/{name}:reload", self.v1_reload, post, changes_state=True),
             Endpoint(
                 "/v1/feedback",

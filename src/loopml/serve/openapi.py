@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC
+from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.registry.signature import Signature
 from loopml.serve.runtime import ModelSet, example_instance
 
@@ -92,6 +92,8 @@ def instance_schema(sig: Signature) -> dict[str, Any]:
                 prop["enum"] = [*f.categories, None] if f.nullable else list(f.categories)
         elif f.kind == DATETIME:
             prop = {"type": ["string", "null"] if f.nullable else "string", "format": "date-time"}
+        elif f.kind == TEXT:  # free text, any string
+            prop = {"type": ["string", "null"] if f.nullable else "string"}
         else:
             prop = {"type": ["number", "null"] if f.nullable else "number"}
             if f.min is not None and f.max is not None:
@@ -276,6 +278,35 @@ def build_openapi(models: ModelSet | None, version: str) -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("PredictResponse"), "One prediction per instance"),
                     **_errors(400, 404, 413, 415, 422),
+                },
+            }
+        },
+        "/v1/models/{name}:recommend": {  # serve/recommend.py
+            "post": {
+                "tags": ["v1"],
+                "summary": "Top-k items of a recommender for a user (a user never seen in "
+                "training gets the popular items, with fallback: popular)",
+                "parameters": [v1_name_param],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["user"],
+                                "properties": {
+                                    "user": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                                    "k": {"type": "integer", "minimum": 1, "default": 10},
+                                    "exclude_seen": {"type": "boolean", "default": True},
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "items, scores, known_user, fallback"},
+                    **_errors(400, 404, 413, 415),
                 },
             }
         },

@@ -5,7 +5,10 @@ Two ways to send rows to ``/v2/models/{name}/infer``:
 * one tensor per feature, named like the feature, shape ``[N]`` or ``[N, 1]``; numeric
   features as a numeric datatype (``FP64``, ``INT64``, ...), categorical ones as ``BYTES``;
 * for models whose features are all numeric, one 2-D tensor of shape ``[N, F]`` with the
-  features in signature order (any name).
+  features in signature order (any name);
+* for a model that declares a tensor input (a CNN: ``[N, 1, 28, 28]`` ``FP32`` images, see
+  :class:`~loopml.registry.signature.TensorSpec`), one tensor of exactly that shape and
+  datatype (named like it, or of rank 3 or more); anything else is a 400 naming the input.
 
 ``data`` may be flat (row-major) or nested. Rows are then checked against the model signature
 like any other request, so an error names the row and the feature.
@@ -14,6 +17,7 @@ like any other request, so an error names the row and the feature.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,7 @@ import orjson
 from loopml.errors import InvalidInputError
 from loopml.kinds import CATEGORICAL, NUMERIC
 from loopml.registry.bundle import Prediction
+from loopml.registry.signature import TensorSpec, tensor_of
 from loopml.serve.http import too_many_rows
 from loopml.serve.runtime import ModelRuntime, ServedModel
 from loopml.utils import shorten
@@ -180,7 +185,10 @@ def parse_infer_request(body: Any, runtime: ModelRuntime, max_rows: int) -> Infe
     features = runtime.signature.names
     tensors = [_tensor(t, k, max_rows) for k, t in enumerate(inputs)]
     first_name, first_shape = tensors[0][0], tensors[0][1]
-    if (
+    spec = tensor_input(runtime)
+    if spec is not None and len(tensors) == 1 and (first_name == spec.name or len(first_shape) > 2):
+        columns, rows = _image_columns(tensors[0], spec, runtime)
+    elif (
         len(tensors) == 1
         and len(first_shape) == 2
         and (first_name not in features or (first_shape[1] == len(features) > 1))
@@ -308,6 +316,51 @@ def _matrix_columns(
     return {f: flat[j::width] for j, f in enumerate(features)}, shape[0]
 
 
+_TENSOR_SPECS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def tensor_input(runtime: ModelRuntime) -> TensorSpec | None:
+    """The tensor input the version's model declares (a CNN's image), else None; worked
+    out once per loaded bundle."""
+    bundle = runtime.loaded.bundle
+    try:
+        return _TENSOR_SPECS[bundle]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    except TypeError:  # not weak-referenceable: no cache
+        return _declared(bundle, runtime)
+    spec = _declared(bundle, runtime)
+    _TENSOR_SPECS[bundle] = spec
+    return spec
+
+
+def _declared(bundle: Any, runtime: ModelRuntime) -> TensorSpec | None:
+    recorded = tensor_of(runtime.signature)  # the version's signature says
+    if recorded is not None:
+        return recorded if runtime.numeric_only else None
+    # a version registered before signatures recorded it: the model's flavor says
+    hook = getattr(bundle.flavor_impl, "tensor_input", None)
+    if not callable(hook) or not runtime.numeric_only:
+        return None
+    spec: TensorSpec | None = hook(bundle.estimator, len(runtime.signature.inputs))
+    return spec
+
+
+def _image_columns(
+    tensor: tuple[str, list[int], str, list[Any]], spec: TensorSpec, runtime: ModelRuntime
+) -> tuple[dict[str, list[Any]], int]:
+    """A tensor ``[n, *spec.shape]`` of ``spec.datatype``, checked, as one column per input
+    (row-major: each image's values are the signature's inputs in order)."""
+    name, shape, datatype, flat = tensor
+    spec.check(name, shape, datatype, "inputs[0]")
+    if shape[0] == 0:
+        raise _bad("the input has no rows", {"input": name, "field": "inputs[0].shape"},
+                   "Send at least one image")  # fmt: skip
+    features = runtime.signature.names
+    width = len(features)
+    return {f: flat[j::width] for j, f in enumerate(features)}, shape[0]
+
+
 def _label_data(runtime: ModelRuntime, pred: Prediction) -> list[Any]:
     if runtime.label_datatype == "BYTES":
         return [str(v) for v in pred.labels.tolist()]
@@ -369,6 +422,9 @@ def model_metadata(
         {"name": f.name, "datatype": "FP64" if f.kind == NUMERIC else "BYTES", "shape": [-1]}
         for f in sig.inputs
     ]
+    spec = tensor_input(runtime)
+    if spec is not None:  # the image tensor first; one tensor per pixel column works too
+        inputs.insert(0, spec.to_dict())
     outputs: list[dict[str, Any]] = [
         {"name": "label", "datatype": runtime.label_datatype, "shape": [-1]}
     ]

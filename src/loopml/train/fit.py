@@ -9,11 +9,17 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from loopml.features.spec import build_transformer, fit_features, prepare_frame, resolve_kinds
+from loopml.features.spec import (
+    build_transformer,
+    fit_features,
+    open_categories,
+    prepare_frame,
+    resolve_kinds,
+)
 from loopml.project import FeatureSpec
 from loopml.registry.bundle import SAMPLE_ROWS, ModelBundle
 from loopml.registry.flavors import flavor_for, get_flavor
-from loopml.registry.signature import Signature
+from loopml.registry.signature import Signature, with_tensor
 from loopml.train.imbalance import RowWeights
 
 
@@ -55,8 +61,15 @@ def fit_prepared(
     weights = None if row_weights is None else row_weights.of(labels)
     model, classes = impl.fit(clone(estimator), encoded, labels, task, sample_weight=weights)
     sig = Signature.from_frame(
-        x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown
+        x,
+        kinds,
+        target=target,
+        task=task,
+        classes=classes,
+        unknown=spec.unknown,
+        open_categories=open_categories(spec, kinds),
     )
+    sig = with_tensor(sig, impl, model)  # a tensor input the model declares (a CNN's image)
     return ModelBundle(features, model, sig, impl.name, sample=sample_rows(x), trusted=trust or ())
 
 

@@ -25,7 +25,9 @@ TASKS = ("binary", "multiclass", "regression")
 # Flavors a trainer fits from a DataFrame. ONNX models are imported, not trained
 # (tests/unit/registry/test_onnx_import.py); online learners learn from streams
 # (tests/integration/test_river_flavor.py).
-FITTED = [name for name in FLAVORS if name not in ("onnx", "online")]
+# the recommender learns from interactions (tests/e2e/test_deep_recommender.py)
+# SavedModels are imported (tests/integration/test_keras.py)
+FITTED = [name for name in FLAVORS if name not in ("onnx", "online", "recommender", "savedmodel")]
 
 
 def _frame(task: str) -> pd.DataFrame:
@@ -45,6 +47,12 @@ def _estimator(flavor: str, task: str) -> Any:
 
         net = MLPRegressor if regression else MLPClassifier
         return net(hidden=[32], epochs=30, lr=3e-3, random_state=0)
+    if flavor == "keras":
+        pytest.importorskip("tensorflow")
+        from loopml.train.deep import keras as deep_keras
+
+        keras_net = deep_keras.MLPRegressor if regression else deep_keras.MLPClassifier
+        return keras_net(hidden=[16], epochs=5, lr=1e-2, random_state=0)
     lib = pytest.importorskip(flavor)
     if flavor == "lightgbm":
         cls = lib.LGBMRegressor if regression else lib.LGBMClassifier

@@ -138,10 +138,12 @@ def test_every_state_changing_route_needs_the_token(ws: Workspace) -> None:
     server = app.state.server
     changing = [e for e in server.endpoints() if e.changes_state]
     assert [e.path for e in changing] == ["/v1/models/{name}:reload", "/v1/feedback"]
-    # nothing but GET routes and the ones that only read (predict, infer, index) is open
+    # nothing but GET routes and the ones that only read (predict, recommend, infer, index)
+    # is open
     open_posts = {e.path for e in server.endpoints() if "POST" in e.methods and not e.changes_state}
     assert open_posts == {
         "/v1/models/{name}:predict",
+        "/v1/models/{name}:recommend",  # a read, as predict is (serve/recommend.py)
         "/v2/repository/index",
         "/v2/models/{name}/infer",
         "/v2/models/{name}/versions/{version}/infer",

@@ -19,7 +19,11 @@ FLAVORS: dict[str, str] = {
     "sklearn": "loopml.registry.flavors.sklearn:SklearnFlavor",
     "lightgbm": "loopml.registry.flavors.lightgbm:LightGBMFlavor",
     "xgboost": "loopml.registry.flavors.xgboost:XGBoostFlavor",
+    # before torch, whose estimators share the loopml.train.deep prefix
+    "keras": "loopml.registry.flavors.keras:KerasFlavor",
+    "savedmodel": "loopml.registry.flavors.keras_savedmodel:SavedModelFlavor",
     "torch": "loopml.registry.flavors.torch:TorchFlavor",
+    "recommender": "loopml.registry.flavors.torch_recommender:RecommenderFlavor",
     "onnx": "loopml.registry.flavors.onnx:OnnxFlavor",
     "online": "loopml.registry.flavors.river:OnlineFlavor",
 }

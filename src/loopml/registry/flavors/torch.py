@@ -14,6 +14,7 @@ module is imported by the flavor table, which ``import loopml`` may touch).
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ MEMBER = "model.safetensors"
 #: the estimators of this flavor (model.class), by module prefix
 ESTIMATOR_PREFIX = "loopml.train.deep."
 MODEL_PREFIX = "loopml.registry.flavors.torch_nets."
+RECOMMENDER = "loopml.train.deep.MFRecommender"
+CNN = "loopml.registry.flavors.torch_nets.SmallCNN"
 
 
 class TorchFlavor(Flavor):
@@ -35,13 +38,39 @@ class TorchFlavor(Flavor):
     roots = ("loopml",)  # model.class names loopml's own torch estimators (loopml.train.deep)
     members = (MEMBER,)
     extra = "torch"
+    continues = "MLP, CNN and module networks, from the parent's weights"
+    #: the compiled check's tolerance (the issue's 1e-5): a CNN's graph runs in float32
+    onnx_tolerance = 1e-5
+    needs_every_class = False  # the parent's classes are kept, in its order
 
     def handles(self, estimator_or_class_path: object) -> bool:
         path = class_path(estimator_or_class_path)
+        if path == RECOMMENDER:  # the recommender flavor's (torch_recommender.py)
+            return False
         return path.startswith((ESTIMATOR_PREFIX, MODEL_PREFIX))
 
     def prepare(self, estimator: Any) -> Any:
         return getattr(estimator, "model_", estimator)
+
+    def can_continue(self, cls: type) -> bool:
+        return f"{cls.__module__}.{cls.__name__}".startswith("loopml.train.deep.estimators.")
+
+    def continue_training(
+        self,
+        model: Any,
+        estimator: Any,
+        x: Any,
+        y: np.ndarray,
+        *,
+        task: str,
+        classes: Sequence[Any] | None,
+    ) -> Any:
+        """``model.params``' epochs more, from the parent's weights (the parent is left
+        unchanged); its classes and target scale are kept."""
+        fitted = estimator.fit(
+            x, y, init=model, classes=classes if task == "classification" else None
+        )
+        return fitted.model_
 
     def steps(self, model: Any) -> list[tuple[str, int, float]]:
         """The per-epoch metrics of the fit that made ``model``: ``(key, epoch, value)``."""
@@ -140,36 +169,75 @@ class TorchFlavor(Flavor):
     def to_onnx(self, model: Any, n_features: int, task: str) -> tuple[Any, str]:
         """torch.onnx's TorchScript exporter (runs offline): the double network of
         :meth:`TorchModel.head`, double input ``[N, n]``, the softmax probabilities or the
-        unscaled value out."""
+        unscaled value out. Where ONNX Runtime lacks a double kernel the network needs (it
+        has no double ``Conv`` on the CPU: a CNN), the float32 network (its trained weights,
+        exactly) with float input instead; the compiled check then holds it to the usual
+        tolerance against the double native model (:attr:`onnx_tolerance`: probabilities
+        within 1e-5, regression values within 1e-5 relative), and a network that misses it
+        is served natively."""
         import onnx
         import torch
 
-        head = model.head()
-        buf = io.BytesIO()
+        data = _export(model.head(), n_features, torch.float64)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    head,
-                    (torch.zeros(2, n_features, dtype=torch.float64),),
-                    buf,  # type: ignore[arg-type]  # a file object works (torch's docs)
-                    input_names=["x"],
-                    output_names=["y"],
-                    dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-                    opset_version=ONNX_OPSET,
-                    dynamo=False,
-                )
-        except Exception as exc:  # the exporter's own errors for operators it lacks
-            text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-            raise NotConvertible(f"torch.onnx cannot export this network ({text})") from exc
-        _check_kernels(buf.getvalue())
-        return onnx.load_from_string(buf.getvalue()), "y"
+            _check_kernels(data)
+        except NotConvertible as double:
+            from loopml.registry.flavors.torch_nets import Head
+
+            net = copy.deepcopy(model.net).cpu().float().eval()
+            head = Head(net, model.task, model.y_mean, model.y_scale).eval()
+            data = _export(head, n_features, torch.float32)
+            try:
+                _check_kernels(data)
+            except NotConvertible:
+                raise double from None
+        return onnx.load_from_string(data), "y"
+
+    # -- tensors ----------------------------------------------------------------------------
+
+    def tensor_input(self, model: Any, n_inputs: int) -> Any:
+        """The image tensor a CNN version also takes (``[n, channels, height, width]``
+        FP32, its pixels the ``n_inputs`` signature inputs in order), else None."""
+        from loopml.registry.signature import TensorSpec
+
+        arch = getattr(model, "architecture", None) or {}
+        if arch.get("class") != CNN:
+            return None
+        args = arch.get("args") or {}
+        shape = tuple(int(args.get(k, 0)) for k in ("channels", "height", "width"))
+        if not all(shape) or shape[0] * shape[1] * shape[2] != n_inputs:
+            return None
+        return TensorSpec("image", shape, "FP32")
 
     # -- predicting -----------------------------------------------------------------------
 
     def predict(self, model: Any, x: Any, task: str) -> np.ndarray:
         out: np.ndarray = model.predict(x)
         return out
+
+
+def _export(head: Any, n_features: int, dtype: Any) -> bytes:
+    """``head`` exported to ONNX with input ``x`` ``[N, n_features]`` of ``dtype``."""
+    import torch
+
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                head,
+                (torch.zeros(2, n_features, dtype=dtype),),
+                buf,  # type: ignore[arg-type]  # a file object works (torch's docs)
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+    except Exception as exc:  # the exporter's own errors for operators it lacks
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise NotConvertible(f"torch.onnx cannot export this network ({text})") from exc
+    return buf.getvalue()
 
 
 def _check_kernels(data: bytes) -> None:

@@ -13,9 +13,11 @@ from loopml.train.deep.estimators import (
     ModuleClassifier,
     ModuleRegressor,
 )
+from loopml.train.deep.recommender import MFRecommender
 
 __all__ = [
     "CNNClassifier",
+    "MFRecommender",
     "MLPClassifier",
     "MLPRegressor",
     "ModuleClassifier",

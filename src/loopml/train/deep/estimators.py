@@ -45,7 +45,11 @@ class _TorchEstimator(BaseEstimator):
         args = {"n_in": n_in, "n_out": n_out, **self._arch_args()}
         return {"class": self._arch_class, "args": args}
 
-    def fit(self, x: Any, y: Any) -> _TorchEstimator:
+    def fit(self, x: Any, y: Any, *, init: Any = None, classes: Any = None) -> _TorchEstimator:
+        """Train on ``x, y``. ``init`` (a :class:`TorchModel`, ``loopml train --from``):
+        start from its weights, with its classes (``classes``, in its order) and target
+        scale; its architecture must be the one these parameters build (ConfigError
+        naming ``model.params`` otherwise)."""
         import torch
 
         from loopml.registry.flavors.torch_nets import TorchModel, build
@@ -54,13 +58,19 @@ class _TorchEstimator(BaseEstimator):
         xs = _dense(x)
         yv = np.asarray(y)
         if self._task == "classification":
-            classes, codes = np.unique(yv, return_inverse=True)
-            self.classes_ = classes
+            if classes is not None:  # the parent's classes, in its order
+                known = np.asarray(list(classes))
+                codes = _codes(yv, known)
+            else:
+                known, codes = np.unique(yv, return_inverse=True)
+            self.classes_ = known
             target = codes.astype(np.int64)
-            n_out, y_mean, y_scale = len(classes), 0.0, 1.0
+            n_out, y_mean, y_scale = len(known), 0.0, 1.0
         else:
             yf = yv.astype(np.float64)
             y_mean, y_scale = float(yf.mean()), float(yf.std()) or 1.0
+            if init is not None:  # the parent's scale: its outputs mean what they meant
+                y_mean, y_scale = float(init.y_mean), float(init.y_scale)
             target = ((yf - y_mean) / y_scale).astype(np.float32)
             n_out = 1
         seed = (
@@ -73,6 +83,8 @@ class _TorchEstimator(BaseEstimator):
             torch.manual_seed(seed)
             net = self._build(build, arch)
             _check_output(net, xs.shape[1], n_out, arch["class"], self._task)
+            if init is not None:
+                _start_from(net, arch, init)
             settings = LoopSettings(
                 epochs=int(self.epochs),
                 lr=float(self.lr),
@@ -366,6 +378,49 @@ def _check_output(net: Any, n_in: int, n_out: int, path: str, task: str) -> None
             where=MODULE_WHERE,
             hint="Change the network's last layer, or pass n_out to its constructor",
         )
+
+
+def _codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The index of each label of ``y`` in ``classes`` (every label is one of them: the
+    continuation checked it)."""
+    lookup = {(c.item() if isinstance(c, np.generic) else c): i for i, c in enumerate(classes)}
+    return np.array([lookup[v.item() if isinstance(v, np.generic) else v] for v in y])
+
+
+def _start_from(net: Any, arch: dict[str, Any], init: Any) -> None:
+    """The parent's weights into ``net``; ConfigError when its architecture differs."""
+    parent = init.architecture
+    if parent != arch:
+        diff = _arch_diff(parent, arch)
+        raise ConfigError(
+            f"the version to continue is {parent.get('class', '?').rsplit('.', 1)[-1]} "
+            f"with {diff}; model.params build another network, so its weights cannot be "
+            "the start",
+            where={"field": "model.params", "option": "--from"},
+            hint="Give the parent's architecture parameters (loopml models show NAME@VERSION), "
+            "or train from scratch without --from",
+        )
+    try:
+        net.load_state_dict(init.net.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the weights of the version to continue do not fit the network: "
+            f"{' '.join(str(exc).split())}"[:400],
+            where={"field": "model.params", "option": "--from"},
+            hint="Train from scratch without --from",
+        ) from exc
+
+
+def _arch_diff(parent: dict[str, Any], new: dict[str, Any]) -> str:
+    if parent.get("class") != new.get("class"):
+        return f"class {parent.get('class')} (not {new.get('class')})"
+    a, b = parent.get("args") or {}, new.get("args") or {}
+    parts = [
+        f"{k}={a.get(k)!r} (not {b.get(k)!r})"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+    return ", ".join(parts[:4]) or "other arguments"
 
 
 def _dense(x: Any) -> np.ndarray:
