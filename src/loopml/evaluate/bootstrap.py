@@ -231,8 +231,8 @@ def _auc_ap(w: np.ndarray, score: np.ndarray, is_pos: np.ndarray) -> tuple[np.nd
     w_pos = w[pos_rows]
     p_tot = w_pos.sum(axis=0)
     n_tot = c_neg[-1]
-    below = c_neg[lo]
-    below += c_neg[hi]
+    c_lo = c_neg[lo]  # negatives strictly below each positive, per resample
+    below = c_lo + c_neg[hi]
     # positives scored at least as high as each positive: running sum from the top
     pos_desc = np.argsort(-s_pos, kind="stable")
     ranked = s_pos[pos_desc]
@@ -241,7 +241,7 @@ def _auc_ap(w: np.ndarray, score: np.ndarray, is_pos: np.ndarray) -> tuple[np.nd
     tp = c_pos[last]
     with np.errstate(divide="ignore", invalid="ignore"):
         auc = 0.5 * np.einsum("ij,ij->j", w_pos, below) / (p_tot * n_tot)
-        seen = n_tot - c_neg[lo]  # negatives at or above the score
+        seen = n_tot - c_lo  # negatives at or above the score
         seen += tp
         precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
         ap = np.einsum("ij,ij->j", w_pos, precision) / p_tot

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from loopml.evaluate.metrics import confusion
+
 #: points kept per curve (a curve over 200k rows is drawn from at most this many)
 CURVE_POINTS = 200
 CALIBRATION_BINS = 10
@@ -47,7 +49,7 @@ def classification_diagnostics(
         "positive": positive,
         "confusion": {
             "labels": [str(c) for c in class_list],
-            "matrix": skm.confusion_matrix(y, np.asarray(labels), labels=class_list).tolist(),
+            "matrix": confusion(y, np.asarray(labels), class_list)["matrix"],
         },
     }
     if probabilities is None or positive not in class_list:

@@ -75,29 +75,31 @@ def check_champion(
     task: str,
     metric: str,
     dataset: tuple[str, int],
-    raw_rows: pd.DataFrame,
+    raw_rows: pd.DataFrame | Callable[[], pd.DataFrame],
     y: pd.Series,
     new: Prediction,
     positive: Any,
     metrics_fn: MetricsFn,
     seed: int,
 ) -> ChampionCheck:
-    """Score the holder of ``alias`` on the holdout rows ``raw_rows`` (labels ``y``) and
-    compare it with the new version's predictions ``new`` of the same rows."""
+    """Score the holder of ``alias`` on the holdout rows ``raw_rows`` (labels ``y``; a
+    function giving them, called only when the alias has a holder) and compare it with the
+    new version's predictions ``new`` of the same rows."""
     aliases = ws.metadata.get_aliases(name)
     if alias not in aliases:
         return ChampionCheck(alias)
+    rows = raw_rows() if callable(raw_rows) else raw_rows
     version = aliases[alias]
     ref = f"{name}@{version}"
     try:
         record = ws.metadata.get_model_version(name, version)
         stored = _stored(ws, record.metrics, record.dataset_name, record.dataset_version, dataset)
-        if stored is not None and stored.index.equals(pd.Index(raw_rows.index).sort_values()):
-            old = _from_stored(stored.loc[raw_rows.index], record.metrics, new)
+        if stored is not None and stored.index.equals(pd.Index(rows.index).sort_values()):
+            old = _from_stored(stored.loc[rows.index], record.metrics, new)
             source = f"{ref}'s holdout model's predictions of the same rows (kept with its run)"
         else:
             model = load_model(ws, ref)
-            old = model.predict(raw_rows, source=f"this run's holdout rows (for {ref})")
+            old = model.predict(rows, source=f"this run's holdout rows (for {ref})")
             source = f"{ref} re-scored on this run's holdout rows"
     except LoopmlError as exc:
         return ChampionCheck(alias, version, problem=f"{type(exc).__name__}: {exc}"[:400])

@@ -30,7 +30,13 @@ from loopml.evaluate.split import (
     without_split_column,
 )
 from loopml.features.explain import selection_report
-from loopml.features.spec import check_spec, numeric_choices, prepare_frame, resolve_kinds
+from loopml.features.spec import (
+    check_selection,
+    check_spec,
+    numeric_choices,
+    prepare_frame,
+    resolve_kinds,
+)
 from loopml.project import ProjectConfig
 from loopml.project.imbalance import resolve_positive
 from loopml.registry.bundle import ModelBundle
@@ -56,11 +62,12 @@ from loopml.utils import new_id, process_owner, utcnow
 from loopml.workspace import Workspace
 
 Progress = Callable[[str], None]
+RECOMMENDER = "loopml.train.deep.MFRecommender"  # trained by loopml.train.deep.recommend
 #: Most out-of-sample scores a version keeps as its prediction-drift reference.
 REFERENCE_MAX_ROWS = 20_000
 PACKAGES = (
     *("loopml", "scikit-learn", "numpy", "pandas", "pyarrow", "lightgbm", "skops"),
-    *("torch", "safetensors"),
+    *("torch", "safetensors", "tensorflow-cpu", "keras", "tf2onnx"),
 )
 
 
@@ -123,6 +130,10 @@ def train(
     instead of training from scratch (:mod:`loopml.train.incremental`). ``engine`` runs the
     folds and fits elsewhere (:class:`TrainEngine`).
     """
+    if config.model.cls == RECOMMENDER and engine is None:  # train/deep/recommend.py
+        from loopml.train.deep.recommend import train_recommender
+
+        return train_recommender(ws, config, progress=progress, from_version=from_version)
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
     dv = ws.metadata.get_dataset_version(config.dataset, config.dataset_version)
@@ -187,6 +198,9 @@ def train(
     fit = partial(fit_prepared, row_weights=row_weights) if cont is None else cont.fit_prepared
     if engine is not None and engine.fit is not None:
         fit = engine.fit
+    # a variance selection that keeps no feature fails here, before the run is recorded
+    x_tr, y_tr = x.iloc[tr_idx], y.iloc[tr_idx]  # taken once: each take copies every row
+    check_selection(features, kinds, x_tr, y_tr, task, estimator)
 
     run = Run(
         id=new_id(),
@@ -213,7 +227,7 @@ def train(
     if split_note:
         say(split_note)
     try:
-        x_tr, x_ho, y_tr, y_ho = x.iloc[tr_idx], x.iloc[ho_idx], y.iloc[tr_idx], y.iloc[ho_idx]
+        x_ho, y_ho = x.iloc[ho_idx], y.iloc[ho_idx]
         out_of_fold = pd.Series(np.nan, index=x_tr.index, dtype="float64")
         fold_step = itertools.count()  # each fold's score is a step of the run
 
@@ -326,7 +340,7 @@ def train(
                 task=task,
                 metric=metric,
                 dataset=(dv.name, dv.version),
-                raw_rows=frame.loc[x_ho.index],
+                raw_rows=lambda: frame.loc[x_ho.index],  # taken only if a champion exists
                 y=y_ho,
                 new=p,
                 positive=positive,

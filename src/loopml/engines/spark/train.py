@@ -100,7 +100,7 @@ def fit_xgboost(
     """
     from xgboost import spark as xgb_spark
 
-    from loopml.features.spec import build_transformer, fit_features
+    from loopml.features.spec import build_transformer, fit_features, open_categories
     from loopml.registry.bundle import ModelBundle
     from loopml.registry.flavors import get_flavor
     from loopml.registry.flavors.xgboost import _check_objective
@@ -139,7 +139,13 @@ def fit_xgboost(
     if task != "regression":
         _check_objective(booster)
     signature = Signature.from_frame(
-        x, kinds, target=target, task=task, classes=classes, unknown=spec.unknown
+        x,
+        kinds,
+        target=target,
+        task=task,
+        classes=classes,
+        unknown=spec.unknown,
+        open_categories=open_categories(spec, kinds),
     )
     flavor = get_flavor("xgboost")
     bundle = ModelBundle(features, booster, signature, flavor.name, sample=sample_rows(x))
