@@ -6,8 +6,9 @@ month is sent through the server as traffic; its labels arrive at the month's en
 ``POST /v1/feedback``; then ``run_once`` applies the policy in ``policy.yaml``: decay of
 ROC-AUC on labelled traffic (against the champion's reference, after a cooldown) -> a
 challenger trained through ``loopml.train`` on the data so far -> judged against the champion
-on the newest held-out labelled rows -> refit on everything and promoted only when it is
-better (a rejected one gets a second look on the next month's labels). Printed per month:
+on the newest held-out labelled rows -> promoted only when it is better (a rejected one gets
+a second look on the next month's labels; its refit on everything replaces it only once it
+beats it on the next month's labels). Printed per month:
 ROC-AUC of the January model left alone (static), of what the server answered (loop), and of
 a model retrained every month on all labels so far (oracle). After the last month nothing is
 retrained (no month is left to serve). The last line is one JSON object.

@@ -38,6 +38,8 @@ WAIT = "wait"
 SKIP = "skip"
 ERROR = "error"
 CHALLENGER = "challenger"
+#: triggers that wait out the policy's cooldown since the last retrain
+COOLED_TRIGGERS = ("drift", "decay", "online_drift")
 LOWER_IS_BETTER = frozenset({"log_loss", "brier", "rmse", "mae", "mse"})
 
 
@@ -145,6 +147,7 @@ def decide_retrain(
     drifted: list[str] | None = None,
     forced: bool = False,
     cooled: bool = True,
+    online_drifts: list[int] | None = None,
 ) -> Action:
     """Whether the policy's trigger fires now: an action ``retrain`` (with why), else ``skip``.
 
@@ -152,7 +155,8 @@ def decide_retrain(
     or the comparison that promoted it), ``current`` its value on the recent labelled
     traffic (``n_labelled`` rows); ``drifted`` the drifting features of the recent window;
     ``cooled`` False while the policy's cooldown since the last retrain has not passed (a
-    drift or decay trigger then skips, saying so).
+    drift or decay trigger then skips, saying so); ``online_drifts`` the ids of the drift
+    events an online learner recorded for the model since the last retrain, newest first.
     """
     t = policy.trigger
     evidence: dict[str, Any] = {
@@ -173,7 +177,7 @@ def decide_retrain(
         if t.schedule.due(last_retrain, now):
             return Action(model, RETRAIN, f"schedule {t.schedule} is due", evidence)
         return Action(model, SKIP, f"schedule {t.schedule} is not due yet", evidence)
-    if t.on in ("drift", "decay") and not cooled:
+    if t.on in COOLED_TRIGGERS and not cooled:
         would = decide_retrain(
             model,
             policy,
@@ -184,6 +188,7 @@ def decide_retrain(
             current=current,
             n_labelled=n_labelled,
             drifted=drifted,
+            online_drifts=online_drifts,
         )
         if would.kind != RETRAIN:
             return would
@@ -192,6 +197,20 @@ def decide_retrain(
             SKIP,
             f"{would.reason}, but cooling down: less than {t.cooldown} since the last retrain",
             {**would.evidence, "cooldown": str(t.cooldown), "cooling_down": True},
+        )
+    if t.on == "online_drift":
+        found = list(online_drifts or [])
+        evidence["online_drift_events"] = found
+        if not found:
+            return Action(
+                model, SKIP, "no drift found by an online learner since the last retrain", evidence
+            )
+        return Action(
+            model,
+            RETRAIN,
+            f"an online learner found drift {len(found)} time(s) since the last retrain "
+            f"(newest: monitor event {found[0]})",
+            evidence,
         )
     if t.on == "drift":
         if drifted is None:

@@ -13,9 +13,11 @@ trigger even if a lease ran out mid-pass):
    retrain; when it fires a challenger is trained through :func:`loopml.train` on the policy's
    data (the dataset, plus the labelled production traffic, all of it or a window), judged
    against the champion on the same held-out newest labelled rows (the policy's gate and a
-   paired comparison), refit on all of that data once it passes (``challenger.refit``: the
-   held-out rows are the newest, the ones that matter most for the months ahead), registered
-   as ``challenger`` and rolled out as the policy says.
+   paired comparison), registered as ``challenger`` and rolled out as the policy says. The
+   version rolled out is always the one judged: with ``challenger.refit`` a passing challenger
+   is also refit on all of that data (the held-out rows are the newest, the ones that matter
+   most for the months ahead), and that refit, judged on nothing yet, replaces the champion
+   only after beating it on the labelled traffic that follows (rows neither trained on).
 
 The decay reference (``trigger.reference``): ``judged`` is the champion's value when it was
 judged (its training holdout, or the held-out rows that promoted it); ``best`` (the default)
@@ -49,6 +51,7 @@ from loopml.monitor.ab import ab_status
 from loopml.monitor.events import claim_event, list_events, record_event
 from loopml.monitor.policy import (
     CHALLENGER,
+    COOLED_TRIGGERS,
     ERROR,
     LOWER_IS_BETTER,
     PROMOTE,
@@ -263,10 +266,74 @@ class _Pass:
             if challenger in routed:
                 self.advance(champion, challenger)
                 return self.actions
+        if not force and self.refit_look(champion):
+            return self.actions
         if not force and self.policy.challenger.second_look and self.second_look(champion):
             return self.actions
         self.check_trigger(champion, force=force)
         return self.actions
+
+    # -- the refit of the champion, judged on the traffic that followed it ---------------------
+
+    def refit_look(self, champion: int) -> bool:
+        """Judge the refit of the champion (trained on all the rows, the champion's held-out
+        ones too, when the champion was promoted; see :meth:`retrain`) against the champion on
+        the labelled traffic predicted since (rows neither trained on), with the policy's gate
+        and paired comparison; True when it passed and its rollout started. Once per refit;
+        it needs ``challenger.min_rows`` labelled rows. A refit is never rolled out unjudged."""
+        events = list_events(self.ws, self.model, "challenger", limit=50)
+        pending: tuple[int, Any] | None = None
+        for event in events:
+            ev = event.evidence
+            if ev.get("refit_of") == champion:
+                return False  # already judged (passed or not)
+            if ev.get("challenger") == champion:  # the event that made it the challenger
+                refit = ev.get("refit")
+                if isinstance(refit, dict) and isinstance(refit.get("version"), int):
+                    pending = (int(refit["version"]), event)
+                break
+        if pending is None:
+            return False
+        candidate, event = pending
+        refit = event.evidence["refit"]
+        log = read_prediction_log(self.ws.lake, self.model, since=event.at)
+        rows = labelled_traffic_of(self.ws, log)
+        need = self.policy.challenger.min_rows
+        if len(rows) < need:
+            self.note(
+                WAIT,
+                f"refit v{candidate} of champion v{champion}: {len(rows)} labelled predictions "
+                f"since it was trained, waiting for {need} to judge it",
+                {"candidate": candidate, "refit_of": champion, "rows": len(rows)},
+            )
+            return False
+        record = self.ws.metadata.get_model_version(self.model, champion)
+        metric = self.metric_name(record)
+        action = self.judge(
+            champion,
+            candidate,
+            rows,
+            metric,
+            (int(refit.get("dataset_version") or 0), int(refit.get("training_rows") or 0)),
+            str(refit.get("run") or ""),
+            look="refit",
+        )
+        if action is None:
+            return False
+        action = replace(
+            action,
+            reason=f"refit v{candidate} of champion v{champion}, on {len(rows)} labelled "
+            f"predictions since it was trained: {action.reason}",
+            evidence={**action.evidence, "refit_of": champion},
+        )
+        if not self.act(action, kind="challenger", dedupe=f"refit:{self.model}:v{candidate}"):
+            return True
+        if self.dry_run:
+            return True
+        set_alias(self.ws, self.model, CHALLENGER, candidate, reason=action.reason)
+        metrics = dict(action.evidence.get("challenger_metrics") or {})
+        self.start_rollout(champion, candidate, metrics)
+        return True
 
     # -- a second look at a rejected challenger -------------------------------------------------
 
@@ -306,7 +373,7 @@ class _Pass:
             metric,
             (int(ev.get("dataset_version") or 0), int(ev.get("training_rows") or 0)),
             str(ev.get("run") or ""),
-            second_look=True,
+            look="second",
         )
         if action is None:
             return False
@@ -473,6 +540,7 @@ class _Pass:
             drifted = self.drifted(champion)
         retrains = list_events(self.ws, self.model, RETRAIN, limit=1)
         last_retrain = retrains[0].at if retrains else None
+        online = self.online_drifts(last_retrain) if t.on == "online_drift" else None
         now = utcnow()
         judged = self.baseline(record, metric)
         baseline, first = judged, None
@@ -483,7 +551,7 @@ class _Pass:
                 pick = min if lower else max
                 baseline = first if judged is None else pick(judged, first)
         cooled, cool_evidence = True, dict[str, Any]()
-        if t.on in ("decay", "drift") and not force:
+        if t.on in COOLED_TRIGGERS and not force:
             cooled, cool_evidence = self.cooldown(last_retrain, now, record)
         action = decide_retrain(
             self.model,
@@ -497,6 +565,7 @@ class _Pass:
             drifted=drifted,
             forced=force,
             cooled=cooled,
+            online_drifts=online,
         )
         extra = {
             "champion": champion,
@@ -513,12 +582,25 @@ class _Pass:
             # once per schedule slot: keyed by the retrain before it
             before = retrains[0].at.isoformat() if retrains else "never"
             slot = f"after={before}"
+        elif t.on == "online_drift":  # once per online drift event
+            slot = f"event={online[0] if online else 'none'}"
         else:  # once per labelled window: keyed by the newest labelled prediction so far
             slot = f"upto={self.newest_labelled()}"
         dedupe = f"retrain:{self.model}:v{champion}:{'forced' if force else t.on}:{slot}"
         if not self.act(action, dedupe=dedupe) or self.dry_run:
             return
         self.retrain(champion, record, metric)
+
+    def online_drifts(self, since: datetime | None) -> list[int]:
+        """Ids (newest first) of the drift events an online learner ('loopml learn')
+        recorded for this model after ``since`` (the last retrain; None: ever)."""
+        return [
+            int(event.id)
+            for event in list_events(self.ws, self.model, "drift", since=since, limit=1000)
+            if event.evidence.get("source") == "online"
+            and event.id is not None
+            and (since is None or event.at > since)
+        ]
 
     def newest_labelled(self) -> str:
         """The id of the newest labelled prediction among the trigger window's newest ones."""
@@ -584,25 +666,30 @@ class _Pass:
             return
         metrics = dict(action.evidence.get("challenger_metrics") or {})
         if spec.challenger.refit and len(held) and spec.data.include_feedback:
-            # judged on the held-out newest rows; now trained on them too (they are the
-            # closest to the traffic ahead), the way 'evaluation.refit' refits after the holdout
+            # the judged version is the one rolled out now. Its refit on all the rows (the
+            # held-out newest too, the closest to the traffic ahead) is a candidate that was
+            # judged on nothing: it must beat the judged version on the labelled traffic
+            # that follows (rows neither trained on) before it may replace it (refit_look)
             refit, refit_dv = self.fit(
                 base, pd.concat([learn, held]), names, classes, f"the refit of v{version}"
             )
-            if refit is None:
-                return
-            judged_version = version
-            version = refit.model_version.version
-            action = replace(
-                action,
-                reason=f"{action.reason}; refit on all {refit_dv[1]} rows as v{version}",
-                evidence={
-                    **action.evidence,
-                    "judged_version": judged_version,
-                    "challenger": version,
-                    "refit": {"run": refit.run.id, "dataset_version": refit_dv[0]},
-                },
-            )
+            if refit is not None:
+                refit_version = refit.model_version.version
+                action = replace(
+                    action,
+                    reason=f"{action.reason}; its refit on all {refit_dv[1]} rows (v"
+                    f"{refit_version}) must beat it on the labelled traffic that follows",
+                    evidence={
+                        **action.evidence,
+                        "judged_version": version,
+                        "refit": {
+                            "version": refit_version,
+                            "run": refit.run.id,
+                            "dataset_version": refit_dv[0],
+                            "training_rows": refit_dv[1],
+                        },
+                    },
+                )
         set_alias(self.ws, self.model, CHALLENGER, version, reason=action.reason)
         self.act(action, kind="challenger")
         self.start_rollout(champion, version, metrics)
@@ -632,7 +719,8 @@ class _Pass:
         if base is not None and len(base) and len(parts) > 1:
             frame[target] = frame[target].astype(base[target].dtype)
         dataset = f"{self.model}-loop"
-        dv = ingest(self.ws, frame, dataset).dataset
+        # its rows are the base and the traffic as they come: no nullability inferred
+        dv = ingest(self.ws, frame, dataset, enforce_nullability=False).dataset
         self.say(
             f"{self.model}: training {what} on {dataset}@{dv.version} "
             f"({len(frame)} rows, {len(traffic)} from labelled traffic)"
@@ -663,11 +751,13 @@ class _Pass:
         dataset_version: tuple[int, int],
         run_id: str,
         *,
-        second_look: bool = False,
+        look: str = "first",
     ) -> Action | None:
         """The challenger against the champion on the held-out rows: the ``rollout`` action
         when it passes, else None (its rejection recorded, naming the ``candidate`` for a
-        :meth:`second_look` when it was judged on enough rows: by its gate or the comparison)."""
+        :meth:`second_look` when it was judged on enough rows: by its gate or the comparison).
+        ``look``: ``first`` (a new challenger), ``second`` (its second look) or ``refit`` (the
+        champion's refit, :meth:`refit_look`); only a first look may get another."""
         from loopml.monitor.policy import judge_challenger
 
         y = held["label"].to_numpy()
@@ -708,10 +798,19 @@ class _Pass:
             },
         )
         if action.kind != ROLLOUT:
-            extra: dict[str, Any] = {"second_look": second_look}
-            if comparison is not None and len(held) >= self.policy.challenger.min_rows:
+            extra: dict[str, Any] = {"second_look": look == "second"}
+            if (
+                look == "first"
+                and comparison is not None
+                and len(held) >= self.policy.challenger.min_rows
+            ):
                 extra["candidate"] = version  # lost on these rows: may be looked at again
-            said = "rejected on a second look" if second_look else "rejected"
+            said, dedupe = "rejected", None
+            if look == "second":
+                said, dedupe = "rejected on a second look", f"second-look:{self.model}:v{version}"
+            elif look == "refit":
+                said, dedupe = f"refit v{version} rejected", f"refit:{self.model}:v{version}"
+                extra["refit_of"] = champion
             self.act(
                 replace(
                     action,
@@ -719,7 +818,7 @@ class _Pass:
                     evidence={**action.evidence, **extra},
                 ),
                 kind="challenger",
-                dedupe=f"second-look:{self.model}:v{version}" if second_look else None,
+                dedupe=dedupe,
             )
             return None
         return action

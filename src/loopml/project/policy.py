@@ -3,7 +3,8 @@
 ```yaml
 policy:
   trigger:
-    on: decay            # drift | decay | schedule | manual
+    on: decay            # drift | decay | schedule | manual | online_drift (a drift event
+                         # that 'loopml learn' recorded for this model since the last retrain)
     metric: roc_auc      # decay: the labelled-traffic metric watched (default: evaluation.metric)
     drop: 0.02           # decay: retrain when it falls this far below the training-time value
     window: last 5000    # the labelled predictions (or the log window, for drift) looked at
@@ -20,7 +21,8 @@ policy:
     gate: roc_auc >= champion + 0.005   # the training gates, on recent labelled data
     evaluate_on: 0.3     # the newest share of labelled traffic held out to judge both models
     promote: if_better   # if_better | if_not_worse
-    refit: true          # once judged, refit on all of it (held-out rows too) before rollout
+    refit: true          # once judged, also refit on all of it (held-out rows too); the refit
+                         # replaces the judged version only once it beats it on later traffic
     second_look: true    # a rejected challenger is judged once more on the labelled traffic
                          # that arrives after its rejection (min_rows of it)
   rollout:
@@ -47,7 +49,7 @@ from loopml.errors import ConfigError
 from loopml.project.gate import Gate
 from loopml.project.suggest import did_you_mean
 
-TRIGGERS = ("drift", "decay", "schedule", "manual")
+TRIGGERS = ("drift", "decay", "schedule", "manual", "online_drift")
 ROLLOUTS = ("direct", "canary", "ab")
 AB_METRICS = ("accuracy", "reward", "conversion", "roc_auc")
 REFERENCES = ("best", "judged")

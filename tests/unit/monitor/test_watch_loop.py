@@ -109,13 +109,15 @@ def test_decay_retrains_judges_and_promotes_directly(champion: Workspace) -> Non
     actions = run_once(champion, _config())
     assert [a.kind for a in actions] == ["retrain", "rollout", "promote"], actions
     assert all(a.done for a in actions)
-    # v2 was judged (trained without the held-out newest 240 rows), v3 is its refit on all
-    assert champion.metadata.get_aliases("shop") == {"champion": 3}
+    # v2 was judged (trained without the held-out newest 240 rows) and is the one promoted;
+    # v3, its refit on all 800, was judged on nothing: it waits for the traffic that follows
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
     kinds = [e.kind for e in list_events(champion, "shop")]
     assert kinds == ["promote", "challenger", "retrain"]
     judged = list_events(champion, "shop", "challenger")[0].evidence
     assert judged["rows"] == 240
-    assert judged["judged_version"] == 2 and judged["challenger"] == 3
+    assert judged["judged_version"] == 2 and judged["challenger"] == 2
+    assert judged["refit"]["version"] == 3
     assert judged["training_rows"] == 560
     c = judged["comparison"]
     assert c["challenger"] > c["champion"] + 0.2 and c["ci_low"] > 0
@@ -124,9 +126,76 @@ def test_decay_retrains_judges_and_promotes_directly(champion: Workspace) -> Non
     assert rows == 800  # the refit saw the held-out rows too
     retrain = list_events(champion, "shop", "retrain")[0].evidence
     assert retrain["live"]["predictions"] == 800 and retrain["live"]["coverage"] == 1.0
-    # the new champion has no labelled traffic yet: nothing to decide
+    # no labelled traffic since: the refit waits, the new champion has nothing to decide
     again = run_once(champion, _config())
-    assert [a.kind for a in again] == ["skip"]
+    assert [a.kind for a in again] == ["wait", "skip"], again
+    assert "refit v3" in again[0].reason
+
+
+def _promoted_versions(ws: Workspace) -> list[int]:
+    return [e.evidence["version"] for e in reversed(list_events(ws, "shop", "promote"))]
+
+
+def test_the_promoted_model_is_always_the_one_judged(champion: Workspace) -> None:
+    # every promotion names a version judged better than the champion it replaced, on rows
+    # it did not train on; a refit (trained on the held-out rows too) is never promoted unseen
+    _serve(champion, _world(800, 2, by="b"))
+    run_once(champion, _config())
+    [promoted] = list_events(champion, "shop", "promote")
+    [passed] = list_events(champion, "shop", "challenger")
+    assert passed.evidence["comparison"]["ci_low"] > 0 and passed.evidence["rows"] == 240
+    version = promoted.evidence["version"]
+    assert champion.metadata.get_aliases("shop")["champion"] == version
+    record = champion.metadata.get_model_version("shop", version)
+    assert record.dataset_name is not None and record.dataset_version is not None
+    dv = champion.metadata.get_dataset_version(record.dataset_name, record.dataset_version)
+    # the promoted model never saw the 240 held-out rows that judged it
+    assert dv.num_rows == passed.evidence["training_rows"] == 560
+    assert passed.evidence["challenger"] == version
+
+
+@pytest.mark.slow
+def test_a_refit_replaces_the_judged_champion_only_after_beating_it(champion: Workspace) -> None:
+    # the labels move to b, and in the newest (held-out) rows to b - a: the judged v2 (trained
+    # on b) beats v1 there; its refit v3 also saw the b - a rows
+    _serve(champion, _world(560, 2, by="b"))
+    turn = _world(240, 3, by="b")
+    turn["y"] = (turn.b - turn.a > 0).astype(int)
+    _serve(champion, turn)
+    assert [a.kind for a in run_once(champion, _config())] == ["retrain", "rollout", "promote"]
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    # the traffic that follows is b - a: the refit is judged on it against v2 and wins
+    after = _world(300, 4, by="b")
+    after["y"] = (after.b - after.a > 0).astype(int)
+    _serve(champion, after)
+    looked = run_once(champion, _config(cooldown=10_000))
+    assert [a.kind for a in looked] == ["rollout", "promote"], looked
+    assert "refit v3 of champion v2" in looked[0].reason
+    assert champion.metadata.get_aliases("shop") == {"champion": 3}
+    ev = list_events(champion, "shop", "challenger")[0].evidence
+    assert ev["refit_of"] == 2 and ev["rows"] == 300 and ev["comparison"]["ci_low"] > 0
+    assert _promoted_versions(champion) == [2, 3]
+    # judged once: nothing more to look at
+    assert [a.kind for a in run_once(champion, _config(cooldown=10_000))] == ["skip"]
+
+
+def test_a_refit_no_better_than_the_judged_champion_is_never_promoted(
+    champion: Workspace,
+) -> None:
+    _serve(champion, _world(800, 2, by="b"))
+    assert [a.kind for a in run_once(champion, _config())] == ["retrain", "rollout", "promote"]
+    # the traffic that follows is noise: the refit cannot show it is better, and stays out
+    noise = _world(300, 5, by="b")
+    noise["y"] = np.random.default_rng(6).integers(0, 2, len(noise))
+    _serve(champion, noise)
+    looked = run_once(champion, _config(cooldown=10_000))
+    assert [a.kind for a in looked][:1] == ["rollback"], looked
+    assert "refit v3 rejected" in looked[0].reason
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    assert _promoted_versions(champion) == [2]
+    ev = list_events(champion, "shop", "challenger")[0].evidence
+    assert ev["refit_of"] == 2 and "candidate" not in ev  # no second look for a refit
+    assert [a.kind for a in run_once(champion, _config(cooldown=10_000))] == ["skip"]
 
 
 def test_a_worse_challenger_is_rejected_and_the_champion_stays(champion: Workspace) -> None:
@@ -210,10 +279,12 @@ def test_cooldown_holds_a_second_retrain_until_enough_new_labels(champion: Works
     # the world flips back: the new champion decays at once, but only 600 labels came since
     _serve(champion, _world(600, 3, by="a"))
     held = run_once(champion, cfg)
-    assert [a.kind for a in held] == ["skip"], held
-    assert "decayed" in held[0].reason and "cooling down" in held[0].reason
-    assert held[0].evidence["labelled_since_last_retrain"] == 600
-    assert champion.metadata.get_aliases("shop") == {"champion": 3}
+    # the refit v3 (judged on these 600 rows) loses too; the retrain waits for the cooldown
+    assert [a.kind for a in held] == ["rollback", "skip"], held
+    assert "refit v3 rejected" in held[0].reason
+    assert "decayed" in held[1].reason and "cooling down" in held[1].reason
+    assert held[1].evidence["labelled_since_last_retrain"] == 600
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
     _serve(champion, _world(500, 4, by="a"))  # 1100 since the retrain: cooled down
     again = run_once(champion, cfg)
     assert [a.kind for a in again][:1] == ["retrain"], again
@@ -269,3 +340,32 @@ def test_a_challenger_rejected_on_an_odd_slice_gets_a_second_look(champion: Work
     assert looked["rows"] == 300 and looked["comparison"]["ci_low"] > 0
     # once only: nothing more to look at
     assert [a.kind for a in run_once(champion, _config(cooldown=10_000))] == ["skip"]
+
+
+def test_online_drift_events_trigger_a_retrain_once_each(champion: Workspace) -> None:
+    from loopml.monitor.events import record_event
+
+    cfg = _config(on="online_drift")
+    _serve(champion, _world(800, 2, by="b"))
+    quiet = run_once(champion, cfg)
+    assert [a.kind for a in quiet] == ["skip"] and "no drift found" in quiet[0].reason
+    # a drift event from another source (a batch drift check) is not the online learner's
+    record_event(champion, "drift", "shop", "drift check", {"source": "check"})
+    assert [a.kind for a in run_once(champion, cfg)] == ["skip"]
+    # what 'loopml learn' records when its detector fires on the error stream
+    event = record_event(
+        champion,
+        "drift",
+        "shop",
+        "online learner: adwin found a change in the error stream at event 900",
+        {"source": "online", "event": 900, "learned": 900, "error": 0.4},
+        dedupe="online-drift:shop:abc:900",
+    )
+    acted = run_once(champion, cfg)
+    assert [a.kind for a in acted] == ["retrain", "rollout", "promote"], acted
+    assert acted[0].evidence["online_drift_events"] == [event.id]
+    assert champion.metadata.get_aliases("shop") == {"champion": 2}
+    # that event was acted on: no second retrain for it
+    again = run_once(champion, cfg)
+    assert [a.kind for a in again] == ["wait", "skip"], again
+    assert "no drift found" in again[1].reason
