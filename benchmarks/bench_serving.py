@@ -12,8 +12,13 @@ One run, the same trained models: a RandomForest of 100 trees and a LightGBM of 
 (c) ``floor``: a bare ASGI endpoint on ONNX Runtime (the models converted with skl2onnx and
     onnxmltools, orjson, uvicorn with uvloop and httptools, one run per request),
     ``benchmarks/serving_peers/onnx_floor.py``;
-(d) ``mlflow models serve`` and BentoML only if importable (skipped with a note otherwise:
-    neither is a dependency of loopml).
+(d) with ``--peer-python PYTHON`` (a separate virtual environment holding mlflow and BentoML,
+    never a dependency of loopml: ``python -m venv /tmp/peers-venv && /tmp/peers-venv/bin/pip
+    install mlflow bentoml scikit-learn==X lightgbm==Y``, the versions of loopml's own
+    environment so that the joblib models load): ``mlflow`` (``mlflow models serve`` on the
+    model saved by ``benchmarks/serving_peers/mlflow_model.py``) and ``bentoml`` (BentoML with
+    adaptive batching, ``benchmarks/serving_peers/bento_service.py``). Without it they are
+    skipped with a note.
 
 The load generator runs in this process on another core: asyncio streams with keep-alive
 connections sending single-row JSON requests, closed loop (each connection waits for its
@@ -24,6 +29,7 @@ not) and the ratios to the floor. Before measuring, every server's probabilities
 hundred rows are checked against the native model's (``predict_proba``) to 1e-6.
 
     python benchmarks/bench_serving.py [--seconds 10] [--concurrency 1,32] [--quick]
+        [--peer-python /tmp/peers-venv/bin/python]
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +60,8 @@ NAMES = [f"f{i}" for i in range(N_FEATURES)]
 MODELS = ("forest", "lgbm")
 CHECK_ROWS = 200
 TOLERANCE = 1e-6
+PEERS = ("mlflow", "bentoml")  # run by --peer-python, never loopml's own environment
+KINDS = ("floor", "loopml", "tutorial", *PEERS)
 
 
 # -- the models -----------------------------------------------------------------------------
@@ -186,7 +194,20 @@ def _row(x: np.ndarray) -> dict[str, float]:
     return {name: float(v) for name, v in zip(NAMES, x.tolist(), strict=True)}
 
 
-def start(kind: str, model: Trained, workspace: str, core: int | None, logs: Path) -> Server:
+def _peer_bin(peer_python: str | None, tool: str) -> str:
+    if not peer_python:
+        raise RuntimeError(f"the {tool} peer needs --peer-python")
+    return str(Path(peer_python).parent / tool)
+
+
+def start(
+    kind: str,
+    model: Trained,
+    workspace: str,
+    core: int | None,
+    logs: Path,
+    peer_python: str | None = None,
+) -> Server:
     port = _free_port()
     env = {
         **os.environ,
@@ -200,6 +221,8 @@ def start(kind: str, model: Trained, workspace: str, core: int | None, logs: Pat
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
     quiet = ["--log-level", "warning", "--no-access-log"]
     health = "/health"
+    if kind in PEERS and peer_python:  # they start their own tools (uvicorn) from PATH
+        env["PATH"] = str(Path(peer_python).parent) + os.pathsep + env.get("PATH", "")
     if kind == "loopml":
         cmd = [sys.executable, "-m", "loopml", "serve", "-w", workspace, "--port", str(port)]
         cmd += ["-m", model.name]
@@ -223,6 +246,49 @@ def start(kind: str, model: Trained, workspace: str, core: int | None, logs: Pat
         def proba(doc: dict[str, Any]) -> list[float]:
             return [float(v) for v in doc["probabilities"]]
 
+    elif kind == "mlflow":
+        saved = logs / f"mlflow-{model.name}"
+        if not saved.exists():
+            made = subprocess.run(
+                [
+                    str(peer_python),
+                    str(HERE / "serving_peers" / "mlflow_model.py"),
+                    model.joblib_path,
+                    str(saved),
+                ],
+                check=False,
+                env={**env, "PYTHONPATH": ""},
+                capture_output=True,
+                text=True,
+            )
+            if made.returncode != 0:
+                raise RuntimeError(f"mlflow_model.py failed:\n{made.stderr[-2000:]}")
+        cmd = [_peer_bin(peer_python, "mlflow"), "models", "serve", "-m", str(saved)]
+        cmd += ["-h", "127.0.0.1", "-p", str(port), "--env-manager", "local", "-w", "1"]
+        health = "/ping"
+        path = "/invocations"
+
+        def body(x: np.ndarray) -> bytes:
+            return orjson.dumps({"dataframe_split": {"columns": NAMES, "data": [x.tolist()]}})
+
+        def proba(doc: dict[str, Any]) -> list[float]:
+            return [float(v) for v in doc["predictions"][0]]
+
+    elif kind == "bentoml":
+        env["BENTOML_HOME"] = str(logs / "bentoml-home")
+        env["BENTOML_DO_NOT_TRACK"] = "True"
+        cmd = [_peer_bin(peer_python, "bentoml"), "serve"]
+        cmd += ["benchmarks.serving_peers.bento_service:Model", "--host", "127.0.0.1"]
+        cmd += ["--port", str(port)]
+        health = "/readyz"
+        path = "/predict"
+
+        def body(x: np.ndarray) -> bytes:
+            return orjson.dumps({"instances": [x.tolist()]})
+
+        def proba(doc: Any) -> list[float]:
+            return [float(v) for v in doc[0]]
+
     else:
         cmd = [*uvicorn, *quiet, "--loop", "uvloop", "--http", "httptools"]
         cmd += ["benchmarks.serving_peers.onnx_floor:app"]
@@ -237,10 +303,18 @@ def start(kind: str, model: Trained, workspace: str, core: int | None, logs: Pat
     log = logs / f"{kind}-{model.name}.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=_pin(core)
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pin(core),
+            # the peers start server processes of their own: one group, stopped together
+            start_new_session=kind in PEERS,
         )
     server = Server(kind, model.name, path, body, proba, proc, port, log)
-    deadline = time.monotonic() + 120
+    wait = 300 if kind in PEERS else 120  # the peers start slowly on a busy machine
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
@@ -253,16 +327,28 @@ def start(kind: str, model: Trained, workspace: str, core: int | None, logs: Pat
             pass
         time.sleep(0.1)
     stop(server)
-    raise RuntimeError(f"{kind} server was not ready in 120 s:\n{log.read_text()[-2000:]}")
+    raise RuntimeError(f"{kind} server was not ready in {wait} s:\n{log.read_text()[-2000:]}")
 
 
 def stop(server: Server) -> None:
-    server.proc.terminate()
+    group = server.kind in PEERS  # its own session: signal the processes it started too
+
+    def signal_it(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(server.proc.pid, sig)
+            else:
+                server.proc.send_signal(sig)
+
+    signal_it(signal.SIGTERM)
     try:
         server.proc.wait(20)
     except subprocess.TimeoutExpired:
-        server.proc.kill()
+        signal_it(signal.SIGKILL)
         server.proc.wait(5)
+    if group:  # what is left of the group once its leader is gone
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
 
 
 def check(server: Server, model: Trained) -> float:
@@ -501,14 +587,24 @@ def cores() -> tuple[int | None, int | None]:
     return available[0], available[1]
 
 
-def optional_peers() -> list[str]:
-    notes = []
-    for module, what in (("mlflow", "mlflow models serve"), ("bentoml", "BentoML")):
-        if importlib.util.find_spec(module) is None:
-            notes.append(f"{what}: skipped ({module} is not installed; pip install {module})")
+def peers_available(peer_python: str | None) -> tuple[list[str], list[str]]:
+    """(the peers ``peer_python`` can run, a note for each one it cannot)."""
+    found: list[str] = []
+    notes: list[str] = []
+    for kind, what in (("mlflow", "mlflow models serve"), ("bentoml", "BentoML")):
+        if not peer_python:
+            notes.append(
+                f"{what}: skipped (give --peer-python, a separate venv with {kind} installed)"
+            )
+            continue
+        probe = subprocess.run(
+            [peer_python, "-c", f"import {kind}"], capture_output=True, check=False
+        )
+        if probe.returncode == 0 and Path(_peer_bin(peer_python, kind)).exists():
+            found.append(kind)
         else:
-            notes.append(f"{what}: installed, but this script does not drive it yet")
-    return notes
+            notes.append(f"{what}: skipped ({kind} is not installed for {peer_python})")
+    return found, notes
 
 
 @contextlib.contextmanager
@@ -531,7 +627,17 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--servers", default="floor,loopml,tutorial")
+    parser.add_argument(
+        "--servers",
+        default=None,
+        help="comma-separated: floor, loopml, tutorial, mlflow, bentoml [default: floor,loopml,"
+        "tutorial, and mlflow,bentoml with --peer-python]",
+    )
+    parser.add_argument(
+        "--peer-python",
+        default=None,
+        help="the Python of a separate venv holding mlflow and BentoML (never required)",
+    )
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, for the smoke test (seconds)"
@@ -544,7 +650,13 @@ def main() -> int:
         args.seconds, args.requests, args.samples, args.trees = 0.5, 300, 2000, 5
         args.concurrency = "1,4"
     concurrency = [int(c) for c in args.concurrency.split(",")]
-    kinds = args.servers.split(",")
+    peers, peer_notes = peers_available(args.peer_python)
+    kinds = args.servers.split(",") if args.servers else ["floor", "loopml", "tutorial", *peers]
+    for kind in kinds:
+        if kind not in KINDS:
+            parser.error(f"--servers: unknown server {kind!r}; use {', '.join(KINDS)}")
+    skipped = [k for k in kinds if k in PEERS and k not in peers]
+    kinds = [k for k in kinds if k not in skipped]
     server_core, load_core = cores()
     results: dict[tuple[str, str, int], dict[str, float]] = {}
     diffs: dict[tuple[str, str], float] = {}
@@ -562,7 +674,14 @@ def main() -> int:
             bodies_by_kind: dict[str, list[bytes]] = {}
             rows = model.x_check
             for kind in kinds:
-                server = start(kind, model, workspace, server_core, root)
+                try:
+                    server = start(kind, model, workspace, server_core, root, args.peer_python)
+                except (RuntimeError, OSError) as exc:
+                    if kind not in PEERS:
+                        raise
+                    # an optional peer that does not start is a note, not a failed run
+                    peer_notes.append(f"{kind} {model.name}: did not start ({exc})"[:600])
+                    continue
                 try:
                     diffs[(kind, model.name)] = check(server, model)
                     if diffs[(kind, model.name)] > TOLERANCE:
@@ -587,7 +706,7 @@ def main() -> int:
         )
         if swap["errors"]:
             failed.append(f"hot swap {name}: {int(swap['errors'])} failed requests")
-    for note in optional_peers():
+    for note in peer_notes:
         print(f"note: {note}")
     if failed:
         print("FAILED: " + "; ".join(failed))
@@ -617,8 +736,8 @@ def print_table(
     )
     header = (
         f"{'model':<7} {'server':<9} {'conc':>4} {'requests':>8} {'req/s':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'CPU ms/req':>10} {'vs floor':>8} {'CPU vs floor':>12} {'errors':>6} "
-        f"{'max |dp|':>9}"
+        f"{'p99 ms':>7} {'CPU ms/req':>10} {'busy':>5} {'vs floor':>8} {'CPU vs floor':>12} "
+        f"{'errors':>6} {'max |dp|':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -633,12 +752,25 @@ def print_table(
                 cpu_vs = (
                     r["cpu_ms"] / floor["cpu_ms"] if floor and floor["cpu_ms"] else float("nan")
                 )
+                # the share of one core the server used: below 100 % at 32 connections, it
+                # waited for the load generator (client and server taking turns)
+                busy = r["rps"] * r["cpu_ms"] / 1000.0
                 print(
                     f"{model.name:<7} {kind:<9} {c:>4} {int(r['requests']):>8} {r['rps']:>8.0f} "
-                    f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_ms']:>10.3f} {vs:>7.2f}x "
-                    f"{cpu_vs:>11.2f}x {int(r['errors']):>6} {diffs[(kind, model.name)]:>9.1e}"
+                    f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_ms']:>10.3f} {busy:>5.0%} "
+                    f"{vs:>7.2f}x {cpu_vs:>11.2f}x {int(r['errors']):>6} "
+                    f"{diffs[(kind, model.name)]:>9.1e}"
                 )
     top = max(concurrency)
+    for model in models:
+        lo = results.get(("loopml", model.name, top))
+        for peer in ("tutorial", *PEERS):
+            other = results.get((peer, model.name, top))
+            if lo and other and other["rps"]:
+                print(
+                    f"{model.name}: loopml at concurrency {top} answers "
+                    f"{lo['rps'] / other['rps']:.1f}x {peer}'s req/s"
+                )
     for model in models:
         lo = results.get(("loopml", model.name, top))
         fl = results.get(("floor", model.name, top))

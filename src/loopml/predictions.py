@@ -781,6 +781,30 @@ def _raw_table(parts: list[tuple[dict[str, Any], np.ndarray, np.ndarray]]) -> pa
     return pa.table(cols).replace_schema_metadata({LAYOUT_KEY: LAYOUT})
 
 
+_DAY_UNITS = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """``table`` split by the UTC day (``YYYY-MM-DD``) of its timestamps, in day order. UTC
+    (or naive) timestamps without nulls are split by integer division (``pc.strftime`` per
+    row was the largest part of compacting a segment); others by ``strftime``."""
+    ts = table["timestamp"]
+    unit = getattr(ts.type, "unit", None)
+    if unit in _DAY_UNITS and ts.type.tz in (None, "UTC", "+00:00") and not ts.null_count:
+        numbers = np.floor_divide(pc.cast(ts, pa.int64()).to_numpy(), _DAY_UNITS[unit])
+        unique = np.unique(numbers)
+        if len(unique) == 1:
+            return [(str(np.datetime64(int(unique[0]), "D")), table)]
+        return [
+            (str(np.datetime64(int(n), "D")), table.filter(pa.array(numbers == n))) for n in unique
+        ]
+    days = pc.strftime(ts, format="%Y-%m-%d").to_pylist()
+    distinct = sorted(set(days))
+    if len(distinct) == 1:
+        return [(distinct[0], table)]
+    return [(day, table.filter(pa.array([d == day for d in days]))) for day in distinct]
+
+
 def compact_segment(lake: Lake, segment: Path) -> int:
     """Write one sealed segment to the lake as Parquet parts named after it, then remove it
     (through its marker); rows written. Idempotent: a segment written before a crash is
@@ -801,12 +825,8 @@ def compact_segment(lake: Lake, segment: Path) -> int:
         if not table.num_rows:
             continue
         model = str(table["model"][0].as_py())
-        days = pc.strftime(table["timestamp"], format="%Y-%m-%d").to_pylist()
-        for day in sorted(set(days)):
-            mask = pa.array([d == day for d in days])
-            by_part.setdefault((model, day), []).append(
-                table if len(set(days)) == 1 else table.filter(mask)
-            )
+        for day, part in _by_day(table):
+            by_part.setdefault((model, day), []).append(part)
     rows = 0
     for (model, day), tables in sorted(by_part.items()):
         try:

@@ -37,6 +37,8 @@ def test_server_end_to_end(workspace: Workspace) -> None:
             rows = x.iloc[:5].to_dict("records")
             resp = client.post("/v1/models/cancer:predict", json={"instances": rows})
             assert resp.status_code == 200
+            assert "server" not in resp.headers  # the software is not named to every client
+            assert "date" in resp.headers
             expected = load_model(workspace, "cancer").predict(x.iloc[:5]).labels.tolist()
             assert [p["prediction"] for p in resp.json()["predictions"]] == expected
             infer = client.post(

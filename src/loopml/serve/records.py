@@ -82,12 +82,17 @@ class NumericRecords:
         if not records:
             return None
         get = self._get
-        names = self.name_set
+        width = self.width
         flat: list[Any] = []
-        for rec in records:
-            if type(rec) is not dict or rec.keys() != names:
-                return None
-            flat.extend(get(rec))
+        try:
+            for rec in records:
+                # as many keys as features and each feature found: exactly the features
+                # (cheaper than comparing the key set)
+                if type(rec) is not dict or len(rec) != width:
+                    return None
+                flat.extend(get(rec))
+        except KeyError:  # a feature missing (and so another key in its place)
+            return None
         if not set(map(type, flat)) <= _PLAIN:
             return None
         # NaN (missing: records from the Python API; JSON has none) makes the sum NaN; then

@@ -121,6 +121,9 @@ def _uvicorn_server(
         # X-Forwarded-For only names the client in the access log: without it, one ASGI
         # middleware less on every request
         proxy_headers=access_log,
+        # no "server: uvicorn" on every answer: one header less to build and send per
+        # request, and nothing that names the software to a scanner
+        server_header=False,
         timeout_graceful_shutdown=max(1, round(shutdown_grace)),
         loop=event_loop(),
         http=http_parser(),

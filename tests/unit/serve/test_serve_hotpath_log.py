@@ -68,6 +68,8 @@ def test_reader_gives_the_general_readers_numbers_bit_for_bit() -> None:
         [],
         [{"a": 1.0, "b": 2.0}],  # missing
         [{"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}],  # extra (ignored by the general reader)
+        [{"a": 1.0, "b": 2.0, "d": 3.0}],  # as many keys, one misspelt
+        [{"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.0, "x": 2.0, "c": 3.0}],  # in a later row
         [{"a": True, "b": 2.0, "c": 3.0}],  # bool is not a number here
         [{"a": None, "b": 2.0, "c": 3.0}],
         [{"a": "1", "b": 2.0, "c": 3.0}],
@@ -216,6 +218,48 @@ def test_answers_wait_for_the_logs_future_and_a_failing_log_fails_the_call(
         state["fail"] = True
         with pytest.raises(OSError, match="disk gone"):
             await b.submit_ids(rows(2.0))
+        assert b.queued_rows == 0
+
+    asyncio.run(main())
+
+
+def test_the_next_call_is_predicted_while_a_calls_log_record_is_pending(
+    executor: ThreadPoolExecutor,
+) -> None:
+    """The overlap under ``log_fsync=always``: while call k waits for its record's fsync (in
+    the writer thread), call k+1 is predicted and spooled; each call is answered as soon as
+    its own record is durable, never before."""
+    model = Model()
+    gates: list[Future[None]] = []
+
+    def answered(
+        columns: Columns, pred: Prediction, ids: list[str], requests: Sequence[tuple[float, int]]
+    ) -> Future[None] | None:
+        gates.append(Future())
+        return gates[-1]
+
+    async def main() -> None:
+        b = MicroBatcher(model, executor, ids=new_prediction_ids, answered=answered)
+        warm = asyncio.ensure_future(b.submit_ids(rows(0.0)))  # timed: fast, inline after
+        await asyncio.sleep(0.01)
+        gates[0].set_result(None)
+        await asyncio.wait_for(warm, 5)
+        model.calls.clear()
+        first = asyncio.ensure_future(b.submit_ids(rows(1.0)))
+        await asyncio.sleep(0.01)
+        assert model.calls == [1] and not first.done()  # predicted, its record pending
+        second = asyncio.ensure_future(b.submit_ids(rows(2.0)))
+        await asyncio.sleep(0.01)
+        assert model.calls == [1, 1]  # predicted meanwhile, not after the first's fsync
+        assert not first.done() and not second.done()
+        gates[2].set_result(None)  # the second record is durable first
+        pred, _ = await asyncio.wait_for(second, 5)
+        assert pred.labels.tolist() == [6.0]
+        await asyncio.sleep(0.01)
+        assert not first.done()  # still waiting for its own record
+        gates[1].set_result(None)
+        pred, _ = await asyncio.wait_for(first, 5)
+        assert pred.labels.tolist() == [3.0]
         assert b.queued_rows == 0
 
     asyncio.run(main())
