@@ -72,3 +72,23 @@ def test_image_tensors_are_validated_and_answer_as_pixel_columns(tmp_path: Path)
             assert bad.json()["where"] == {"input": "image", "field": "inputs[0].datatype"}
             bad = infer([6, 64], "FP32", images.ravel().tolist())  # the tensor's name: its shape
             assert bad.status_code == 422 and bad.json()["where"]["field"] == "inputs[0].shape"
+            # plain numbers: read as one block, never split into 64 checked pixel columns;
+            # anything else goes through the general reader, which names the pixel
+            from loopml.serve.records import RowBlock
+            from loopml.serve.v2 import parse_infer_request
+
+            runtime = app.server._models().runtime("digits", None)  # type: ignore[attr-defined]
+            tensor = {"name": "image", "shape": [6, 1, 8, 8], "datatype": "FP32"}
+            plain = parse_infer_request(
+                {"inputs": [{**tensor, "data": images.ravel().tolist()}]}, runtime, 100
+            )
+            assert isinstance(plain.columns, RowBlock)
+            assert plain.columns.block.shape == (6, 64)
+            assert plain.records[2] == {k: float(v) for k, v in pixels.iloc[2].items()}
+            texts: list[object] = images.ravel().tolist()
+            texts[64 + 5] = "bright"  # image 1, pixel 5
+            odd = parse_infer_request({"inputs": [{**tensor, "data": texts}]}, runtime, 100)
+            assert not isinstance(odd.columns, RowBlock)
+            bad = infer([6, 1, 8, 8], "FP32", texts)  # type: ignore[arg-type]
+            assert bad.status_code == 422, bad.text
+            assert "bright" in bad.text or "row 1" in bad.text or "5" in str(bad.json()["where"])

@@ -378,7 +378,7 @@ class ModelServer:
         self,
         name: str,
         version: str | None,
-        rows: list[dict[str, Any]] | Columns | Mapping[str, Any],
+        rows: list[dict[str, Any]] | Columns | Mapping[str, Any] | RowBlock,
         *,
         endpoint: str,
         key: str | None = None,
@@ -400,11 +400,15 @@ class ModelServer:
         checked: CheckedColumns | None = None
         try:
             reader = runtime.reader
-            block = (
-                reader.read(rows)
-                if reader is not None and type(rows) is list and len(rows) <= self.max_rows
-                else None
-            )
+            block: RowBlock | None
+            if type(rows) is RowBlock:  # read by this runtime's reader (a V2 image tensor)
+                block = rows
+            else:
+                block = (
+                    reader.read(rows)
+                    if reader is not None and type(rows) is list and len(rows) <= self.max_rows
+                    else None
+                )
             if block is not None:  # the plain case: every value a number, nothing to flag
                 columns: Columns | RowBlock = block
                 n = len(block)

@@ -93,18 +93,26 @@ class NumericRecords:
                 flat.extend(get(rec))
         except KeyError:  # a feature missing (and so another key in its place)
             return None
-        if not set(map(type, flat)) <= _PLAIN:
-            return None
-        # NaN (missing: records from the Python API; JSON has none) makes the sum NaN; then
-        # the largest magnitude is the float32 check (ints beyond it, and infinities, too)
-        try:
-            total = sum(flat)
-        except OverflowError:  # an int beyond float64 beside a float
-            return None
-        if total != total or max(flat) > FLOAT32_MAX or min(flat) < -FLOAT32_MAX:
-            return None
-        block = np.array(flat, dtype=np.float64).reshape(len(records), self.width)
-        return RowBlock(block, self.names)
+        return plain_block(flat, len(records), self.names)
+
+
+def plain_block(flat: list[Any], rows: int, names: tuple[str, ...]) -> RowBlock | None:
+    """``flat`` (``rows`` rows of ``len(names)`` values, row-major) as a :class:`RowBlock`
+    when every value is a plain number (``int`` or ``float``, not ``bool``), none missing
+    and none beyond float32: the case where the general reader would pass every value as it
+    is. None otherwise (the general reader then names what is wrong)."""
+    if not flat or len(flat) != rows * len(names) or not set(map(type, flat)) <= _PLAIN:
+        return None
+    # NaN (missing: records from the Python API; JSON has none) makes the sum NaN; then
+    # the largest magnitude is the float32 check (ints beyond it, and infinities, too)
+    try:
+        total = sum(flat)
+    except OverflowError:  # an int beyond float64 beside a float
+        return None
+    if total != total or max(flat) > FLOAT32_MAX or min(flat) < -FLOAT32_MAX:
+        return None
+    block = np.array(flat, dtype=np.float64).reshape(rows, len(names))
+    return RowBlock(block, names)
 
 
 def compile_reader(signature: Signature) -> NumericRecords | None:

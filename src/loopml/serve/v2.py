@@ -29,6 +29,7 @@ from loopml.kinds import CATEGORICAL, NUMERIC
 from loopml.registry.bundle import Prediction
 from loopml.registry.signature import TensorSpec, tensor_of
 from loopml.serve.http import too_many_rows
+from loopml.serve.records import RowBlock, plain_block
 from loopml.serve.runtime import ModelRuntime, ServedModel
 from loopml.utils import shorten
 
@@ -46,13 +47,16 @@ class InferRequest:
     """A parsed V2 request: the rows as one list of values per feature, and what to answer."""
 
     id: str | None
-    columns: dict[str, list[Any]]
+    columns: dict[str, list[Any]] | RowBlock  # a block: an image tensor of plain numbers
     rows: int
     outputs: list[str] | None
 
     @property
     def records(self) -> list[dict[str, Any]]:
         """The rows as records (feature -> value)."""
+        if isinstance(self.columns, RowBlock):
+            names = list(self.columns.names)
+            return [dict(zip(names, row, strict=True)) for row in self.columns.block.tolist()]
         names = list(self.columns)
         return [
             dict(zip(names, row, strict=True)) for row in zip(*self.columns.values(), strict=True)
@@ -348,14 +352,21 @@ def _declared(bundle: Any, runtime: ModelRuntime) -> TensorSpec | None:
 
 def _image_columns(
     tensor: tuple[str, list[int], str, list[Any]], spec: TensorSpec, runtime: ModelRuntime
-) -> tuple[dict[str, list[Any]], int]:
-    """A tensor ``[n, *spec.shape]`` of ``spec.datatype``, checked, as one column per input
-    (row-major: each image's values are the signature's inputs in order)."""
+) -> tuple[dict[str, list[Any]] | RowBlock, int]:
+    """A tensor ``[n, *spec.shape]`` of ``spec.datatype``, checked: one row-major block when
+    every value is a plain number (no per-pixel columns to build and check), else one column
+    per input (each image's values are the signature's inputs in order) for the general
+    reader, which names the image and pixel that is wrong."""
     name, shape, datatype, flat = tensor
     spec.check(name, shape, datatype, "inputs[0]")
     if shape[0] == 0:
         raise _bad("the input has no rows", {"input": name, "field": "inputs[0].shape"},
                    "Send at least one image")  # fmt: skip
+    reader = runtime.reader
+    if reader is not None:  # every value a plain number: the image as it is, unsplit
+        block = plain_block(flat, shape[0], reader.names)
+        if block is not None:
+            return block, shape[0]
     features = runtime.signature.names
     width = len(features)
     return {f: flat[j::width] for j, f in enumerate(features)}, shape[0]
