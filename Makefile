@@ -26,8 +26,13 @@ demo: $(STAMP)
 	rm -rf .loopml-demo
 	$(BIN)/loopml --workspace .loopml-demo quickstart
 
+# The suite runs on every core (at most 4 workers), a test file per worker so that a file's
+# shared fixtures (a trained model, a Spark session) are built once; PYTEST_XDIST= runs it in
+# one process.
+PYTEST_XDIST ?= -n auto --maxprocesses 4 --dist loadfile
+
 test: $(DEVSTAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check src tests benchmarks examples
