@@ -156,6 +156,8 @@ def _safe_cast(column: pa.Array, target: pa.DataType) -> pa.Array | None:
             return None
     if pa.types.is_timestamp(typ) and pa.types.is_timestamp(target) and typ.unit == target.unit:
         return column.cast(target)
+    if pa.types.is_floating(typ) and pa.types.is_floating(target) and widens(typ, target):
+        return column.cast(target)
     return None
 
 
@@ -163,6 +165,8 @@ def widens(typ: pa.DataType, target: pa.DataType) -> bool:
     """Whether every value of ``typ`` converts to ``target`` without loss."""
     if typ == target or pa.types.is_null(typ):
         return True
+    if pa.types.is_floating(typ) and pa.types.is_floating(target):
+        return target.bit_width > typ.bit_width
     if pa.types.is_integer(typ) and pa.types.is_floating(target):
         return target.bit_width == 64 or typ.bit_width <= 16
     if pa.types.is_integer(typ) and pa.types.is_integer(target):

@@ -57,6 +57,7 @@ from loopml.data.engine import (
     rebatch,
     schema_changes,
 )
+from loopml.data.evolution import Evolution, align, plan_append, recorded_type
 from loopml.data.schema import check_columns, schema_from_stats
 from loopml.data.sources import ColumnTypeChange, CsvSource, Source, TableSource, source_for
 from loopml.data.stats import StreamingStats
@@ -134,8 +135,10 @@ def ingest(
     ``partition_by``: columns to write hive folders by. ``spec``: the declared schema and
     expectations (:func:`loopml.project.data.load_dataset_specs`); failing rows go to
     quarantine and the call raises :class:`~loopml.data.validate.ValidationError`, unless
-    ``on_error="skip-rows"``, which keeps the good rows. A column whose type differs from the
-    previous version's is refused unless ``allow_schema_change``. ``batch_rows`` bounds the
+    ``on_error="skip-rows"``, which keeps the good rows. In a replace, a column whose type
+    differs from the previous version's is refused unless ``allow_schema_change``; an append
+    may add columns, widen types and leave out columns that hold nulls, and refuses the rest
+    (see :mod:`loopml.data.evolution`). ``batch_rows`` bounds the
     rows validated and quarantined together; ``progress(rows)`` is called after each batch.
     A column not declared in ``spec`` that held no null in any earlier version gets none now
     (refused, or quarantined with ``skip-rows``) unless ``allow_schema_change``;
@@ -300,8 +303,20 @@ def _ingest_batches(
         partition_by = list(parent.partition_by)
     check_partition_columns(first.schema, partition_by, where)
     schema = validator.declared_schema(first.schema)  # declared types: what batches become
-    schema = _keep_types(parent or latest, schema)
-    _check_schema_change(name, latest, parent, schema, allow_schema_change, where)
+    schema = _keep_types(parent or latest, schema, validator.declared)
+    evolution: Evolution | None = None
+    if parent is not None:  # columns added, widened or left out: see loopml.data.evolution
+        evolution = plan_append(
+            name,
+            parent,
+            schema,
+            allowed=allow_schema_change,
+            nulls_checked=validator.infer_nullability,
+            declared=lambda column: validator.spec.column(column) if validator.spec else None,
+            where=where,
+        )
+    else:
+        _check_schema_change(name, latest, parent, schema, allow_schema_change, where)
     validator.never_null = (
         _never_null(ws, name, latest, schema, validator)
         if validator.infer_nullability and not allow_schema_change
@@ -333,6 +348,7 @@ def _ingest_batches(
             on_error=on_error,
             progress=progress,
             validator=validator,
+            evolution=evolution,
         )
     except BaseException as exc:
         writer.abort()
@@ -401,22 +417,30 @@ def _never_null(
     return out
 
 
-def _keep_types(before: DatasetVersion | None, schema: pa.Schema) -> pa.Schema:
+def _keep_types(
+    before: DatasetVersion | None,
+    schema: pa.Schema,
+    declared: Callable[[str], bool] | None = None,
+) -> pa.Schema:
     """``schema`` with the previous version's type for columns whose values convert to it
     without loss (integers into floats, all-empty columns into anything): a file that happens
-    to hold whole numbers in a float column keeps the column a float."""
+    to hold whole numbers in a float column keeps the column a float. A column whose type is
+    ``declared`` keeps its declaration (a narrower one is then refused, not hidden)."""
     if before is None:
         return schema
     from loopml.data.engine import widens
-    from loopml.project.data import arrow_type
 
     old = {c["name"]: c["type"] for c in before.schema}
     fields = []
     for field in schema:
         typ = field.type
-        if field.name in old and old[field.name] != str(typ):
+        if (
+            field.name in old
+            and old[field.name] != str(typ)
+            and not (declared and declared(field.name))
+        ):
             try:
-                target = arrow_type(old[field.name], field.name)
+                target = recorded_type(old[field.name], field.name)
             except InvalidInputError:
                 target = None
             if target is not None and widens(typ, target):
@@ -479,12 +503,18 @@ def _write(
     on_error: str,
     progress: Progress | None,
     validator: Validator,
+    evolution: Evolution | None = None,
 ) -> IngestResult:
     where = {"source": src.describe(), "dataset": name}
     written = writer.written
     quarantine = Quarantine(ws.lake, name, src.describe())
-    stats = _parent_stats(ws, parent, schema) if parent is not None else None
-    stats = stats or StreamingStats(schema)
+    target = schema if evolution is None else evolution.schema  # what the new parts hold
+    if parent is None:
+        stats = StreamingStats(schema)
+    elif evolution is None:
+        stats = _parent_stats(ws, parent, schema)
+    else:
+        stats = _parent_stats(ws, parent, evolution.parent).evolve(target, parent.num_rows)
     seen = kept = 0
     for batch in batches:
         first_row = seen
@@ -502,6 +532,8 @@ def _write(
         batch = conform(batch, schema, {**where, "row": first_row + 1})
         if not batch.num_rows:
             continue
+        if evolution is not None:
+            batch = evolution.apply(batch)
         writer.add(batch)
         stats.update(batch)
         kept += batch.num_rows
@@ -546,7 +578,7 @@ def _write(
         sha256=sha,
         path=folder,
         num_rows=rows_before + kept,
-        schema=_with_origin(schema_from_stats(schema, result), src, parent),
+        schema=_recorded_schema(schema_from_stats(target, result), src, parent, evolution, version),
         stats=result,
         source=src.describe(),
         created_at=utcnow(),
@@ -571,6 +603,24 @@ def _write(
             raise _Twin(IngestResult(twin, created=False, quarantine=report)) from None
         raise
     return IngestResult(recorded, created=True, quarantine=report)
+
+
+def _recorded_schema(
+    columns: list[dict[str, Any]],
+    src: Source,
+    parent: DatasetVersion | None,
+    evolution: Evolution | None,
+    version: int,
+) -> list[dict[str, Any]]:
+    """The schema recorded for a version: its columns' origin, and each column's ``history``
+    of changes, carried from the parent of an append (see :mod:`loopml.data.evolution`)."""
+    columns = _with_origin(columns, src, parent)
+    if parent is None:
+        return columns
+    if evolution is None:
+        prior = {c["name"]: c["history"] for c in parent.schema if c.get("history")}
+        return [{**c, "history": prior[c["name"]]} if c["name"] in prior else c for c in columns]
+    return evolution.history(columns, parent, version)
 
 
 def _with_origin(
@@ -631,9 +681,7 @@ def _refuse(quarantine: Quarantine, kept: int, where: dict[str, Any]) -> None:
     )
 
 
-def _parent_stats(
-    ws: Workspace, parent: DatasetVersion, schema: pa.Schema
-) -> StreamingStats | None:
+def _parent_stats(ws: Workspace, parent: DatasetVersion, schema: pa.Schema) -> StreamingStats:
     """The parent's saved statistics state, or one rebuilt from its files."""
     try:
         return StreamingStats.from_bytes(ws.lake.read_bytes(f"{parent.path}/{SKETCH}"), schema)
@@ -641,7 +689,7 @@ def _parent_stats(
         pass
     stats = StreamingStats(schema)
     for part in version_parts(ws, parent):
-        table = normalize(ws.lake.read_table(part))
+        table = align(normalize(ws.lake.read_table(part)), parent.schema)
         for batch in table.to_batches():
             stats.update(conform(batch, schema, {"dataset": parent.name}))
     return stats
@@ -1082,7 +1130,7 @@ def read_version(ws: Workspace, dv: DatasetVersion, *, verify: bool = False) -> 
     if parts is None:
         table = ws.lake.read_table(dv.path)
     else:
-        tables = [ws.lake.read_table(p) for p in parts]
+        tables = [align(ws.lake.read_table(p), dv.schema) for p in parts]
         table = (
             tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         )
@@ -1101,7 +1149,7 @@ def read_version(ws: Workspace, dv: DatasetVersion, *, verify: bool = False) -> 
 def iter_version(ws: Workspace, dv: DatasetVersion) -> Iterator[pa.RecordBatch]:
     """The rows of ``dv`` batch by batch, one part in memory at a time."""
     for part in version_parts(ws, dv):
-        yield from ws.lake.read_table(part).to_batches()
+        yield from align(ws.lake.read_table(part), dv.schema).to_batches()
 
 
 def version_sha256(ws: Workspace, dv: DatasetVersion) -> str:

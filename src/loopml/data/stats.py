@@ -261,6 +261,7 @@ class _Column:
         self.len_min: int | None = None
         self.len_max: int | None = None
         self.len_sum = 0
+        self.retyped = False  # widened by an append: distinct values may be counted twice
 
     @property
     def numeric(self) -> bool:
@@ -290,12 +291,21 @@ class _Column:
         self._distinct(_hashes(col))
 
     def _distinct(self, hashes: npt.NDArray[np.uint64]) -> None:
-        _hll_update(self.registers, hashes)
-        if self.exact is not None:
-            merged = np.sort(np.concatenate([self.exact, hashes]))
-            if len(merged) > 1:  # np.unique hashes, and is slower on 64-bit keys than a sort
-                merged = merged[np.concatenate([[True], merged[1:] != merged[:-1]])]
-            self.exact = merged if len(merged) <= DISTINCT_EXACT else None
+        # while the exact set lasts it holds every hash seen, and a HyperLogLog sketch does not
+        # depend on repeats or order: the registers are filled from the set once it overflows
+        # (the same registers as updating them batch by batch, without hashing low-cardinality
+        # columns into them at all)
+        if self.exact is None:
+            _hll_update(self.registers, hashes)
+            return
+        merged = np.sort(np.concatenate([self.exact, hashes]))
+        if len(merged) > 1:  # np.unique hashes, and is slower on 64-bit keys than a sort
+            merged = merged[np.concatenate([[True], merged[1:] != merged[:-1]])]
+        if len(merged) <= DISTINCT_EXACT:
+            self.exact = merged
+        else:
+            _hll_update(self.registers, merged)
+            self.exact = None
 
     def _numeric(self, col: pa.Array, rng: np.random.Generator) -> None:
         values = col
@@ -337,17 +347,23 @@ class _Column:
         self.seen += len(values)
 
     def _categorical(self, col: pa.Array) -> None:
-        counts = pc.value_counts(pc.drop_null(col))
+        counts = pc.value_counts(col)
         values = counts.field("values")
         freq = counts.field("counts")
+        if values.null_count:  # the nulls' entry
+            keep = pc.is_valid(values)
+            values, freq = values.filter(keep), freq.filter(keep)
         self._distinct(_hashes(values))
         if _is_string(self.type):
-            lengths = pc.utf8_length(pc.drop_null(col))
+            # lengths of the distinct values, weighted by their counts: the same sums as over
+            # every row, for a fraction of the work on categories
+            lengths = pc.utf8_length(values)
             mm = pc.min_max(lengths)
             lo, hi = int(mm["min"].as_py()), int(mm["max"].as_py())
             self.len_min = lo if self.len_min is None else min(self.len_min, lo)
             self.len_max = hi if self.len_max is None else max(self.len_max, hi)
-            self.len_sum += int(pc.sum(lengths).as_py() or 0)
+            weighted = pc.multiply(lengths.cast(pa.int64()), freq)
+            self.len_sum += int(pc.sum(weighted).as_py() or 0)
         if len(values) > TOP_TRACK:
             self.top_exact = False
             order = pc.array_sort_indices(freq, order="descending")[:TOP_TRACK]
@@ -363,7 +379,7 @@ class _Column:
 
     def distinct(self) -> tuple[int, bool]:
         if self.exact is not None:
-            return len(self.exact), False
+            return len(self.exact), self.retyped
         return round(_hll_estimate(self.registers)), True
 
     def result(self) -> dict[str, Any]:
@@ -427,7 +443,15 @@ class _Column:
 
     def to_arrays(self, prefix: str) -> dict[str, npt.NDArray[Any]]:
         scalars = np.array(
-            [self.rows, self.nulls, self.count, self.seen, self.len_sum, int(self.top_exact)],
+            [
+                self.rows,
+                self.nulls,
+                self.count,
+                self.seen,
+                self.len_sum,
+                int(self.top_exact),
+                int(self.retyped),
+            ],
             dtype=np.int64,
         )
         floats = np.array([self.mean, self.m2], dtype=np.float64)
@@ -450,9 +474,11 @@ class _Column:
     @classmethod
     def from_arrays(cls, typ: pa.DataType, prefix: str, arrays: Any) -> _Column:
         col = cls(typ)
-        rows, nulls, count, seen, len_sum, top_exact = (int(x) for x in arrays[f"{prefix}.scalars"])
+        scalars = [int(x) for x in arrays[f"{prefix}.scalars"]]
+        rows, nulls, count, seen, len_sum, top_exact = scalars[:6]
         col.rows, col.nulls, col.count, col.seen, col.len_sum = rows, nulls, count, seen, len_sum
         col.top_exact = bool(top_exact)
+        col.retyped = len(scalars) > 6 and bool(scalars[6])  # states saved before: 6 numbers
         col.mean, col.m2 = (float(x) for x in arrays[f"{prefix}.floats"])
         col.registers = np.array(arrays[f"{prefix}.registers"], dtype=np.uint8)
         col.sample = np.array(arrays[f"{prefix}.sample"], dtype=np.float64)
@@ -514,6 +540,31 @@ class StreamingStats:
 
     def result(self) -> dict[str, dict[str, Any]]:
         return {f.name: c.result() for f, c in zip(self.schema, self.columns, strict=True)}
+
+    def evolve(self, schema: pa.Schema, rows: int) -> StreamingStats:
+        """This state under ``schema`` (an append's evolved columns, see
+        :mod:`loopml.data.evolution`): a column it lacks counts the ``rows`` seen so far as
+        nulls; a widened column keeps its statistics (integer extremes become floats for a
+        float type)."""
+        by_name = dict(zip(self.schema.names, self.columns, strict=True))
+        columns = []
+        for f in schema:
+            col = by_name.get(f.name)
+            if col is None:
+                col = _Column(f.type)
+                col.rows = col.nulls = rows
+            elif col.type != f.type:
+                if pa.types.is_floating(f.type):
+                    col.low = None if col.low is None else float(col.low)
+                    col.high = None if col.high is None else float(col.high)
+                col.type = f.type
+                # the same value may hash apart under the two types (-1 as int32 and int64)
+                col.retyped = col.rows > col.nulls
+            columns.append(col)
+        out = StreamingStats(schema)
+        out.columns = columns
+        out._rng = self._rng
+        return out
 
     def to_bytes(self) -> bytes:
         """The state, as an ``.npz`` archive (no pickled objects)."""

