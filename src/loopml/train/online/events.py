@@ -24,6 +24,8 @@ The learner checkpoints "the model after event *n*" together with "the stream af
   dead-lettered after :attr:`FeedbackEvents.grace` seconds; feedback for another model's
   predictions is passed over. Rows are read once they are ``settle`` seconds old, so that
   (on PostgreSQL) a transaction that took a lower number but committed later is not passed.
+  Labels are joined by searching the log parts newest first; the parts read last are kept
+  (at most :attr:`FeedbackEvents.cache_rows` rows), so memory stays bounded on a long stream.
 
 An entry or line that is not a JSON object comes back as an :class:`Event` with ``error``
 set (the learner dead-letters it); reading never stops on one bad event.
@@ -35,6 +37,7 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -49,6 +52,8 @@ from loopml.utils import shorten, utcnow
 
 if TYPE_CHECKING:
     import queue
+
+    import pyarrow as pa
 
     from loopml.workspace import Workspace
 
@@ -466,6 +471,7 @@ class FeedbackEvents(EventStream):
     """Labels from the feedback store joined to their logged predictions' inputs."""
 
     grace: ClassVar[float] = 300.0  # seconds a label waits for its prediction to be logged
+    cache_rows: ClassVar[int] = 50_000  # logged rows kept in memory for the next labels
     settle: ClassVar[float] = 1.0  # seconds before a stored row is read
 
     def __init__(self, ws: Workspace, model: str, target: str) -> None:
@@ -473,9 +479,14 @@ class FeedbackEvents(EventStream):
         self.ws, self.model, self.target = ws, model, target
         self.stream_key = f"{FEEDBACK}{model}"
         self._after = 0
-        self._parts: set[str] = set()
-        self._inputs: dict[str, dict[str, Any]] = {}  # prediction id -> inputs, this model
-        self._others: set[str] = set()  # ids of other models' predictions
+        #: log parts read lately (this model's whole, others' ids only), the last used last,
+        #: at most cache_rows rows in all: the memory is bounded however long the stream
+        self._cache: OrderedDict[str, pa.Table] = OrderedDict()
+        self._cached_rows = 0
+        #: ids of the first labels waiting for their prediction, and the parts searched for
+        #: them already (parts are immutable: only new ones are searched again)
+        self._absent: set[str] = set()
+        self._absent_parts: set[str] = set()
         self._waiting_since: float | None = None
 
     def describe(self) -> str:
@@ -494,32 +505,87 @@ class FeedbackEvents(EventStream):
             )
         self._after = after
 
-    def _index(self) -> None:
-        """Read the prediction log parts not read yet (parts are immutable)."""
-        from loopml.predictions import PREFIX, RESERVED, normalized
+    def _part(self, rel: str, mine: bool) -> pa.Table:
+        """A log part (normalized; another model's: its ids only), through the cache."""
+        table = self._cache.get(rel)
+        if table is not None:
+            self._cache.move_to_end(rel)
+            return table
+        from loopml.predictions import normalized
 
-        for path in self.ws.lake.list(f"{PREFIX}/"):
-            rel = path if path.startswith(f"{PREFIX}/") else f"{PREFIX}/{path.lstrip('/')}"
-            if not rel.endswith(".parquet") or rel in self._parts:
-                continue
-            if rel.rsplit("/", 1)[-1].startswith("."):
-                continue
-            self._parts.add(rel)
-            table = normalized(self.ws.lake.read_table(rel))
-            if rel.split("/")[1] != self.model:
-                self._others.update(str(i) for i in table["prediction_id"].to_pylist())
-                continue
+        table = normalized(self.ws.lake.read_table(rel))
+        if not mine:
+            table = table.select(["prediction_id"])
+        self._cache[rel] = table
+        self._cached_rows += table.num_rows
+        while self._cached_rows > self.cache_rows and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_rows -= dropped.num_rows
+        return table
+
+    def _lookup(self, wanted: set[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """The logged inputs of the ids of ``wanted`` that are this model's predictions, and
+        the ids that are another model's; an id in neither is not in the log yet. Searches
+        the cached parts first, then the others newest first, stopping when all are found."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from loopml.predictions import PREFIX, RESERVED, _newest_first
+
+        inputs: dict[str, dict[str, Any]] = {}
+        others: set[str] = set()
+        remaining = set(wanted)
+
+        def search(rel: str, mine: bool, ids: set[str]) -> None:
+            table = self._part(rel, mine)
+            query = pa.array(sorted(ids), pa.string())
+            at = pc.index_in(query, value_set=table["prediction_id"])
+            hits = [(pid, i) for pid, i in zip(query.to_pylist(), at.to_pylist(), strict=True)]
+            hits = [(pid, i) for pid, i in hits if i is not None]
+            if not hits:
+                return
+            remaining.difference_update(pid for pid, _ in hits)
+            if not mine:
+                others.update(pid for pid, _ in hits)
+                return
             names = [
                 c
                 for c in table.column_names
                 if c not in RESERVED and not (c.startswith("feature_") and c[8:] in RESERVED)
             ]
             renamed = {f"feature_{n}": n for n in RESERVED if f"feature_{n}" in table.column_names}
-            columns = {c: table[c].to_pylist() for c in [*names, *renamed]}
-            for i, pid in enumerate(table["prediction_id"].to_pylist()):
-                self._inputs[str(pid)] = {
-                    renamed.get(c, c): _clean(values[i]) for c, values in columns.items()
-                }
+            rows = table.take([i for _, i in hits]).select([*names, *renamed]).to_pylist()
+            for (pid, _), row in zip(hits, rows, strict=True):
+                inputs[pid] = {renamed.get(c, c): _clean(v) for c, v in row.items()}
+
+        for rel in reversed(list(self._cache)):  # the parts used last first
+            if not remaining:
+                break
+            search(rel, rel.split("/")[1] == self.model, remaining)
+        if remaining:
+            parts = []
+            for path in self.ws.lake.list(f"{PREFIX}/"):
+                rel = path if path.startswith(f"{PREFIX}/") else f"{PREFIX}/{path.lstrip('/')}"
+                if rel.endswith(".parquet") and not rel.rsplit("/", 1)[-1].startswith("."):
+                    parts.append(rel)
+            parts.sort(key=_newest_first, reverse=True)
+            mine = [p for p in parts if p.split("/")[1] == self.model]
+            for rel in [*mine, *(p for p in parts if p.split("/")[1] != self.model)]:
+                if not remaining:
+                    break
+                if rel in self._cache:
+                    continue  # searched above
+                ids = remaining if rel not in self._absent_parts else remaining - self._absent
+                if ids:
+                    search(rel, rel.split("/")[1] == self.model, ids)
+            if remaining:  # waited for: the parts searched need not be searched again
+                if not remaining <= self._absent:
+                    self._absent_parts = set()
+                self._absent = remaining
+                self._absent_parts.update(parts)
+        if not remaining:
+            self._absent, self._absent_parts = set(), set()
+        return inputs, others
 
     def read_events(self, most: int, timeout: float) -> list[Event]:
         deadline = time.monotonic() + max(timeout, 0.0)
@@ -534,18 +600,17 @@ class FeedbackEvents(EventStream):
         rows = self.ws.metadata.list_feedback_after(self._after, most, until=until)
         if not rows:
             return []
-        if any(fb.prediction_id not in self._inputs for _, fb in rows):
-            self._index()
+        found, others = self._lookup({fb.prediction_id for _, fb in rows})
         events = []
         for seq, fb in rows:
             pid = fb.prediction_id
             where = {"feedback": seq, "prediction_id": pid}
             position = {"after": seq}
             raw = json.dumps({"prediction_id": pid, "label": fb.label}, default=str)
-            if pid in self._others:
+            if pid in others:
                 self._after = seq
                 continue
-            inputs = self._inputs.get(pid)
+            inputs = found.get(pid)
             if inputs is None:
                 now = time.monotonic()
                 if self._waiting_since is None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.errors import ConfigError, InvalidInputError, StoreError
 from loopml.registry.flavors.river import OBSERVE_EVERY, RIVER, UNKNOWN, label_key
 from loopml.stores.records import MonitorEvent, OnlineCheckpoint, Run
+from loopml.train.online import fast
 from loopml.train.online.checkpoints import Checkpoints
 from loopml.train.online.events import (
     RETRYABLE,
@@ -74,6 +75,7 @@ FINGERPRINT_KEYS = (
 )
 NUMBER, TEXT, IGNORED = "number", "text", "ignored"
 _KIND_OF = {str: TEXT, float: NUMBER, int: NUMBER, bool: NUMBER}
+BINARY = "binary"  # the fast path of a two-class learner (see _Loop._ready)
 MAX_SHAPES = 256  # event shapes (field names and value types) whose checks are remembered
 
 
@@ -239,6 +241,7 @@ class _Loop:
         self.last_swap: float | None = None  # wall-clock seconds of the last alias move
         #: by field names and value types (None: a shape the fast path leaves to handle())
         self._shapes: dict[tuple[tuple[str, ...], tuple[type, ...]], _Shape | None] = {}
+        self._from_proba: bool | None = None  # see fast.label_from_proba
 
     # resuming
     def resume(self) -> None:
@@ -356,27 +359,36 @@ class _Loop:
             ready = self._ready()
             i += 1
 
-    def _ready(self) -> tuple[Any, Any, Any] | None:
-        """The (negative, positive, metrics' positive) labels when the fast path may take
-        the next events: a two-class River learner that knows both its labels, learning
-        event by event, from a stream that acknowledges nothing (not MQTT)."""
+    def _ready(self) -> tuple[Any, ...] | None:
+        """What the fast path needs when it may take the next events (None: it may not): a
+        River learner learning event by event, from a stream that acknowledges nothing (not
+        MQTT). For a two-class learner that knows both its labels, ``(BINARY, negative,
+        positive, the metrics' positive)``; for a multiclass one ``(MULTICLASS, whether its
+        label is the likeliest of its probabilities)``; for a regressor ``(REGRESSION,)``."""
         learner = self.learner
         if (
             self.spec.batch != 1
             or self.batch
             or self.stream.pending_limit is not None
             or learner.kind != RIVER
-            or learner.task != "classification"
-            or not learner._binary
-            or len(learner.labels) != 2
         ):
+            return None
+        if learner.task == "regression":
+            return (fast.REGRESSION,)
+        if learner.task != "classification":
+            return None
+        if not learner._binary:
+            if self._from_proba is None:
+                self._from_proba = fast.label_from_proba(learner.estimator)
+            return (fast.MULTICLASS, self._from_proba)
+        if len(learner.labels) != 2:
             return None
         neg, pos = learner._pair
         pq = self.prequential
         if neg is UNKNOWN or pos is UNKNOWN or neg not in pq._label_set or pos not in pq._label_set:
             return None
         metric_pos = pq.positive if pq.positive is not None else pq._label_pos
-        return None if metric_pos is None else (neg, pos, metric_pos)
+        return None if metric_pos is None else (BINARY, neg, pos, metric_pos)
 
     def _remember(self, record: dict[str, Any]) -> None:
         """Note the :class:`_Shape` of ``record``, an event :meth:`handle` learned."""
@@ -388,7 +400,11 @@ class _Loop:
         names = key[0]
         spec, learner = self.spec, self.learner
         target = spec.target
-        if record.get(target).__class__ not in (str, int, bool):  # a float: its value is checked
+        y_type = record.get(target).__class__
+        if learner.task == "regression":
+            if y_type not in (float, int):  # (a float's value is checked by the fast path)
+                return
+        elif y_type not in (str, int, bool):  # a float: its value is checked
             return
         new, bad = check_kinds(record, spec, self.kinds)
         if new or bad:
@@ -425,11 +441,22 @@ class _Loop:
             covered=learner.fields.keys() >= {*names} - {target, *drop},
         )
 
-    def _fast(self, batch: Batch, start: int, run_id: str, ready: tuple[Any, Any, Any]) -> int:
+    def _fast(self, batch: Batch, start: int, run_id: str, ready: tuple[Any, ...]) -> int:
         """Test, then train, the events of ``batch`` from ``start`` whose shape was seen
         (:meth:`_remember`), as :meth:`handle` does each — the same model, metrics and
         counts — in one loop of local variables; stops before an event it does not take,
-        at a window's end and when a checkpoint is due. The index after the last taken."""
+        at a window's end and when a checkpoint is due. The index after the last taken.
+        ``ready`` (:meth:`_ready`) says which loop: :meth:`_fast_binary`, or those of
+        :mod:`loopml.train.online.fast`."""
+        mode = ready[0]
+        if mode == BINARY:
+            return self._fast_binary(batch, start, run_id, ready[1:])
+        if mode == fast.MULTICLASS:
+            return fast.multiclass(self, batch, start, run_id, ready[1])
+        return fast.regression(self, batch, start, run_id)
+
+    def _fast_binary(self, batch: Batch, start: int, run_id: str, ready: tuple[Any, ...]) -> int:
+        """:meth:`_fast` for a two-class learner (its labels learned as booleans)."""
         neg, pos, metric_pos = ready
         records, finite = batch.records, batch.finite
         limit = min(

@@ -1,0 +1,216 @@
+"""The learner's fast paths for multiclass classification and regression (River learners,
+event by event): runs of events of a shape already checked, tested, learned and scored in
+one loop of local variables, as :meth:`loopml.train.online.learn._Loop.handle` does each
+one — the same model, metrics, counts, drift events and checkpoints.
+
+Each function takes the loop's state (``loop``, a ``_Loop``), the batch and where to start,
+and returns the index after the last event it took; it stops before an event it does not
+take (a shape not seen, a malformed one, a label not known yet, a value that is not
+finite), at the end of a metric window and when a checkpoint is due, leaving that event to
+the careful path. The two-class path is ``_Loop._fast_binary`` (its labels are learned as
+booleans).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from loopml.registry.flavors.river import OBSERVE_EVERY
+from loopml.train.online.metrics import AUC_BINS, EPS
+
+if TYPE_CHECKING:
+    from loopml.train.online.events import Batch
+
+MULTICLASS, REGRESSION = "multiclass", "regression"
+
+
+def label_from_proba(estimator: Any) -> bool:
+    """Whether ``estimator.predict_one(x)`` is the likeliest class of
+    ``estimator.predict_proba_one(x)`` (River's default, first of ties in the dict's order):
+    then the fast path computes the probabilities once, as River's own ``predict_one``
+    would. False for a learner (or pipeline) that answers ``predict_one`` its own way."""
+    from river import base, compose
+
+    final = estimator
+    if isinstance(estimator, compose.Pipeline):
+        if (
+            type(estimator).predict_one is not compose.Pipeline.predict_one
+            or type(estimator).predict_proba_one is not compose.Pipeline.predict_proba_one
+        ):
+            return False
+        final = list(estimator.steps.values())[-1]
+    return type(final).predict_one is base.Classifier.predict_one
+
+
+def _limit(loop: Any, batch: Batch, start: int) -> int:
+    """Where a run from ``start`` must stop: the batch's end, a due checkpoint, a window."""
+    return min(
+        len(batch.records),
+        start + max(1, loop.spec.checkpoint_every - loop.since_checkpoint),
+        start + max(1, loop.next_step - loop.total_learned),
+    )
+
+
+def _inputs(
+    loop: Any, batch: Batch, start: int, limit: int, regression: bool
+) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    """The learner's inputs, labels and shapes of the events from ``start`` (up to
+    ``limit``) that the fast path takes, as ``features_of`` and ``label_of`` give them; stops
+    at the first one it does not."""
+    records, finite = batch.records, batch.finite
+    shapes, target = loop._shapes, loop.spec.target
+    isfinite = math.isfinite
+    xs: list[dict[str, Any]] = []
+    ys: list[Any] = []
+    kept: list[Any] = []
+    last_names: tuple[str, ...] | None = None
+    last_types: tuple[type, ...] | None = None
+    shape: Any = None
+    for i in range(start, limit):
+        record = records[i]
+        if record is None:
+            break
+        names, types = tuple(record), tuple(map(type, record.values()))
+        if names != last_names or types != last_types:  # (most are as the one before)
+            shape = shapes.get((names, types))
+            if shape is None:
+                break
+            last_names, last_types = names, types
+        y = record[target]
+        if regression:
+            if y.__class__ is float:
+                if not (finite or isfinite(y)):
+                    break
+            else:  # an integer (the shape holds no other type)
+                y = float(y)
+        x = record.copy()
+        del x[target]
+        for name in shape.drop:
+            del x[name]
+        for name in shape.convert:
+            x[name] = float(x[name])
+        if finite:
+            pass
+        elif shape.numeric:
+            if not isfinite(sum(x.values())):  # NaN, inf (or a sum too big: handle())
+                break
+        elif not all(isfinite(x[name]) for name in shape.floats):
+            break
+        xs.append(x)
+        ys.append(y)
+        kept.append(shape)
+    return xs, ys, kept
+
+
+def _observe(learner: Any, x: dict[str, Any], shape: Any) -> None:
+    """``learner.observe(x)`` when it would record anything (``OnlineModel.observe``)."""
+    if (
+        learner.learned % OBSERVE_EVERY == 0
+        or not shape.covered
+        or len(learner.fields) != shape.size
+    ):
+        learner.observe(x)
+        shape.covered = True
+
+
+def multiclass(loop: Any, batch: Batch, start: int, run_id: str, from_proba: bool) -> int:
+    """The fast path of a multiclass River learner (``from_proba``: its label is the
+    likeliest of its probabilities, :func:`label_from_proba`). Takes events whose label
+    both the learner and the metrics know already (a new one goes to the careful path)."""
+    limit = _limit(loop, batch, start)
+    xs, ys, kept = _inputs(loop, batch, start, limit, regression=False)
+    if not xs:
+        return start
+    learner, pq = loop.learner, loop.prequential
+    known = set(learner.labels) & pq._label_set
+    estimator = learner.estimator
+    proba_one, predict_one, learn_one = (
+        estimator.predict_proba_one,
+        estimator.predict_one,
+        estimator.learn_one,
+    )
+    positive_of, bins = pq._positive, pq.bins
+    w_correct, w_loss, w_scores = pq.w_correct.append, pq.w_loss.append, pq.w_scores.append
+    detect = None if loop.detector is None else loop.detector.update
+    log, low, high, top = math.log, EPS, 1.0 - EPS, AUC_BINS - 1
+    n, correct, n_proba, loss_sum = pq.n, pq.correct, pq.n_proba, pq.loss_sum
+    done = i = start
+    for x, y, shape in zip(xs, ys, kept, strict=True):
+        if y not in known:  # a label not learned yet: the careful path adds it
+            break
+        # test (OnlineModel.predict_proba_one, then predict_one)
+        raw = proba_one(x)
+        y_pred = predict_one(x) if not from_proba else (max(raw, key=raw.get) if raw else None)
+        proba = dict(raw)
+        # then train (OnlineLearner.learn_one)
+        _observe(learner, x, shape)
+        learn_one(x, y)
+        learner.learned += 1
+        # score (Prequential.update)
+        n += 1
+        right = y_pred is not None and y_pred == y
+        correct += right
+        w_correct(right)
+        if proba:
+            pt = float(proba.get(y, 0.0))  # clipped as min(max(pt, low), high), NaN kept
+            loss = -log(low if pt < low else (high if pt > high else pt))
+            n_proba += 1
+            loss_sum += loss
+            w_loss(loss)
+            pos = positive_of(proba)
+            score = None if pos is None else float(proba.get(pos, 0.0))
+            w_scores((y, score))
+            if score is not None and pos is not None:
+                b = int(score * AUC_BINS)
+                b = 0 if b < 0 else (top if b > top else b)
+                counts = bins.get(pos)
+                if counts is None:
+                    counts = bins[pos] = ([0] * AUC_BINS, [0] * AUC_BINS)
+                counts[0 if y == pos else 1][b] += 1
+        i += 1
+        if detect is not None and detect(0.0 if right else 1.0):
+            pq.n, pq.correct, pq.n_proba, pq.loss_sum = n, correct, n_proba, loss_sum
+            loop._counted(batch, done, i)
+            done = i
+            loop._drift(0.0 if right else 1.0, run_id)
+    pq.n, pq.correct, pq.n_proba, pq.loss_sum = n, correct, n_proba, loss_sum
+    loop._counted(batch, done, i)
+    return i
+
+
+def regression(loop: Any, batch: Batch, start: int, run_id: str) -> int:
+    """The fast path of a River regressor."""
+    limit = _limit(loop, batch, start)
+    xs, ys, kept = _inputs(loop, batch, start, limit, regression=True)
+    if not xs:
+        return start
+    learner, pq = loop.learner, loop.prequential
+    predict_one, learn_one = learner.estimator.predict_one, learner.estimator.learn_one
+    w_abs = pq.w_abs.append
+    detect = None if loop.detector is None else loop.detector.update
+    n, abs_sum, sq_sum = pq.n, pq.abs_sum, pq.sq_sum
+    done = i = start
+    for x, y, shape in zip(xs, ys, kept, strict=True):
+        y_pred = predict_one(x)  # test
+        _observe(learner, x, shape)  # then train (OnlineLearner.learn_one)
+        learn_one(x, y)
+        learner.learned += 1
+        # score (Prequential.update)
+        n += 1
+        err = abs(y - float(y_pred if y_pred is not None else 0.0))
+        abs_sum += err
+        sq_sum += err * err
+        w_abs(err)
+        i += 1
+        if detect is not None and detect(err):
+            pq.n, pq.abs_sum, pq.sq_sum = n, abs_sum, sq_sum
+            loop._counted(batch, done, i)
+            done = i
+            loop._drift(err, run_id)
+    pq.n, pq.abs_sum, pq.sq_sum = n, abs_sum, sq_sum
+    loop._counted(batch, done, i)
+    return i
+
+
+__all__ = ["MULTICLASS", "REGRESSION", "label_from_proba", "multiclass", "regression"]
