@@ -109,6 +109,15 @@ def train(
             min=1,
         ),
     ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume",
+            metavar="RUN_ID",
+            help="Continue a failed PyTorch run (a worker killed, a crash) from its last "
+            "complete epoch checkpoint; the project must be the one it trained.",
+        ),
+    ] = None,
     engine: EngineOpt = None,
     spark_master: SparkMasterOpt = None,
     workspace: WorkspaceOpt = None,
@@ -145,9 +154,18 @@ def train(
             where={"option": "--from"},
             hint="Continue a version with --from, or search from scratch with --search",
         )
+    if resume is not None and (search or from_version is not None):
+        option = "--search" if search else "--from"
+        raise InvalidInputError(
+            f"--resume and {option} cannot be given together",
+            where={"option": "--resume"},
+            hint="Resume the failed run with --resume alone, or leave --resume out",
+        )
     with open_ws(ctx, workspace) as ws, feature_warnings_to(lambda m: step(f"warning: {m}")):
         if chosen_engine(ws, engine, spark_master) == "spark":
-            _refuse_on_spark(search=search, from_version=from_version, workers=workers)
+            _refuse_on_spark(
+                search=search, from_version=from_version, workers=workers, resume=resume
+            )
             _train_on_spark(ws, config, spark_master, as_json)
             return
         if search:
@@ -162,7 +180,7 @@ def train(
                 return
             res = found.result
         else:
-            res = train_api(ws, config, progress=step, from_version=from_version)
+            res = train_api(ws, config, progress=step, from_version=from_version, resume=resume)
     if as_json:
         print_json(found.to_dict() if search else res.to_dict())
     else:

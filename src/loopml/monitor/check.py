@@ -36,6 +36,7 @@ from loopml.monitor.drift import (
     compute_drift,
 )
 from loopml.monitor.report import render_html
+from loopml.monitor.tensors import tensor_inputs
 from loopml.monitor.thresholds import DriftThresholds
 from loopml.monitor.windows import LAST, Window, parse_window, select_window
 from loopml.registry.models import LoadedModel, load_model
@@ -87,8 +88,12 @@ class DriftCheck:
             listed += f" and {len(names) - NAMES_SHOWN} more"
         said = f" ({listed})" if names else ""
         n = len(self.features.features)
+        images = "".join(
+            f"; tensor {t.name}: {'drift' if t.drifted else 'no drift'}"
+            for t in self.features.tensors
+        )
         return (
-            f"drift: {len(names)} of {n} feature{'s' if n != 1 else ''}{said}; "
+            f"drift: {len(names)} of {n} feature{'s' if n != 1 else ''}{said}{images}; "
             f"predictions: {_yes_no(self.prediction)}"
         )
 
@@ -190,7 +195,8 @@ def check_drift(
         "thresholds": limits,
     }
     # compute_drift reads only the features' columns, and names any that is missing
-    feature_report = compute_drift(reference[names], current, kinds, **options)
+    images = tensor_inputs(model.signature)  # a CNN's image, also compared as whole images
+    feature_report = compute_drift(reference[names], current, kinds, tensors=images, **options)
     prediction_report = compute_drift(
         pd.DataFrame({PREDICTION: ref_scores}),
         pd.DataFrame({PREDICTION: current_scores}),
@@ -348,7 +354,9 @@ def monitor_report(
     for period, part in groups:
         periods.append(period.start_time.strftime("%Y-%m-%d"))
         current = part[[feature_column(n) for n in cols]].set_axis(cols, axis=1)
-        rep = compute_drift(ref_frame, current, kinds, thresholds=limits)
+        rep = compute_drift(
+            ref_frame, current, kinds, thresholds=limits, tensors=tensor_inputs(model.signature)
+        )
         reports.append(rep)
         pr = compute_drift(
             ref_pred,

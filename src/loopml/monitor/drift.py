@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -197,6 +197,7 @@ class DriftReport:
     min_rows: int = MIN_ROWS
     insufficient: str | None = None  # why nothing was decided (a window under min_rows)
     limits: DriftThresholds = field(default_factory=DriftThresholds)  # every threshold used
+    tensors: list[Any] = field(default_factory=list)  # TensorDrift of monitor/tensors.py
 
     @property
     def drifted_features(self) -> list[str]:
@@ -237,6 +238,7 @@ class DriftReport:
             "n_current_rows": self.n_current_rows,
             "features": [f.to_dict() for f in self.features],
             "limits": self.limits.to_dict(),
+            **({"tensors": [t.to_dict() for t in self.tensors]} if self.tensors else {}),
         }
 
     @classmethod
@@ -310,8 +312,14 @@ def compute_drift(
     bins: int | None = None,
     min_rows: int | None = None,
     thresholds: DriftThresholds | None = None,
+    tensors: Sequence[Any] = (),
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` feature by feature.
+
+    ``tensors`` (:func:`loopml.monitor.tensors.tensor_inputs` of the signature): tensor
+    inputs whose columns are also compared as whole images (per-image mean and standard
+    deviation, the intensity histogram; :mod:`loopml.monitor.tensors`); a drifting tensor
+    makes the dataset drift.
 
     ``features`` maps a column to ``"numeric"`` or ``"categorical"`` (as
     ``Signature.kinds()`` gives). Numeric features get PSI, the KS test and the Wasserstein
@@ -372,9 +380,15 @@ def compute_drift(
         results = [replace(f, drifted=False, reasons=[]) for f in results]
     n_drifted = sum(f.drifted for f in results)
     share = n_drifted / len(results)
+    images = []
+    if tensors:
+        from loopml.monitor.tensors import tensor_drift
+
+        images = [tensor_drift(reference, current, t, thresholds=limits) for t in tensors]
     return DriftReport(
         features=results,
-        drifted=insufficient is None and share >= drift_share,
+        drifted=insufficient is None and (share >= drift_share or any(t.drifted for t in images)),
+        tensors=images,
         share_drifted=share,
         psi_threshold=float(psi_threshold),
         alpha=float(alpha),

@@ -259,6 +259,27 @@ def _categorical_bars(
 # ---------------------------------------------------------------------------------------------
 
 
+def _tensor_section(report: DriftReport) -> list[str]:
+    """Each tensor input's summaries (monitor/tensors.py): one line and its histogram."""
+    out: list[str] = []
+    for t in report.tensors:
+        h = t.histogram
+        rows = [
+            (f"{lo:.3g}..{hi:.3g}", f"{r:.3f}", f"{c:.3f}")
+            for lo, hi, r, c in zip(
+                h["edges"][:-1], h["edges"][1:], h["reference"], h["current"], strict=True
+            )
+        ]
+        out += [
+            f"<h2>Tensor {_e(t.name)} {_e(str(t.shape))}</h2>",
+            f"<p>{_e(t.line)}</p>",
+            "<table><tr><th>intensity</th><th>reference share</th><th>current share</th></tr>",
+            *(f"<tr><td>{_e(a)}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows),
+            "</table>",
+        ]
+    return out
+
+
 def render_html(
     report: DriftReport,
     *,
@@ -315,6 +336,7 @@ def render_html(
         "features, chi-square for categorical ones) rejects equal distributions at the "
         "Bonferroni-corrected level <em>and</em> its population stability index reaches the "
         "PSI threshold. JS is the Jensen–Shannon divergence (base 2).</p>",
+        *_tensor_section(report),
         "<h2>Features</h2>",
         _feature_table([*report.features, *extra]),
         "<h2>Drifting features</h2>",

@@ -42,6 +42,8 @@ from loopml.project.imbalance import resolve_positive
 from loopml.registry.bundle import ModelBundle
 from loopml.registry.models import register_model, set_alias
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
+from loopml.train.deep.resume import check_resume, mark_resumed, with_run_checkpoints
+from loopml.train.deep.resume import finish as finish_checkpoints
 from loopml.train.estimators import flavor_of, make_estimator
 from loopml.train.evaluation import write_run_report
 from loopml.train.fit import fit_prepared, infer_task
@@ -117,6 +119,7 @@ def train(
     progress: Progress | None = None,
     from_version: str | None = None,
     engine: TrainEngine | None = None,
+    resume: str | None = None,
 ) -> TrainResult:
     """Train ``config`` on its dataset and record the run; register and promote on a pass.
 
@@ -128,7 +131,8 @@ def train(
 
     ``from_version`` (``NAME@VERSION``) continues that version on this dataset version
     instead of training from scratch (:mod:`loopml.train.incremental`). ``engine`` runs the
-    folds and fits elsewhere (:class:`TrainEngine`).
+    folds and fits elsewhere (:class:`TrainEngine`). ``resume`` (a failed run's id) continues
+    that run's torch fits from their checkpoints (:mod:`loopml.train.deep.resume`).
     """
     if config.model.cls == RECOMMENDER and engine is None:  # train/deep/recommend.py
         from loopml.train.deep.recommend import train_recommender
@@ -201,6 +205,9 @@ def train(
     # a variance selection that keeps no feature fails here, before the run is recorded
     x_tr, y_tr = x.iloc[tr_idx], y.iloc[tr_idx]  # taken once: each take copies every row
     check_selection(features, kinds, x_tr, y_tr, task, estimator)
+    resumed = (
+        None if resume is None else check_resume(ws, config, resume, dataset=(dv.name, dv.version))
+    )
 
     run = Run(
         id=new_id(),
@@ -222,6 +229,9 @@ def train(
     )
     if cont is not None:
         run = cont.mark(run)  # a child of the parent's run, both datasets in its lineage
+    if resumed is not None:
+        run = mark_resumed(run, resumed)
+    estimator = with_run_checkpoints(ws, estimator, run.id, resumed)  # torch: per epoch
     ws.metadata.add_run(run)
     say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")
     if split_note:
@@ -428,6 +438,8 @@ def train(
             model_version=mv.version if mv else None,
         )
         ws.metadata.update_run(run)
+        if passed:
+            finish_checkpoints(ws, run.id)
         return TrainResult(run, mv, passed, reason, promoted)
     except BaseException as exc:
         ws.metadata.update_run(

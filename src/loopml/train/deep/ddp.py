@@ -9,12 +9,22 @@ DDP averages the gradients, so each step is the step one process takes on the wh
 Every worker scores the same validation rows with the same weights, so all of them stop at
 the same epoch; worker 0 writes the best weights (safetensors) and the history for the
 parent, which loads them. The data travels as ``.npy`` files (``allow_pickle=False``).
+
+With a ``checkpoint_dir`` (the run's own folder under ``loopml train --workers N``), every
+epoch ends with the resumable state written by rank 0 (:mod:`loopml.train.deep.checkpoints`),
+and every rank restarts from it when it is there. The parent watches the workers: when one
+dies (killed, out of memory, an exception) the others are stopped within a few seconds and
+the fit raises a LoopmlError (code ``worker_failed``) naming the rank that died first, how,
+and the last complete checkpoint; ``loopml train --resume RUN_ID`` continues from it
+(:mod:`loopml.train.deep.resume`). Each worker seeds its own random stream (dropout) from
+the seed and its rank, so a distributed fit is reproducible too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import tempfile
 from dataclasses import replace
@@ -26,6 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from loopml.errors import LoopmlError
 from loopml.train.deep.loop import LoopSettings, fit_network
 
 RESULT = "result.safetensors"
@@ -56,19 +67,32 @@ def fit_distributed(
             str(folder / "init.safetensors"),
         )
         port = _free_port()
-        mp.spawn(
+        context = mp.start_processes(
             _worker,
             args=(workers, port, str(folder), architecture, task, settings),
             nprocs=workers,
-            join=True,
+            join=False,
+            start_method="spawn",
         )
+        _supervise(context, str(folder), settings.checkpoint_dir)
         net.load_state_dict(load_file(str(folder / RESULT)), strict=True)
         history: list[dict[str, float]] = json.loads((folder / HISTORY).read_text())
     net.cpu().eval()
     return history
 
 
-def _worker(
+def _worker(rank: int, world: int, port: int, folder: str, *args: Any) -> None:
+    """One worker; a failure leaves its traceback in ``error-<rank>.txt`` for the parent."""
+    try:
+        _train_worker(rank, world, port, folder, *args)
+    except Exception:
+        import traceback
+
+        (Path(folder) / f"error-{rank}.txt").write_text(traceback.format_exc())
+        raise
+
+
+def _train_worker(
     rank: int,
     world: int,
     port: int,
@@ -89,6 +113,7 @@ def _worker(
             "WORLD_SIZE": str(world),
         }
     )
+    torch.manual_seed(settings.seed + rank)  # dropout's draws: one stream per worker
     cuda = settings.device != "cpu" and torch.cuda.device_count() >= world
     if cuda:
         torch.cuda.set_device(rank)  # one GPU per worker, for NCCL's collectives
@@ -104,7 +129,7 @@ def _worker(
             settings,
             device=device,
             batch_size=max(1, settings.batch_size // world),
-            checkpoint_dir=settings.checkpoint_dir if rank == 0 else None,
+            checkpoint_dir=settings.checkpoint_dir,  # every rank restores, rank 0 writes
             progress=settings.progress and rank == 0,
         )
         history = fit_network(net, x, y, task=task, settings=local, shard=(rank, world))
@@ -114,6 +139,113 @@ def _worker(
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def _supervise(context: Any, folder: str, checkpoint_dir: str | None, grace: float = 3.0) -> None:
+    """Wait for the workers; when one fails, stop the others and raise an error naming the
+    rank that died first (a worker killed by a signal, rather than its peers, which then
+    fail on their broken connection) and what a restart continues from."""
+    import time
+    from multiprocessing.connection import wait
+
+    processes = list(context.processes)
+    running = {p.sentinel: rank for rank, p in enumerate(processes)}
+    failed: list[int] = []
+    while running and not failed:
+        for sentinel in wait(list(running)):
+            rank = running.pop(sentinel)
+            processes[rank].join()
+            if processes[rank].exitcode != 0:
+                failed.append(rank)
+    if not failed:
+        return
+    deadline = time.monotonic() + grace  # its peers fail on their own, or are stopped
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+    codes = {rank: p.exitcode for rank, p in enumerate(processes)}
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    killed = [r for r, c in codes.items() if c is not None and c < 0]
+    rank = killed[0] if killed else failed[0]
+    code = codes[rank] if codes[rank] is not None else processes[rank].exitcode
+    raise worker_failure(
+        rank,
+        processes[rank].pid,
+        code,
+        _error_text(folder, rank),
+        len(processes),
+        checkpoint_dir,
+    )
+
+
+def worker_failure(
+    rank: int,
+    pid: int | None,
+    exitcode: int | None,
+    error: str | None,
+    world: int,
+    checkpoint_dir: str | None,
+) -> LoopmlError:
+    """The error of a distributed fit whose worker of ``rank`` failed."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"was killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    elif error:
+        last = [line for line in error.strip().splitlines() if line.strip()]
+        how = f"failed: {last[-1].strip() if last else error.strip()}"[:300]
+    else:
+        how = f"exited with code {exitcode}"
+    done = _last_checkpoint(checkpoint_dir)
+    if done is None:
+        hint = "No epoch was complete, so there is no checkpoint: train again"
+    else:
+        hint = (
+            f"The last complete checkpoint is epoch {done[1] + 1} in {done[0]}; continue the "
+            "run from it with `loopml train --workers N --resume RUN_ID` (the failed run's id)"
+        )
+    return LoopmlError(
+        f"distributed training failed: worker rank {rank} of {world} (pid {pid}) {how}; the "
+        "other workers were stopped",
+        where={"rank": rank},
+        hint=hint,
+        code="worker_failed",
+    )
+
+
+def _error_text(folder: str, rank: int) -> str | None:
+    """The traceback a worker that raised left in ``folder`` (``error-<rank>.txt``)."""
+    path = Path(folder) / f"error-{rank}.txt"
+    try:
+        return path.read_text(errors="replace") or None
+    except OSError:
+        return None
+
+
+def _last_checkpoint(folder: str | None) -> tuple[str, int] | None:
+    """The newest complete epoch checkpoint under ``folder`` (its file, its epoch)."""
+    if folder is None:
+        return None
+    from safetensors import safe_open
+
+    from loopml.train.deep.checkpoints import STATE
+
+    best: tuple[str, int] | None = None
+    for path in sorted(Path(folder).glob(f"fit-*/{STATE}"), key=lambda p: p.stat().st_mtime):
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                epoch = int(json.loads((fh.metadata() or {})["loopml"])["epoch"])
+        except Exception:
+            continue
+        best = (str(path), epoch)
+    return best
 
 
 def _free_port() -> int:

@@ -1,0 +1,263 @@
+"""Resumable training state, one file per epoch, so that a killed fit continues where it was.
+
+When a network is trained with a ``checkpoint_dir`` (``model.params.checkpoint_dir``, or the
+run's own folder ``<workspace>/checkpoints/<run id>/`` that ``loopml train --workers N``
+uses), every epoch ends with ``fit-<key>/state.safetensors`` written atomically (temporary
+name, fsync, rename) by the process of rank 0. ``<key>`` is a digest of what the fit is
+trained on (its rows, targets, seed, task and validation fraction), so the folds, the final
+fit and a refit of one run each have their own file and a file is never resumed by a fit on
+other rows. The file holds, as tensors: the weights (``net.*``), the best epoch's weights
+(``best.*``), the optimizer's state (``opt.<param>.<name>``), the shuffle generator's state
+and each worker's random state (``rng.<rank>``); its safetensors metadata holds the epoch,
+the history, the best loss, the epochs without improvement and the settings. Nothing is
+pickled.
+
+A fit that finds its file starts after the epoch it records, with everything restored, so
+it reaches the weights an uninterrupted fit reaches. A file written under other training
+settings (``lr``, ``batch_size``, ...) is a ConfigError naming the parameter; one whose
+tensors do not fit the network (another architecture) is a ConfigError naming the tensor.
+``epochs`` may grow: a finished fit then trains the further epochs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from loopml.errors import ConfigError, IntegrityError
+from loopml.utils import atomic_write_bytes
+
+STATE = "state.safetensors"
+FORMAT = 1
+#: settings that change the trajectory of a fit: a checkpoint made under others is refused
+TRAJECTORY = ("lr", "batch_size", "patience", "weight_decay", "seed", "validation_fraction")
+
+
+@dataclass
+class Resumed:
+    """What a fit continues from."""
+
+    epoch: int  # the last complete epoch (0-based)
+    history: list[dict[str, float]]
+    best_loss: float
+    best_state: dict[str, torch.Tensor]
+    stale: int
+    stopped: bool  # early stopping ended the fit at ``epoch``
+
+    def unpack(self) -> tuple[list[dict[str, float]], float, dict[str, torch.Tensor], int]:
+        return self.history, self.best_loss, self.best_state, self.stale
+
+
+class EpochCheckpoints:
+    """The resumable state of one fit in ``folder`` (see the module's docstring).
+
+    ``shard`` (rank, world): the fit is one worker of a DistributedDataParallel group; every
+    worker calls :meth:`save` (the random states are gathered), rank 0 writes."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        task: str,
+        settings: Any,
+        shard: tuple[int, int] | None = None,
+    ) -> None:
+        self.key = fit_key(x, y, task=task, settings=settings)
+        self.path = Path(folder) / f"fit-{self.key}" / STATE
+        self.rank, self.world = shard if shard is not None else (0, 1)
+        self.settings = {k: getattr(settings, k) for k in TRAJECTORY}
+        self.settings["batch_size"] *= self.world  # a worker's share; the step is the whole
+        self.epochs = int(settings.epochs)
+
+    def restore(
+        self, net: nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator
+    ) -> Resumed | None:
+        """Load the file into ``net``, ``optimizer`` and ``gen`` (and this worker's random
+        state); None when there is none."""
+        if not self.path.is_file():
+            return None
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(self.path), framework="pt") as fh:
+                meta = json.loads((fh.metadata() or {}).get("loopml", "{}"))
+            tensors = load_file(str(self.path))
+        except Exception as exc:  # a file that is not safetensors at all
+            raise IntegrityError(
+                f"checkpoint {self.path} cannot be read: {exc}"[:400],
+                where={"file": str(self.path)},
+                hint="Delete the file to train this fit from its start",
+            ) from exc
+        self._check_settings(meta)
+        weights = _part(tensors, "net.")
+        check_tensors(weights, net, self.path)
+        net.load_state_dict(weights, strict=True)
+        best = _part(tensors, "best.")
+        check_tensors(best, net, self.path)
+        optimizer.load_state_dict(_optimizer_state(optimizer, _part(tensors, "opt.")))
+        gen.set_state(tensors["gen"])
+        rng = tensors.get(f"rng.{self.rank}")
+        if rng is not None and int(meta.get("world", 1)) == self.world:
+            torch.set_rng_state(rng)
+        else:  # another number of workers: dropout's draws go on from a fresh seed
+            torch.manual_seed(int(self.settings["seed"]) + 7919 * (int(meta["epoch"]) + 1))
+        return Resumed(
+            epoch=int(meta["epoch"]),
+            history=list(meta["history"]),
+            best_loss=float(meta["best_loss"]),
+            best_state=best,
+            stale=int(meta["stale"]),
+            stopped=bool(meta.get("stopped", False)),
+        )
+
+    def save(
+        self,
+        epoch: int,
+        net: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        gen: torch.Generator,
+        *,
+        history: list[dict[str, float]],
+        best_loss: float,
+        best_state: dict[str, torch.Tensor],
+        stale: int,
+        stopped: bool,
+    ) -> None:
+        """Write the state at the end of ``epoch`` (rank 0; every rank must call it)."""
+        rngs = _gather_rng(self.world)
+        if self.rank != 0:
+            return
+        from safetensors.torch import save
+
+        tensors: dict[str, torch.Tensor] = {}
+        for k, v in net.state_dict().items():
+            tensors[f"net.{k}"] = v.detach().cpu().contiguous()
+        for k, v in best_state.items():
+            tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+        for idx, values in optimizer.state_dict()["state"].items():
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"opt.{idx}.{name}"] = value.detach().cpu().contiguous()
+        tensors["gen"] = gen.get_state()
+        for r, state in enumerate(rngs):
+            tensors[f"rng.{r}"] = state
+        meta = {
+            "format": FORMAT,
+            "epoch": epoch,
+            "history": history,
+            "best_loss": best_loss,
+            "stale": stale,
+            "stopped": stopped,
+            "world": self.world,
+            "settings": self.settings,
+        }
+        data = save(tensors, metadata={"loopml": json.dumps(meta)})
+        atomic_write_bytes(self.path, data)
+
+    def _check_settings(self, meta: dict[str, Any]) -> None:
+        saved = meta.get("settings") or {}
+        for name in TRAJECTORY:
+            if name in saved and saved[name] != self.settings[name]:
+                field = "evaluation.seed" if name == "seed" else f"model.params.{name}"
+                raise ConfigError(
+                    f"checkpoint {self.path} was trained with {name}={saved[name]!r}; this "
+                    f"fit has {name}={self.settings[name]!r}, so it cannot continue it",
+                    where={"field": field, "file": str(self.path)},
+                    hint=f"Put {name} back to {saved[name]!r} to resume, or train from the "
+                    "start without --resume (another checkpoint_dir)",
+                )
+
+
+def open_checkpoints(
+    settings: Any, x: np.ndarray, y: np.ndarray, task: str, shard: tuple[int, int] | None
+) -> EpochCheckpoints | None:
+    """The resumable state of a fit in ``settings.checkpoint_dir``; None without one."""
+    if settings.checkpoint_dir is None:
+        return None
+    return EpochCheckpoints(
+        settings.checkpoint_dir, x, y, task=task, settings=settings, shard=shard
+    )
+
+
+def fit_key(x: np.ndarray, y: np.ndarray, *, task: str, settings: Any) -> str:
+    """A digest of what a fit is trained on: its rows, targets, seed, task and split."""
+    digest = hashlib.sha256()
+    for arr in (x, y):
+        a = np.ascontiguousarray(arr)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    digest.update(f"{task}|{settings.seed}|{settings.validation_fraction}".encode())
+    return digest.hexdigest()[:16]
+
+
+def check_tensors(saved: dict[str, torch.Tensor], net: nn.Module, path: Path) -> None:
+    """ConfigError naming the first tensor of ``saved`` that ``net`` lacks, or whose shape
+    differs, or the first tensor of ``net`` that ``saved`` lacks."""
+    own = net.state_dict()
+    where = {"field": "model.params", "file": str(path)}
+    hint = (
+        "Give model.params the architecture the checkpoint was trained with, or train from "
+        "the start without --resume (another checkpoint_dir)"
+    )
+    for name, tensor in saved.items():
+        if name not in own:
+            raise ConfigError(
+                f"checkpoint {path} holds tensor {name!r}, which the network built from "
+                f"model.params does not have",
+                where={**where, "tensor": name},
+                hint=hint,
+            )
+        if tuple(tensor.shape) != tuple(own[name].shape):
+            raise ConfigError(
+                f"checkpoint {path} does not match the network: tensor {name!r} has shape "
+                f"{list(tensor.shape)} in the checkpoint and {list(own[name].shape)} in the "
+                "network built from model.params",
+                where={**where, "tensor": name},
+                hint=hint,
+            )
+    for name in own:
+        if name not in saved:
+            raise ConfigError(
+                f"checkpoint {path} lacks tensor {name!r} of the network built from model.params",
+                where={**where, "tensor": name},
+                hint=hint,
+            )
+
+
+def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """The optimizer's ``state_dict`` with its per-parameter state from ``saved``."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in saved.items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    current = optimizer.state_dict()
+    return {"state": state, "param_groups": current["param_groups"]}
+
+
+def _gather_rng(world: int) -> list[torch.Tensor]:
+    """Every worker's CPU random state (dropout's), rank by rank."""
+    mine = torch.get_rng_state()
+    if world == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    states = [torch.empty_like(mine, device=device) for _ in range(world)]
+    dist.all_gather(states, mine.to(device))  # NCCL gathers CUDA tensors only
+    return [s.cpu() for s in states]
