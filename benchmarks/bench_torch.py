@@ -1,46 +1,63 @@
-"""PyTorch through loopml against PyTorch (and ONNX Runtime) called directly.
+"""PyTorch through loopml against PyTorch (and ONNX Runtime) used directly, in the same run.
 
-Training: a ``make_classification`` frame (default 200,000 x 50) is ingested (not timed),
-then ``loopml train`` fits ``loopml.train.deep.MLPClassifier`` (hidden [64, 32], one epoch,
-batch 256, Adam 1e-3, no validation part, one torch thread; folds 0, a 0.2 holdout, no
-refit), with the feature pipeline (mean imputation and standard scaling: a median imputer,
-scikit-learn's, alone costs about as much as the epoch at this size), holdout metrics,
-report and registration included. The
-peer is a plain PyTorch loop: the same network, seed, optimizer, batches and epoch on the
-same training rows (the run's training part, standardized as loopml's pipeline does), as a
-float32 tensor. Both are timed in wall seconds and CPU seconds of this process, after an
-untimed warm-up run of ``loopml train`` on 500 rows (the modules a first run imports).
+Training. A ``make_classification`` frame (default 200,000 x 50) is ingested (not timed),
+then ``loopml.train`` (what ``loopml train`` runs) fits ``loopml.train.deep.MLPClassifier``
+(hidden [64, 32], one epoch, batch 256, Adam 1e-3, no validation part, one torch thread;
+folds 0, a 0.2 holdout, no refit), after an untimed warm-up run on 500 rows (the modules a
+first run imports). Two comparisons, each in wall and CPU seconds of this process:
 
-Serving: a CNN (1x8x8 digits, 2 epochs) is registered and served by ``create_app`` in this
-process; requests go through the ASGI app (httpx's ASGITransport, no sockets) as V2 image
-tensors: one image per request, one after another, then 32 concurrent clients of one image
-each (the micro-batcher groups them), for ``--seconds`` each. The peers are called directly
-on the same images: the torch network (double, what loopml serves) and ONNX Runtime on the
-network exported in float32 (ORT has no double Conv; its outputs agree with loopml's to the
-tolerance printed). loopml's server runs the version's compiled predictor (the float32 CNN
-in ONNX Runtime, checked to 1e-5; its kind is printed) behind the V2 parsing, validation,
-micro-batching and JSON answer: the gap to the peers is that per-request path. torch and
-ORT run one intra-op thread each (``torch.set_num_threads(1)``, process-wide, so loopml's
-server too).
+* end to end: ``loopml train`` (reading the dataset version, the feature pipeline of mean
+  imputation and standard scaling, the epoch, holdout metrics, report, registration) against
+  a plain PyTorch script doing the same job on the same Parquet files: read them with
+  pandas, the same stratified holdout rows, mean imputation and standardization with NumPy
+  in float32, in place (the training rows' statistics), the epoch on a tensor of that
+  array, holdout probabilities and ROC AUC (scikit-learn's ``roc_auc_score``);
+* the training loop only: loopml's loop (:func:`loopml.train.deep.loop.fit_network`, timed
+  inside that run by wrapping it) against a plain loop: the same network, seed, Adam,
+  batches (slices of a random permutation of the rows) and epoch, on the same training rows
+  as a float32 tensor.
+
+Serving. A CNN (1x8x8 digits, 2 epochs) is registered and ``loopml serve`` runs it in a
+subprocess on 127.0.0.1 (its whole job: V2 parsing and validation against the signature,
+micro-batching, ids, the prediction log), pinned to one core with ``OMP_NUM_THREADS=1``;
+the load generator of ``bench_serving.py`` (keep-alive connections, closed loop) runs in
+this process on the other core. Requests are V2 ``/v2/models/cnn/infer`` bodies with one
+``FP32`` tensor: one image ``[1, 1, 8, 8]``, or a batch ``[32, 1, 8, 8]``, at concurrency 1
+and 32. Peers, on the same images:
+
+* ``floor``: a bare ASGI endpoint (:func:`floor_app` below: orjson, one
+  ``InferenceSession.run`` per request, uvicorn with uvloop and httptools, same core and
+  threads) around the float32 network in ONNX Runtime, the fairest HTTP floor, as in
+  ``bench_serving.py``;
+* ONNX Runtime called directly in this process (no HTTP at all), one image per call and 32
+  per call: an upper bound no HTTP server reaches on one-image requests.
+
+The server's CPU per request is read from /proc (robust to a busy machine, where req/s is
+not).
 
     python benchmarks/bench_torch.py [--rows 200000] [--features 50] [--seconds 3]
+        [--parts train,serve]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import dataclasses
 import io
+import os
+import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sklearn.datasets import load_digits, make_classification
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 PROJECT = """
 name: bench
@@ -62,17 +79,117 @@ def since(t: tuple[float, float]) -> tuple[float, float]:
     return time.perf_counter() - t[0], time.process_time() - t[1]
 
 
-def bench_training(rows: int, features: int) -> None:
+@contextlib.contextmanager
+def timed_loop(acc: list[tuple[float, float]]) -> Iterator[None]:
+    """Wrap :func:`loopml.train.deep.loop.fit_network` (the estimators import it at each fit)
+    so that each call's (wall, CPU) seconds land in ``acc``."""
+    import importlib
+
+    loop = importlib.import_module("loopml.train.deep.loop")
+    inner = loop.fit_network
+
+    def fit_network(*args: Any, **kwargs: Any) -> Any:
+        t = clock()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            acc.append(since(t))
+
+    loop.fit_network = fit_network
+    try:
+        yield
+    finally:
+        loop.fit_network = inner
+
+
+def _net(features: int) -> Any:
     import torch
 
+    return torch.nn.Sequential(
+        torch.nn.Linear(features, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 32),
+        torch.nn.ReLU(),
+        torch.nn.Linear(32, 2),
+    )
+
+
+def plain_loop(xt: np.ndarray, yt: np.ndarray, features: int) -> Any:
+    """One epoch of the plain PyTorch loop on float32 ``xt`` and class codes ``yt``."""
+    import torch
+
+    torch.manual_seed(0)
+    net = _net(features)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xs, ys = torch.from_numpy(xt), torch.from_numpy(yt)
+    gen = torch.Generator().manual_seed(0)
+    net.train()
+    for batch in torch.randperm(len(xs), generator=gen).split(256):
+        opt.zero_grad()
+        loss = loss_fn(net(xs[batch]), ys[batch])
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def plain_script(files: list[Path], features: int) -> float:
+    """The whole job as a plain PyTorch script: read, split, impute, scale, train, score.
+    Returns the holdout ROC AUC."""
+    import pandas as pd
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from loopml.evaluate.split import holdout_indices
+    from loopml.project.evaluation import SplitSpec
+
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    y = frame["label"].to_numpy()
+    x = frame[[f"f{i}" for i in range(features)]].to_numpy(dtype=np.float32)
+    # the same stratified split as loopml's (a plain script would call train_test_split)
+    tr, ho = holdout_indices(
+        pd.Series(y), spec=SplitSpec(), fraction=0.2, task="classification", seed=0
+    )
+
+    def scaled(part: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        missing = np.isnan(part)
+        if missing.any():  # mean imputation, in place
+            part[missing] = np.take(mean, np.nonzero(missing)[1])
+        part -= mean
+        part /= std
+        return part
+
+    xtr = x[tr]
+    mean = np.nanmean(xtr, axis=0, dtype=np.float64).astype(np.float32)
+    std = np.nanstd(xtr, axis=0, dtype=np.float64).astype(np.float32)
+    std[std == 0] = 1.0
+    net = plain_loop(scaled(xtr, mean, std), y[tr].astype(np.int64), features)
+    with torch.inference_mode():
+        xho = torch.from_numpy(scaled(x[ho], mean, std))
+        proba = torch.softmax(net(xho), dim=1)[:, 1].numpy()
+    return float(roc_auc_score(y[ho], proba))
+
+
+def _ratio(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] / b[0] if b[0] else float("nan"), a[1] / b[1] if b[1] else float("nan")
+
+
+def bench_training(rows: int, features: int) -> dict[str, float]:
+    import pandas as pd
+    import torch
+    from sklearn.datasets import make_classification
+
     import loopml
-    from loopml.train.deep.loop import split_rows
+    from loopml.evaluate.split import holdout_indices
+    from loopml.project.evaluation import SplitSpec
 
     x, y = make_classification(
         n_samples=rows, n_features=features, n_informative=features // 2, random_state=0
     )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(features)])
     frame["label"] = y
+    loops: list[tuple[float, float]] = []
+    before = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "loopml.yaml"
         project.write_text(PROJECT)
@@ -82,70 +199,110 @@ def bench_training(rows: int, features: int) -> None:
             loopml.ingest(ws, frame.head(500), "warm")
             loopml.train(ws, dataclasses.replace(config, name="warm", dataset="warm"))
             loopml.ingest(ws, frame, "bench")
+            files = sorted((Path(tmp) / "ws").rglob("datasets/bench/**/*.parquet"))
+            if not files:
+                raise SystemExit("no Parquet file of dataset bench in the workspace's lake")
             t = clock()
-            result = loopml.train(ws, config)
+            with timed_loop(loops):
+                result = loopml.train(ws, config)
             ours = since(t)
             fit_rows = result.run.metrics["rows"]["train"]
-            bundle = loopml.load_model(ws, "bench@1").bundle
-            # the run's training rows: every row not in its holdout (same seed, same split)
-            from loopml.evaluate.split import holdout_indices
-            from loopml.project.evaluation import SplitSpec
-
-            tr, _ = holdout_indices(
-                pd.Series(y), spec=SplitSpec(), fraction=0.2, task="classification", seed=0
-            )
-    assert len(tr) == fit_rows
+            ours_auc = result.run.metrics["holdout"]["roc_auc"]
+            flavor = loopml.load_model(ws, "bench@1").bundle.flavor
+            torch.set_num_threads(1)  # the peer's one thread, as loopml's params say
+            try:
+                t = clock()
+                peer_auc = plain_script(files, features)
+                peer = since(t)
+            finally:
+                torch.set_num_threads(before)
+    # the loop alone, on the run's training rows (same seed, same split), standardized
+    tr, _ = holdout_indices(
+        pd.Series(y), spec=SplitSpec(), fraction=0.2, task="classification", seed=0
+    )
+    if len(tr) != fit_rows:
+        raise SystemExit(f"the run fit {fit_rows} rows, the peer's split has {len(tr)}")
     xt = x[tr]
     xt = ((xt - xt.mean(axis=0)) / xt.std(axis=0)).astype(np.float32)
     yt = y[tr].astype(np.int64)
-    t = clock()
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
-        net = torch.nn.Sequential(
-            torch.nn.Linear(features, 64),
-            torch.nn.ReLU(),
-            torch.nn.Linear(64, 32),
-            torch.nn.ReLU(),
-            torch.nn.Linear(32, 2),
-        )
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        xs, ys = torch.from_numpy(xt), torch.from_numpy(yt)
-        order = torch.from_numpy(split_rows(len(xs), 0.0, 0)[0])
-        gen = torch.Generator().manual_seed(0)
-        net.train()
-        for batch in order[torch.randperm(len(order), generator=gen)].split(256):
-            opt.zero_grad()
-            loss = loss_fn(net(xs[batch]), ys[batch])
-            loss.backward()
-            opt.step()
+        t = clock()
+        plain_loop(xt, yt, features)
+        peer_loop = since(t)
     finally:
         torch.set_num_threads(before)
-    peer = since(t)
+    (ours_loop,) = loops
     print(f"\nMLP [64, 32], one epoch, {rows:,} x {features} (holdout 0.2: {fit_rows:,} rows fit)")
-    print(f"{'':48} {'wall s':>8} {'CPU s':>8}")
-    print(f"{'plain PyTorch loop (same rows, seed, batches)':48} {peer[0]:8.2f} {peer[1]:8.2f}")
-    print(f"{'loopml train (pipeline, holdout, registration)':48} {ours[0]:8.2f} {ours[1]:8.2f}")
-    print(f"{'ratio (target <= 1.15x)':48} {ours[0] / peer[0]:7.2f}x {ours[1] / peer[1]:7.2f}x")
-    print(f"holdout roc_auc {result.run.metrics['holdout']['roc_auc']:.4f}; flavor {bundle.flavor}")
+    print(f"{'':58} {'wall s':>8} {'CPU s':>8}")
+    lines = [
+        ("plain PyTorch script (read, split, scale, train, AUC)", peer, " "),
+        ("loopml train (whole run: + report, registration)", ours, " "),
+        ("  loopml / plain, end to end (target <= 1.15x)", _ratio(ours, peer), "x"),
+        ("plain PyTorch loop (same rows, seed, batches)", peer_loop, " "),
+        ("loopml's training loop inside that run", ours_loop, " "),
+        ("  loopml / plain, training loop only", _ratio(ours_loop, peer_loop), "x"),
+    ]
+    for label, (wall, cpu), unit in lines:
+        print(f"{label:58} {wall:7.2f}{unit} {cpu:7.2f}{unit}")
+    print(f"holdout roc_auc: loopml {ours_auc:.4f} ({flavor}), plain script {peer_auc:.4f}")
+    (e2e_wall, e2e_cpu), (loop_wall, loop_cpu) = _ratio(ours, peer), _ratio(ours_loop, peer_loop)
+    return {"e2e_cpu": e2e_cpu, "e2e_wall": e2e_wall, "loop_cpu": loop_cpu, "loop_wall": loop_wall}
+
+
+# -- serving --------------------------------------------------------------------------------
 
 
 def _cnn(ws: Any) -> tuple[Any, np.ndarray]:
+    from sklearn.datasets import load_digits
+
     import loopml
+    from loopml.registry import set_alias
     from loopml.train.deep import CNNClassifier
 
     frame = load_digits(as_frame=True).frame
     frame.columns = [str(c) for c in frame.columns]
     cnn = CNNClassifier(epochs=2, batch_size=128, random_state=0)
     bundle, _ = loopml.fit_bundle(frame, "target", cnn, features={"numeric": {"scale": "none"}})
-    loopml.register_model(ws, "cnn", bundle)
+    mv = loopml.register_model(ws, "cnn", bundle)
+    set_alias(ws, "cnn", "champion", mv.version)
     pixels = frame.drop(columns="target").to_numpy(dtype=np.float32)
     return bundle, pixels.reshape(-1, 1, 8, 8)
 
 
-def _rate(fn: Any, seconds: float) -> float:
+def _onnx32(bundle: Any) -> bytes:
+    """The served network in float32 with its softmax, as ONNX, input ``[n, 1, 8, 8]``."""
+    import torch
+
+    from loopml.registry.flavors.torch_nets import Head
+
+    model = bundle.estimator  # TorchModel
+    head = Head(model.net.float().eval(), "classification", 0.0, 1.0).eval()
+
+    class Images(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = head
+
+        def forward(self, x: Any) -> Any:
+            return self.head(x.reshape(x.shape[0], -1))
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Images().eval(),
+            (torch.zeros(2, 1, 8, 8),),
+            buf,  # type: ignore[arg-type]
+            input_names=["image"],
+            output_names=["probabilities"],
+            dynamic_axes={"image": {0: "n"}, "probabilities": {0: "n"}},
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def _rate(fn: Callable[[int], Any], seconds: float) -> float:
     """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
     fn(0)
     n, t0 = 0, time.perf_counter()
@@ -155,124 +312,274 @@ def _rate(fn: Any, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def _served_rates(app: Any, images: np.ndarray, seconds: float) -> tuple[float, float]:
+def _v2_body(images: np.ndarray) -> bytes:
+    import orjson
+
+    shape = [len(images), 1, 8, 8]
+    tensor = {"name": "image", "shape": shape, "datatype": "FP32"}
+    return orjson.dumps({"inputs": [{**tensor, "data": images.ravel().tolist()}]})
+
+
+def _start(kind: str, workspace: str, onnx_path: str, core: int | None, logs: Path, bs: Any) -> Any:
+    """``loopml serve`` or the floor, as a subprocess on ``core``; a bench_serving Server."""
+    import subprocess
+
     import httpx
 
-    def body(i: int) -> dict[str, Any]:
-        img = images[i % len(images)]
-        tensor = {"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32"}
-        return {"inputs": [{**tensor, "data": img.ravel().tolist()}]}
+    with contextlib.closing(__import__("socket").socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "BENCH_ONNX": onnx_path,
+    }
+    path = "/v2/models/cnn/infer"
+    if kind == "loopml":
+        cmd = [sys.executable, "-m", "loopml", "serve", "-w", workspace, "--port", str(port)]
+        cmd += ["-m", "cnn"]
+        health = "/v2/health/ready"
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--log-level", "warning", "--no-access-log", "--loop", "uvloop"]
+        cmd += ["--http", "httptools", "benchmarks.bench_torch:floor_app"]
+        health = "/v2/health/ready"
 
-    url = "/v2/models/cnn/infer"
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            (await client.post(url, json=body(0))).raise_for_status()
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                (await client.post(url, json=body(n))).raise_for_status()
-                n += 1
-            single = n / (time.perf_counter() - t0)
-            done = 0
-            stop = time.perf_counter() + seconds
+    def proba(doc: dict[str, Any]) -> list[float]:
+        out = {o["name"]: o for o in doc["outputs"]}["probabilities"]
+        return [float(v) for v in out["data"]]
 
-            async def worker(w: int) -> None:
-                nonlocal done
-                i = w
-                while time.perf_counter() < stop:
-                    (await client.post(url, json=body(i))).raise_for_status()
-                    done += 1
-                    i += 32
+    log = logs / f"{kind}.log"
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker(w) for w in range(32)))
-            concurrent = done / (time.perf_counter() - t0)
-    return single, concurrent
+    def pin() -> None:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, preexec_fn=pin
+        )
+    server = bs.Server(kind, "cnn", path, _v2_body, proba, proc, port, log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{kind} exited {proc.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    bs.stop(server)
+    raise RuntimeError(f"{kind} was not ready in 120 s:\n{log.read_text()[-2000:]}")
 
 
-def bench_serving(seconds: float) -> None:
+def _served_proba(server: Any, images: np.ndarray) -> np.ndarray:
+    import httpx
+
+    url = f"http://127.0.0.1:{server.port}{server.path}"
+    resp = httpx.post(
+        url, content=_v2_body(images), headers={"content-type": "application/json"}, timeout=30
+    )
+    if resp.status_code != 200:
+        raise RuntimeError(f"{server.kind} answered {resp.status_code}: {resp.text[:500]}")
+    return np.asarray(server.proba(resp.json())).reshape(len(images), -1)
+
+
+def _bench_serving_module() -> Any:
+    sys.path.insert(0, str(HERE))
+    try:
+        import bench_serving
+    finally:
+        sys.path.remove(str(HERE))
+    return bench_serving
+
+
+def bench_serving(seconds: float) -> dict[str, float]:
     import onnxruntime as ort
     import torch
 
     import loopml
-    from loopml.serve import create_app
 
-    torch.set_num_threads(1)  # both sides: one intra-op thread (a tiny network, 2 cores)
+    bs = _bench_serving_module()
+    torch.set_num_threads(1)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    with tempfile.TemporaryDirectory() as tmp, loopml.init(Path(tmp) / "ws") as ws:
-        bundle, images = _cnn(ws)
-        model = bundle.estimator  # TorchModel
-        head = model.head()  # what loopml serves: the network in double
-        from loopml.registry.flavors.torch_nets import Head
-
-        net32 = Head(  # the float32 network with its softmax, for ORT
-            model.net.float().eval(), "classification", 0.0, 1.0
-        ).eval()
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                net32,
-                (torch.zeros(2, 64),),
-                buf,  # type: ignore[arg-type]
-                input_names=["x"],
-                output_names=["y"],
-                dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-                dynamo=False,
+    options.inter_op_num_threads = 1
+    server_core, load_core = bs.cores()
+    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    diffs: dict[str, float] = {}
+    shapes = (("1 image", 1), ("32 images", 32))
+    with tempfile.TemporaryDirectory(prefix="loopml-bench-torch-") as tmp:
+        root = Path(tmp)
+        workspace = str(root / "ws")
+        with loopml.init(workspace) as ws:
+            bundle, images = _cnn(ws)
+            kind = loopml.load_model(ws, "cnn@1").predictor.kind
+        onnx_path = root / "cnn32.onnx"
+        onnx_path.write_bytes(_onnx32(bundle))
+        sess = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        n = len(images) - 32
+        native = bundle.predict_frame(
+            __import__("pandas").DataFrame(
+                images.reshape(len(images), -1).astype(np.float64), columns=bundle.signature.names
             )
-        sess = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-        flat32 = images.reshape(len(images), -1)
-        ours = bundle.predict_frame(
-            pd.DataFrame(flat32.astype(np.float64), columns=bundle.signature.names)
-        )
-        theirs = sess.run(["y"], {"x": flat32})[0]
-        tol = float(np.abs(theirs - ours.probabilities).max())
-
-        def torch_one(i: int) -> None:
-            with torch.inference_mode():
-                head(torch.from_numpy(flat32[i % len(flat32)][None, :].astype(np.float64)))
-
-        def ort_one(i: int) -> None:
-            sess.run(["y"], {"x": flat32[i % len(flat32)][None, :]})
-
-        def torch_32(i: int) -> None:
-            j = (i * 32) % (len(flat32) - 32)
-            with torch.inference_mode():
-                head(torch.from_numpy(flat32[j : j + 32].astype(np.float64)))
-
-        def ort_32(i: int) -> None:
-            j = (i * 32) % (len(flat32) - 32)
-            sess.run(["y"], {"x": flat32[j : j + 32]})
-
-        rates = {
-            "torch1": _rate(torch_one, seconds),
-            "ort1": _rate(ort_one, seconds),
-            "torch32": 32 * _rate(torch_32, seconds),
-            "ort32": 32 * _rate(ort_32, seconds),
+        ).probabilities
+        with bs.pinned(load_core):
+            direct = {
+                1: _rate(lambda i: sess.run(None, {"image": images[i % n : i % n + 1]}), seconds),
+                32: 32
+                * _rate(lambda i: sess.run(None, {"image": images[i % n : i % n + 32]}), seconds),
+            }
+        bodies = {
+            size: [_v2_body(images[i : i + size]) for i in range(0, n, 7)][:200]
+            for _, size in shapes
         }
-        kind = loopml.load_model(ws, "cnn@1").predictor.kind  # what the server predicts with
-        app = create_app(ws, models={"cnn": "cnn@1"}, reload_interval=0, log_predictions=False)
-        single, concurrent = asyncio.run(_served_rates(app, images, seconds))
-    head_line = f"ORT float32 agrees to {tol:.1e}"
-    print(f"\nCNN (1x8x8 digits) images per second, {seconds:g} s each; {head_line}")
-    print(f"{'':44} {'1 at a time':>12} {'32 at once':>12}")
-    table = [
-        ("ONNX Runtime called directly (float32)", rates["ort1"], rates["ort32"]),
-        ("torch called directly (double)", rates["torch1"], rates["torch32"]),
-        (f"loopml server, V2 tensors ({kind})", single, concurrent),
+        for server_kind in ("floor", "loopml"):
+            server = _start(server_kind, workspace, str(onnx_path), server_core, root, bs)
+            try:
+                got = _served_proba(server, images[:64])
+                diffs[server_kind] = float(np.abs(got - native[:64]).max())
+                with bs.pinned(load_core):
+                    for _, size in shapes:
+                        for c in (1, 32):
+                            results[(server_kind, str(size), c)] = bs.measure(
+                                server, bodies[size], c, seconds, 10**9
+                            )
+            finally:
+                bs.stop(server)
+    pin = (
+        f"servers on core {server_core}, load generator on core {load_core}"
+        if server_core is not None
+        else "not pinned (fewer than 2 cores)"
+    )
+    print(
+        f"\nCNN (1x8x8 digits, {kind}) over V2 /infer, FP32 tensors; {seconds:g} s per "
+        f"measurement; {pin}"
+    )
+    print(
+        f"ONNX Runtime called directly (no HTTP): {direct[1]:,.0f} images/s one per call, "
+        f"{direct[32]:,.0f} images/s 32 per call"
+    )
+    head = (
+        f"{'request':<10} {'server':<7} {'conc':>4} {'req/s':>8} {'images/s':>9} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'CPU ms/req':>10} {'vs floor':>8} {'CPU vs floor':>12} "
+        f"{'vs ORT direct':>13} {'max |dp|':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    out: dict[str, float] = {}
+    for label, size in shapes:
+        for c in (1, 32):
+            floor = results[("floor", str(size), c)]
+            for server_kind in ("floor", "loopml"):
+                r = results[(server_kind, str(size), c)]
+                img = r["rps"] * size
+                vs = r["rps"] / floor["rps"]
+                cpu_vs = r["cpu_ms"] / floor["cpu_ms"]
+                ort_vs = img / direct[size]
+                if r["errors"]:
+                    raise SystemExit(f"{server_kind}: {int(r['errors'])} failed requests")
+                print(
+                    f"{label:<10} {server_kind:<7} {c:>4} {r['rps']:>8.0f} {img:>9.0f} "
+                    f"{r['p50']:>7.2f} {r['p99']:>7.2f} {r['cpu_ms']:>10.3f} {vs:>7.2f}x "
+                    f"{cpu_vs:>11.2f}x {ort_vs:>12.2f}x {diffs[server_kind]:>9.1e}"
+                )
+                if server_kind == "loopml":
+                    out[f"{size}@{c}"] = vs
+    one32 = results[("loopml", "1", 32)]
+    print(
+        f"target: loopml at concurrency 32 (one image per request) >= 0.67x: "
+        f"{out['1@32']:.2f}x the HTTP floor ({'met' if out['1@32'] >= 0.67 else 'not met'}), "
+        f"{one32['rps'] / direct[1]:.2f}x ORT called directly one image per call, "
+        f"{one32['rps'] / direct[32]:.2f}x ORT on 32 images per call"
+    )
+    return out
+
+
+# -- the floor server (run by uvicorn in its own process) -------------------------------------
+
+
+class _Floor:
+    session: Any = None
+    input = ""
+
+
+async def _read(receive: Any) -> bytes:
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def _answer(send: Any, status: int, payload: bytes) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
     ]
-    for label, one, many in table:
-        print(f"{label:44} {one:12.0f} {many:12.0f}")
-    print(
-        f"{'loopml / ONNX Runtime (target >= 0.67x at 32)':44} {single / rates['ort1']:11.2f}x "
-        f"{concurrent / rates['ort32']:11.2f}x"
-    )
-    print(
-        f"{'loopml / torch':44} {single / rates['torch1']:11.2f}x "
-        f"{concurrent / rates['torch32']:11.2f}x"
-    )
-    print("(32 at once: 32 concurrent one-image requests for loopml; one 32-image call for peers)")
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def floor_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The least a V2 ``/infer`` of this network over JSON costs in Python: orjson, the
+    tensor as a float32 array of its shape, one ``InferenceSession.run``, the probabilities
+    and labels as V2 outputs. No validation beyond what parsing needs, no ids, no log, no
+    batching (``BENCH_ONNX`` names the model)."""
+    import orjson
+
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                _Floor.session = ort.InferenceSession(
+                    os.environ["BENCH_ONNX"], options, providers=["CPUExecutionProvider"]
+                )
+                _Floor.input = _Floor.session.get_inputs()[0].name
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/v2/health/ready":
+        await _answer(send, 200, b'{"ready":true}')
+        return
+    try:
+        tensor = orjson.loads(await _read(receive))["inputs"][0]
+        x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        await _answer(send, 400, orjson.dumps({"error": str(exc)}))
+        return
+    proba = _Floor.session.run(None, {_Floor.input: x})[0]
+    doc = {
+        "model_name": "cnn",
+        "outputs": [
+            {
+                "name": "label",
+                "shape": [len(x)],
+                "datatype": "INT64",
+                "data": proba.argmax(axis=1).tolist(),
+            },
+            {
+                "name": "probabilities",
+                "shape": list(proba.shape),
+                "datatype": "FP32",
+                "data": proba.ravel().tolist(),
+            },
+        ],
+    }
+    await _answer(send, 200, orjson.dumps(doc))
 
 
 def main() -> None:
@@ -280,9 +587,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--features", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=3.0, help="per serving measurement")
+    parser.add_argument("--parts", default="train,serve", help="train, serve or both")
     args = parser.parse_args()
-    bench_training(args.rows, args.features)
-    bench_serving(args.seconds)
+    parts = args.parts.split(",")
+    if "train" in parts:
+        bench_training(args.rows, args.features)
+    if "serve" in parts:
+        bench_serving(args.seconds)
 
 
 if __name__ == "__main__":
