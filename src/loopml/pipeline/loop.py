@@ -298,42 +298,18 @@ class _Pass:
         refit = event.evidence["refit"]
         log = read_prediction_log(self.ws.lake, self.model, since=event.at)
         rows = labelled_traffic_of(self.ws, log)
-        need = self.policy.challenger.min_rows
-        if len(rows) < need:
-            self.note(
-                WAIT,
-                f"refit v{candidate} of champion v{champion}: {len(rows)} labelled predictions "
-                f"since it was trained, waiting for {need} to judge it",
-                {"candidate": candidate, "refit_of": champion, "rows": len(rows)},
-            )
-            return False
-        record = self.ws.metadata.get_model_version(self.model, champion)
-        metric = self.metric_name(record)
-        action = self.judge(
+        return self.judge_later(
             champion,
             candidate,
             rows,
-            metric,
-            (int(refit.get("dataset_version") or 0), int(refit.get("training_rows") or 0)),
-            str(refit.get("run") or ""),
             look="refit",
+            trained=refit,
+            waiting=f"refit v{candidate} of champion v{champion}: {{rows}} labelled predictions "
+            "since it was trained, waiting for {need} to judge it",
+            said=f"refit v{candidate} of champion v{champion}, on {{rows}} labelled "
+            "predictions since it was trained",
+            extra={"refit_of": champion},
         )
-        if action is None:
-            return False
-        action = replace(
-            action,
-            reason=f"refit v{candidate} of champion v{champion}, on {len(rows)} labelled "
-            f"predictions since it was trained: {action.reason}",
-            evidence={**action.evidence, "refit_of": champion},
-        )
-        if not self.act(action, kind="challenger", dedupe=f"refit:{self.model}:v{candidate}"):
-            return True
-        if self.dry_run:
-            return True
-        set_alias(self.ws, self.model, CHALLENGER, candidate, reason=action.reason)
-        metrics = dict(action.evidence.get("challenger_metrics") or {})
-        self.start_rollout(champion, candidate, metrics)
-        return True
 
     # -- a second look at a rejected challenger -------------------------------------------------
 
@@ -355,13 +331,47 @@ class _Pass:
             return False
         log = read_prediction_log(self.ws.lake, self.model, since=event.at, version=champion)
         rows = labelled_traffic_of(self.ws, log)
+        return self.judge_later(
+            champion,
+            candidate,
+            rows,
+            look="second",
+            trained=ev,
+            waiting=f"second look at rejected challenger v{candidate}: {{rows}} labelled "
+            "predictions since its rejection, waiting for {need}",
+            said="second look, on {rows} labelled predictions since its rejection",
+        )
+
+    def judge_later(
+        self,
+        champion: int,
+        candidate: int,
+        rows: pd.DataFrame,
+        *,
+        look: str,
+        trained: dict[str, Any],
+        waiting: str,
+        said: str,
+        extra: dict[str, Any] | None = None,
+    ) -> bool:
+        """Judge ``candidate`` (a registered version that is not serving) against the
+        champion on labelled traffic predicted after it was made (``rows``: neither model
+        trained on them), with the policy's gate and paired comparison; True when it passed
+        and its rollout started (or, in a dry run, would start), or when this look was taken
+        before. The one judgement behind :meth:`refit_look` (``look="refit"``) and
+        :meth:`second_look` (``look="second"``); once per candidate (a dedupe key per look).
+
+        ``trained``: the evidence naming how the candidate was trained (``run``,
+        ``dataset_version``, ``training_rows``); ``waiting`` and ``said`` the reason's words
+        while it waits for ``challenger.min_rows`` rows and when it is judged (with ``{rows}``
+        and ``{need}`` filled in); ``extra``: evidence added to the judgement."""
         need = self.policy.challenger.min_rows
+        extra = dict(extra or {})
         if len(rows) < need:
             self.note(
                 WAIT,
-                f"second look at rejected challenger v{candidate}: {len(rows)} labelled "
-                f"predictions since its rejection, waiting for {need}",
-                {"candidate": candidate, "rows": len(rows)},
+                waiting.format(rows=len(rows), need=need),
+                {"candidate": candidate, **extra, "rows": len(rows)},
             )
             return False
         record = self.ws.metadata.get_model_version(self.model, champion)
@@ -371,18 +381,19 @@ class _Pass:
             candidate,
             rows,
             metric,
-            (int(ev.get("dataset_version") or 0), int(ev.get("training_rows") or 0)),
-            str(ev.get("run") or ""),
-            look="second",
+            (int(trained.get("dataset_version") or 0), int(trained.get("training_rows") or 0)),
+            str(trained.get("run") or ""),
+            look=look,
         )
         if action is None:
             return False
         action = replace(
             action,
-            reason=f"second look, on {len(rows)} labelled predictions since its rejection: "
-            f"{action.reason}",
+            reason=f"{said.format(rows=len(rows), need=need)}: {action.reason}",
+            evidence={**action.evidence, **extra},
         )
-        if not self.act(action, kind="challenger", dedupe=f"second-look:{self.model}:v{candidate}"):
+        key = "refit" if look == "refit" else "second-look"
+        if not self.act(action, kind="challenger", dedupe=f"{key}:{self.model}:v{candidate}"):
             return True
         if self.dry_run:
             return True

@@ -1,0 +1,81 @@
+"""The hindsight ceiling of the replay (examples/flights/hindsight.py): schedule arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).parents[3] / "examples" / "flights"
+
+
+@pytest.fixture(scope="module")
+def hindsight():  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(HERE))
+    try:
+        spec = importlib.util.spec_from_file_location("flights_hindsight", HERE / "hindsight.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(HERE))
+
+
+def _matrix() -> np.ndarray:
+    # m[i, j]: the model trained on months 0..i, scored on month j (4 months)
+    nan = np.nan
+    return np.array(
+        [
+            [nan, 0.60, 0.50, 0.50],
+            [nan, nan, 0.70, 0.65],
+            [nan, nan, nan, 0.80],
+            [nan, nan, nan, nan],
+        ]
+    )
+
+
+def test_schedule_mean_switches_models_after_each_retrain(hindsight) -> None:  # type: ignore[no-untyped-def]
+    m = _matrix()
+    assert hindsight.schedule_mean(m, set()) == pytest.approx((0.60 + 0.50 + 0.50) / 3)
+    assert hindsight.schedule_mean(m, {1}) == pytest.approx((0.60 + 0.70 + 0.65) / 3)
+    assert hindsight.schedule_mean(m, {2}) == pytest.approx((0.60 + 0.50 + 0.80) / 3)
+    assert hindsight.schedule_mean(m, {1, 2}) == pytest.approx((0.60 + 0.70 + 0.80) / 3)
+
+
+def test_ceilings_rank_schedules_by_the_share_of_the_oracles_gain(hindsight) -> None:  # type: ignore[no-untyped-def]
+    got = hindsight.ceilings(_matrix(), max_retrains=3, top=2)
+    static, oracle = (0.60 + 0.50 + 0.50) / 3, (0.60 + 0.70 + 0.80) / 3
+    assert got["static"] == round(static, 4) and got["oracle"] == round(oracle, 4)
+    gain = oracle - static
+    # one retrain: after month 1 gives (0.6+0.7+0.65)/3, after month 2 (0.6+0.5+0.8)/3
+    assert got["best"]["1"] == [
+        [round(((0.6 + 0.7 + 0.65) / 3 - static) / gain, 3), [1]],
+        [round(((0.6 + 0.5 + 0.8) / 3 - static) / gain, 3), [2]],
+    ]
+    # retraining after every month is the oracle itself; no retrain after the last month
+    assert got["best"]["2"] == [[1.0, [1, 2]]]
+    assert "3" not in got["best"]
+
+
+def test_the_replay_takes_its_policy_from_the_file_given(tmp_path: Path) -> None:
+    import yaml
+
+    sys.path.insert(0, str(HERE))
+    try:
+        spec = importlib.util.spec_from_file_location("flights_run", HERE / "run.py")
+        assert spec is not None and spec.loader is not None
+        run = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(run)
+    finally:
+        sys.path.remove(str(HERE))
+    default = yaml.safe_load((HERE / "policy.yaml").read_text())
+    mine = {**default, "challenger": {**default["challenger"], "refit": False}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
+    written = run._project(tmp_path, ["a"], "y", 5, tmp_path / "mine.yaml")
+    assert yaml.safe_load(written.read_text())["policy"] == mine
+    written = run._project(tmp_path, ["a"], "y", 5)
+    assert yaml.safe_load(written.read_text())["policy"] == default
