@@ -195,6 +195,8 @@ class ModelServer:
         # the garbage collector's settings, in a process the server owns (serve/gcpolicy.py)
         self.gc = GcPolicy(tune_gc)
         self._retired_seen = 0
+        # (model, version, endpoint) -> the label tuples of an answered request's metrics
+        self._ok_keys: dict[tuple[str, str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self.models: ModelSet | None = None
         self.logger: PredictionLogger | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -346,6 +348,20 @@ class ModelServer:
             )
         return self.models
 
+    def _count_ok(self, model: str, version: str, endpoint: str, t0: float) -> None:
+        """:meth:`_count` of an answered request (200), with its label tuples built once per
+        (model, version, endpoint) instead of per request."""
+        keys = self._ok_keys.get((model, version, endpoint))
+        if keys is None:
+            if len(self._ok_keys) >= 4096:  # a bound: names come from requests
+                self._ok_keys.clear()
+            keys = self._ok_keys[(model, version, endpoint)] = (
+                (model, version, endpoint, "200"),
+                (model, version, endpoint),
+            )
+        self.metrics.requests.inc(keys[0])
+        self.metrics.latency.observe(keys[1], perf_counter() - t0)
+
     def _count(
         self, model: str, version: str, endpoint: str, status: int, t0: float, code: str = ""
     ) -> None:
@@ -430,7 +446,7 @@ class ModelServer:
             raise
         flagged = checked is not None and checked.any_flagged
         unknown = checked.unknown_fields() if checked is not None and flagged else None
-        self._count(name, vtext, endpoint, 200, start)
+        self._count_ok(name, vtext, endpoint, start)
         if version is None and self.models is not None:
             shadow = self.models.shadow(name)
             if shadow is not None and shadow is not runtime:
@@ -454,7 +470,7 @@ class ModelServer:
                 self.metrics.rejected.inc(shadow.labels)
                 return
             await batcher.submit_ids(columns, n, start)  # logged with ids of its own
-            self._count(name, vtext, "shadow", 200, start)
+            self._count_ok(name, vtext, "shadow", start)
         except Exception as exc:  # the shadow's failures never touch the answer
             self._count_error(name, vtext, "shadow", exc, start)
 

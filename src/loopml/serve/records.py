@@ -103,15 +103,15 @@ def plain_block(flat: list[Any], rows: int, names: tuple[str, ...]) -> RowBlock 
     is. None otherwise (the general reader then names what is wrong)."""
     if not flat or len(flat) != rows * len(names) or not set(map(type, flat)) <= _PLAIN:
         return None
-    # NaN (missing: records from the Python API; JSON has none) makes the sum NaN; then
-    # the largest magnitude is the float32 check (ints beyond it, and infinities, too)
+    # one conversion, then one pass each for NaN/infinity (NaN is missing: records from the
+    # Python API; JSON has none) and for float32's range (ints beyond it too)
     try:
-        total = sum(flat)
-    except OverflowError:  # an int beyond float64 beside a float
+        block = np.array(flat, dtype=np.float64)
+    except OverflowError:  # an int beyond float64
         return None
-    if total != total or max(flat) > FLOAT32_MAX or min(flat) < -FLOAT32_MAX:
+    if not np.isfinite(block).all() or np.abs(block).max() > FLOAT32_MAX:
         return None
-    block = np.array(flat, dtype=np.float64).reshape(rows, len(names))
+    block = block.reshape(rows, len(names))
     return RowBlock(block, names)
 
 
