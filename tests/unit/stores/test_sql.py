@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import timedelta
@@ -18,7 +20,13 @@ from loopml.errors import InvalidInputError, StoreError
 from loopml.settings import Settings
 from loopml.stores.registry import open_metadata
 from loopml.stores.sql import SqliteMetadataStore
-from loopml.stores.sql_schema import alembic_config, current_revision, metadata, migrate
+from loopml.stores.sql_schema import (
+    HEAD_REVISION,
+    alembic_config,
+    current_revision,
+    metadata,
+    migrate,
+)
 from loopml.testing import _model, _run
 from loopml.utils import utcnow
 
@@ -30,6 +38,22 @@ def test_the_revisions_form_one_line() -> None:
     revisions = [r.revision for r in script.walk_revisions()]
     assert revisions == ["0008", "0007", "0006", "0005", "0004", "0003", "0002", "0001"]
     assert HEAD == "0008"
+    assert HEAD_REVISION == HEAD  # a new migration moves both
+
+
+def test_a_store_at_the_head_opens_without_alembic(tmp_path: Path) -> None:
+    """Opening an up-to-date workspace reads its revision with one query: Alembic (0.1-0.5
+    CPU s to import) is loaded only to create or upgrade a schema."""
+    uri = _sqlite(tmp_path)
+    SqliteMetadataStore(uri).close()  # creates the schema (Alembic)
+    code = (
+        "import sys\n"
+        "from loopml.stores.sql import SqliteMetadataStore\n"
+        f"SqliteMetadataStore({uri!r}).close()\n"
+        "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def _sqlite(tmp_path: Path) -> str:
