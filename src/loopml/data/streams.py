@@ -574,11 +574,21 @@ class StdinSource(StreamSource):
     def _start(self) -> None:
         if self._reader is None:
             stream = self._stream if self._stream is not None else sys.stdin.buffer
+            fd = _raw_fd(stream) if self._stream is None else None
 
             def pump() -> None:
                 try:
-                    for line in stream:
-                        self._lines.put(line)
+                    if fd is None:
+                        for line in stream:
+                            self._lines.put(line)
+                    else:  # see _raw_fd
+                        pending = b""
+                        while chunk := os.read(fd, 1 << 16):
+                            *lines, pending = (pending + chunk).split(b"\n")
+                            for line in lines:
+                                self._lines.put(line + b"\n")
+                        if pending:
+                            self._lines.put(pending)
                 finally:
                     self._lines.put(None)
 
@@ -608,6 +618,21 @@ class StdinSource(StreamSource):
             if record is not None:
                 records.append(record)
         return self._table(records, self.describe())
+
+
+def _raw_fd(stream: Any) -> int | None:
+    """The file descriptor under standard input, read with ``os.read`` by the pump thread.
+
+    A daemon thread blocked in, or between, reads of ``sys.stdin.buffer`` holds that
+    buffered reader's lock; when the command ends on an error meanwhile, the interpreter's
+    shutdown cannot take the lock and aborts the process ("could not acquire lock ... at
+    interpreter shutdown, possibly due to daemon threads"), exit -6 instead of 2. Reading
+    the descriptor takes no Python-level lock. None where there is no descriptor.
+    """
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 # -- a growing JSON Lines file ----------------------------------------------------------------
