@@ -43,7 +43,27 @@ def label_from_proba(estimator: Any) -> bool:
     return type(final).predict_one is base.Classifier.predict_one
 
 
-def _limit(loop: Any, batch: Batch, start: int) -> int:
+def features(
+    record: dict[str, Any], target: str, shape: Any, finite: bool
+) -> dict[str, Any] | None:
+    """The learner's input from ``record`` of a checked ``shape``: the target and the
+    shape's dropped fields removed, its integer fields as floats; None when a value is not
+    finite (NaN, inf, or a sum too big: :meth:`_Loop.handle` says which). ``finite`` is the
+    batch's word that every value is."""
+    x = record.copy()
+    del x[target]
+    for name in shape.drop:
+        del x[name]
+    for name in shape.convert:
+        x[name] = float(x[name])
+    if finite:
+        return x
+    if shape.numeric:
+        return x if math.isfinite(sum(x.values())) else None
+    return x if all(math.isfinite(x[name]) for name in shape.floats) else None
+
+
+def run_end(loop: Any, batch: Batch, start: int) -> int:
     """Where a run from ``start`` must stop: the batch's end, a due checkpoint, a window."""
     return min(
         len(batch.records),
@@ -84,18 +104,8 @@ def _inputs(
                     break
             else:  # an integer (the shape holds no other type)
                 y = float(y)
-        x = record.copy()
-        del x[target]
-        for name in shape.drop:
-            del x[name]
-        for name in shape.convert:
-            x[name] = float(x[name])
-        if finite:
-            pass
-        elif shape.numeric:
-            if not isfinite(sum(x.values())):  # NaN, inf (or a sum too big: handle())
-                break
-        elif not all(isfinite(x[name]) for name in shape.floats):
+        x = features(record, target, shape, finite)
+        if x is None:
             break
         xs.append(x)
         ys.append(y)
@@ -118,7 +128,7 @@ def multiclass(loop: Any, batch: Batch, start: int, run_id: str, from_proba: boo
     """The fast path of a multiclass River learner (``from_proba``: its label is the
     likeliest of its probabilities, :func:`label_from_proba`). Takes events whose label
     both the learner and the metrics know already (a new one goes to the careful path)."""
-    limit = _limit(loop, batch, start)
+    limit = run_end(loop, batch, start)
     xs, ys, kept = _inputs(loop, batch, start, limit, regression=False)
     if not xs:
         return start
@@ -181,7 +191,7 @@ def multiclass(loop: Any, batch: Batch, start: int, run_id: str, from_proba: boo
 
 def regression(loop: Any, batch: Batch, start: int, run_id: str) -> int:
     """The fast path of a River regressor."""
-    limit = _limit(loop, batch, start)
+    limit = run_end(loop, batch, start)
     xs, ys, kept = _inputs(loop, batch, start, limit, regression=True)
     if not xs:
         return start

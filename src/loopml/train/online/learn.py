@@ -459,11 +459,7 @@ class _Loop:
         """:meth:`_fast` for a two-class learner (its labels learned as booleans)."""
         neg, pos, metric_pos = ready
         records, finite = batch.records, batch.finite
-        limit = min(
-            len(records),
-            start + max(1, self.spec.checkpoint_every - self.since_checkpoint),
-            start + max(1, self.next_step - self.total_learned),
-        )
+        limit = fast.run_end(self, batch, start)
         learner, pq, shapes = self.learner, self.prequential, self._shapes
         fields, target = learner.fields, self.spec.target
         proba_one = learner.estimator.predict_proba_one
@@ -475,7 +471,7 @@ class _Loop:
             counts = pq.bins[metric_pos] = ([0] * AUC_BINS, [0] * AUC_BINS)
         pos_counts, neg_counts = counts
         detect = None if self.detector is None else self.detector.update
-        log, isfinite, low, high = math.log, math.isfinite, EPS, 1.0 - EPS
+        log, low, high = math.log, EPS, 1.0 - EPS
         top = AUC_BINS - 1
         n, correct, n_proba, loss_sum = pq.n, pq.correct, pq.n_proba, pq.loss_sum
         done = start  # events up to here are counted in the loop's attributes
@@ -496,18 +492,8 @@ class _Loop:
             y = record[target]
             if y != pos and y != neg:  # a third label: refused by handle()
                 break
-            x = record.copy()
-            del x[target]
-            for name in shape.drop:
-                del x[name]
-            for name in shape.convert:
-                x[name] = float(x[name])
-            if finite:
-                pass
-            elif shape.numeric:
-                if not isfinite(sum(x.values())):  # NaN, inf (or a sum too big: handle())
-                    break
-            elif not all(isfinite(x[name]) for name in shape.floats):
+            x = fast.features(record, target, shape, finite)
+            if x is None:
                 break
             # test
             p = float(proba_one(x).get(True, 0.0))
