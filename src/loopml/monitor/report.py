@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from loopml.kinds import NUMERIC
 from loopml.monitor.drift import DriftReport, FeatureDrift, Histogram
@@ -263,21 +264,97 @@ def _tensor_section(report: DriftReport) -> list[str]:
     """Each tensor input's summaries (monitor/tensors.py): one line and its histogram."""
     out: list[str] = []
     for t in report.tensors:
-        h = t.histogram
-        rows = [
-            (f"{lo:.3g}..{hi:.3g}", f"{r:.3f}", f"{c:.3f}")
-            for lo, hi, r, c in zip(
-                h["edges"][:-1], h["edges"][1:], h["reference"], h["current"], strict=True
-            )
-        ]
-        out += [
-            f"<h2>Tensor {_e(t.name)} {_e(str(t.shape))}</h2>",
-            f"<p>{_e(t.line)}</p>",
-            "<table><tr><th>intensity</th><th>reference share</th><th>current share</th></tr>",
-            *(f"<tr><td>{_e(a)}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows),
-            "</table>",
-        ]
+        out += [f"<h2>Tensor {_e(t.name)} {_e(str(t.shape))}</h2>", *_tensor_histogram(t)]
     return out
+
+
+def _tensor_histogram(t: Any) -> list[str]:
+    """A tensor's one line (:attr:`~loopml.monitor.tensors.TensorDrift.line`) and its
+    intensity histogram, reference against current, as a table."""
+    h = t.histogram
+    rows = [
+        (f"{lo:.3g}..{hi:.3g}", f"{r:.3f}", f"{c:.3f}")
+        for lo, hi, r, c in zip(
+            h["edges"][:-1], h["edges"][1:], h["reference"], h["current"], strict=True
+        )
+    ]
+    return [
+        f"<p>{_e(t.line)}</p>",
+        "<table><tr><th>intensity</th><th>reference share</th><th>current share</th></tr>",
+        *(f"<tr><td>{_e(a)}</td><td>{b}</td><td>{c}</td></tr>" for a, b, c in rows),
+        "</table>",
+    ]
+
+
+def _tensors_over_time(
+    current: DriftReport, labels: Sequence[str], over_time: Sequence[DriftReport | None]
+) -> list[str]:
+    """Each tensor input of the monitoring page: its histogram PSI and JS distance per
+    period (a line chart), a table of its summaries per period, and the whole window's
+    summaries and intensity histogram (as on the drift report)."""
+    out: list[str] = []
+    for whole in current.tensors:
+        per: list[Any] = []
+        for r in over_time:
+            found = [t for t in (r.tensors if r is not None else []) if t.name == whole.name]
+            per.append(found[0] if found else None)
+        out.append(f"<h2>Tensor {_e(whole.name)} {_e(str(whole.shape))} over time</h2>")
+        if labels:
+            out.append(
+                render_svg_lines(
+                    list(labels),
+                    {
+                        "histogram PSI": [None if t is None else t.histogram["psi"] for t in per],
+                        "JS distance": [
+                            None if t is None else t.histogram["js_distance"] for t in per
+                        ],
+                    },
+                    title=f"tensor {whole.name}: intensity histogram against the reference, "
+                    "per period",
+                    y_label="PSI / JS",
+                    reference=current.psi_threshold,
+                    reference_label="PSI threshold",
+                )
+            )
+        head = (
+            '<table class="tensors"><thead><tr><th>period</th><th>images</th>'
+            "<th>mean intensity</th><th>std</th><th>histogram PSI</th><th>JS distance</th>"
+            "<th>p-value</th><th>drift</th></tr></thead><tbody>"
+        )
+        rows = [
+            head,
+            f'<tr><td>reference (training)</td><td class="num">{whole.n_reference}</td>'
+            f'<td class="num">{_num(whole.mean["reference"], 3)}</td>'
+            f'<td class="num">{_num(whole.std["reference"], 3)}</td>'
+            '<td colspan="4"></td></tr>',
+        ]
+        for label, t in zip(labels, per, strict=True):
+            rows.append(_tensor_row(label, t))
+        rows.append(_tensor_row("whole window", whole))
+        rows.append("</tbody></table>")
+        out.append("".join(rows))
+        out += ["<h3>The whole window</h3>", *_tensor_histogram(whole)]
+    return out
+
+
+def _tensor_row(label: str, t: Any) -> str:
+    if t is None:
+        return f'<tr><td>{_e(label)}</td><td colspan="7" class="note">no images</td></tr>'
+    h = t.histogram
+    if t.note:
+        tag = f'<span class="note">{_e(t.note)}</span>'
+    else:
+        tag = _TAG_YES if t.drifted else _TAG_NO
+    cls = ' class="drift"' if t.drifted else ""
+    reasons = "".join(f'<div class="note">{_e(r)}</div>' for r in t.reasons)
+    return (
+        f'<tr{cls}><td>{_e(label)}{reasons}</td><td class="num">{t.n_current}</td>'
+        f'<td class="num">{_num(t.mean["current"], 3)}</td>'
+        f'<td class="num">{_num(t.std["current"], 3)}</td>'
+        f'<td class="num">{_num(h.get("psi"))}</td>'
+        f'<td class="num">{_num(h.get("js_distance"))}</td>'
+        f'<td class="num">{_p(h.get("p_value"))}</td><td>{tag}</td></tr>'
+    )
 
 
 def render_html(
@@ -523,7 +600,9 @@ def render_monitor_html(
     top: int = 6,
 ) -> str:
     """The monitoring page of a model: drift scores and the metric over time (one point per
-    period), then the histograms of every feature, reference against the whole window."""
+    period); for a model with a tensor input (a CNN's image, :mod:`loopml.monitor.tensors`),
+    its summaries per period and over the whole window; then the histograms of every
+    feature, reference against the whole window."""
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -587,6 +666,7 @@ def render_monitor_html(
         )
     else:
         out.append("<p>No labelled predictions in this window yet (send feedback).</p>")
+    out += _tensors_over_time(current, labels, drift_over_time)
     out.append("<h2>Features: reference against the whole window</h2>")
     out.append(_feature_table([*current.features, *prediction]))
     for i, f in enumerate(_sorted([*current.features, *prediction])):

@@ -4,9 +4,10 @@
 the parent version and keeps its FITTED feature pipeline and signature unchanged, so the new
 version takes exactly the inputs the parent took; only the estimator goes on learning, in
 the way its flavor knows (:meth:`loopml.registry.flavors.Flavor.continue_training`:
-LightGBM ``init_model``, XGBoost ``xgb_model``, scikit-learn ``partial_fit``). Everything
-that can be wrong (no such version, another flavor or class, another task or target,
-columns or classes that do not match, an estimator that cannot continue) is refused by
+LightGBM ``init_model``, XGBoost ``xgb_model``, scikit-learn ``partial_fit``, PyTorch and
+Keras networks from the parent's weights). Everything that can be wrong (no such version,
+another flavor or class, another task or target, columns or classes that do not match, an
+estimator that cannot continue, a Keras network of another architecture) is refused by
 :func:`begin_continuation` before a run is recorded. The run is a child of the parent's run
 (``Run.parent_id``) with both dataset versions in its params and tags.
 """
@@ -161,6 +162,11 @@ def begin_continuation(
     _check_columns(sig.kinds(), kinds, name, new)
     if task == "classification":
         _check_classes(sig.classes or [], y, flavor, name, new, config.target)
+    # a flavor that can tell whether this run's parameters build the parent's network
+    # (the keras flavor) refuses another one here, before the run is recorded
+    check = getattr(flavor, "check_continue", None)
+    if callable(check):
+        check(parent.estimator, estimator)
     return Continuation(name, record, parent, flavor, new)
 
 

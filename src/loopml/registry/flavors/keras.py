@@ -9,6 +9,11 @@ config names, so this check is what keeps a crafted file from importing a module
 choosing. Keras then loads it with ``safe_mode=True``, which refuses the Python code of a
 ``Lambda`` layer even when the layer's class is trusted.
 
+``loopml train --from NAME@VERSION`` continues a version of this flavor: the parent is loaded
+as above (safe mode), the network this run's ``model.params`` build must be its architecture
+(checked before the run is recorded), and training goes on from its weights
+(:meth:`KerasFlavor.continue_training`).
+
 Keras and TensorFlow are imported only when a Keras model is trained, loaded, compiled or
 predicted; ``KERAS_BACKEND`` is set to ``tensorflow`` here, before Keras is first imported.
 """
@@ -64,6 +69,8 @@ class KerasFlavor(Flavor):
     roots = ("loopml",)  # model.class names loopml's own Keras estimators
     members = (MEMBER,)
     extra = "tensorflow"
+    continues = "MLPs and users' models, from the parent's weights"
+    needs_every_class = False  # the parent's classes are kept, in its order
 
     def handles(self, estimator_or_class_path: object) -> bool:
         return class_path(estimator_or_class_path).startswith(ESTIMATOR_PREFIX)
@@ -95,6 +102,33 @@ class KerasFlavor(Flavor):
 
     def prepare(self, estimator: Any) -> Any:
         return getattr(estimator, "model_", estimator)
+
+    def can_continue(self, cls: type) -> bool:
+        return class_path(cls).startswith(ESTIMATOR_PREFIX)
+
+    def continue_training(
+        self,
+        model: Any,
+        estimator: Any,
+        x: Any,
+        y: np.ndarray,
+        *,
+        task: str,
+        classes: Sequence[Any] | None,
+    ) -> Any:
+        """``model.params``' epochs more, from the parent's weights (the parent, loaded
+        with safe mode, is left unchanged); its classes and target scale are kept."""
+        fitted = estimator.fit(
+            x, y, init=model, classes=classes if task == "classification" else None
+        )
+        return fitted.model_
+
+    def check_continue(self, model: Any, estimator: Any) -> None:
+        """ConfigError naming ``model.params`` when ``estimator`` (this run's, unfitted)
+        builds another network than ``model`` (the parent's): before a run is recorded."""
+        check = getattr(estimator, "check_start", None)
+        if callable(check):
+            check(model)
 
     def steps(self, model: Any) -> list[tuple[str, int, float]]:
         """The per-epoch metrics of the fit that made ``model``: ``(key, epoch, value)``."""

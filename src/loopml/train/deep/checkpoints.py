@@ -12,6 +12,14 @@ and each worker's random state (``rng.<rank>``); its safetensors metadata holds 
 the history, the best loss, the epochs without improvement and the settings. Nothing is
 pickled.
 
+A fit that runs on a CUDA device also keeps each worker's CUDA random state
+(``cuda.<rank>``: the generator of the device it trains on, which dropout draws from there),
+and a resume on a CUDA device restores it. A checkpoint whose CUDA states cannot be restored
+here (resumed on a machine without CUDA, or by a fit on the CPU) is still resumed: the CUDA
+states are left unused, with a :class:`CheckpointWarning` (and a line in
+:attr:`Resumed.notes`) saying so, and dropout's draws go on from the CPU random state; a
+CPU checkpoint resumed on a CUDA device seeds the device's generator afresh, also saying so.
+
 A fit that finds its file starts after the epoch it records, with everything restored, so
 it reaches the weights an uninterrupted fit reaches. A file written under other training
 settings (``lr``, ``batch_size``, ...) is a ConfigError naming the parameter; one whose
@@ -23,7 +31,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +47,12 @@ STATE = "state.safetensors"
 FORMAT = 1
 #: settings that change the trajectory of a fit: a checkpoint made under others is refused
 TRAJECTORY = ("lr", "batch_size", "patience", "weight_decay", "seed", "validation_fraction")
+#: the prefixes of the random states of each rank: the CPU's and the CUDA device's
+CPU_RNG, CUDA_RNG = "rng.", "cuda."
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was resumed without part of its state (the CUDA random states)."""
 
 
 @dataclass
@@ -50,6 +65,7 @@ class Resumed:
     best_state: dict[str, torch.Tensor]
     stale: int
     stopped: bool  # early stopping ended the fit at ``epoch``
+    notes: list[str] = field(default_factory=list)  # what could not be restored, and why
 
     def unpack(self) -> tuple[list[dict[str, float]], float, dict[str, torch.Tensor], int]:
         return self.history, self.best_loss, self.best_state, self.stale
@@ -77,6 +93,7 @@ class EpochCheckpoints:
         self.settings = {k: getattr(settings, k) for k in TRAJECTORY}
         self.settings["batch_size"] *= self.world  # a worker's share; the step is the whole
         self.epochs = int(settings.epochs)
+        self.cuda = cuda_device(str(getattr(settings, "device", "cpu")))
 
     def restore(
         self, net: nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator
@@ -106,11 +123,20 @@ class EpochCheckpoints:
         check_tensors(best, net, self.path)
         optimizer.load_state_dict(_optimizer_state(optimizer, _part(tensors, "opt.")))
         gen.set_state(tensors["gen"])
-        rng = tensors.get(f"rng.{self.rank}")
-        if rng is not None and int(meta.get("world", 1)) == self.world:
+        same_world = int(meta.get("world", 1)) == self.world
+        rng = tensors.get(f"{CPU_RNG}{self.rank}")
+        if rng is not None and same_world:
             torch.set_rng_state(rng)
         else:  # another number of workers: dropout's draws go on from a fresh seed
             torch.manual_seed(int(self.settings["seed"]) + 7919 * (int(meta["epoch"]) + 1))
+        notes = restore_cuda_rng(
+            tensors,
+            self.rank,
+            self.cuda,
+            path=self.path,
+            seed=int(self.settings["seed"]) + 7919 * (int(meta["epoch"]) + 1),
+            other_world=not same_world,
+        )
         return Resumed(
             epoch=int(meta["epoch"]),
             history=list(meta["history"]),
@@ -118,6 +144,7 @@ class EpochCheckpoints:
             best_state=best,
             stale=int(meta["stale"]),
             stopped=bool(meta.get("stopped", False)),
+            notes=notes,
         )
 
     def save(
@@ -135,6 +162,7 @@ class EpochCheckpoints:
     ) -> None:
         """Write the state at the end of ``epoch`` (rank 0; every rank must call it)."""
         rngs = _gather_rng(self.world)
+        cuda_rngs = _gather_rng(self.world, self.cuda) if self.cuda is not None else []
         if self.rank != 0:
             return
         from safetensors.torch import save
@@ -150,7 +178,9 @@ class EpochCheckpoints:
                     tensors[f"opt.{idx}.{name}"] = value.detach().cpu().contiguous()
         tensors["gen"] = gen.get_state()
         for r, state in enumerate(rngs):
-            tensors[f"rng.{r}"] = state
+            tensors[f"{CPU_RNG}{r}"] = state
+        for r, state in enumerate(cuda_rngs):
+            tensors[f"{CUDA_RNG}{r}"] = state
         meta = {
             "format": FORMAT,
             "epoch": epoch,
@@ -160,6 +190,7 @@ class EpochCheckpoints:
             "stopped": stopped,
             "world": self.world,
             "settings": self.settings,
+            **({"cuda": str(self.cuda)} if self.cuda is not None else {}),
         }
         data = save(tensors, metadata={"loopml": json.dumps(meta)})
         atomic_write_bytes(self.path, data)
@@ -250,9 +281,67 @@ def _optimizer_state(
     return {"state": state, "param_groups": current["param_groups"]}
 
 
-def _gather_rng(world: int) -> list[torch.Tensor]:
-    """Every worker's CPU random state (dropout's), rank by rank."""
-    mine = torch.get_rng_state()
+def cuda_device(device: str) -> torch.device | None:
+    """The CUDA device a fit on ``device`` (``model.params.device``: ``auto``, ``cpu``,
+    ``cuda``, ``cuda:1``...) trains on, with its index; None when it trains on the CPU,
+    and always None where CUDA is not available. Nothing is initialized for a CPU fit."""
+    if device == "cpu" or not torch.cuda.is_available():
+        return None
+    chosen = torch.device("cuda") if device == "auto" else torch.device(device)
+    if chosen.type != "cuda":
+        return None
+    index = chosen.index if chosen.index is not None else torch.cuda.current_device()
+    return torch.device("cuda", index)
+
+
+def rng_state(cuda: torch.device | None = None) -> torch.Tensor:
+    """This process's random state: the CPU's, or that of the CUDA device ``cuda``."""
+    if cuda is None:
+        return torch.get_rng_state()
+    return torch.cuda.get_rng_state(cuda)
+
+
+def restore_cuda_rng(
+    tensors: dict[str, torch.Tensor],
+    rank: int,
+    cuda: torch.device | None,
+    *,
+    path: Path,
+    seed: int,
+    other_world: bool = False,
+) -> list[str]:
+    """Restore rank ``rank``'s CUDA random state from a checkpoint's ``tensors`` onto
+    ``cuda`` (the device this fit trains on; None: the CPU or no CUDA here). Returns (and
+    warns, :class:`CheckpointWarning`) what could not be restored; the fit goes on."""
+    saved = tensors.get(f"{CUDA_RNG}{rank}")
+    if other_world:  # torch.manual_seed has seeded every device afresh, as the CPU
+        return []
+    if saved is not None and cuda is not None:
+        torch.cuda.set_rng_state(saved, cuda)
+        return []
+    notes = []
+    if saved is not None:
+        where = "it runs on the CPU" if torch.cuda.is_available() else "this machine has no CUDA"
+        notes.append(
+            f"checkpoint {path} holds the CUDA random states of a fit on a GPU; this fit "
+            f"resumes it without them ({where}): dropout's draws go on from the CPU random "
+            "state, so the epochs after it differ from an uninterrupted fit on the GPU"
+        )
+    elif cuda is not None:
+        torch.cuda.manual_seed(seed)
+        notes.append(
+            f"checkpoint {path} was written by a fit on the CPU; this fit resumes it on "
+            f"{cuda} with the device's random generator seeded afresh"
+        )
+    for note in notes:
+        warnings.warn(note, CheckpointWarning, stacklevel=3)
+    return notes
+
+
+def _gather_rng(world: int, cuda: torch.device | None = None) -> list[torch.Tensor]:
+    """Every worker's random state (dropout's), rank by rank: the CPU's, or with ``cuda``
+    that of the CUDA device each worker trains on."""
+    mine = rng_state(cuda)
     if world == 1:
         return [mine]
     import torch.distributed as dist

@@ -8,6 +8,13 @@ or the keras.Model that a user's function or class returns), trains it with Kera
 as ``model_`` (a :class:`~loopml.registry.flavors.keras.KerasModel`, what the keras flavor
 saves and predicts with), plus ``classes_`` and ``history_``. TensorFlow is imported only in
 ``fit`` and ``predict``.
+
+``fit(x, y, init=PARENT)`` (``loopml train --from NAME@VERSION``) continues a registered
+version instead: the network these parameters build must be the parent's (the same layers
+with the same configuration, the same weight shapes; a ConfigError naming ``model.params``
+and the first difference otherwise), it starts from the parent's weights, keeps its classes
+(in its order) and target scale, and trains ``epochs`` more on the new rows. The parent is
+left unchanged.
 """
 
 from __future__ import annotations
@@ -41,20 +48,30 @@ class _KerasEstimator(BaseEstimator):
         """The untrained keras.Model, and the import path of the user's builder (or None)."""
         raise NotImplementedError
 
-    def fit(self, x: Any, y: Any) -> _KerasEstimator:
+    def fit(self, x: Any, y: Any, *, init: Any = None, classes: Any = None) -> _KerasEstimator:
+        """Train on ``x, y``. ``init`` (a :class:`~loopml.registry.flavors.keras.KerasModel`,
+        ``loopml train --from``): start from its weights, with its classes (``classes``, in
+        its order) and target scale; the network these parameters build must be its
+        architecture (ConfigError naming ``model.params`` otherwise)."""
         from loopml.registry.flavors.keras import KerasModel, keras_module
 
         keras = keras_module()
         xs = _dense(x)
         yv = np.asarray(y)
         if self._task == "classification":
-            classes, codes = np.unique(yv, return_inverse=True)
-            self.classes_ = classes
+            if classes is not None:  # the parent's classes, in its order
+                known = np.asarray(list(classes))
+                codes = _codes(yv, known)
+            else:
+                known, codes = np.unique(yv, return_inverse=True)
+            self.classes_ = known
             target = codes.astype(np.int64)
-            n_out, y_mean, y_scale = len(classes), 0.0, 1.0
+            n_out, y_mean, y_scale = len(known), 0.0, 1.0
         else:
             yf = yv.astype(np.float64)
             y_mean, y_scale = float(yf.mean()), float(yf.std()) or 1.0
+            if init is not None:  # the parent's scale: its outputs mean what they meant
+                y_mean, y_scale = float(init.y_mean), float(init.y_scale)
             target = ((yf - y_mean) / y_scale).astype(np.float32)
             n_out = 1
         seed = (
@@ -67,6 +84,8 @@ class _KerasEstimator(BaseEstimator):
             keras.utils.set_random_seed(seed)  # Python's, NumPy's and TensorFlow's
             net, builder = self._network(keras, xs.shape[1], n_out)
             _check_output(net, xs.shape[1], n_out, builder or "the MLP", self._task)
+            if init is not None:
+                _start_from(net, builder, init)
             history = self._train(keras, net, xs, target, seed)
         finally:
             random.setstate(saved[0])
@@ -75,6 +94,30 @@ class _KerasEstimator(BaseEstimator):
         self.model_ = KerasModel(net, self._task, y_mean, y_scale, builder, history)
         self.n_features_in_ = xs.shape[1]
         return self
+
+    def check_start(self, init: Any) -> None:
+        """ConfigError naming ``model.params`` when the network these parameters build is
+        not ``init``'s (a :class:`~loopml.registry.flavors.keras.KerasModel`), checked
+        before any training (``loopml train --from`` refuses it before a run is recorded).
+        A parent whose input and output widths Keras does not record (a subclassed model)
+        is checked when :meth:`fit` starts from it."""
+        from loopml.registry.flavors.keras import keras_module
+
+        keras = keras_module()
+        try:
+            n_in = int(init.model.inputs[0].shape[-1])
+            n_out = int(init.model.outputs[0].shape[-1])
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return
+        saved = random.getstate(), np.random.get_state()
+        try:
+            keras.utils.set_random_seed(0)
+            net, builder = self._network(keras, n_in, n_out)
+            net(np.zeros((1, n_in), dtype=np.float32), training=False)  # builds its weights
+            _check_parent(net, builder, init)
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
 
     def _train(
         self, keras: Any, net: Any, xs: np.ndarray, target: np.ndarray, seed: int
@@ -339,6 +382,110 @@ def _check_output(net: Any, n_in: int, n_out: int, path: str, task: str) -> None
             where=MODEL_WHERE,
             hint="End the model with a softmax (Dense(n_out, activation='softmax'))",
         )
+
+
+def _codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Each label's position in ``classes`` (the parent's; every label is one of them, the
+    continuation checked it)."""
+    lookup = {_plain(c): i for i, c in enumerate(classes)}
+    return np.array([lookup[_plain(v)] for v in y], dtype=np.int64)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+_FROM = {"field": "model.params", "option": "--from"}
+_FROM_HINT = (
+    "Give the parent's architecture parameters (loopml models show NAME@VERSION), or "
+    "train from scratch without --from"
+)
+
+
+def _start_from(net: Any, builder: str | None, init: Any) -> None:
+    """The parent's weights into ``net`` (the parent is left unchanged); ConfigError naming
+    ``model.params`` when ``net`` is another architecture than the parent's."""
+    _check_parent(net, builder, init)
+    try:
+        net.set_weights(init.model.get_weights())
+    except ValueError as exc:  # Keras' own error for weights of other shapes
+        raise ConfigError(
+            f"the weights of the version to continue do not fit the network: "
+            f"{' '.join(str(exc).split())}"[:400],
+            where=_FROM,
+            hint=_FROM_HINT,
+        ) from exc
+
+
+def _check_parent(net: Any, builder: str | None, init: Any) -> None:
+    """ConfigError naming ``model.params`` (``model.params.model`` for another builder)
+    and the first difference when ``net`` is not the architecture of ``init``."""
+    where, hint = _FROM, _FROM_HINT
+    parent_builder = getattr(init, "builder", None)
+    if parent_builder != builder:
+        was, now = (b or "loopml's MLP" for b in (parent_builder, builder))
+        raise ConfigError(
+            f"the version to continue was built by {was} (not {now}); model.params build "
+            "another network, so its weights cannot be the start",
+            where={**where, "field": "model.params.model"},
+            hint=hint,
+        )
+    parent = init.model
+    diff = architecture_diff(parent, net, mlp=builder is None)
+    if diff is not None:
+        raise ConfigError(
+            f"the version to continue is a Keras network with {diff}; model.params build "
+            "another network, so its weights cannot be the start",
+            where=where,
+            hint=hint,
+        )
+
+
+def architecture(net: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``net``'s layers as Keras configures them, without their names (which Keras numbers
+    per process): ``(module.Class, config)`` in order, then the weights' shapes."""
+    out = []
+    for layer in net.layers:
+        cls = type(layer)
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        out.append((f"{cls.__module__}.{cls.__qualname__}", config))
+    out.append(("weights", {"shapes": [list(w.shape) for w in net.weights]}))
+    return out
+
+
+def architecture_diff(parent: Any, net: Any, *, mlp: bool) -> str | None:
+    """None when ``net`` is ``parent``'s architecture; else the first difference, in the
+    MLP's parameters (``hidden=[16] (not [32])``) when both are loopml's MLP."""
+    a, b = architecture(parent), architecture(net)
+    if a == b:
+        return None
+    if mlp:
+        was, now = _mlp_params(a), _mlp_params(b)
+        parts = [f"{k}={was[k]!r} (not {now[k]!r})" for k in was if was[k] != now[k]]
+        if parts:
+            return ", ".join(parts)
+    if len(a) != len(b):
+        return f"{len(a) - 1} layers (not {len(b) - 1})"
+    for i, ((ca, fa), (cb, fb)) in enumerate(zip(a, b, strict=True)):
+        if ca != cb:
+            return f"layer {i} {ca.rsplit('.', 1)[-1]} (not {cb.rsplit('.', 1)[-1]})"
+        keys = [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+        if keys:
+            what = "weights" if ca == "weights" else f"layer {i} ({ca.rsplit('.', 1)[-1]})"
+            shown = ", ".join(f"{k}={fa.get(k)!r} (not {fb.get(k)!r})" for k in keys[:4])
+            return f"{what} {shown}"[:300]
+    return "another architecture"
+
+
+def _mlp_params(arch: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """``hidden`` and ``dropout`` of loopml's MLP, read back from its layers."""
+    dense = [c for name, c in arch if name.endswith(".Dense")]
+    rates = [float(c.get("rate") or 0.0) for name, c in arch if name.endswith(".Dropout")]
+    return {
+        "hidden": [int(c.get("units", 0)) for c in dense[:-1]],
+        "dropout": rates[0] if rates else 0.0,
+        "n_in": (arch[-1][1]["shapes"] or [[None]])[0][0],
+    }
 
 
 def _dense(x: Any) -> np.ndarray:

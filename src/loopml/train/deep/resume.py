@@ -8,7 +8,8 @@ state (:mod:`loopml.train.deep.checkpoints`) to ``<workspace>/checkpoints/<run i
 records a new run, the failed one's child (``params.resumed_from``), with a copy of the
 failed run's checkpoints in its own folder: each fit whose rows match one of them (the
 folds, the final fit, a refit) continues after its last complete epoch, with the weights,
-the optimizer's state and the random states restored, so it reaches the model the
+the optimizer's state and the random states (the CPU's, and the CUDA device's for a fit on
+one) restored, so it reaches the model the
 uninterrupted run would have. The project must be the one the failed run trained (only
 ``model.params.workers`` may differ); a run that succeeded is not resumed. A run that passes
 its gate removes its checkpoint folder (the model is registered); a failed run keeps it.
