@@ -9,7 +9,12 @@ file, and reports rows/s and peak RSS (the child's ``ru_maxrss``):
 - ``pyarrow``: ``pyarrow.csv.open_csv`` in 16 MiB blocks written by a ``ParquetWriter``;
 - ``pandas``: ``pandas.read_csv`` + ``DataFrame.to_parquet`` (the whole table in memory).
 
-    python benchmarks/bench_ingest.py [--rows 10000000] [--keep FILE]
+    python benchmarks/bench_ingest.py [--rows 10000000 | --gb 5] [--keep FILE] [--skip-pandas]
+
+``--gb`` sizes the input in gigabytes instead of rows (5 GB: about 56M rows); the generated
+file lies in a temporary folder (``--dir``, default the system's) and is deleted afterwards,
+with both contenders' Parquet output. Give ``--skip-pandas`` for big inputs: pandas holds the
+whole table in memory.
 
 Targets (issue 8): loopml at least 600k rows/s with peak memory under 1 GiB. The machine may be
 shared: read the ratios as well as the rates.
@@ -18,7 +23,9 @@ shared: read the ratios as well as the rates.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,13 +96,28 @@ def measure(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    size_of = parser.add_mutually_exclusive_group()
+    size_of.add_argument("--rows", type=int, default=10_000_000)
+    size_of.add_argument("--gb", type=float, help="the input's size in GB (1e9 bytes)")
     parser.add_argument("--keep", type=Path, help="generate (or reuse) the CSV at this path")
+    parser.add_argument("--dir", type=Path, help="where the temporary files go")
     parser.add_argument("--skip-pandas", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    print(f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         base = Path(tmp)
         csv = args.keep or base / "bench.csv"
+        if args.gb is not None and not csv.exists():
+            make_csv(base / "sample.csv", 100_000)
+            per_row = (base / "sample.csv").stat().st_size / 100_000
+            (base / "sample.csv").unlink()
+            args.rows = int(args.gb * 1e9 / per_row)
+        elif args.keep is not None and csv.exists() and args.gb is not None:
+            sys.exit("--gb sizes a generated file; with --keep FILE that exists, give --rows")
+        need = args.rows * 90 * 2  # the CSV, then both Parquet outputs (under half of it each)
+        free = shutil.disk_usage(base).free
+        if not csv.exists() and free < need:
+            sys.exit(f"{base} has {free / 1e9:.1f} GB free; {need / 1e9:.1f} GB needed")
         if not csv.exists():
             t0 = time.perf_counter()
             make_csv(csv, args.rows)

@@ -566,13 +566,16 @@ def schema(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show the columns of a dataset version: type, kind, nullability."""
+    """Show the columns of a dataset version: type, kind, nullability, and each column's
+    history of changes by appends (added, widened, dropped, restored; --json: ``history``,
+    an empty list for a column that never changed)."""
     from loopml import data as data_api
 
     with open_ws(ctx, workspace) as ws:
         dv = data_api.get_dataset(ws, ref)
+        columns = [{**c, "history": list(c.get("history") or [])} for c in dv.schema]
         if as_json:
-            print_json(dv.schema)
+            print_json(columns)
             return
         out.print(f"[bold]{dv.name}@{dv.version}[/bold]  {len(dv.schema)} columns")
         if dv.partition_by:
@@ -582,12 +585,35 @@ def schema(
             out.print(f"read from the source's key=value folders: {', '.join(from_path)}")
         table(
             None,
-            ["column", "type", "kind", "nullable", "nulls"],
+            ["column", "type", "kind", "nullable", "nulls", "history"],
             [
-                (c["name"], c["type"], c.get("kind", "-"), str(c["nullable"]).lower(), c["nulls"])
-                for c in dv.schema
+                (
+                    c["name"],
+                    c["type"],
+                    c.get("kind", "-"),
+                    str(c["nullable"]).lower(),
+                    c["nulls"],
+                    type_history(c["history"]),
+                )
+                for c in columns
             ],
+            shrink=["history"],
         )
+
+
+def type_history(history: list[dict[str, Any]]) -> str:
+    """A column's recorded changes in a few words: ``v2 added (string); v3 int64 -> double``."""
+    said = []
+    for entry in history:
+        change = entry.get("change")
+        at = f"v{entry.get('version', '?')}"
+        if change == "widened":
+            said.append(f"{at} {entry.get('old')} -> {entry.get('new')}")
+        elif change == "added" and entry.get("new"):
+            said.append(f"{at} added ({entry['new']})")
+        else:
+            said.append(f"{at} {change}")
+    return "; ".join(said) or "-"
 
 
 @app.command("stats")

@@ -16,7 +16,8 @@ version hashes each partition's rows (in input order) and then the sorted list o
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -311,6 +312,40 @@ def prefetch(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         thread.join(timeout=30)
 
 
+class Behind:
+    """Calls of ``fn`` run in order in a thread of their own, at most ``depth`` behind the
+    caller: the streaming statistics of one batch (numpy and pyarrow, which release the GIL)
+    overlap with hashing and buffering the next. An error of a call is raised by a later call
+    or by :meth:`wait`; :meth:`close` waits for the calls in flight and stops the thread."""
+
+    def __init__(self, fn: Callable[..., Any], depth: int = 2, name: str = "loopml-stats") -> None:
+        self._fn = fn
+        self._depth = depth
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[Any]] = deque()
+
+    def __call__(self, *args: Any) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._fn, *args))
+
+    def wait(self) -> None:
+        """Wait until every call has run; the first error is raised."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
 # -- partitions and parts ---------------------------------------------------------------------
 
 
@@ -486,6 +521,7 @@ class PartWriter:
 
 __all__ = [
     "CANON_ROWS",
+    "Behind",
     "ContentHash",
     "PartWriter",
     "SchemaChangeError",

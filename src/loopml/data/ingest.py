@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.data.engine import (
+    Behind,
     ContentHash,
     PartWriter,
     SchemaChangeError,
@@ -516,29 +517,34 @@ def _write(
     else:
         stats = _parent_stats(ws, parent, evolution.parent).evolve(target, parent.num_rows)
     seen = kept = 0
-    for batch in batches:
-        first_row = seen
-        seen += batch.num_rows
-        batch, bad, failures = validator.check(batch, first_row)
-        if failures:
-            if on_error == "fail":
-                quarantine.add(batch, failures)
-                _refuse(quarantine, kept, where)
-            if bad is None:
-                quarantine.add(batch, failures)
+    count = Behind(stats.update)  # the statistics of a batch while the next is hashed
+    try:
+        for batch in batches:
+            first_row = seen
+            seen += batch.num_rows
+            batch, bad, failures = validator.check(batch, first_row)
+            if failures:
+                if on_error == "fail":
+                    quarantine.add(batch, failures)
+                    _refuse(quarantine, kept, where)
+                if bad is None:
+                    quarantine.add(batch, failures)
+                    continue
+                quarantine.add(batch.filter(pa.array(bad)), failures)
+                batch = batch.filter(pa.array(~bad))
+            batch = conform(batch, schema, {**where, "row": first_row + 1})
+            if not batch.num_rows:
                 continue
-            quarantine.add(batch.filter(pa.array(bad)), failures)
-            batch = batch.filter(pa.array(~bad))
-        batch = conform(batch, schema, {**where, "row": first_row + 1})
-        if not batch.num_rows:
-            continue
-        if evolution is not None:
-            batch = evolution.apply(batch)
-        writer.add(batch)
-        stats.update(batch)
-        kept += batch.num_rows
-        if progress is not None:
-            progress(seen)
+            if evolution is not None:
+                batch = evolution.apply(batch)
+            count(batch)
+            writer.add(batch)
+            kept += batch.num_rows
+            if progress is not None:
+                progress(seen)
+        count.wait()
+    finally:
+        count.close()
     final = validator.finish(kept)
     if final:
         quarantine.add(pa.RecordBatch.from_pylist([]), final)

@@ -162,13 +162,18 @@ class FileSource(Source):
         if not rows:
             raise self._no_rows()
 
-    @abstractmethod
-    def _read(self) -> pa.Table:
-        """Parse the file; translate the parser's errors."""
-
     def _batches(self) -> Iterator[pa.RecordBatch]:
-        """Parse the file batch by batch; default: the whole file as one table."""
+        """Parse the file batch by batch; translate the parser's errors. This is a format's
+        one reading loop: :meth:`_read` collects it unless the format has a whole-file parser
+        of its own (then, by default, this is that parser's table in batches)."""
+        if type(self)._read is FileSource._read:
+            raise NotImplementedError(f"{type(self).__name__} defines neither _batches nor _read")
         yield from self._read().to_batches()
+
+    def _read(self) -> pa.Table:
+        """Parse the whole file; default: the batches of :meth:`_batches` as one table."""
+        batches = list(self._batches())
+        return pa.Table.from_batches(batches) if batches else pa.table({})
 
     # -- helpers for subclasses ---------------------------------------------------------------
 
@@ -339,6 +344,10 @@ class CsvSource(FileSource):
         except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
             raise self._translate(exc, invalid, delimiter, []) from exc
 
+    #: bytes of input the streaming parser reads per block after the first: pyarrow's reader
+    #: queues up to 32 blocks read ahead, so this, not :attr:`block_bytes`, bounds its memory
+    read_bytes: int = 4 << 20
+
     def _batches(self) -> Iterator[pa.RecordBatch]:
         invalid: list[pacsv.InvalidRow] = []
         delimiter = "," if self.delimiter is None else self.delimiter
@@ -348,17 +357,59 @@ class CsvSource(FileSource):
                 read_options, parse_options, convert_options, delimiter = self._options(
                     invalid, self.block_bytes
                 )
-                reader = pacsv.open_csv(
-                    fh,
-                    read_options=read_options,
-                    parse_options=parse_options,
-                    convert_options=convert_options,
-                )
+                reader, grouped = self._stream(fh, read_options, parse_options, convert_options)
                 names = reader.schema.names
-                for batch in reader:
+                batches: Iterator[pa.RecordBatch] = iter(reader)
+                if grouped:
+                    batches = _grouped(batches, self.block_bytes)
+                for batch in batches:
                     yield self._checked(pa.Table.from_batches([batch])).to_batches()[0]
             except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
                 raise self._translate(exc, invalid, delimiter, names) from exc
+
+    def _stream(
+        self,
+        fh: IO[bytes],
+        read_options: pacsv.ReadOptions,
+        parse_options: pacsv.ParseOptions,
+        convert_options: pacsv.ConvertOptions,
+    ) -> tuple[pacsv.CSVStreamingReader, bool]:
+        """The streaming reader of ``fh``, and whether its batches are smaller than a block.
+
+        The column types are inferred from the first :attr:`block_bytes`, as one block of
+        that size would be; the rest is then parsed in blocks of :attr:`read_bytes` with those
+        types (the same conversions, a quarter of the read-ahead memory). A file that fits in
+        the first block, a text encoding other than UTF-8 (a block may not end on a whole
+        character) or repeated column names (types are given by name) are read in blocks of
+        :attr:`block_bytes`."""
+        block = read_options.block_size
+
+        def stream(source: Any, options: pacsv.ReadOptions) -> pacsv.CSVStreamingReader:
+            return pacsv.open_csv(
+                source,
+                read_options=options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+
+        if self.read_bytes >= block or codecs.lookup(self.encoding).name != "utf-8":
+            return stream(fh, read_options), False
+        head = _read_up_to(fh, block + 1)
+        if len(head) <= block:  # the whole file: one block, as before
+            return stream(pa.BufferReader(head), read_options), False
+        # the first block (up to its last whole row) is parsed on opening, the rest never
+        schema = stream(pa.BufferReader(head), read_options).schema
+        rest = _Chained(head, fh)
+        if len(set(schema.names)) != len(schema.names):
+            return stream(rest, read_options), False
+        convert_options.column_types = {f.name: f.type for f in schema}
+        small = pacsv.ReadOptions(
+            encoding=read_options.encoding,
+            autogenerate_column_names=read_options.autogenerate_column_names,
+            block_size=self.read_bytes,
+            use_threads=read_options.use_threads,
+        )
+        return stream(rest, small), True
 
     def _checked(self, table: pa.Table) -> pa.Table:
         names = table.column_names  # pyarrow decodes the header only here
@@ -494,17 +545,6 @@ class ParquetSource(FileSource):
 
     format = "parquet"
     extensions = (".parquet", ".pq")
-
-    def _read(self) -> pa.Table:
-        try:
-            with self._open() as fh:
-                return pq.ParquetFile(fh).read()
-        except (pa.ArrowException, OSError) as exc:
-            raise InvalidInputError(
-                f"{self.uri} is not a readable Parquet file: {exc}",
-                where=self._where(),
-                hint="Check that the file is complete and really Parquet, or pass --format",
-            ) from exc
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         try:
@@ -654,10 +694,6 @@ class ParquetFolderSource(FileSource):
         rel = full[len(root) :].strip("/") if full.startswith(root) else full
         return f"{self.describe()}{rel}"
 
-    def _read(self) -> pa.Table:
-        batches = list(self._batches())
-        return pa.Table.from_batches(batches)
-
     def _batches(self) -> Iterator[pa.RecordBatch]:
         fs, _ = self._filesystem()
         files = self.files()
@@ -745,6 +781,64 @@ class ParquetFolderSource(FileSource):
         return pa.RecordBatch.from_arrays(
             [c.cast(f.type) for c, f in zip(batch.columns, schema, strict=True)], schema=schema
         )
+
+
+def _read_up_to(fh: IO[bytes], size: int) -> bytes:
+    """``size`` bytes of ``fh``, fewer only at its end (a decompressing stream may return
+    less than asked for before then)."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = fh.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+class _Chained(io.RawIOBase):
+    """``head`` then the rest of ``fh``, as one read-only stream whose reads are short only
+    at its end (pyarrow's parser takes a short block for a whole one, and a row may straddle
+    only two blocks)."""
+
+    def __init__(self, head: bytes, fh: IO[bytes]) -> None:
+        self._head = memoryview(head)
+        self._fh = fh
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            out = bytes(self._head) + self._fh.read()
+            self._head = memoryview(b"")
+            return out
+        if not self._head:
+            return _read_up_to(self._fh, size)
+        taken = bytes(self._head[:size])
+        self._head = self._head[len(taken) :]
+        return taken + _read_up_to(self._fh, size - len(taken)) if len(taken) < size else taken
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _grouped(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` joined into batches of at least about ``size`` bytes of Arrow data (the
+    work on each batch downstream has a fixed cost; the copy happens in the reading thread)."""
+    group: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        group.append(batch)
+        held += batch.nbytes
+        if held >= size * 3 // 4:
+            yield group[0] if len(group) == 1 else pa.concat_batches(group)
+            group, held = [], 0
+    if group:
+        yield group[0] if len(group) == 1 else pa.concat_batches(group)
 
 
 _CSV_CONVERSION = re.compile(

@@ -205,11 +205,10 @@ def _hll_update(registers: npt.NDArray[np.uint8], hashes: npt.NDArray[np.uint64]
         return
     index = (hashes >> np.uint64(64 - HLL_P)).astype(np.intp)
     rest = hashes & np.uint64((1 << (64 - HLL_P)) - 1)
-    # rank = position of the first 1-bit in the remaining 64-p bits (1-based)
-    bits = np.zeros(len(rest), dtype=np.int64)
-    nonzero = rest > 0
-    bits[nonzero] = np.frexp(rest[nonzero].astype(np.float64))[1]  # bit length
-    rank = ((64 - HLL_P) - bits + 1).astype(np.uint8)
+    # rank = position of the first 1-bit in the remaining 64-p bits (1-based); the bit length
+    # is frexp's exponent (exact: the rest has fewer bits than a float64's mantissa; 0 for 0)
+    bits = np.frexp(rest.astype(np.float64))[1]
+    rank = ((64 - HLL_P + 1) - bits).astype(np.uint8)
     np.maximum.at(registers, index, rank)
 
 
@@ -340,10 +339,12 @@ class _Column:
             values = values[room:]
         if not len(values):
             return
-        idx = np.arange(self.seen + 1, self.seen + len(values) + 1, dtype=np.float64)
-        slots = np.floor(rng.random(len(values)) * idx).astype(np.int64)
-        keep = slots < SAMPLE_SIZE
-        self.sample[slots[keep]] = values[keep]
+        # value i replaces slot floor(u * t) (t: its 1-based position) when that is a slot;
+        # floor(y) < k exactly when y < k, so only the kept ones are floored
+        scaled = rng.random(len(values))
+        scaled *= np.arange(self.seen + 1, self.seen + len(values) + 1, dtype=np.float64)
+        keep = scaled < SAMPLE_SIZE
+        self.sample[scaled[keep].astype(np.int64)] = values[keep]
         self.seen += len(values)
 
     def _categorical(self, col: pa.Array) -> None:
