@@ -18,6 +18,7 @@ from loopml.features.steps import SelectFeatures
 # the fitted parameters worth showing, per transformer class name
 SHOWN_PARAMS = {
     "SimpleImputer": ("strategy",),
+    "Standardizer": ("impute",),
     "OneHotEncoder": ("max_categories", "min_frequency"),
     "PowerTransformer": ("method",),
     "QuantileClipper": ("low", "high"),

@@ -48,6 +48,7 @@ from loopml.features.steps import (
     SelectFeatures,
     SelectionError,
     SignedLog1p,
+    Standardizer,
     TextVectorizer,
     TimeSince,
 )
@@ -158,6 +159,8 @@ def not_a_feature(col: pd.Series, name: str) -> str | None:
     """Why a column should not be a feature (an identifier, free text), or None."""
     if pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_datetime64_any_dtype(col.dtype):
         return None
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f" and _continuous(col.to_numpy()):
+        return None  # what the check below decides for it, from its first values
     present = col.dropna()
     count = len(present)
     if count == 0:
@@ -197,6 +200,15 @@ def not_a_feature(col: pd.Series, name: str) -> str | None:
             f"(at most {TEXT_MIN_DISTINCT - 1})"
         )
     return None
+
+
+def _continuous(values: np.ndarray, head: int = 1024) -> bool:
+    """Whether a float column holds a number that is not an integer among its first
+    ``head`` values (then it is no identifier: :func:`not_a_feature` would read every value
+    to find that out)."""
+    first = values[:head]
+    first = first[~np.isnan(first)]
+    return bool(first.size) and not bool(np.all(first == np.floor(first)))
 
 
 def _key_name(name: str) -> bool:
@@ -324,8 +336,14 @@ def build_transformer(
             transformers.append((f"custom_{cols[0]}", step, cols))
             continue
         if kind == NUMERIC:
-            steps = _numeric_steps(*_choices(opts, estimator), opts)
-            if not own and resolved.numeric.get("polynomial"):
+            polynomial = not own and bool(resolved.numeric.get("polynomial"))
+            fast = _standardizer(opts, estimator, polynomial, resolved.selection is not None)
+            steps = (
+                [("standardize", fast)]
+                if fast is not None
+                else _numeric_steps(*_choices(opts, estimator), opts)
+            )
+            if polynomial:
                 poly = resolved.numeric["polynomial"]
                 steps.append(
                     (
@@ -389,7 +407,9 @@ def build_transformer(
 def fit_features(features: Any, x: pd.DataFrame, y: Any = None) -> np.ndarray:
     """Fit the feature pipeline from :func:`build_transformer` on ``x`` (and the target
     ``y``) and return the training features, as ``fit_transform`` gives them: a target
-    encoding's are out of fold. A selection left with no feature is a ConfigError naming
+    encoding's are out of fold. They are float64, or float32 where the pipeline gives
+    float32 (a torch network's :class:`Standardizer`: the rows as the network trains on
+    them). A selection left with no feature is a ConfigError naming
     ``features.selection``."""
     target = None if y is None else np.asarray(y)
     try:
@@ -399,7 +419,10 @@ def fit_features(features: Any, x: pd.DataFrame, y: Any = None) -> np.ndarray:
             warnings.filterwarnings(
                 "ignore", message=".*TargetEncoder.shuffle", category=FutureWarning
             )
-            return np.asarray(features.fit_transform(x, target), dtype=np.float64)
+            encoded = np.asarray(features.fit_transform(x, target))
+            if encoded.dtype == np.float32:
+                return encoded
+            return np.asarray(encoded, dtype=np.float64)
     except SelectionError as exc:
         raise ConfigError(
             f"features.selection: {exc}",
@@ -563,6 +586,39 @@ def _choices(opts: Mapping[str, Any], estimator: Any) -> tuple[str, str]:
     return impute, scale
 
 
+#: the estimators whose numeric block is a :class:`Standardizer` where the options allow:
+#: loopml's torch networks (the module of ``loopml.train.deep.MLPClassifier`` and its kin)
+STANDARDIZED_MODULES = ("loopml.train.deep.estimators",)
+#: numeric options that take steps a Standardizer does not make
+_OTHER_STEPS = ("clip", "bucketize", "transform")
+
+
+def _standardizer(
+    opts: Mapping[str, Any], estimator: Any, polynomial: bool, selection: bool
+) -> Standardizer | None:
+    """The one step that imputes and standardizes a torch network's numeric block (the
+    numbers of SimpleImputer then StandardScaler, without their copies; its training rows
+    in float32, as the network takes them), or None where the options ask for more (a
+    clip, a power transform, buckets, polynomial features) or the estimator is another."""
+    model = _final_step(estimator)
+    if model is None or type(model).__module__ not in STANDARDIZED_MODULES:
+        return None
+    impute, scale = _choices(opts, estimator)
+    if scale != "standard" or impute not in ("mean", "median", "zero", "constant"):
+        return None
+    if polynomial or opts.get("power", "none") != "none":
+        return None
+    if any(opts.get(k) is not None for k in _OTHER_STEPS):
+        return None
+    fill = float(opts.get("fill_value", 0.0)) if impute == "constant" else 0.0
+    return Standardizer(
+        impute="constant" if impute in ("zero", "constant") else impute,
+        fill_value=fill,
+        # a selection scores the features in float64, as the other steps give them
+        fit_dtype="float64" if selection else "float32",
+    )
+
+
 def _numeric_steps(
     impute: str, scale: str, opts: Mapping[str, Any] | None = None
 ) -> list[tuple[str, Any]]:
@@ -617,7 +673,13 @@ def prepare_frame(
 ) -> pd.DataFrame:
     """The feature columns in order, read as every validation path reads them: numeric as
     float64 (booleans as 0/1), categorical as canonical text (``1``, ``1.0`` -> ``"1"``),
-    datetime as UTC instants. A value that cannot be read names its column and row."""
+    datetime as UTC instants. A value that cannot be read names its column and row.
+
+    All-numeric features come back as one float64 block: the frame's own columns where
+    they are float64 already (no copy: pandas copies on write), else read into one array
+    (not one per column, then stacked)."""
+    if kinds and all(k == NUMERIC for k in kinds.values()):
+        return _numeric_frame(frame, kinds, source)
     out: dict[str, Any] = {}
     for col, kind in kinds.items():
         s = frame[col].reset_index(drop=True)
@@ -636,3 +698,22 @@ def prepare_frame(
                 hint=f"Declare another kind in features.kinds.{col}, or fix the value",
             ) from None
     return pd.DataFrame(out, columns=list(kinds), index=frame.index)
+
+
+def _numeric_frame(frame: pd.DataFrame, kinds: Mapping[str, str], source: str) -> pd.DataFrame:
+    """:func:`prepare_frame` of numeric features only: the same float64 values."""
+    cols = list(kinds)
+    if all(isinstance(frame[c].dtype, np.dtype) and frame[c].dtype == np.float64 for c in cols):
+        return frame[cols]  # already what to_numbers reads: NaN where missing
+    block = np.empty((len(cols), len(frame)), dtype=np.float64)  # pandas' own layout
+    for j, col in enumerate(cols):
+        try:
+            to_numbers(frame[col].reset_index(drop=True), allow_bool=True, out=block[j])
+        except ValueProblem as exc:
+            raise InvalidInputError(
+                f"column {col!r} of the {source} is declared {NUMERIC}, but row {exc.row} "
+                f"{exc.message}",
+                where={"dataset": source, "column": col, "row": exc.row},
+                hint=f"Declare another kind in features.kinds.{col}, or fix the value",
+            ) from None
+    return pd.DataFrame(block.T, columns=cols, index=frame.index, copy=False)

@@ -14,7 +14,9 @@ input (widths and lengths), so a crafted file cannot make them index outside an 
 - :class:`TimeSince`: days between a timestamp column and a reference timestamp column;
 - :class:`TextVectorizer`: a text column as TF-IDF weights of its fitted vocabulary, or as a
   hashed bag of words;
-- :class:`SelectFeatures`: keep the columns a selection method chose, with their scores.
+- :class:`SelectFeatures`: keep the columns a selection method chose, with their scores;
+- :class:`Standardizer`: impute, then standardize (``SimpleImputer`` followed by
+  ``StandardScaler``, the same numbers), fitted in one pass over arrays.
 """
 
 from __future__ import annotations
@@ -547,6 +549,135 @@ class SelectFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         }
 
 
+# the imputations Standardizer makes, as SimpleImputer's strategies
+STANDARDIZER_IMPUTE = ("mean", "median", "constant")
+# rows per chunk of Standardizer's transform: a chunk and its temporaries stay in cache
+CHUNK_ROWS = 16384
+
+
+class Standardizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Fill missing values (``impute``: ``mean``, ``median``, or ``constant`` with
+    ``fill_value``), then standardize each column (``(x - mean) / scale``): what
+    ``Pipeline([SimpleImputer(strategy=impute), StandardScaler()])`` computes, to the same
+    numbers (its statistics are computed as theirs are, in float64), without its copies.
+
+    As SimpleImputer does, a column with no value at all is dropped (with a warning); a
+    constant column keeps scale 1. ``fit_dtype`` is the dtype of ``fit_transform``'s output,
+    the training rows as the model takes them (``float32`` for a torch network, which
+    trains in float32: the float64 result cast once); ``transform`` answers float64.
+
+    Fitted state, data only: ``fill_`` (one value per input column, NaN for a dropped one),
+    ``mean_`` and ``scale_`` (one per kept column).
+    """
+
+    def __init__(
+        self, impute: str = "mean", fill_value: float = 0.0, fit_dtype: str = "float64"
+    ) -> None:
+        self.impute = impute
+        self.fill_value = fill_value
+        self.fit_dtype = fit_dtype
+
+    def fit(self, X: Any, y: Any = None) -> Standardizer:
+        self._fit(_numbers(self, X, reset=True))
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **params: Any) -> np.ndarray:
+        x = _numbers(self, X, reset=True)
+        self._fit(x)
+        dtype = np.dtype(self.fit_dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"Standardizer.fit_dtype is {self.fit_dtype!r}")
+        return self._apply(x, dtype)
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "fill_")
+        return self._apply(_numbers(self, X, reset=False), np.dtype(np.float64))
+
+    def _fit(self, x: np.ndarray) -> None:
+        if self.impute not in STANDARDIZER_IMPUTE:
+            raise ValueError(f"Standardizer.impute is {self.impute!r}")
+        n, m = x.shape
+        fill = np.full(m, np.nan)
+        means, scales = [], []
+        eps = np.finfo(np.float64).eps
+        for j in range(m):
+            col = x[:, j]
+            total = col.sum()
+            if np.isnan(total):  # missing values (infinity was refused): fill them first
+                missing = np.isnan(col)
+                present = n - int(missing.sum())
+                if present == 0:
+                    continue  # nothing to learn from: dropped, as SimpleImputer drops it
+                fill[j] = self._statistic(col, missing, present)
+                col = np.where(missing, fill[j], col)
+                total = col.sum()
+            else:
+                fill[j] = self._statistic(col, None, n)
+            # StandardScaler's corrected two-pass variance, in its order of operations
+            mean = total / float(n)
+            temp = col - mean
+            correction = temp.sum()
+            temp **= 2
+            var = (temp.sum() - correction**2 / float(n)) / float(n)
+            constant = var <= n * eps * var + (n * mean * eps) ** 2
+            means.append(mean)
+            scales.append(1.0 if constant else float(np.sqrt(var)))
+        self.fill_ = fill
+        self.mean_ = np.asarray(means, dtype=np.float64)
+        self.scale_ = np.asarray(scales, dtype=np.float64)
+        dropped = np.isnan(fill)
+        if n and dropped.any():
+            names = _names_out(self, None)
+            warnings.warn(
+                "Skipping features without any observed values: "
+                f"{[names[j] for j in np.flatnonzero(dropped)]}. At least one non-missing "
+                "value is needed for imputation with strategy="
+                f"{self.impute!r}.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _statistic(self, col: np.ndarray, missing: np.ndarray | None, present: int) -> float:
+        if self.impute == "constant":
+            return float(self.fill_value)
+        if self.impute == "median":
+            return float(np.median(col if missing is None else col[~missing]))
+        # SimpleImputer's masked mean: the sum with missing values as 0, over the count
+        total = col.sum() if missing is None else np.where(missing, 0.0, col).sum()
+        return float(total / present)
+
+    def _apply(self, x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+        fill = np.asarray(self.fill_, dtype=np.float64).ravel()
+        _width(self, fill, "fill_", x.shape[1])
+        keep = ~np.isnan(fill)
+        mean = np.asarray(self.mean_, dtype=np.float64).ravel()
+        scale = np.asarray(self.scale_, dtype=np.float64).ravel()
+        kept = int(keep.sum())
+        _width(self, mean, "mean_", kept)
+        _width(self, scale, "scale_", kept)
+        everything = bool(keep.all())
+        fill = fill[keep]
+        n = x.shape[0]
+        out = np.empty((n, kept), dtype=dtype)
+        buf = np.empty((min(n, CHUNK_ROWS), kept))
+        for start in range(0, n, CHUNK_ROWS):
+            chunk = x[start : start + CHUNK_ROWS]
+            if not everything:
+                chunk = chunk[:, keep]
+            part = buf[: len(chunk)]
+            np.subtract(chunk, mean, out=part)
+            if np.isnan(part.sum()):  # a missing value (NaN spreads to the sum): filled
+                np.subtract(np.where(np.isnan(chunk), fill, chunk), mean, out=part)
+            part /= scale
+            out[start : start + len(chunk)] = part
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self, "fill_")
+        names = np.asarray(_names_out(self, input_features), dtype=object)
+        return names[~np.isnan(np.asarray(self.fill_, dtype=np.float64))]  # type: ignore[no-any-return]
+
+
 __all__ = [
     "METHODS",
     "Bucketize",
@@ -556,6 +687,7 @@ __all__ = [
     "SelectFeatures",
     "SelectionError",
     "SignedLog1p",
+    "Standardizer",
     "TextVectorizer",
     "TimeSince",
 ]

@@ -118,6 +118,7 @@ COMPOSITION = (
     "loopml.features.steps.QuantileClipper",
     "loopml.features.steps.SelectFeatures",
     "loopml.features.steps.SignedLog1p",
+    "loopml.features.steps.Standardizer",
     "loopml.features.steps.TextVectorizer",
     "loopml.features.steps.TimeSince",
 )

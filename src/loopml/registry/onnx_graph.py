@@ -364,6 +364,19 @@ def _numeric(names: list[str], steps: list[Any], g: _Builder) -> tuple[str, int]
                     [y],
                 )
                 x = y
+        elif path == "loopml.features.steps.Standardizer":
+            # SimpleImputer then StandardScaler, as above (features/steps.py)
+            fill = np.asarray(step.fill_, dtype=np.float64).ravel()
+            if fill.shape != (m,) or not np.isfinite(fill).all():
+                raise NotConvertible("Standardizer with a column it could not fill (all missing)")
+            mask = g.name("isnan")
+            g.node("IsNaN", [x], [mask])
+            y = g.name("imputed")
+            g.node("Where", [mask, g.const("fill", fill.reshape(1, m)), x], [y])
+            centred = g.name("centred")
+            g.node("Sub", [y, g.const("mean", _row(step.mean_, m))], [centred])
+            x = g.name("scaled")
+            g.node("Div", [centred, g.const("scale", _row(step.scale_, m))], [x])
         elif path == "sklearn.preprocessing._data.MinMaxScaler":
             if getattr(step, "clip", False):
                 raise NotConvertible("MinMaxScaler with clip has no ONNX form here")

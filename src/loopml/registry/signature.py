@@ -282,6 +282,9 @@ class Signature:
         fields = []
         for name, kind in kinds.items():
             col = frame[name]
+            if kind == NUMERIC and col.dtype == np.float64:
+                fields.append(_numeric_field(name, kind, col, None))
+                continue
             nullable = bool(col.isna().any())
             if kind == CATEGORICAL:
                 texts = to_categories(col.reset_index(drop=True))
@@ -299,21 +302,7 @@ class Signature:
             elif kind in (DATETIME, TEXT):
                 fields.append(FeatureField(name, kind, str(col.dtype), nullable))
             else:
-                values = pd.to_numeric(col, errors="coerce").to_numpy(
-                    dtype=np.float64, na_value=np.nan
-                )
-                present = values[~np.isnan(values)]
-                fields.append(
-                    FeatureField(
-                        name,
-                        kind,
-                        str(col.dtype),
-                        nullable,
-                        min=float(present.min()) if len(present) else None,
-                        max=float(present.max()) if len(present) else None,
-                        binary=all_binary(values),
-                    )
-                )
+                fields.append(_numeric_field(name, kind, col, nullable))
         return cls(
             inputs=fields,
             target=target,
@@ -803,3 +792,29 @@ def with_tensor(signature: Signature, flavor: Any, model: Any) -> Signature:
 def tensor_of(signature: Signature) -> TensorSpec | None:
     """The tensor input the signature records, else None."""
     return TensorSpec.from_dict(signature.extra.get(TENSOR_KEY))
+
+
+def _numeric_field(name: str, kind: str, col: pd.Series, nullable: bool | None) -> FeatureField:
+    """The field of one numeric training column: its range, and whether it is all 0/1.
+
+    A float64 column (what training reads numbers as) is read in place: its missing values
+    are its NaNs, and only a column whose range is within [0, 1] is checked for 0/1."""
+    if col.dtype == np.float64:
+        values = col.to_numpy()
+    else:
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    missing = np.isnan(values)
+    has_missing = bool(missing.any())
+    present = values[~missing] if has_missing else values
+    low = float(present.min()) if len(present) else None
+    high = float(present.max()) if len(present) else None
+    binary = low in (0.0, 1.0) and high in (0.0, 1.0) and all_binary(values)
+    return FeatureField(
+        name,
+        kind,
+        str(col.dtype),
+        has_missing if nullable is None else nullable,
+        min=low,
+        max=high,
+        binary=bool(binary),
+    )

@@ -95,13 +95,17 @@ class TorchFlavor(Flavor):
         return {MEMBER: save(state)}
 
     def manifest(self, model: Any) -> dict[str, Any]:
-        return {
+        out = {
             "architecture": model.architecture,
             "task": model.task,
             "y_mean": model.y_mean,
             "y_scale": model.y_scale,
             "weights": MEMBER,
         }
+        threads = getattr(model, "threads", None)
+        if threads is not None:  # model.params.threads: what it predicts on natively too
+            out["threads"] = int(threads)
+        return out
 
     def load(
         self,
@@ -156,12 +160,22 @@ class TorchFlavor(Flavor):
             ) from exc
         net.eval()
         task = str(meta.get("task", "classification"))
+        threads = meta.get("threads")
+        if threads is not None and (
+            not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024
+        ):
+            raise IntegrityError(
+                f"{what} has threads {threads!r} in its manifest, not a count of threads",
+                where={"artifact": what, "file": "manifest.json"},
+                hint="The file is damaged or was not written by loopml; retrain the model",
+            )
         return TorchModel(
             net,
             arch,
             task,
             y_mean=float(meta.get("y_mean", 0.0)),
             y_scale=float(meta.get("y_scale", 1.0)),
+            threads=threads,
         )
 
     # -- compiling ------------------------------------------------------------------------

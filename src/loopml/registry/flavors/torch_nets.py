@@ -158,7 +158,9 @@ class TorchModel:
 
     ``architecture`` is ``{"class": path, "args": {...}}`` (``n_in`` and ``n_out`` included);
     ``y_mean``/``y_scale`` unscale a regression output; ``history`` is one dict of metrics per
-    epoch of the fit that made it (not saved: the run keeps it as steps)."""
+    epoch of the fit that made it (not saved: the run keeps it as steps); ``threads`` is
+    the CPU threads it predicts on natively, those it trained on (``model.params.threads``,
+    kept in the manifest; None: torch's setting, as for a version saved without it)."""
 
     net: nn.Module
     architecture: dict[str, Any]
@@ -166,6 +168,7 @@ class TorchModel:
     y_mean: float = 0.0
     y_scale: float = 1.0
     history: list[dict[str, float]] = field(default_factory=list)
+    threads: int | None = field(default=None, compare=False)
     _double: Head | None = field(default=None, init=False, repr=False, compare=False)
 
     def head(self) -> Head:
@@ -180,8 +183,16 @@ class TorchModel:
     def predict(self, x: Any) -> np.ndarray:
         arr = np.ascontiguousarray(_dense(x), dtype=np.float64)
         head = self.head()  # built outside inference mode: its weights stay ordinary tensors
-        with torch.inference_mode():
-            out = head(torch.from_numpy(arr))
+        before = torch.get_num_threads()
+        threads = before if self.threads is None else max(1, int(self.threads))
+        if threads != before:
+            torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                out = head(torch.from_numpy(arr))
+        finally:
+            if threads != before:
+                torch.set_num_threads(before)
         return out.numpy().astype(np.float64, copy=False)
 
 

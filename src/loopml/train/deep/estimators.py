@@ -53,7 +53,7 @@ class _TorchEstimator(BaseEstimator):
         import torch
 
         from loopml.registry.flavors.torch_nets import TorchModel, build
-        from loopml.train.deep.loop import LoopSettings, fit_network
+        from loopml.train.deep.loop import LoopSettings, cpu_threads, fit_network
 
         xs = _dense(x)
         yv = np.asarray(y)
@@ -62,7 +62,7 @@ class _TorchEstimator(BaseEstimator):
                 known = np.asarray(list(classes))
                 codes = _codes(yv, known)
             else:
-                known, codes = np.unique(yv, return_inverse=True)
+                known, codes = _classes(yv)
             self.classes_ = known
             target = codes.astype(np.int64)
             n_out, y_mean, y_scale = len(known), 0.0, 1.0
@@ -79,7 +79,10 @@ class _TorchEstimator(BaseEstimator):
             else int(np.random.default_rng().integers(2**31))
         )
         arch = self._architecture(xs.shape[1], n_out)
-        with torch.random.fork_rng(devices=[]):
+        threads = None if self.threads is None else int(self.threads)
+        # the check of the new network runs on the loop's threads too (torch's default
+        # threads spin on a busy machine: a 2-row forward then costs milliseconds)
+        with torch.random.fork_rng(devices=[]), cpu_threads(threads):
             torch.manual_seed(seed)
             net = self._build(build, arch)
             _check_output(net, xs.shape[1], n_out, arch["class"], self._task)
@@ -96,7 +99,7 @@ class _TorchEstimator(BaseEstimator):
                 device=str(self.device),
                 checkpoint_dir=self.checkpoint_dir,
                 progress=bool(self.progress),
-                threads=None if self.threads is None else int(self.threads),
+                threads=threads,
             )
             if int(self.workers) > 1:
                 from loopml.train.deep.ddp import fit_distributed
@@ -108,7 +111,9 @@ class _TorchEstimator(BaseEstimator):
             else:
                 history = fit_network(net, xs, target, task=self._task, settings=settings)
         self.history_ = history
-        self.model_ = TorchModel(net, arch, self._task, y_mean, y_scale, history)
+        self.model_ = TorchModel(
+            net, arch, self._task, y_mean, y_scale, history, threads=settings.threads
+        )
         self.n_features_in_ = xs.shape[1]
         return self
 
@@ -378,6 +383,21 @@ def _check_output(net: Any, n_in: int, n_out: int, path: str, task: str) -> None
             where=MODULE_WHERE,
             hint="Change the network's last layer, or pass n_out to its constructor",
         )
+
+
+def _classes(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(y, return_inverse=True)``: the sorted labels and each row's index among
+    them; integer labels of a small range by counting (one pass, not a sort)."""
+    if y.ndim == 1 and y.size and (y.dtype.kind == "i" or (y.dtype.kind == "u" and y.itemsize < 8)):
+        low, high = int(y.min()), int(y.max())
+        if high - low <= max(1024, y.size):
+            shifted = y.astype(np.int64) - low
+            present = np.bincount(shifted, minlength=high - low + 1) > 0
+            lookup = np.cumsum(present) - 1
+            known = (np.flatnonzero(present) + low).astype(y.dtype)
+            return known, lookup[shifted]
+    known, codes = np.unique(y, return_inverse=True)
+    return known, codes
 
 
 def _codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
