@@ -6,6 +6,7 @@ path does, on River's bundled ImageSegments (7 classes), TrumpApproval and Chick
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,119 @@ def test_the_regression_fast_path_learns_as_the_careful_one(
     assert "mae" in with_fast["metrics"]["window"]
     if drift is not None:
         assert drifts >= 1 and len(with_fast["drifts"]) == drifts
+
+
+# -- the pipeline's steps called one by one (fast.unrolled) -----------------------------------
+
+TWO_STEPS = ["river.preprocessing.StandardScaler", "river.preprocessing.MinMaxScaler"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "learner", "task", "n"),
+    [
+        ("Phishing", "river.linear_model.LogisticRegression", "classification", 600),
+        ("ImageSegments", "river.linear_model.SoftmaxRegression", "classification", 700),
+        ("TrumpApproval", "river.linear_model.LinearRegression", "regression", 578),
+    ],
+)
+@pytest.mark.parametrize("during_predict", [False, True])
+def test_pipelines_of_two_steps_learn_as_the_careful_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dataset: str,
+    learner: str,
+    task: str,
+    n: int,
+    during_predict: bool,
+) -> None:
+    """Each step's learn_one then transform_one, in order, as River's Pipeline does. While
+    River's learn_during_predict() is on (a pipeline's steps then learn on each prediction
+    asked for) every event takes the careful path."""
+    import contextlib
+
+    from river import compose
+
+    rows = _rows(dataset, n)
+    if dataset == "Phishing":
+        rows = [{**r, "y": bool(r["y"])} for r in rows]
+    records = _mixed(rows, task)
+    path = tmp_path / "events.jsonl"
+    _write(path, records)
+    spec = _spec(str(path), learner=learner, task=task, preprocessing=TWO_STEPS)
+    with compose.learn_during_predict() if during_predict else contextlib.nullcontext():
+        with_fast, without, taken = _both_paths(tmp_path, monkeypatch, records, spec)
+    assert taken == 0 if during_predict else taken > n * 3 // 4
+    assert _same(with_fast, without)
+    if dataset == "Phishing" and not during_predict:  # MinMaxScaler: NaN first, not ranked
+        assert math.isnan(with_fast["metrics"]["cumulative"]["log_loss"])
+        assert 0.5 < with_fast["metrics"]["cumulative"]["roc_auc"] <= 1.0
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Outcomes equal, a NaN equal to a NaN."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_only_plain_pipelines_are_unrolled() -> None:
+    from river import compose, linear_model, preprocessing
+
+    from loopml.train.online.fast import unrolled
+
+    scale, minmax = preprocessing.StandardScaler(), preprocessing.MinMaxScaler()
+    final = linear_model.LogisticRegression()
+    steps, last = unrolled(compose.Pipeline(scale, minmax, final))
+    assert last is final
+    assert steps == (
+        (scale.learn_one, scale.transform_one),
+        (minmax.learn_one, minmax.transform_one),
+    )
+
+    class Mine(compose.Pipeline):
+        pass
+
+    union = compose.TransformerUnion(preprocessing.StandardScaler(), preprocessing.MinMaxScaler())
+    for other in (
+        final,  # a learner alone
+        compose.Pipeline(union, linear_model.LogisticRegression()),
+        Mine(preprocessing.StandardScaler(), linear_model.LogisticRegression()),
+        compose.Pipeline(preprocessing.StandardScaler(), preprocessing.MinMaxScaler()),
+    ):
+        assert unrolled(other) == ((), other)
+    pipeline = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LogisticRegression())
+    with compose.learn_during_predict():
+        assert unrolled(pipeline) == ((), pipeline)
+    assert unrolled(pipeline)[0]
+
+
+# -- a checkpoint's metrics written by orjson in one pass (Prequential.state(framed=True)) ----
+
+
+@pytest.mark.parametrize(
+    "labels", [[False, True], [0, 1], [0, 1, 2], ["no", "yes"], [True, 2**70], [None, 1]]
+)
+@pytest.mark.parametrize("n", [0, 1, 7, 400])
+def test_framed_metrics_state_is_the_same_bytes(labels: list[Any], n: int) -> None:
+    import random
+
+    import orjson
+
+    from loopml.train.online.metrics import Prequential, _framed_pairs
+
+    rng = random.Random(n)
+    metrics = Prequential("classification", 50)
+    for i in range(n):
+        p = rng.random() if i % 11 else float("nan")
+        proba = {labels[0]: 1.0 - p, labels[-1]: p} if i % 7 else None
+        metrics.update(rng.choice(labels), labels[i % len(labels)], proba)
+    if n == 400:  # a score the generic encoder writes itself: left to it
+        metrics.w_scores.append((labels[0], float("inf")))
+
+    def dumps(tree: Any) -> bytes:
+        return orjson.dumps(tree, option=orjson.OPT_SORT_KEYS)
+
+    assert dumps(metrics.state(framed=True)) == dumps(metrics.state())
+    framed = _framed_pairs(metrics.w_scores)
+    plain = labels in ([False, True], [0, 1], [0, 1, 2], [None, 1])
+    assert (framed is not None) == (plain and n == 7)  # (an empty window: plain)
+    loaded = Prequential.from_state(json.loads(dumps(metrics.state(framed=True))))
+    assert list(loaded.w_scores) == list(metrics.w_scores) or n == 400

@@ -362,15 +362,17 @@ class _Loop:
     def _ready(self) -> tuple[Any, ...] | None:
         """What the fast path needs when it may take the next events (None: it may not): a
         River learner learning event by event, from a stream that acknowledges nothing (not
-        MQTT). For a two-class learner that knows both its labels, ``(BINARY, negative,
-        positive, the metrics' positive)``; for a multiclass one ``(MULTICLASS, whether its
-        label is the likeliest of its probabilities)``; for a regressor ``(REGRESSION,)``."""
+        MQTT), unless River's ``learn_during_predict()`` is on. For a two-class learner that
+        knows both its labels, ``(BINARY, negative, positive, the metrics' positive)``; for a
+        multiclass one ``(MULTICLASS, whether its label is the likeliest of its
+        probabilities)``; for a regressor ``(REGRESSION,)``."""
         learner = self.learner
         if (
             self.spec.batch != 1
             or self.batch
             or self.stream.pending_limit is not None
             or learner.kind != RIVER
+            or fast.learns_while_predicting()
         ):
             return None
         if learner.task == "regression":
@@ -462,8 +464,8 @@ class _Loop:
         limit = fast.run_end(self, batch, start)
         learner, pq, shapes = self.learner, self.prequential, self._shapes
         fields, target = learner.fields, self.spec.target
-        proba_one = learner.estimator.predict_proba_one
-        learn_one = learner.estimator.learn_one
+        steps, final = fast.unrolled(learner.estimator)
+        proba_one, learn_one = final.predict_proba_one, final.learn_one
         observe = learner.observe
         w_correct, w_loss, w_scores = pq.w_correct.append, pq.w_loss.append, pq.w_scores.append
         counts = pq.bins.get(metric_pos)
@@ -478,6 +480,7 @@ class _Loop:
         last_names: tuple[str, ...] | None = None
         last_types: tuple[type, ...] | None = None
         shape: Any = None
+        plain = False
         i = start
         while i < limit:
             record = records[i]
@@ -489,14 +492,23 @@ class _Loop:
                 if shape is None:
                     break
                 last_names, last_types = names, types
+                plain = finite and not (shape.drop or shape.convert)  # the input: the record less y
             y = record[target]
             if y != pos and y != neg:  # a third label: refused by handle()
                 break
-            x = fast.features(record, target, shape, finite)
-            if x is None:
-                break
-            # test
-            p = float(proba_one(x).get(True, 0.0))
+            if plain:  # features(), the common case inline
+                x = record.copy()
+                del x[target]
+            else:
+                got = fast.features(record, target, shape, finite)
+                if got is None:
+                    break
+                x = got
+            # test (the pipeline's steps, then its last: fast.unrolled)
+            xt = x
+            for _, transform in steps:
+                xt = transform(xt)
+            p = float(proba_one(xt).get(True, 0.0))
             q = 1.0 - p
             if q > p:
                 y_pred = neg
@@ -510,7 +522,11 @@ class _Loop:
             if sampled or not shape.covered or len(fields) != shape.size:
                 observe(x)
                 shape.covered = True
-            learn_one(x, y == pos)
+            xt = x
+            for learn_step, transform in steps:
+                learn_step(xt)
+                xt = transform(xt)
+            learn_one(xt, y == pos)
             learner.learned += 1
             # score (Prequential.update)
             n += 1
@@ -523,10 +539,13 @@ class _Loop:
             loss_sum += loss
             w_loss(loss)
             score = p if metric_pos == pos else (q if metric_pos == neg else 0.0)
-            w_scores((y, score))
-            b = int(score * AUC_BINS)
-            b = 0 if b < 0 else (top if b > top else b)
-            (pos_counts if y == metric_pos else neg_counts)[b] += 1
+            if score == score:
+                w_scores((y, score))
+                b = int(score * AUC_BINS)
+                b = 0 if b < 0 else (top if b > top else b)
+                (pos_counts if y == metric_pos else neg_counts)[b] += 1
+            else:  # NaN: not ranked (Prequential.update)
+                w_scores((y, None))
             i += 1
             if detect is not None and detect(0.0 if right else 1.0):
                 pq.n, pq.correct, pq.n_proba, pq.loss_sum = n, correct, n_proba, loss_sum
@@ -657,7 +676,7 @@ class _Loop:
             "next_step": self.next_step,
         }
         encoded = {
-            "prequential": self.prequential.state(),
+            "prequential": self.prequential.state(framed=True),  # for orjson: pack()
             "detector": None if self.detector is None else self.detector.state(),
         }
         self.dead.sync()  # letters of the events the checkpoint holds are durable first

@@ -12,7 +12,9 @@ the prediction and (classification) the class probabilities, and returns the eve
 
 each cumulative and over the last ``window`` events, plus ``events``.
 Events predicted without probabilities (a learner that has none, or one that knows no class
-yet) count for accuracy only. The windowed metrics are exact (the tests check them against
+yet) count for accuracy only; a probability that is NaN (a model that diverged, or River's
+``MinMaxScaler`` before it saw a feature twice) is scored by accuracy and log-loss (NaN) and
+left out of the ROC-AUC. The windowed metrics are exact (the tests check them against
 scikit-learn on the same events); the cumulative ROC-AUC is computed from scores binned to
 1/:data:`AUC_BINS`, so it holds in constant memory (ties within a bin count one half).
 """
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
+import orjson
 
 from loopml.errors import IntegrityError
 from loopml.registry.flavors.river import label_key
@@ -107,6 +110,8 @@ class Prequential:
             self.w_loss.append(loss)
             pos = self._positive(proba)
             score = None if pos is None else float(proba.get(pos, 0.0))
+            if score != score:  # a NaN probability (a model that diverged) ranks nowhere
+                score = None
             self.w_scores.append((y_true, score))
             if score is not None and pos is not None:
                 b = int(score * AUC_BINS)
@@ -227,11 +232,15 @@ class Prequential:
         "regression": ("n", "labels", "abs_sum", "sq_sum", "w_abs"),
     }
 
-    def state(self) -> dict[str, Any]:
+    def state(self, *, framed: bool = False) -> dict[str, Any]:
         """The metrics' state as JSON values (a checkpoint keeps it): the tree
         :func:`~loopml.registry.flavors.river_state.encode` gives for a dict of the
         attributes (the windows as lists, the ROC-AUC bins sparse: ``[bin, count, ...]``),
-        with the windows written directly (the generic encoder took ~17 ms for them)."""
+        with the windows written directly (the generic encoder took ~17 ms for them).
+
+        ``framed``: a window of ``(label, score)`` pairs may be an ``orjson.Fragment``, the
+        very bytes orjson writes for its tree (:func:`_framed_pairs`), for a checkpoint,
+        which orjson serialises; the tree is then for orjson only."""
         pairs: list[list[Any]] = []
         for key in self.STATE_ATTRS[self.task]:
             value = getattr(self, key)
@@ -244,7 +253,9 @@ class Prequential:
                     ]
                 }
             elif isinstance(value, deque):
-                node = _plain_window(value)
+                node = _framed_pairs(value) if framed else None
+                if node is None:
+                    node = _plain_window(value)
                 if node is None:
                     node = encode(list(value), f"metrics.{key}")
             else:
@@ -319,6 +330,26 @@ def _plain(v: Any) -> bool:
     if t is float:
         return math.isfinite(v)
     return t is int and _INT64[0] <= v <= _INT64[1]
+
+
+_FRAME_LABELS = frozenset({bool, int, type(None)})  # JSON scalars without brackets in them
+
+
+def _framed_pairs(window: deque[Any]) -> orjson.Fragment | None:
+    """The JSON bytes of :func:`_plain_window`'s tree of a window of ``(label, score)``
+    pairs whose labels are booleans, integers or null: orjson writes the pairs as arrays
+    (``[[true,0.5],[false,0.25]]``, C loops) and each becomes ``{"$tuple":[...]}`` by one
+    replace of ``],[`` — exact, as no value holds a bracket. None for any other window
+    (text labels, a non-finite score, other items): :func:`_plain_window` writes it."""
+    if not window or set(map(type, window)) != {tuple} or set(map(len, window)) != {2}:
+        return None
+    labels, scores = zip(*window, strict=True)
+    if not set(map(type, labels)) <= _FRAME_LABELS or not _plain_all(labels):
+        return None
+    if not set(map(type, scores)) <= {float, type(None)} or not _plain_all(scores):
+        return None
+    raw = orjson.dumps(list(window))  # [[a,b],[c,d]]
+    return orjson.Fragment(b'[{"$tuple":[' + raw[2:-2].replace(b"],[", b']},{"$tuple":[') + b"]}]")
 
 
 def _plain_window(window: deque[Any]) -> list[Any] | None:
