@@ -12,6 +12,7 @@ support vector machine's arrays agree with each other.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,29 +23,43 @@ from loopml.errors import IntegrityError
 
 def check_structure(obj: Any, what: str) -> None:
     """Raise IntegrityError when a tree inside ``obj`` has indices that point outside it."""
-    from sklearn.ensemble._forest import BaseForest
-    from sklearn.ensemble._gb import BaseGradientBoosting
-    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
-        BaseHistGradientBoosting,
-    )
-    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-    from sklearn.svm._base import BaseLibSVM
-    from sklearn.tree._classes import BaseDecisionTree
-    from sklearn.tree._tree import Tree
-
+    # Only the classes whose module is already imported: an object of a class (or of a
+    # subclass of one) exists only once its module has been, so a model without trees or
+    # support vectors (LightGBM's, a linear one) costs no import of scikit-learn's ensembles.
+    hgb = "sklearn.ensemble._hist_gradient_boosting"
+    forest = _loaded("sklearn.ensemble._forest", "BaseForest")
+    boosting = _loaded("sklearn.ensemble._gb", "BaseGradientBoosting")
+    hist_boosting = _loaded(f"{hgb}.gradient_boosting", "BaseHistGradientBoosting")
+    predictor = _loaded(f"{hgb}.predictor", "TreePredictor")
+    libsvm = _loaded("sklearn.svm._base", "BaseLibSVM")
+    decision_tree = _loaded("sklearn.tree._classes", "BaseDecisionTree")
+    tree = _loaded("sklearn.tree._tree", "Tree")
+    kinds = (forest, boosting, hist_boosting, predictor, libsvm, decision_tree, tree)
+    if all(k is _Absent for k in kinds):
+        return
     for item in _objects(obj):
-        if isinstance(item, BaseDecisionTree) and hasattr(item, "tree_"):
+        if isinstance(item, decision_tree) and hasattr(item, "tree_"):
             _check_tree(item.tree_, _n_features(item, what), what)
-        elif isinstance(item, Tree):
+        elif isinstance(item, tree):
             _check_tree(item, None, what)
-        elif isinstance(item, BaseForest | BaseGradientBoosting) and hasattr(item, "estimators_"):
+        elif isinstance(item, forest | boosting) and hasattr(item, "estimators_"):
             _check_ensemble(item, what)
-        elif isinstance(item, BaseHistGradientBoosting) and hasattr(item, "_predictors"):
+        elif isinstance(item, hist_boosting) and hasattr(item, "_predictors"):
             _check_hist_boosting(item, what)
-        elif isinstance(item, TreePredictor):
+        elif isinstance(item, predictor):
             _check_predictor(item, None, None, what)
-        elif isinstance(item, BaseLibSVM) and hasattr(item, "support_vectors_"):
+        elif isinstance(item, libsvm) and hasattr(item, "support_vectors_"):
             _check_libsvm(item, what)
+
+
+class _Absent:
+    """Stands for a class whose module is not imported: nothing is an instance of it."""
+
+
+def _loaded(module: str, name: str) -> type:
+    """``module.name`` when ``module`` is imported, else a class nothing is an instance of."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else _Absent
 
 
 def _objects(root: Any) -> Iterator[Any]:

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from loopml.errors import InvalidInputError
@@ -129,7 +128,11 @@ def add(conn: Connection, items: Sequence[Feedback]) -> int:
     # in key order: concurrent writers of overlapping batches then wait on each other's
     # rows in one order, never in a deadlock
     rows.sort(key=lambda row: str(row["key"]))
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    # the dialect's own insert (ON CONFLICT); imported here, by the one in use
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite as dialect
+    else:
+        from sqlalchemy.dialects import postgresql as dialect  # type: ignore[no-redef]
     inserted = 0
     for start in range(0, len(rows), CHUNK):
         statement = dialect.insert(feedback).values(rows[start : start + CHUNK])

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from loopml.errors import InvalidInputError
@@ -66,7 +65,14 @@ def checked_event(event: MonitorEvent) -> MonitorEvent:
 
 
 def _dialect(conn: Connection) -> Any:
-    return sqlite if conn.dialect.name == "sqlite" else postgresql
+    """The module of the dialect in use (its insert has ON CONFLICT), imported on use."""
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql
 
 
 def add_event(conn: Connection, event: MonitorEvent) -> MonitorEvent | None:

@@ -17,9 +17,21 @@ from loopml.errors import ConfigError
 from loopml.project import ModelSpec
 from loopml.project.suggest import closest, did_you_mean
 from loopml.registry.allowlist import allowed_types, check_trust
-from loopml.registry.flavors import flavor_for, flavor_roots
+from loopml.registry.flavors import FLAVORS, flavor_for, flavor_roots, get_flavor
 
-ALLOWED_ROOTS = flavor_roots()
+
+def __getattr__(name: str) -> Any:
+    # ALLOWED_ROOTS: the top-level packages some flavor trains, worked out on first use
+    # (it imports every flavor's module; a run's own check stops at its flavor)
+    if name == "ALLOWED_ROOTS":
+        return flavor_roots()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _allowed_root(root: str) -> bool:
+    """Whether some flavor trains classes of the top-level package ``root``; the flavors
+    are asked in the table's order, so a common one imports no other flavor's module."""
+    return any(root in get_flavor(name).roots for name in FLAVORS)
 
 
 def flavor_of(class_path: str) -> str:
@@ -32,10 +44,10 @@ def estimator_class(spec: ModelSpec, source: str = "loopml.yaml") -> type:
     path = spec.cls
     module_name, _, attr = path.rpartition(".")
     where = {"file": source, "field": "model.class"}
-    if not module_name or module_name.split(".")[0] not in ALLOWED_ROOTS:
+    if not module_name or not _allowed_root(module_name.split(".")[0]):
         raise ConfigError(
             f"model.class {path!r} is not an estimator of a package loopml trains "
-            f"({', '.join(ALLOWED_ROOTS)})",
+            f"({', '.join(flavor_roots())})",
             where=where,
             hint="Name an estimator by import path, e.g. sklearn.ensemble.RandomForestClassifier"
             ", lightgbm.LGBMClassifier or xgboost.XGBClassifier",

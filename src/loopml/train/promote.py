@@ -14,18 +14,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from loopml.errors import LoopmlError
-from loopml.evaluate.compare import Comparison, Scored, compare
 from loopml.project.promotion import PromotionSpec
 from loopml.registry.bundle import Prediction
 from loopml.registry.models import load_model
 from loopml.workspace import Workspace
+
+if TYPE_CHECKING:  # imported when a champion is compared (it needs scipy.stats)
+    from loopml.evaluate.compare import Comparison
 
 MetricsFn = Callable[[pd.Series, Prediction], dict[str, float]]
 
@@ -113,6 +115,8 @@ def check_champion(
         )
     if old.classes is not None and new.classes is not None:
         old = _in_order(old, new.classes)
+    from loopml.evaluate.compare import Scored, compare
+
     comparison = compare(
         task,
         metric,

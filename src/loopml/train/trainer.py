@@ -42,8 +42,6 @@ from loopml.project.imbalance import resolve_positive
 from loopml.registry.bundle import ModelBundle
 from loopml.registry.models import register_model, set_alias
 from loopml.stores.records import DatasetVersion, ModelVersion, Run
-from loopml.train.deep.resume import check_resume, mark_resumed, with_run_checkpoints
-from loopml.train.deep.resume import finish as finish_checkpoints
 from loopml.train.estimators import flavor_of, make_estimator
 from loopml.train.evaluation import write_run_report
 from loopml.train.fit import fit_prepared, infer_task
@@ -205,9 +203,14 @@ def train(
     # a variance selection that keeps no feature fails here, before the run is recorded
     x_tr, y_tr = x.iloc[tr_idx], y.iloc[tr_idx]  # taken once: each take copies every row
     check_selection(features, kinds, x_tr, y_tr, task, estimator)
-    resumed = (
-        None if resume is None else check_resume(ws, config, resume, dataset=(dv.name, dv.version))
-    )
+    # a torch estimator's fits write per-epoch checkpoints (train/deep/resume.py, imported
+    # only then): those estimators take checkpoint_dir
+    checkpoints = resume is not None or "checkpoint_dir" in _all_params(estimator)
+    resumed = None
+    if resume is not None:
+        from loopml.train.deep.resume import check_resume
+
+        resumed = check_resume(ws, config, resume, dataset=(dv.name, dv.version))
 
     run = Run(
         id=new_id(),
@@ -230,8 +233,13 @@ def train(
     if cont is not None:
         run = cont.mark(run)  # a child of the parent's run, both datasets in its lineage
     if resumed is not None:
+        from loopml.train.deep.resume import mark_resumed
+
         run = mark_resumed(run, resumed)
-    estimator = with_run_checkpoints(ws, estimator, run.id, resumed)  # torch: per epoch
+    if checkpoints:
+        from loopml.train.deep.resume import with_run_checkpoints
+
+        estimator = with_run_checkpoints(ws, estimator, run.id, resumed)  # torch: per epoch
     ws.metadata.add_run(run)
     say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")
     if split_note:
@@ -438,7 +446,9 @@ def train(
             model_version=mv.version if mv else None,
         )
         ws.metadata.update_run(run)
-        if passed:
+        if passed and checkpoints:
+            from loopml.train.deep.resume import finish as finish_checkpoints
+
             finish_checkpoints(ws, run.id)
         return TrainResult(run, mv, passed, reason, promoted)
     except BaseException as exc:
@@ -568,6 +578,12 @@ def _check_classes(
 
 def _default_metric(task: str, y: pd.Series) -> str:
     return "roc_auc" if task == "classification" else "rmse"
+
+
+def _all_params(estimator: Any) -> dict[str, Any]:
+    """The estimator's parameters, as :func:`~loopml.train.deep.resume.with_run_checkpoints`
+    reads them."""
+    return estimator.get_params() if hasattr(estimator, "get_params") else {}  # type: ignore[no-any-return]
 
 
 def _params(estimator: Any) -> dict[str, Any]:
