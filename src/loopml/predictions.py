@@ -77,6 +77,17 @@ FSYNC_POLICIES = ("always", "interval", "never")
 Columns = Mapping[str, np.ndarray]
 
 
+class BlockRows(Protocol):
+    """Numeric rows as one row-major float64 ``block`` of the features ``names`` (the
+    server's :class:`loopml.serve.records.RowBlock`): logged as they are."""
+
+    @property
+    def block(self) -> np.ndarray: ...
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+
 class Scored(Protocol):
     """What the logger needs of a prediction: a label and a score per row."""
 
@@ -129,12 +140,12 @@ def feature_column(name: str) -> str:
     return f"feature_{name}" if name in RESERVED else name
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one made per model call, on the hot path
 class _Entry:
     model: str
     version: int
     ts_us: int
-    frame: pd.DataFrame | Columns
+    frame: pd.DataFrame | Columns | BlockRows
     labels: np.ndarray
     scores: np.ndarray
     ids: Sequence[str]
@@ -332,7 +343,7 @@ class PredictionLogger:
         self,
         model: str,
         version: int,
-        columns: Columns,
+        columns: Columns | BlockRows,
         prediction: Scored,
         ids: Sequence[str],
         requests: Sequence[tuple[float, int]],
@@ -363,7 +374,8 @@ class PredictionLogger:
             latency,
             spans=spans,
         )
-        if len(entry.labels) != entry.rows or sum(r for _, r in requests) != entry.rows:
+        rows = requests[0][1] if len(requests) == 1 else sum(r for _, r in requests)
+        if len(entry.labels) != entry.rows or rows != entry.rows:
             raise InvalidInputError(
                 f"{sum(r for _, r in requests)} request rows and {len(entry.labels)} "
                 f"predictions for {entry.rows} ids",
@@ -404,11 +416,19 @@ class PredictionLogger:
 
     def _remember(self, entries: list[_Entry]) -> None:
         with self._recent_lock:
+            recent, known = self._recent, self._recent_set
             for entry in entries:
-                for pid in entry.ids:
-                    if pid not in self._recent_set:
-                        self._recent.append(pid)
-                        self._recent_set.add(pid)
+                ids = entry.ids
+                if known.isdisjoint(ids):  # the server's case: ids drawn just now
+                    before = len(known)
+                    known.update(ids)
+                    # each once, in order (an id repeated within the entry too)
+                    recent.extend(ids if len(known) - before == len(ids) else dict.fromkeys(ids))
+                    continue
+                for pid in ids:
+                    if pid not in known:
+                        recent.append(pid)
+                        known.add(pid)
             while len(self._recent) > self.recent_limit:
                 self._recent_set.discard(self._recent.popleft())
 
@@ -622,7 +642,8 @@ def _groups(entries: Sequence[_Entry]) -> list[list[_Entry]]:
             continue
         names = getattr(e.frame, "names", None)  # block columns: their names, as text
         if not isinstance(names, tuple):
-            cols = e.frame.columns if isinstance(e.frame, pd.DataFrame) else e.frame
+            frame = _columns_of(e.frame)
+            cols = frame.columns if isinstance(frame, pd.DataFrame) else frame
             names = tuple(str(c) for c in cols)
         groups.setdefault((e.model, e.version, names), []).append(e)
     return list(groups.values())
@@ -655,6 +676,20 @@ _RAW = b"LPR1"
 _RAW_HEAD = struct.Struct("<I")
 
 
+_NAMES_TEXT: dict[tuple[Any, ...], list[str]] = {}
+
+
+def _names_text(names: tuple[Any, ...]) -> list[str]:
+    """``[str(n) for n in names]``, made once per feature set (a record's ``columns``; the
+    list is only read)."""
+    text = _NAMES_TEXT.get(names)
+    if text is None:
+        if len(_NAMES_TEXT) >= 256:  # a bound: feature sets come from models
+            _NAMES_TEXT.clear()
+        text = _NAMES_TEXT[names] = [str(n) for n in names]
+    return text
+
+
 def _encode(group: list[_Entry]) -> bytes:
     """One spool record for requests of one model version and feature set. On the request
     path, so cheap: a JSON header and two float blocks (Arrow is built at compaction, once
@@ -662,7 +697,7 @@ def _encode(group: list[_Entry]) -> bytes:
     joined = None if isinstance(group[0].frame, pd.DataFrame) else _joined_block(group)
     text: dict[str, list[str | None]] = {}
     if joined is not None:  # the server's numeric rows (block columns): no per-feature work
-        columns = [str(n) for n in getattr(group[0].frame, "names", ())]
+        columns = _names_text(getattr(group[0].frame, "names", ()))
         numeric = columns
         block = joined.T  # feature-major, as the record stores it
     else:
@@ -1002,6 +1037,13 @@ def build_table(entries: Sequence[_Entry]) -> pa.Table:
     return pa.table(cols).replace_schema_metadata({LAYOUT_KEY: LAYOUT})
 
 
+def _columns_of(frame: pd.DataFrame | Columns | BlockRows) -> pd.DataFrame | Columns:
+    """``frame`` as a DataFrame or :data:`Columns` (a block of rows: one view per feature)."""
+    if isinstance(frame, pd.DataFrame | Mapping):
+        return frame
+    return dict(zip(frame.names, frame.block.T, strict=True))
+
+
 def _column_arrays(entries: Sequence[_Entry]) -> dict[str, np.ndarray] | None:
     """The features of entries that all hold numpy columns under the same names, one
     array per feature (the hot path's Columns, without building DataFrames); else None."""
@@ -1011,13 +1053,18 @@ def _column_arrays(entries: Sequence[_Entry]) -> dict[str, np.ndarray] | None:
     block = _joined_block(entries)
     if block is not None:  # the server's numeric rows: one concatenation, not one per feature
         return dict(zip(getattr(first, "names", ()), block.T, strict=True))
-    names = list(first)
+    frames: list[Columns] = []
     for e in entries:
-        if isinstance(e.frame, pd.DataFrame) or list(e.frame) != names:
+        f = _columns_of(e.frame)
+        if isinstance(f, pd.DataFrame):
             return None
+        frames.append(f)
+    names = list(frames[0])
+    if any(list(f) != names for f in frames):
+        return None
     out: dict[str, np.ndarray] = {}
     for name in names:
-        parts = [np.asarray(e.frame[name]) for e in entries]
+        parts = [np.asarray(f[name]) for f in frames]
         out[str(name)] = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return out
 
@@ -1036,11 +1083,12 @@ def _joined_block(entries: Sequence[_Entry]) -> np.ndarray | None:
 
 
 def _features(entries: Sequence[_Entry]) -> pd.DataFrame:
+    columns = [_columns_of(e.frame) for e in entries]
     frames = [
-        e.frame
-        if isinstance(e.frame, pd.DataFrame)
-        else pd.DataFrame({k: pd.Series(v, copy=False) for k, v in e.frame.items()})
-        for e in entries
+        c
+        if isinstance(c, pd.DataFrame)
+        else pd.DataFrame({k: pd.Series(v, copy=False) for k, v in c.items()})
+        for c in columns
     ]
     if len(frames) == 1:
         return frames[0] if len(frames[0].columns) or not entries[0].rows else _no_features(entries)

@@ -219,7 +219,10 @@ class SegmentWriter:
 
     def write(self, payloads: Iterable[bytes]) -> int:
         """Write these records with one ``write`` call; returns the bytes written."""
-        data = b"".join(frame(p) for p in payloads)
+        if isinstance(payloads, list) and len(payloads) == 1:  # the usual case: one record
+            data = frame(payloads[0])
+        else:
+            data = b"".join(frame(p) for p in payloads)
         if not data:
             return 0
         if self._fd >= 0 and self._size and self._size + len(data) > self.segment_bytes:

@@ -51,7 +51,7 @@ from loopml.kinds import CATEGORICAL, NUMERIC
 from loopml.registry.bundle import ModelBundle, Prediction
 from loopml.registry.flavors.base import NotConvertible
 from loopml.registry.signature import Signature
-from loopml.registry.threshold import labels_at, positive_index
+from loopml.registry.threshold import THRESHOLD, labels_at, positive_index
 
 log = logging.getLogger("loopml.registry.compiled")
 
@@ -127,8 +127,9 @@ class CompiledModel:
     def __init__(
         self, data: bytes, signature: Signature, *, what: str = "model", check: Check | None = None
     ) -> None:
-        from loopml.registry.onnx_graph import OUTPUT
+        from loopml.registry.onnx_graph import OUTPUT, categorical_feed
 
+        self._categorical_feed = categorical_feed  # imported once, not on every call
         check_onnx(data, what, signature)
         self.onnx_bytes = data
         self.signature = signature
@@ -138,6 +139,10 @@ class CompiledModel:
         self._classes = list(signature.classes or [])
         self._extra = dict(signature.extra)
         self._positive = positive_index(signature.classes, self._extra)
+        # labels_at without a threshold: the most probable class, from classes kept as an
+        # array (made once here, not on every call)
+        self._class_array = np.asarray(self._classes)
+        self._argmax_labels = self._extra.get(THRESHOLD) is None
         self._regression = signature.task == "regression"
         self._outputs = [OUTPUT]
         # The graph takes one [N, 1] tensor per feature; ONNX Runtime's Python binding costs
@@ -162,9 +167,18 @@ class CompiledModel:
         """Whether the session takes the numeric features as one block (see __init__)."""
         return self._block is not None
 
-    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> Prediction:
-        from loopml.registry.onnx_graph import categorical_feed
+    @property
+    def takes_whole_block(self) -> tuple[str, ...] | None:
+        """The feature names, in order, when the session's only input is the one block of
+        every feature: then :meth:`predict_columns` needs nothing of ``columns`` but its
+        ``block`` and ``names`` (any object with those two, not only a mapping). None
+        otherwise."""
+        if self._block_names is None or self._feeds:
+            return None
+        return self._block_names
 
+    def predict_columns(self, columns: Mapping[str, np.ndarray]) -> Prediction:
+        categorical_feed = self._categorical_feed
         feeds: dict[str, np.ndarray] = {}
         if self._block is not None:
             block_name, names = self._block
@@ -184,7 +198,10 @@ class CompiledModel:
         if self._regression:
             return Prediction(np.asarray(out, dtype=np.float64).reshape(-1), None, None)
         proba = np.asarray(out, dtype=np.float64)
-        labels = labels_at(proba, self._classes, self._extra)
+        if self._argmax_labels:
+            labels = self._class_array[proba.argmax(axis=1)]
+        else:
+            labels = labels_at(proba, self._classes, self._extra)
         return Prediction(labels, proba, self._classes, positive_index=self._positive)
 
     def __repr__(self) -> str:

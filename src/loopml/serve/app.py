@@ -99,7 +99,7 @@ def split_ref(text: str) -> tuple[str, str | None]:
     return name, (version if at else None)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InferResult:
     """What :meth:`ModelServer.infer` answers: the version that answered, its prediction, one
     id per row, and per row the fields holding a value training never had (None: no row)."""
@@ -382,6 +382,14 @@ class ModelServer:
         self, name: str, version: str | None, endpoint: str, t0: float, key: str | None = None
     ) -> ModelRuntime:
         """The version that answers (``version``, else as the deployment routes ``key``)."""
+        models = self.models
+        if models is not None and version is None and name not in models.rollouts:
+            # the common case (a name's default, no deployment), without the lookups below
+            group = models.served.get(name)
+            if group:
+                runtime = group[0].runtime
+                if runtime is not None:
+                    return runtime
         try:
             return self._models().route(name, version, key)[0]
         except LoopmlError as exc:
@@ -447,8 +455,9 @@ class ModelServer:
         flagged = checked is not None and checked.any_flagged
         unknown = checked.unknown_fields() if checked is not None and flagged else None
         self._count_ok(name, vtext, endpoint, start)
-        if version is None and self.models is not None:
-            shadow = self.models.shadow(name)
+        models = self.models
+        if version is None and models is not None and models.rollouts:  # a deployment
+            shadow = models.shadow(name)
             if shadow is not None and shadow is not runtime:
                 task = asyncio.get_running_loop().create_task(
                     self._shadow(name, shadow, columns, n, key)
@@ -529,9 +538,10 @@ class ModelServer:
         try:
             headers = dict(scope["headers"])
             kind = headers.get(b"content-type")
-            text = None if kind is None else kind.decode("latin-1")
-            if not is_json_type(text):
-                raise unsupported_media_type(text)
+            if kind != b"application/json":  # the usual value, else parsed
+                text = None if kind is None else kind.decode("latin-1")
+                if not is_json_type(text):
+                    raise unsupported_media_type(text)
             body = await read_asgi_body(
                 receive, headers.get(b"content-length"), self.max_body_bytes
             )
@@ -592,8 +602,17 @@ class ModelServer:
         pred = result.prediction
         ids = result.ids
         labels = pred.labels.tolist()
-        if pred.probabilities is not None and runtime.class_keys is not None:
-            keys = runtime.class_keys
+        keys = runtime.class_keys
+        if len(ids) == 1 and result.unknown_fields is None:  # the common request: one row
+            entry: dict[str, Any] = {"prediction_id": ids[0], "prediction": labels[0]}
+            if pred.probabilities is not None and keys is not None:
+                (row,) = pred.probabilities.tolist()
+                entry["probabilities"] = dict(zip(keys, row, strict=True))
+            content = orjson.dumps(
+                {"model": name, "version": runtime.version, "predictions": [entry]}
+            )
+            return content, runtime
+        if pred.probabilities is not None and keys is not None:
             predictions = [
                 {
                     "prediction_id": i,

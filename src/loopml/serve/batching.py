@@ -32,6 +32,7 @@ thread, so the event loop never stalls for long on a model.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -47,7 +48,7 @@ from loopml.serve.records import RowBlock, as_columns
 
 log = logging.getLogger("loopml.serve.batching")
 
-PredictFn = Callable[[Columns], Prediction]
+PredictFn = Callable[[Columns], Prediction]  # with ``blocks``: a RowBlock too
 #: ``n`` -> n new prediction ids
 IdsFn = Callable[[int], list[str]]
 #: called in the event loop after each successful model call, before any of its requests is
@@ -55,7 +56,8 @@ IdsFn = Callable[[int], list[str]]
 #: It returns None when it is done (the prediction log spooled the rows), or a future the
 #: answers wait for (the log's fsync in its writer thread).
 AnsweredFn = Callable[
-    [Columns, Prediction, list[str], Sequence[tuple[float, int]]], "ThreadFuture[None] | None"
+    [Columns | RowBlock, Prediction, list[str], Sequence[tuple[float, int]]],
+    "ThreadFuture[None] | None",
 ]
 INLINE_BELOW_S = 1e-3  # predict in the event loop while a call takes less than this
 TIMING_WINDOW = 9  # calls whose median decides inline or thread
@@ -77,9 +79,38 @@ class _Item:
 def slice_prediction(pred: Prediction, start: int, stop: int) -> Prediction:
     """Rows ``start:stop`` of a batch prediction."""
     proba = pred.probabilities[start:stop] if pred.probabilities is not None else None
+    if _FAST_PREDICTION:
+        # a request's share of its call, made once per request on the hot path: without
+        # the frozen dataclass's __init__ (one object.__setattr__ per field, most of the
+        # cost); the same fields and values (checked at import: _FAST_PREDICTION)
+        part = _new(Prediction)
+        _set(
+            part,
+            "__dict__",
+            {
+                "labels": pred.labels[start:stop],
+                "probabilities": proba,
+                "classes": pred.classes,
+                "unknown_fields": None,
+                "positive_index": pred.positive_index,
+            },
+        )
+        return part
     return Prediction(
         pred.labels[start:stop], proba, pred.classes, positive_index=pred.positive_index
     )
+
+
+_new = object.__new__
+_set = object.__setattr__
+#: Prediction is the plain (frozen, no __slots__, no __post_init__) dataclass of these fields,
+#: so slice_prediction may fill its __dict__ directly
+_FAST_PREDICTION = (
+    tuple(f.name for f in dataclasses.fields(Prediction))
+    == ("labels", "probabilities", "classes", "unknown_fields", "positive_index")
+    and not hasattr(Prediction, "__slots__")
+    and not hasattr(Prediction, "__post_init__")
+)
 
 
 def join_predictions(parts: list[Prediction]) -> Prediction:
@@ -107,12 +138,21 @@ def slice_columns(columns: Mapping[str, np.ndarray] | RowBlock, start: int, stop
     return {name: values[start:stop] for name, values in columns.items()}
 
 
-def concat_columns(parts: Sequence[Rows]) -> Columns:
+def concat_columns(parts: Sequence[Rows], blocks: bool = False) -> Rows:
     """One call's :data:`Columns` from its requests' rows, in order: numeric blocks of the
-    same features with one concatenation (not one per feature)."""
-    if len(parts) == 1:
-        return as_columns(parts[0])
+    same features with one concatenation (not one per feature). With ``blocks`` (the
+    predictor takes a :class:`RowBlock`), requests that are all blocks of the same features
+    stay one :class:`RowBlock`: no per-feature views are made (a :class:`BlockColumns` makes
+    one per feature, every call)."""
     first = parts[0]
+    if blocks and isinstance(first, RowBlock | BlockColumns):
+        names = first.names
+        if all(isinstance(p, RowBlock | BlockColumns) and p.names == names for p in parts):
+            if len(parts) == 1:
+                return first if isinstance(first, RowBlock) else RowBlock(first.block, names)
+            return RowBlock(np.concatenate([p.block for p in parts]), names)  # type: ignore[union-attr]
+    if len(parts) == 1:
+        return as_columns(first)
     if isinstance(first, RowBlock | BlockColumns):
         names = first.names
         if all(isinstance(p, RowBlock | BlockColumns) and p.names == names for p in parts):
@@ -155,8 +195,11 @@ class MicroBatcher:
         inline_below_s: float = INLINE_BELOW_S,
         ids: IdsFn | None = None,
         answered: AnsweredFn | None = None,
+        blocks: bool = False,
     ) -> None:
-        self._predict = predict
+        self._predict: Callable[[Rows], Prediction] = predict  # type: ignore[assignment]
+        # ``predict`` takes a RowBlock (block and names) for numeric rows: calls keep them so
+        self._blocks = bool(blocks)
         self._ids = ids
         self._answered = answered
         self._executor = executor
@@ -182,7 +225,7 @@ class MicroBatcher:
 
     # -- calling the model ------------------------------------------------------------------
 
-    def _timed(self, columns: Columns) -> tuple[Prediction, float]:
+    def _timed(self, columns: Rows) -> tuple[Prediction, float]:
         t0 = perf_counter()
         pred = self._predict(columns)
         return pred, perf_counter() - t0
@@ -194,7 +237,7 @@ class MicroBatcher:
         window.append(seconds)
         self.call_seconds = sorted(window)[len(window) // 2]
 
-    async def _call(self, loop: asyncio.AbstractEventLoop, columns: Columns) -> Prediction:
+    async def _call(self, loop: asyncio.AbstractEventLoop, columns: Rows) -> Prediction:
         """One predict call: inline while calls are fast, else in a worker thread."""
         if self._inline and self.call_seconds < self._inline_below:
             self.inline_calls += 1
@@ -316,7 +359,7 @@ class MicroBatcher:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    def _inline_call(self, columns: Columns) -> Prediction:
+    def _inline_call(self, columns: Rows) -> Prediction:
         self.inline_calls += 1
         pred, seconds = self._timed(columns)
         self._observe(seconds)
@@ -341,7 +384,7 @@ class MicroBatcher:
             if not batch:
                 return
         try:
-            columns = concat_columns([item.columns for item in batch])
+            columns = concat_columns([item.columns for item in batch], self._blocks)
             pred = self._inline_call(columns)
         except Exception as exc:
             if len(batch) == 1:
@@ -361,12 +404,12 @@ class MicroBatcher:
             return
         self._answer(batch, columns, rows, pred)
 
-    def _answer(self, batch: list[_Item], columns: Columns, rows: int, pred: Prediction) -> None:
+    def _answer(self, batch: list[_Item], columns: Rows, rows: int, pred: Prediction) -> None:
         if self._on_batch is not None:
             self._on_batch(rows, len(batch))
         self._deliver(batch, columns, rows, pred)
 
-    def _deliver(self, batch: list[_Item], columns: Columns, rows: int, pred: Prediction) -> None:
+    def _deliver(self, batch: list[_Item], columns: Rows, rows: int, pred: Prediction) -> None:
         """Give the call's rows their ids, show them to ``answered`` (the prediction log),
         then answer each request its own rows (once ``answered``'s future is done, if it
         returned one). A failing ``answered`` fails the call's requests: nothing is answered
@@ -483,7 +526,7 @@ class MicroBatcher:
             if not batch:
                 return
         try:
-            columns = concat_columns([item.columns for item in batch])
+            columns = concat_columns([item.columns for item in batch], self._blocks)
             pred = await self._call(loop, columns)
         except Exception as exc:
             if len(batch) == 1:

@@ -31,6 +31,8 @@ from loopml.registry.limits import FLOAT32_MAX
 from loopml.registry.signature import BlockColumns, Columns, Signature
 
 _PLAIN = frozenset((float, int))
+#: up to this many values, plain_block checks them with Python's builtins, not NumPy
+SMALL = 512
 
 
 class RowBlock:
@@ -45,6 +47,13 @@ class RowBlock:
 
     def __len__(self) -> int:
         return len(self.block)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Feature ``name``'s values (a view), as :data:`Columns` give them."""
+        try:
+            return self.block[:, self.names.index(name)]  # type: ignore[no-any-return]
+        except ValueError:
+            raise KeyError(name) from None
 
     def columns(self) -> BlockColumns:
         return BlockColumns(self.block, self.names)
@@ -103,8 +112,26 @@ def plain_block(flat: list[Any], rows: int, names: tuple[str, ...]) -> RowBlock 
     is. None otherwise (the general reader then names what is wrong)."""
     if not flat or len(flat) != rows * len(names) or not set(map(type, flat)) <= _PLAIN:
         return None
-    # one conversion, then one pass each for NaN/infinity (NaN is missing: records from the
-    # Python API; JSON has none) and for float32's range (ints beyond it too)
+    if len(flat) <= SMALL:
+        # a few values (one or a few records): Python's builtins check them several times
+        # faster than NumPy's reductions, whose fixed cost per call dominates here. A NaN
+        # (missing: records from the Python API; JSON has none) makes the sum NaN; an
+        # infinity, or a number beyond float32, is outside [-FLOAT32_MAX, FLOAT32_MAX]
+        # (compared exactly, ints too: one that only rounds to the bound in float64 goes
+        # to the general reader, which then decides)
+        try:
+            total = sum(flat)
+        except OverflowError:  # an int beyond float64 among floats
+            return None
+        if total != total or max(flat) > FLOAT32_MAX or min(flat) < -FLOAT32_MAX:
+            return None
+        try:
+            block = np.array(flat, dtype=np.float64)
+        except OverflowError:  # pragma: no cover - ints beyond float64 fail the bound first
+            return None
+        return RowBlock(block.reshape(rows, len(names)), names)
+    # one conversion, then one pass each for NaN/infinity and for float32's range (ints
+    # beyond it too)
     try:
         block = np.array(flat, dtype=np.float64)
     except OverflowError:  # an int beyond float64

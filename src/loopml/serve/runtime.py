@@ -52,7 +52,7 @@ from loopml.serve.batching import MicroBatcher
 from loopml.serve.events import log_event
 from loopml.serve.ids import new_prediction_ids
 from loopml.serve.metrics import Metrics
-from loopml.serve.records import compile_reader
+from loopml.serve.records import RowBlock, compile_reader
 from loopml.serve.rollout import Router
 from loopml.stores.records import Deployment
 from loopml.utils import shorten
@@ -200,7 +200,7 @@ class PredictionSink(Protocol):
         self,
         model: str,
         version: int,
-        columns: Columns,
+        columns: Columns | RowBlock,
         prediction: Prediction,
         ids: Sequence[str],
         requests: Sequence[tuple[float, int]],
@@ -251,7 +251,7 @@ class ModelRuntime:
         model, version = loaded.name, loaded.version
 
         def answered(
-            columns: Columns,
+            columns: Columns | RowBlock,
             pred: Prediction,
             ids: list[str],
             requests: Sequence[tuple[float, int]],
@@ -263,6 +263,11 @@ class ModelRuntime:
 
         # every model call gets its ids and is spooled to the prediction log before its
         # requests are answered (one record per call; see MicroBatcher)
+        # the compiled graph's one input is the block of every feature, in the records
+        # reader's order: a call's rows go to it (and to the log) as that block, without
+        # the per-feature views a BlockColumns would make on every call
+        whole = getattr(getattr(loaded, "predictor", None), "takes_whole_block", None)
+        blocks = self.reader is not None and whole is not None and whole == self.reader.names
         self.batcher = MicroBatcher(
             self.predict_columns,
             executor,
@@ -271,6 +276,7 @@ class ModelRuntime:
             on_batch=on_batch,
             ids=new_prediction_ids,
             answered=answered,
+            blocks=blocks,
         )
 
 
