@@ -4,6 +4,7 @@ API give the same probabilities; a user's module needs its trust recorded."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,12 @@ def test_train_with_two_workers_from_the_cli(
     project.write_text(project.read_text().replace("folds: 5", "folds: 0"))
     res = cli("train", "-f", project, "--workers", "2", "-w", ws, "--json")
     assert res.code == 0, res.err
+    # both distributed fits ran, the evaluated one and the refit on every row (the
+    # kill-and-resume test in test_deep_resume.py does not refit), and a passed run keeps
+    # the checkpoints of neither
+    rows = json.loads(res.out)["run"]["metrics"]["rows"]
+    assert rows["fit"] == rows["train"] + rows["holdout"], rows
+    assert not list((ws / "checkpoints").glob("*/fit-*")), "a passed run keeps no checkpoint"
     with open_workspace(ws) as w:
         run = w.metadata.list_runs()[0]
         assert run.params["project"]["model"]["params"]["workers"] == 2
