@@ -853,7 +853,7 @@ class ServerApp(Starlette):
     straight to :meth:`ModelServer.fast_predict` after the Host check (``nosniff`` and the
     JSON 500 applied there too, as :class:`~loopml.serve.http.Guard` does for the rest).
     Starlette's middleware stack and the wrappers around ``send`` cost more per request than
-    validating a row (see docs/serving-performance.md)."""
+    validating a row (see docs/serving-hotpath.md)."""
 
     server: ModelServer
     hosts: HostCheck

@@ -11,10 +11,11 @@ or extra field, text, ``null``, ``true``, a number beyond float32, a non-object)
 None and the request goes through the general reader, which names the row, the field and
 the reason: the errors are the general reader's, always.
 
-The rows stay a :class:`RowBlock` (a block and its feature names, not yet a mapping) until
-the micro-batcher joins a call's requests into one
-:class:`~loopml.registry.signature.BlockColumns`: a request never builds the per-feature
-views of its own block.
+The rows stay a :class:`RowBlock` (a block and its feature names, not yet a mapping). The
+micro-batcher joins a call's requests into one RowBlock, which a compiled model whose one
+input is the whole block, and the prediction log, take as it is; other models get one
+:class:`~loopml.registry.signature.BlockColumns`. A request never builds the per-feature
+views of its own block (docs/serving-hotpath.md).
 """
 
 from __future__ import annotations
