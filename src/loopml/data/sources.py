@@ -140,6 +140,14 @@ class FileSource(Source):
     batch_rows: int | None = None
     #: bytes of input parsed per batch (CSV, JSON Lines)
     block_bytes: int = 16 << 20
+    #: bytes of input the streaming parser reads per block after the first (CSV, JSON Lines):
+    #: pyarrow's reader queues up to 32 blocks read ahead, so this, not :attr:`block_bytes`,
+    #: bounds its memory
+    read_bytes: int = 4 << 20
+    #: the longest row (bytes of input) a CSV or JSON Lines file may hold: the parser needs a
+    #: row within two blocks, so a file with a longer row is read again in blocks twice as
+    #: large, up to this
+    max_row_bytes: int = 64 << 20
 
     def read(self) -> pa.Table:
         self._check_file()
@@ -176,6 +184,45 @@ class FileSource(Source):
         return pa.Table.from_batches(batches) if batches else pa.table({})
 
     # -- helpers for subclasses ---------------------------------------------------------------
+
+    def _rereading(
+        self,
+        batches_of: Callable[[int, int, list[int]], Iterator[pa.RecordBatch]],
+        row: str,
+    ) -> Iterator[pa.RecordBatch]:
+        """The batches of ``batches_of(read, skip, parsed)``: the rows after the first ``skip``,
+        parsed in blocks of ``read`` bytes after the first block, counting the rows the parser
+        gave in ``parsed[0]``; first in blocks of :attr:`read_bytes` (at most
+        :attr:`block_bytes`). A row longer than a block (pyarrow: "straddling object") makes
+        the file be read again from its start in blocks twice as large, the rows already
+        handed on skipped: the batches that follow are those of one read (nothing the
+        consumer staged is undone). A row over :attr:`max_row_bytes` is an error naming the
+        ``row`` (e.g. "data row") it comes about at."""
+        done = 0  # rows handed on
+        read = min(self.read_bytes, self.block_bytes)
+        while True:
+            parsed = [0]
+            try:
+                for batch in batches_of(read, done, parsed):
+                    done += batch.num_rows
+                    yield batch
+                return
+            except _Straddled as straddled:
+                if straddled.block >= self.max_row_bytes:
+                    raise self._row_too_long(max(done, parsed[0]), row) from straddled.__cause__
+                read = min(straddled.block * 2, self.max_row_bytes)
+                pa.default_memory_pool().release_unused()  # the first read's, before the next
+
+    def _row_too_long(self, before: int, row: str) -> InvalidInputError:
+        most = self.max_row_bytes
+        limit = f"{most >> 20} MiB" if most >= 1 << 20 else f"{most >> 10} KiB"
+        return InvalidInputError(
+            f"{self.uri}: a row near {row} {before + 1} is longer than {limit}, the "
+            f"longest row a {self.format.upper()} file may hold",
+            where=self._where(**{row.split()[-1]: before + 1}),
+            hint=f"Keep each row under {limit}: store long values in files of their own "
+            "and give their paths instead, or write the data as Parquet",
+        )
 
     def _where(self, **more: Any) -> dict[str, Any]:
         return {"file": self.uri, **more}
@@ -344,27 +391,45 @@ class CsvSource(FileSource):
         except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
             raise self._translate(exc, invalid, delimiter, []) from exc
 
-    #: bytes of input the streaming parser reads per block after the first: pyarrow's reader
-    #: queues up to 32 blocks read ahead, so this, not :attr:`block_bytes`, bounds its memory
-    read_bytes: int = 4 << 20
-
     def _batches(self) -> Iterator[pa.RecordBatch]:
+        types: dict[str, pa.DataType] = {}  # those of the first read, kept by the next
+
+        def batches_of(read: int, skip: int, parsed: list[int]) -> Iterator[pa.RecordBatch]:
+            return self._batches_of(read, skip, parsed, types)
+
+        return self._rereading(batches_of, "data row")
+
+    def _batches_of(
+        self, read: int, skip: int, parsed: list[int], types: dict[str, pa.DataType]
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows after the first ``skip``, parsed in blocks of ``read`` bytes after the
+        first block, with the column ``types`` if any (else they are set to those read);
+        ``parsed[0]`` counts the rows the parser gave."""
         invalid: list[pacsv.InvalidRow] = []
         delimiter = "," if self.delimiter is None else self.delimiter
         names: list[str] = []
+        used = max(read, self.block_bytes)  # until the first block is parsed
         with self._open() as fh:
             try:
                 read_options, parse_options, convert_options, delimiter = self._options(
                     invalid, self.block_bytes
                 )
-                reader, grouped = self._stream(fh, read_options, parse_options, convert_options)
+                if types:
+                    convert_options.column_types = types
+                reader, grouped, used = self._stream(
+                    fh, read_options, parse_options, convert_options, read
+                )
                 names = reader.schema.names
-                batches: Iterator[pa.RecordBatch] = iter(reader)
+                if not types and len(set(names)) == len(names):
+                    types.update((f.name, f.type) for f in reader.schema)
+                batches: Iterator[pa.RecordBatch] = _skipped(reader, skip, parsed)
                 if grouped:
                     batches = _grouped(batches, self.block_bytes)
                 for batch in batches:
                     yield self._checked(pa.Table.from_batches([batch])).to_batches()[0]
             except (pa.ArrowException, UnicodeError, *_STREAM_ERRORS) as exc:
+                if isinstance(exc, pa.ArrowInvalid) and "straddling object" in str(exc):
+                    raise _Straddled(used) from exc
                 raise self._translate(exc, invalid, delimiter, names) from exc
 
     def _stream(
@@ -373,18 +438,26 @@ class CsvSource(FileSource):
         read_options: pacsv.ReadOptions,
         parse_options: pacsv.ParseOptions,
         convert_options: pacsv.ConvertOptions,
-    ) -> tuple[pacsv.CSVStreamingReader, bool]:
-        """The streaming reader of ``fh``, and whether its batches are smaller than a block.
+        read: int,
+    ) -> tuple[pacsv.CSVStreamingReader, bool, int]:
+        """The streaming reader of ``fh``, whether its batches are smaller than a block, and
+        the size of the blocks it reads after the first.
 
         The column types are inferred from the first :attr:`block_bytes`, as one block of
-        that size would be; the rest is then parsed in blocks of :attr:`read_bytes` with those
+        that size would be; the rest is then parsed in blocks of ``read`` bytes with those
         types (the same conversions, a quarter of the read-ahead memory). A file that fits in
         the first block, a text encoding other than UTF-8 (a block may not end on a whole
         character) or repeated column names (types are given by name) are read in blocks of
-        :attr:`block_bytes`."""
+        :attr:`block_bytes` (or ``read``, if larger)."""
         block = read_options.block_size
 
-        def stream(source: Any, options: pacsv.ReadOptions) -> pacsv.CSVStreamingReader:
+        def stream(source: Any, size: int) -> pacsv.CSVStreamingReader:
+            options = pacsv.ReadOptions(
+                encoding=read_options.encoding,
+                autogenerate_column_names=read_options.autogenerate_column_names,
+                block_size=size,
+                use_threads=read_options.use_threads,
+            )
             return pacsv.open_csv(
                 source,
                 read_options=options,
@@ -392,24 +465,18 @@ class CsvSource(FileSource):
                 convert_options=convert_options,
             )
 
-        if self.read_bytes >= block or codecs.lookup(self.encoding).name != "utf-8":
-            return stream(fh, read_options), False
+        if read >= block or codecs.lookup(self.encoding).name != "utf-8":
+            return stream(fh, max(read, block)), False, max(read, block)
         head = _read_up_to(fh, block + 1)
         if len(head) <= block:  # the whole file: one block, as before
-            return stream(pa.BufferReader(head), read_options), False
+            return stream(pa.BufferReader(head), block), False, block
         # the first block (up to its last whole row) is parsed on opening, the rest never
-        schema = stream(pa.BufferReader(head), read_options).schema
+        schema = stream(pa.BufferReader(head), block).schema
         rest = _Chained(head, fh)
         if len(set(schema.names)) != len(schema.names):
-            return stream(rest, read_options), False
+            return stream(rest, block), False, block
         convert_options.column_types = {f.name: f.type for f in schema}
-        small = pacsv.ReadOptions(
-            encoding=read_options.encoding,
-            autogenerate_column_names=read_options.autogenerate_column_names,
-            block_size=self.read_bytes,
-            use_threads=read_options.use_threads,
-        )
-        return stream(rest, small), True
+        return stream(rest, read), True, read
 
     def _checked(self, table: pa.Table) -> pa.Table:
         names = table.column_names  # pyarrow decodes the header only here
@@ -826,6 +893,28 @@ class _Chained(io.RawIOBase):
         return len(data)
 
 
+class _Straddled(Exception):
+    """A row (CSV, JSON Lines) longer than the parser's blocks of ``block`` bytes: pyarrow's
+    "straddling object" (a row may straddle only two blocks)."""
+
+    def __init__(self, block: int) -> None:
+        super().__init__(block)
+        self.block = block
+
+
+def _skipped(
+    batches: Iterator[pa.RecordBatch], skip: int, parsed: list[int]
+) -> Iterator[pa.RecordBatch]:
+    """``batches`` without their first ``skip`` rows; ``parsed[0]`` counts the rows seen."""
+    for batch in batches:
+        parsed[0] += batch.num_rows
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        yield batch.slice(skip) if skip else batch
+        skip = 0
+
+
 def _grouped(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
     """``batches`` joined into batches of at least about ``size`` bytes of Arrow data (the
     work on each batch downstream has a fixed cost; the copy happens in the reading thread)."""
@@ -863,13 +952,50 @@ class JsonLinesSource(FileSource):
             raise self._failed(exc) from exc
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
+        schema: list[pa.Schema] = []  # that of the first read, kept by the next
+
+        def batches_of(read: int, skip: int, parsed: list[int]) -> Iterator[pa.RecordBatch]:
+            return self._batches_of(read, skip, parsed, schema)
+
+        return self._rereading(batches_of, "line")
+
+    def _batches_of(
+        self, read: int, skip: int, parsed: list[int], schema: list[pa.Schema]
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows after the first ``skip``: the column types are inferred from the first
+        :attr:`block_bytes` (or ``read``, if larger), as one block of that size would be, or
+        are ``schema[0]``, kept from an earlier read; the rest is parsed in blocks of ``read``
+        bytes with them (a quarter of the read-ahead memory), joined back to batches of about
+        a block; ``parsed[0]`` counts the rows parsed."""
+        block = used = max(read, self.block_bytes)  # the first block's size
         with self._open() as fh:
             try:
+                head = _read_up_to(fh, block + 1)
+                whole = len(head) <= block  # the whole file: one block, as before
+                if not schema:
+                    # the first block (up to its last whole line) is parsed on opening only
+                    first = pajson.open_json(
+                        pa.BufferReader(head), read_options=pajson.ReadOptions(block_size=block)
+                    )
+                    schema.append(first.schema)
+                    if whole:
+                        yield from _skipped(first, skip, parsed)
+                        return
+                    del first
+                rest: Any = pa.BufferReader(head) if whole else _Chained(head, fh)
+                used = block if whole else read
                 reader = pajson.open_json(
-                    fh, read_options=pajson.ReadOptions(block_size=self.block_bytes)
+                    rest,
+                    read_options=pajson.ReadOptions(block_size=used),
+                    parse_options=pajson.ParseOptions(
+                        explicit_schema=schema[0], unexpected_field_behavior="error"
+                    ),
                 )
-                yield from reader
+                batches = _skipped(reader, skip, parsed)
+                yield from _grouped(batches, block) if used < block else batches
             except (pa.ArrowException, OSError) as exc:
+                if isinstance(exc, pa.ArrowInvalid) and "straddling object" in str(exc):
+                    raise _Straddled(used) from exc
                 raise self._failed(exc) from exc
 
     def _failed(self, exc: BaseException) -> InvalidInputError:
