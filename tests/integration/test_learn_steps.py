@@ -96,6 +96,28 @@ def _check_steps(uri: str) -> None:
         store.add_online_checkpoint(replace(_cp(2, run.id)))  # no steps: as before
         latest = store.latest_online_checkpoint("m", _cp(1, run.id).stream)
         assert latest is not None and latest.seq == 2
+        # steps of a run that is not stored: NotFoundError, and no checkpoint either
+        with pytest.raises(NotFoundError):
+            store.add_online_checkpoint(_cp(3, "f" * 32), [("online.accuracy", 300, 0.7)])
+        latest = store.latest_online_checkpoint("m", _cp(1, run.id).stream)
+        assert latest is not None and latest.seq == 2
+        # a seq taken is told first, whatever the run
+        with pytest.raises(ConflictError) as taken:
+            store.add_online_checkpoint(_cp(2, "f" * 32), [("online.accuracy", 300, 0.7)])
+        assert taken.value.code == "checkpoint_taken"
+        # another store (another process) commits the next seq: this one's same seq is
+        # refused as taken, read from the database, not from what this one committed last
+        other = open_metadata(uri, Settings())
+        try:
+            other.add_online_checkpoint(_cp(3, run.id), [("online.accuracy", 300, 0.7)])
+        finally:
+            other.close()
+        with pytest.raises(ConflictError) as taken:
+            store.add_online_checkpoint(_cp(3, run.id), [("online.accuracy", 300, 0.6)])
+        assert taken.value.code == "checkpoint_taken" and "is 3" in taken.value.message
+        assert ("online.accuracy", 300, 0.7) in stored()
+        store.add_online_checkpoint(_cp(4, run.id), [("online.accuracy", 400, 0.5)])
+        assert ("online.accuracy", 400, 0.5) in stored()
     finally:
         store.close()
 

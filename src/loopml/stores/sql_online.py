@@ -60,12 +60,11 @@ def _bad(field: str, value: Any, expected: str) -> InvalidInputError:
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _is_sha(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and len(value) == SHA_LEN
-        and all(c in "0123456789abcdef" for c in value)
-    )
+    return isinstance(value, str) and len(value) == SHA_LEN and _HEX.issuperset(value)
 
 
 def checked(cp: OnlineCheckpoint) -> OnlineCheckpoint:
@@ -121,34 +120,73 @@ def latest(conn: Connection, name: str, stream: str) -> OnlineCheckpoint | None:
     return None if row is None else _record(row._mapping)
 
 
-def add(conn: Connection, cp: OnlineCheckpoint) -> OnlineCheckpoint:
-    """Insert ``cp`` when its ``seq`` follows the stored last one; ConflictError otherwise."""
-    cp = checked(cp)
+#: the statements of a commit, built once: building one (its clauses, its cache key) costs
+#: more than running it, and SQLAlchemy compiles a statement object it has seen only once
+_OC = online_checkpoints.c
+_LAST_SEQ = (
+    sa.select(_OC.seq)
+    .where(_OC.name == sa.bindparam("b_name"), _OC.stream == sa.bindparam("b_stream"))
+    .order_by(_OC.seq.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+#: (the last seq stored, the run's id when it exists): one round trip for both checks
+_BEFORE_ADD = sa.select(
+    _LAST_SEQ, sa.select(runs.c.id).where(runs.c.id == sa.bindparam("b_run")).scalar_subquery()
+)
+_INSERT = online_checkpoints.insert()
+_RUN_EXISTS = sa.select(runs.c.id).where(runs.c.id == sa.bindparam("b_run"))
+
+
+def _taken(conn: Connection, cp: OnlineCheckpoint) -> ConflictError:
     last = latest(conn, cp.name, cp.stream)
-    expected = 1 if last is None else last.seq + 1
-    if cp.seq != expected:
-        raise ConflictError(
-            f"online checkpoint {cp.seq} of {cp.name!r} on {cp.stream}: the last one stored is "
-            f"{0 if last is None else last.seq} (written by run {last.run_id if last else '-'})",
-            where={"model": cp.name, "stream": cp.stream, "seq": cp.seq},
-            hint="Another learner consumes this stream for this model; run one learner per "
-            "model and stream (stop the other, then start again to resume from its checkpoint)",
-            code="checkpoint_taken",
-        )
+    return ConflictError(
+        f"online checkpoint {cp.seq} of {cp.name!r} on {cp.stream}: the last one stored is "
+        f"{0 if last is None else last.seq} (written by run {last.run_id if last else '-'})",
+        where={"model": cp.name, "stream": cp.stream, "seq": cp.seq},
+        hint="Another learner consumes this stream for this model; run one learner per "
+        "model and stream (stop the other, then start again to resume from its checkpoint)",
+        code="checkpoint_taken",
+    )
+
+
+def _no_run(run_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no run with id {run_id!r}",
+        where={"run": run_id},
+        hint="List runs with 'loopml runs list'",
+    )
+
+
+def add(
+    conn: Connection, cp: OnlineCheckpoint, *, run_must_exist: bool = False
+) -> OnlineCheckpoint:
+    """Insert ``cp`` when its ``seq`` follows the stored last one; ConflictError otherwise
+    (and then, with ``run_must_exist``, NotFoundError when its run is not stored)."""
+    cp = checked(cp)
+    row = conn.execute(
+        _BEFORE_ADD, {"b_name": cp.name, "b_stream": cp.stream, "b_run": cp.run_id}
+    ).one()
+    last_seq, run_found = row[0], row[1]
+    if cp.seq != (1 if last_seq is None else int(last_seq) + 1):
+        raise _taken(conn, cp)
+    if run_must_exist and run_found is None:
+        raise _no_run(cp.run_id)
     conn.execute(
-        online_checkpoints.insert().values(
-            name=cp.name,
-            stream=cp.stream,
-            seq=cp.seq,
-            artifact_sha256=cp.artifact_sha256,
-            checksum=cp.checksum,
-            position=cp.position,
-            events=cp.events,
-            learned=cp.learned,
-            run_id=cp.run_id,
-            created_at=cp.created_at,
-            metrics=cp.metrics,
-        )
+        _INSERT,
+        {
+            "name": cp.name,
+            "stream": cp.stream,
+            "seq": cp.seq,
+            "artifact_sha256": cp.artifact_sha256,
+            "checksum": cp.checksum,
+            "position": cp.position,
+            "events": cp.events,
+            "learned": cp.learned,
+            "run_id": cp.run_id,
+            "created_at": cp.created_at,
+            "metrics": cp.metrics,
+        },
     )
     return cp
 
@@ -197,17 +235,16 @@ def _upsert(dialect: str) -> Any:
     return stmt
 
 
-def upsert_steps(conn: Connection, run_id: str, records: Sequence[RunStep]) -> None:
+def upsert_steps(
+    conn: Connection, run_id: str, records: Sequence[RunStep], *, checked_run: bool = False
+) -> None:
     """Store ``records`` (of run ``run_id``, one per key and step) in the open transaction:
     one statement for all (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL,
     a DELETE then an INSERT elsewhere); a step logged again gets its new value.
-    NotFoundError for an unknown run."""
-    if conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id)).first() is None:
-        raise NotFoundError(
-            f"no run with id {run_id!r}",
-            where={"run": run_id},
-            hint="List runs with 'loopml runs list'",
-        )
+    NotFoundError for an unknown run (``checked_run``: the caller found it in this
+    transaction already)."""
+    if not checked_run and conn.execute(_RUN_EXISTS, {"b_run": run_id}).first() is None:
+        raise _no_run(run_id)
     if not records:
         return
     params = [
@@ -276,9 +313,9 @@ class SqlOnlineCheckpoints:
     ) -> OnlineCheckpoint:
         records = step_records(cp.run_id, steps) if steps else []
         with self._transaction(write=True, what="committing an online checkpoint") as conn:
-            stored = add(conn, cp)
+            stored = add(conn, cp, run_must_exist=bool(records))
             if records:  # the windows the checkpoint completed, in its transaction
-                upsert_steps(conn, cp.run_id, records)
+                upsert_steps(conn, cp.run_id, records, checked_run=True)
             return stored
 
     def latest_online_checkpoint(self, name: str, stream: str) -> OnlineCheckpoint | None:

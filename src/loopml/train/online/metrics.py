@@ -46,8 +46,10 @@ def roc_auc(is_positive: np.ndarray, scores: np.ndarray) -> float | None:
     order = np.argsort(scores, kind="mergesort")
     ranked = scores[order]
     ranks = np.empty(len(scores), dtype=np.float64)
-    # average ranks of ties
-    _, start, counts = np.unique(ranked, return_index=True, return_counts=True)
+    # average ranks of ties: the runs of equal scores in sorted order (what np.unique finds,
+    # without sorting them again)
+    start = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+    counts = np.diff(np.append(start, len(ranked)))
     avg = start + (counts - 1) / 2.0 + 1.0
     ranks[order] = np.repeat(avg, counts)
     return float((ranks[is_positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
@@ -341,7 +343,9 @@ def _framed_pairs(window: deque[Any]) -> orjson.Fragment | None:
     (``[[true,0.5],[false,0.25]]``, C loops) and each becomes ``{"$tuple":[...]}`` by one
     replace of ``],[`` — exact, as no value holds a bracket. None for any other window
     (text labels, a non-finite score, other items): :func:`_plain_window` writes it."""
-    if not window or set(map(type, window)) != {tuple} or set(map(len, window)) != {2}:
+    if not window or type(window[0]) is not tuple:  # a window of scalars: at once
+        return None
+    if set(map(type, window)) != {tuple} or set(map(len, window)) != {2}:
         return None
     labels, scores = zip(*window, strict=True)
     if not set(map(type, labels)) <= _FRAME_LABELS or not _plain_all(labels):
