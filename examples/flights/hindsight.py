@@ -10,6 +10,10 @@ training differently from the oracle.
 
     python examples/flights/hindsight.py [--months 12] [--trees 100] [--top 3]
     python examples/flights/hindsight.py --data FILE --target COL --time COL
+    python examples/flights/hindsight.py --window 2   # each model on its newest 2 months only
+
+``--window N`` asks the same of a recency window (the policy's ``data.window``, in months):
+each model is trained on months ``i-N+1..i`` only; the oracle stays the issue's (all months).
 
 The last line is one JSON object: ``{"static": …, "oracle": …, "best": {"1": [share, [months]],
 …}}`` (months numbered as the replayed ones, 0 = the first, whose model is the static one).
@@ -67,9 +71,17 @@ def ceilings(matrix: np.ndarray, max_retrains: int, top: int = 3) -> dict[str, A
 
 
 def month_matrix(
-    frame: pd.DataFrame, target: str, time_col: str, *, months: int | None, trees: int, say: Any
+    frame: pd.DataFrame,
+    target: str,
+    time_col: str,
+    *,
+    months: int | None,
+    trees: int,
+    say: Any,
+    window: int | None = None,
 ) -> np.ndarray:
-    """``m[i, j]``: ROC-AUC on month ``j`` of the learner trained on months ``0..i``."""
+    """``m[i, j]``: ROC-AUC on month ``j`` of the learner trained on months ``0..i`` (on
+    its newest ``window`` of them, when given)."""
     period = frame[time_col].dt.to_period("M")
     periods = sorted(period.unique())[: months or None]
     chunks = [frame[period == p].drop(columns=[time_col]).reset_index(drop=True) for p in periods]
@@ -77,13 +89,14 @@ def month_matrix(
     n = len(chunks)
     m = np.full((n, n), np.nan)
     for i in range(n - 1):
-        data = pd.concat(chunks[: i + 1], ignore_index=True)
+        first = 0 if window is None else max(0, i + 1 - window)
+        data = pd.concat(chunks[first : i + 1], ignore_index=True)
         bundle, _ = loopml.fit_bundle(data, target, replay._lgbm(trees), task="classification")
         for j in range(i + 1, n):
             x, y = chunks[j][features], chunks[j][target].to_numpy()
             m[i, j] = replay._auc(y, bundle.predict(x, unknown="flag").scores)
         say(
-            f"trained on {periods[0]}..{periods[i]} ({len(data)} rows): "
+            f"trained on {periods[first]}..{periods[i]} ({len(data)} rows): "
             f"{np.round(m[i, i + 1 :], 4)}"
         )
     return m
@@ -98,6 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--max-retrains", type=int, default=4)
     parser.add_argument("--top", type=int, default=3)
+    parser.add_argument(
+        "--window", type=int, help="train each model on its newest N months only (default: all)"
+    )
     args = parser.parse_args(argv)
     if args.data:
         frame, target, time_col = (
@@ -107,8 +123,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     else:
         frame, target, time_col = replay.flights_frame(), "late", "time_hour"
-    matrix = month_matrix(frame, target, time_col, months=args.months, trees=args.trees, say=print)
-    out = ceilings(matrix, args.max_retrains, args.top)
+    matrix = month_matrix(
+        frame, target, time_col, months=args.months, trees=args.trees, say=print, window=None
+    )
+    if args.window:
+        # the schedules of models trained on a recency window, against the issue's oracle
+        windowed = month_matrix(
+            frame,
+            target,
+            time_col,
+            months=args.months,
+            trees=args.trees,
+            say=print,
+            window=args.window,
+        )
+        n = matrix.shape[0]
+        out = ceilings(windowed, args.max_retrains, args.top)
+        oracle = float(np.nanmean([matrix[j - 1, j] for j in range(1, n)]))
+        static = out["static"]
+        for rows in out["best"].values():
+            for row in rows:
+                mean = schedule_mean(windowed, set(row[1]))
+                row[0] = round((mean - static) / (oracle - static), 3)
+        out["oracle"] = round(oracle, 4)
+        out["window_months"] = args.window
+    else:
+        out = ceilings(matrix, args.max_retrains, args.top)
     print(json.dumps(out))
     return out
 

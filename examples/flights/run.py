@@ -7,8 +7,7 @@ month is sent through the server as traffic; its labels arrive at the month's en
 ROC-AUC on labelled traffic (against the champion's reference, after a cooldown) -> a
 challenger trained through ``loopml.train`` on the data so far -> judged against the champion
 on the newest held-out labelled rows -> promoted only when it is better (a rejected one gets
-a second look on the next month's labels; its refit on everything replaces it only once it
-beats it on the next month's labels). Printed per month:
+a second look on the next month's labels). Printed per month:
 ROC-AUC of the January model left alone (static), of what the server answered (loop), and of
 a model retrained every month on all labels so far (oracle). After the last month nothing is
 retrained (no month is left to serve). The last line is one JSON object.

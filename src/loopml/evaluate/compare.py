@@ -10,6 +10,7 @@ accuracy. ``improvement`` is signed so that positive always means the challenger
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -122,10 +123,16 @@ def compare(
     positive: Any = None,
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = 0,
+    blocks: int = 0,
 ) -> Comparison:
-    """Paired comparison of two models' predictions of the same rows ``y`` on ``metric``."""
+    """Paired comparison of two models' predictions of the same rows ``y`` on ``metric``.
+
+    ``blocks`` > 1: the bootstrap resamples that many contiguous runs of the rows (in their
+    order, e.g. time) instead of single rows, so that rows that come in correlated runs (a
+    user's session, a day of storms) widen the interval as they should; 0: single rows."""
     y_arr = np.asarray(y)
     n = len(y_arr)
+    runs = _runs(n, blocks) if blocks > 1 and n > 1 else None
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
     def both(idx: np.ndarray | None) -> tuple[float, float]:
@@ -143,7 +150,11 @@ def compare(
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(n_bootstrap):
-        a, b = both(rng.integers(0, n, n))
+        if runs is None:
+            idx = rng.integers(0, n, n)
+        else:
+            idx = np.concatenate([runs[k] for k in rng.integers(0, len(runs), len(runs))])
+        a, b = both(idx)
         if np.isfinite(a) and np.isfinite(b):
             diffs.append(sign * (a - b))
     d = np.asarray(diffs, dtype=np.float64)
@@ -154,6 +165,8 @@ def compare(
     else:
         lo = hi = p = float("nan")
     test = f"paired bootstrap ({len(d)} resamples)"
+    if runs is not None:
+        test = f"paired block bootstrap ({len(d)} resamples of {len(runs)} contiguous runs)"
     if metric == "accuracy" and task == "classification":
         right_new = challenger.labels == y_arr
         right_old = champion.labels == y_arr
@@ -162,6 +175,12 @@ def compare(
         p = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
         test = f"McNemar exact ({b} rows only the challenger got right, {c} only the champion)"
     return Comparison(metric, new, old, sign * (new - old), lo, hi, p, test, n)
+
+
+def _runs(n: int, blocks: int) -> list[np.ndarray]:
+    """Row positions ``0..n-1`` cut into ``blocks`` contiguous runs of (nearly) equal size."""
+    edges = np.linspace(0, n, min(blocks, max(n, 1)) + 1).round().astype(int)
+    return [np.arange(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _take(s: Scored, idx: np.ndarray) -> Scored:

@@ -788,6 +788,7 @@ class _Pass:
                 old_scored,
                 positive=self.project.positive,
                 n_bootstrap=300,
+                blocks=self.policy.challenger.blocks,
             )
         action = judge_challenger(
             self.model,

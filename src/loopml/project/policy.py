@@ -21,6 +21,9 @@ policy:
     gate: roc_auc >= champion + 0.005   # the training gates, on recent labelled data
     evaluate_on: 0.3     # the newest share of labelled traffic held out to judge both models
     promote: if_better   # if_better | if_not_worse
+    blocks: 20           # the paired interval resamples 20 contiguous runs of the judged rows
+                         # (in time order), not single rows: traffic comes in correlated runs
+                         # (a session, a stormy day); 0 (the default): single rows
     refit: true          # once judged, also refit on all of it (held-out rows too); the refit
                          # replaces the judged version only once it beats it on later traffic
     second_look: true    # a rejected challenger is judged once more on the labelled traffic
@@ -303,6 +306,7 @@ class ChallengerSpec:
     min_rows: int = 100
     refit: bool = True
     second_look: bool = True
+    blocks: int = 0  # > 1: block bootstrap over this many contiguous runs of the judged rows
 
 
 @dataclass(frozen=True)
@@ -351,6 +355,7 @@ class PolicySpec:
                 "promote": self.challenger.promote,
                 "refit": self.challenger.refit,
                 "second_look": self.challenger.second_look,
+                "blocks": self.challenger.blocks,
             },
             "rollout": {
                 "mode": self.rollout.mode,
@@ -455,7 +460,12 @@ def _data(data: Any, source: str) -> DataSpec:
 def _challenger(data: Any, source: str) -> ChallengerSpec:
     where = "policy.challenger"
     d = _mapping(data or {}, where, source)
-    _known(d, ("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look"), where, source)
+    _known(
+        d,
+        ("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look", "blocks"),
+        where,
+        source,
+    )
     share = _number(d.get("evaluate_on", 0.3), f"{where}.evaluate_on", source, lo=0.0)
     if not 0 < share < 1:
         raise _bad(source, f"{where}.evaluate_on", share, "a share between 0 and 1, e.g. 0.3")
@@ -468,8 +478,17 @@ def _challenger(data: Any, source: str) -> ChallengerSpec:
     second_look = d.get("second_look", True)
     if not isinstance(second_look, bool):
         raise _bad(source, f"{where}.second_look", second_look, "true or false")
+    blocks = d.get("blocks", 0)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0 or blocks == 1:
+        raise _bad(
+            source,
+            f"{where}.blocks",
+            blocks,
+            "0 (resample single rows) or a number of contiguous runs of at least 2, e.g. 20",
+        )
     return ChallengerSpec(
         gate=Gate.parse(d.get("gate"), f"{where}.gate"),
+        blocks=blocks,
         refit=refit,
         second_look=second_look,
         evaluate_on=share,

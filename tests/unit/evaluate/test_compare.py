@@ -114,3 +114,44 @@ def test_interval_covers_a_true_zero_difference_about_as_often_as_it_says() -> N
         c = compare("classification", "roc_auc", y, model(), model(), n_bootstrap=100)
         covered += c.ci_low <= 0 <= c.ci_high
     assert 0.85 <= covered / n_sim <= 1.0
+
+
+def _scored(score: np.ndarray) -> Scored:
+    s = 1 / (1 + np.exp(-score))
+    return Scored((s >= 0.5).astype(int), np.column_stack([1 - s, s]), [0, 1])
+
+
+def test_an_edge_in_one_run_of_the_rows_is_certain_by_rows_but_not_by_blocks() -> None:
+    """Traffic comes in correlated runs (a user's session, a day of storms). Here the two
+    models are the same except on one run of 100 rows out of 2000, where the challenger is
+    much better: resampling single rows calls that certain; resampling the 20 runs does not,
+    since the next 2000 rows may hold no such run."""
+    rng = np.random.default_rng(3)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    shared = y + rng.normal(scale=1.0, size=n)
+    better = shared.copy()
+    better[:100] = y[:100] + rng.normal(scale=0.2, size=100)
+    new, old = _scored(better), _scored(shared)
+    rows = compare("classification", "roc_auc", y, new, old, n_bootstrap=300)
+    runs = compare("classification", "roc_auc", y, new, old, n_bootstrap=300, blocks=20)
+    assert rows.improvement == runs.improvement > 0
+    assert rows.ci_low > 0  # single rows: the edge looks certain
+    assert runs.ci_low <= 0 < runs.ci_high  # runs: it may be absent from the next traffic
+    assert "block bootstrap" in runs.test and "20 contiguous runs" in runs.test
+
+
+def test_an_edge_on_every_run_stays_certain_by_blocks() -> None:
+    rng = np.random.default_rng(4)
+    n = 2000
+    y = rng.integers(0, 2, n)
+    worse = y + rng.normal(scale=1.0, size=n)
+    better = y + rng.normal(scale=0.5, size=n)
+    c = compare(
+        "classification", "roc_auc", y, _scored(better), _scored(worse), n_bootstrap=300, blocks=20
+    )
+    assert c.ci_low > 0
+    # more blocks than rows: runs of one row, the plain bootstrap's resampling
+    a, b = _scored(better[:30]), _scored(worse[:30])
+    tiny = compare("classification", "roc_auc", y[:30], a, b, n_bootstrap=50, blocks=99)
+    assert "30 contiguous runs" in tiny.test

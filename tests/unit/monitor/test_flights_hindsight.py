@@ -73,7 +73,9 @@ def test_the_replay_takes_its_policy_from_the_file_given(tmp_path: Path) -> None
     finally:
         sys.path.remove(str(HERE))
     default = yaml.safe_load((HERE / "policy.yaml").read_text())
-    mine = {**default, "challenger": {**default["challenger"], "refit": False}}
+    flipped = not default["challenger"]["refit"]
+    mine = {**default, "challenger": {**default["challenger"], "refit": flipped}}
+    assert mine != default
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
     written = run._project(tmp_path, ["a"], "y", 5, tmp_path / "mine.yaml")
     assert yaml.safe_load(written.read_text())["policy"] == mine

@@ -70,6 +70,9 @@ def test_defaults_and_the_project_file_hook() -> None:
         ({"trigger": {"cooldown": "0x"}}, "policy.trigger.cooldown"),
         ({"challenger": {"refit": "yes"}}, "policy.challenger.refit"),
         ({"challenger": {"second_look": 1}}, "policy.challenger.second_look"),
+        ({"challenger": {"blocks": 1}}, "policy.challenger.blocks"),
+        ({"challenger": {"blocks": -3}}, "policy.challenger.blocks"),
+        ({"challenger": {"blocks": "days"}}, "policy.challenger.blocks"),
     ],
 )
 def test_bad_policies_name_the_field(sections: dict[str, Any], field: str) -> None:
@@ -97,6 +100,9 @@ def test_reference_cooldown_refit_and_the_ab_metric_parse() -> None:
     assert share == Cooldown(share=0.5) and "0.5x" in str(share)
     shown = by_time.to_dict()
     assert shown["trigger"]["cooldown"] == "604800s" and shown["challenger"]["refit"] is True
+    assert p.challenger.blocks == 0 and shown["challenger"]["blocks"] == 0
+    blocked = _policy(challenger={"blocks": 20})
+    assert blocked.challenger.blocks == 20 and blocked.to_dict()["challenger"]["blocks"] == 20
 
 
 def test_a_cooling_down_trigger_says_what_it_would_have_done() -> None:

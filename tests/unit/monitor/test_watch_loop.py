@@ -132,6 +132,19 @@ def test_decay_retrains_judges_and_promotes_directly(champion: Workspace) -> Non
     assert "refit v3" in again[0].reason
 
 
+def test_the_policys_blocks_resample_runs_of_the_judged_rows(champion: Workspace) -> None:
+    # challenger.blocks: the paired interval resamples contiguous runs of the held-out rows
+    _serve(champion, _world(800, 2, by="b"))
+    base = _config(refit=False)
+    assert base.policy is not None
+    policy = replace(base.policy, challenger=replace(base.policy.challenger, blocks=12))
+    actions = run_once(champion, replace(base, policy=policy))
+    assert [a.kind for a in actions] == ["retrain", "rollout", "promote"], actions
+    c = list_events(champion, "shop", "challenger")[0].evidence["comparison"]
+    assert "block bootstrap" in c["test"] and "12 contiguous runs" in c["test"]
+    assert c["rows"] == 240 and c["ci_low"] > 0  # a real edge stays certain by runs
+
+
 def _promoted_versions(ws: Workspace) -> list[int]:
     return [e.evidence["version"] for e in reversed(list_events(ws, "shop", "promote"))]
 
