@@ -21,13 +21,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from loopml.errors import ConfigError
 
@@ -40,10 +34,22 @@ STORE_PLACES = {"metadata_uri": "loopml.db", "lake_uri": "lake", "artifacts_uri"
 log = logging.getLogger("loopml.settings")
 
 
-class Settings(BaseSettings):
-    """Where the stores live and how the server behaves."""
+#: the environment variables of the settings: ``LOOPML_`` and a field's name, in any case
+ENV_PREFIX = "LOOPML_"
 
-    model_config = SettingsConfigDict(env_prefix="LOOPML_", extra="ignore")
+
+class Settings(BaseModel):
+    """Where the stores live and how the server behaves.
+
+    ``Settings(**values)`` reads the ``LOOPML_*`` environment (as pydantic-settings'
+    ``BaseSettings`` with ``env_prefix="LOOPML_"`` does, not importing it: its import costs
+    every ``loopml`` process): explicit values win over the environment, which wins over
+    ``_file_values`` (the settings file's)."""
+
+    model_config = ConfigDict(extra="ignore", validate_default=True)
+
+    def __init__(self, *, _file_values: dict[str, Any] | None = None, **values: Any) -> None:
+        super().__init__(**{**(_file_values or {}), **_env_values(), **values})
 
     metadata_uri: str = Field("", description="metadata store; default sqlite:///<ws>/loopml.db")
     lake_uri: str = Field("", description="lake; default file://<ws>/lake")
@@ -135,21 +141,19 @@ class Settings(BaseSettings):
             return ",".join(str(v) for v in value)
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        file_values = getattr(init_settings, "init_kwargs", {}).pop("_file_values", {})
-        return (
-            init_settings,
-            env_settings,
-            InitSettingsSource(settings_cls, init_kwargs=file_values),
-        )
+
+def _env_values() -> dict[str, str]:
+    """The settings the ``LOOPML_*`` environment gives, by field name: a variable's name is
+    matched in any case (the last of two that differ only in case wins), an empty value is
+    a value, a variable that names no setting is left alone."""
+    fields = Settings.model_fields
+    prefix = ENV_PREFIX.lower()
+    out: dict[str, str] = {}
+    for key, value in os.environ.items():
+        name = key.lower()
+        if name.startswith(prefix) and name[len(prefix) :] in fields:
+            out[name[len(prefix) :]] = value
+    return out
 
 
 def env_workspace() -> str | None:

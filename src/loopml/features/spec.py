@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     MinMaxScaler,
@@ -357,6 +356,8 @@ def build_transformer(
                 )
             transformers.append((name, Pipeline(steps) if steps else Identity(), cols))
             if opts.get("indicator"):
+                from sklearn.impute import MissingIndicator  # on use: loads sklearn.neighbors
+
                 transformers.append(
                     (f"{name}_missing", MissingIndicator(features="all", error_on_new=False), cols)
                 )
@@ -512,6 +513,8 @@ def check_selection(
 
 
 def _categorical_steps(opts: Mapping[str, Any], task: str | None) -> list[tuple[str, Any]]:
+    from sklearn.impute import SimpleImputer  # on use: it loads sklearn.neighbors
+
     steps: list[tuple[str, Any]] = []
     impute = opts.get("impute", "most_frequent")
     if impute == "most_frequent":
@@ -626,6 +629,8 @@ def _numeric_steps(
     opts = opts or {}
     steps: list[tuple[str, Any]] = []
     if impute != "none":
+        from sklearn.impute import SimpleImputer  # on use: a LightGBM run imputes nothing
+
         strategy = "constant" if impute in ("zero", "constant") else impute
         fill = float(opts.get("fill_value", 0.0)) if impute == "constant" else 0.0
         steps.append(("impute", SimpleImputer(strategy=strategy, fill_value=fill)))

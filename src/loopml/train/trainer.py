@@ -201,7 +201,7 @@ def train(
     if engine is not None and engine.fit is not None:
         fit = engine.fit
     # a variance selection that keeps no feature fails here, before the run is recorded
-    x_tr, y_tr = x.iloc[tr_idx], y.iloc[tr_idx]  # taken once: each take copies every row
+    x_tr, y_tr = take_rows(x, tr_idx), take_rows(y, tr_idx)  # once: a take copies the rows
     check_selection(features, kinds, x_tr, y_tr, task, estimator)
     # a torch estimator's fits write per-epoch checkpoints (train/deep/resume.py, imported
     # only then): those estimators take checkpoint_dir
@@ -245,7 +245,7 @@ def train(
     if split_note:
         say(split_note)
     try:
-        x_ho, y_ho = x.iloc[ho_idx], y.iloc[ho_idx]
+        x_ho, y_ho = take_rows(x, ho_idx), take_rows(y, ho_idx)
         out_of_fold = pd.Series(np.nan, index=x_tr.index, dtype="float64")
         fold_step = itertools.count()  # each fold's score is a step of the run
 
@@ -461,6 +461,18 @@ def train(
             )
         )
         raise
+
+
+def take_rows(data: Any, rows: np.ndarray) -> Any:
+    """``data.iloc[rows]`` (a frame or series), without copying the rows where they are
+    consecutive and in order (a time split of time-ordered rows): then a slice, which shares
+    the values until written (pandas copies on write). The same rows, values and index."""
+    n = len(rows)
+    if n and int(rows[-1]) - int(rows[0]) == n - 1 and bool(np.all(np.diff(rows) == 1)):
+        start = int(rows[0])
+        if start >= 0 and start + n <= len(data):
+            return data.iloc[start : start + n]
+    return data.iloc[rows]
 
 
 def _keep_reference_scores(

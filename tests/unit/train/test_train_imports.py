@@ -30,6 +30,8 @@ UNUSED = (
     "loopml.registry.flavors.torch",
     "loopml.train.deep",  # torch estimators and their checkpoints
     "sqlalchemy.dialects.postgresql",  # the store is SQLite
+    "sklearn.impute",  # LightGBM routes missing values itself: nothing is imputed
+    "pydantic_settings",  # loopml.settings reads the LOOPML_* environment itself
 )
 
 PROJECT = """
