@@ -101,7 +101,8 @@ def bootstrap_values(
 
 
 #: At most this many (true, predicted) pairs are counted by one matrix product; more
-#: (a multiclass target with many classes) are summed by sorted runs instead.
+#: (a multiclass target with many classes), or a holdout whose one-hot columns would pass
+#: MAX_CELLS, are summed by sorted runs instead.
 MAX_PAIRS = 64
 
 
@@ -163,7 +164,8 @@ class _Plan:
                 j = self.pos_index
                 extra.append((proba[:, j] - (yi == j)) ** 2)
         self.n_extra = len(extra)
-        if len(cells) <= MAX_PAIRS:
+        # the one-hot columns hold n x pairs floats: within MAX_CELLS, as the draws are
+        if len(cells) <= MAX_PAIRS and n * len(cells) <= MAX_CELLS:
             onehot = (code[:, None] == cells[None, :]).astype(np.float64)
             self.columns = np.concatenate([np.stack(extra), onehot.T])
             self.code_order = None

@@ -558,8 +558,11 @@ CHUNK_ROWS = 16384
 class Standardizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Fill missing values (``impute``: ``mean``, ``median``, or ``constant`` with
     ``fill_value``), then standardize each column (``(x - mean) / scale``): what
-    ``Pipeline([SimpleImputer(strategy=impute), StandardScaler()])`` computes, to the same
-    numbers (its statistics are computed as theirs are, in float64), without its copies.
+    ``Pipeline([SimpleImputer(strategy=impute), StandardScaler()])`` computes, without its
+    copies. Its statistics are computed as theirs are, in float64: the same numbers for
+    column-ordered input (a DataFrame's block, as training passes it); for a row-ordered
+    array numpy sums a column in another order, so mean and scale may differ in the last
+    bits (outputs within about 1e-9 of the pair's).
 
     As SimpleImputer does, a column with no value at all is dropped (with a warning); a
     constant column keeps scale 1. ``fit_dtype`` is the dtype of ``fit_transform``'s output,

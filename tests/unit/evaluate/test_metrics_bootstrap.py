@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from loopml.errors import InvalidInputError
+from loopml.evaluate import bootstrap as bootstrap_module
 from loopml.evaluate.bootstrap import bootstrap_ci, bootstrap_values
 from loopml.evaluate.metrics import (
     CLASSIFICATION_METRICS,
@@ -89,9 +90,30 @@ def test_regression_metrics_match_scikit_learn() -> None:
     assert m["r2"] == pytest.approx(skm.r2_score(y[300:], pred))
 
 
-@pytest.mark.parametrize("case", ["binary", "binary_ties", "multiclass", "regression"])
-def test_bootstrap_metrics_equal_compute_metrics_on_each_resample(case: str) -> None:
-    if case == "regression":
+def _digits():  # type: ignore[no-untyped-def]
+    """Ten classes: up to 121 (true, predicted) pairs, more than one matrix product counts."""
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(1)
+    x = x + rng.normal(0, 6.0, x.shape)  # noisy, so the confusion matrix is not diagonal
+    model = LogisticRegression(max_iter=300).fit(x[:1000], y[:1000])
+    return y[1000:], model.predict(x[1000:]), model.predict_proba(x[1000:]), list(range(10))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["binary", "binary_ties", "multiclass", "regression", "wide", "binary_runs", "multiclass_runs"],
+)
+def test_bootstrap_metrics_equal_compute_metrics_on_each_resample(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if case.endswith("_runs"):  # the sorted-runs path that large holdouts take
+        monkeypatch.setattr(bootstrap_module, "MAX_PAIRS", 0)
+        case = case.removesuffix("_runs")
+    if case == "wide":
+        y, pred, proba, classes = _digits()
+        assert len(np.unique(y * 11 + pred)) > bootstrap_module.MAX_PAIRS
+        task, positive = "classification", None
+    elif case == "regression":
         x, yr = load_diabetes(return_X_y=True)
         y, pred = yr[300:], LinearRegression().fit(x[:300], yr[:300]).predict(x[300:])
         task, proba, classes, positive = "regression", None, None, None
@@ -125,3 +147,25 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_holdout_value() -> None:
         assert lo <= m[name] <= hi
         assert lo < hi
     assert bootstrap_ci("classification", y, pred, proba, classes, seed=8) != ci
+
+
+def test_a_large_multiclass_holdout_is_bootstrapped_in_bounded_memory() -> None:
+    """Defect: the one-hot (true, predicted) columns were built for the whole holdout (n x
+    pairs floats, twice over), 1.6 GB more at 2M rows x 7 classes; they are now used only
+    while they fit in MAX_CELLS, as the draws do, and large holdouts are summed by runs."""
+    import tracemalloc
+
+    n, k = 200_000, 8  # 64 pairs: the most one product counts
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, k, n)
+    pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n))
+    onehot_bytes = n * len(np.unique(y * (k + 1) + pred)) * 8  # 102 MB
+    tracemalloc.start()
+    try:
+        values = bootstrap_values("classification", y, pred, None, list(range(k)), resamples=20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * onehot_bytes, f"peak {peak / 2**20:.0f} MiB"
+    assert values["accuracy"].shape == (20,)
+    assert np.all(np.abs(values["accuracy"] - np.mean(y == pred)) < 0.01)
