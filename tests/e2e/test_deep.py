@@ -116,9 +116,13 @@ def test_fine_tune_a_torch_version_from_its_weights(
     wide = project.read_text().replace("hidden: [16]", "hidden: [32]")
     other = tmp_path / "wide.yaml"
     other.write_text(wide)
+    with open_workspace(ws) as w:
+        runs = len(w.metadata.list_runs())
     res = cli("train", "-f", other, "-w", ws, "--from", "cancer@1")
     assert res.code != 0 and "model.params" in res.err and "hidden=[16] (not [32])" in res.err
     assert "Traceback" not in res.err
+    with open_workspace(ws) as w:  # refused before the run is recorded, not as a failed run
+        assert len(w.metadata.list_runs()) == runs
     # lr 0: a continuation keeps the parent's weights exactly (a fresh start would not)
     still = tmp_path / "still.yaml"
     still.write_text(project.read_text().replace("epochs: 3", "epochs: 1, lr: 0.0"))

@@ -72,6 +72,13 @@ class TorchFlavor(Flavor):
         )
         return fitted.model_
 
+    def check_continue(self, model: Any, estimator: Any) -> None:
+        """ConfigError naming ``model.params`` when ``estimator`` (this run's, unfitted)
+        builds another network than ``model`` (the parent's): before a run is recorded."""
+        check = getattr(estimator, "check_start", None)
+        if callable(check):
+            check(model)
+
     def steps(self, model: Any) -> list[tuple[str, int, float]]:
         """The per-epoch metrics of the fit that made ``model``: ``(key, epoch, value)``."""
         out = []

@@ -45,6 +45,16 @@ class _TorchEstimator(BaseEstimator):
         args = {"n_in": n_in, "n_out": n_out, **self._arch_args()}
         return {"class": self._arch_class, "args": args}
 
+    def check_start(self, init: Any) -> None:
+        """ConfigError naming ``model.params`` when these parameters build another network
+        than ``init``'s (the version ``--from`` names), before any run is recorded; the fit
+        checks the weights themselves again."""
+        parent = getattr(init, "architecture", None)
+        args = parent.get("args") if isinstance(parent, dict) else None
+        if not isinstance(args, dict) or not {"n_in", "n_out"} <= set(args):
+            return  # nothing to compare before the data is read: the fit checks it
+        _same_architecture(parent, self._architecture(int(args["n_in"]), int(args["n_out"])))
+
     def fit(self, x: Any, y: Any, *, init: Any = None, classes: Any = None) -> _TorchEstimator:
         """Train on ``x, y``. ``init`` (a :class:`TorchModel`, ``loopml train --from``):
         start from its weights, with its classes (``classes``, in its order) and target
@@ -409,7 +419,20 @@ def _codes(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 def _start_from(net: Any, arch: dict[str, Any], init: Any) -> None:
     """The parent's weights into ``net``; ConfigError when its architecture differs."""
-    parent = init.architecture
+    _same_architecture(init.architecture, arch)
+    try:
+        net.load_state_dict(init.net.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the weights of the version to continue do not fit the network: "
+            f"{' '.join(str(exc).split())}"[:400],
+            where={"field": "model.params", "option": "--from"},
+            hint="Train from scratch without --from",
+        ) from exc
+
+
+def _same_architecture(parent: Any, arch: dict[str, Any]) -> None:
+    """ConfigError naming ``model.params`` when the parent's architecture is not ``arch``."""
     if parent != arch:
         diff = _arch_diff(parent, arch)
         raise ConfigError(
@@ -420,15 +443,6 @@ def _start_from(net: Any, arch: dict[str, Any], init: Any) -> None:
             hint="Give the parent's architecture parameters (loopml models show NAME@VERSION), "
             "or train from scratch without --from",
         )
-    try:
-        net.load_state_dict(init.net.state_dict(), strict=True)
-    except RuntimeError as exc:
-        raise ConfigError(
-            f"the weights of the version to continue do not fit the network: "
-            f"{' '.join(str(exc).split())}"[:400],
-            where={"field": "model.params", "option": "--from"},
-            hint="Train from scratch without --from",
-        ) from exc
 
 
 def _arch_diff(parent: dict[str, Any], new: dict[str, Any]) -> str:
