@@ -696,13 +696,16 @@ def prepare_frame(
             else:  # categorical and text: canonical text
                 out[col] = to_categories(s)
         except ValueProblem as exc:
-            raise InvalidInputError(
-                f"column {col!r} of the {source} is declared {kind}, but row {exc.row} "
-                f"{exc.message}",
-                where={"dataset": source, "column": col, "row": exc.row},
-                hint=f"Declare another kind in features.kinds.{col}, or fix the value",
-            ) from None
+            raise _misdeclared(col, kind, source, exc) from None
     return pd.DataFrame(out, columns=list(kinds), index=frame.index)
+
+
+def _misdeclared(col: str, kind: str, source: str, exc: ValueProblem) -> InvalidInputError:
+    return InvalidInputError(
+        f"column {col!r} of the {source} is declared {kind}, but row {exc.row} {exc.message}",
+        where={"dataset": source, "column": col, "row": exc.row},
+        hint=f"Declare another kind in features.kinds.{col}, or fix the value",
+    )
 
 
 def _numeric_frame(frame: pd.DataFrame, kinds: Mapping[str, str], source: str) -> pd.DataFrame:
@@ -715,10 +718,5 @@ def _numeric_frame(frame: pd.DataFrame, kinds: Mapping[str, str], source: str) -
         try:
             to_numbers(frame[col].reset_index(drop=True), allow_bool=True, out=block[j])
         except ValueProblem as exc:
-            raise InvalidInputError(
-                f"column {col!r} of the {source} is declared {NUMERIC}, but row {exc.row} "
-                f"{exc.message}",
-                where={"dataset": source, "column": col, "row": exc.row},
-                hint=f"Declare another kind in features.kinds.{col}, or fix the value",
-            ) from None
+            raise _misdeclared(col, NUMERIC, source, exc) from None
     return pd.DataFrame(block.T, columns=cols, index=frame.index, copy=False)

@@ -320,6 +320,18 @@ def _column_names(cols: Any, sig: Signature) -> list[str]:
     return out
 
 
+def _fill_missing(g: _Builder, x: str, values: Any, m: int, what: str) -> str:
+    """``x`` with each NaN replaced by its column's ``values`` (an imputer's statistics)."""
+    fill = np.asarray(values, dtype=np.float64)
+    if fill.shape != (m,) or not np.isfinite(fill).all():
+        raise NotConvertible(f"{what} with a column it could not fill (all missing)")
+    mask = g.name("isnan")
+    g.node("IsNaN", [x], [mask])
+    y = g.name("imputed")
+    g.node("Where", [mask, g.const("fill", fill.reshape(1, m)), x], [y])
+    return y
+
+
 def _numeric(names: list[str], steps: list[Any], g: _Builder) -> tuple[str, int]:
     from onnx import TensorProto
 
@@ -339,14 +351,7 @@ def _numeric(names: list[str], steps: list[Any], g: _Builder) -> tuple[str, int]
             missing = step.missing_values
             if not (isinstance(missing, float) and np.isnan(missing)):
                 raise NotConvertible(f"SimpleImputer of missing_values={missing!r}")
-            stats = np.asarray(step.statistics_, dtype=np.float64)
-            if stats.shape != (m,) or not np.isfinite(stats).all():
-                raise NotConvertible("SimpleImputer with a column it could not fill (all missing)")
-            mask = g.name("isnan")
-            g.node("IsNaN", [x], [mask])
-            y = g.name("imputed")
-            g.node("Where", [mask, g.const("fill", stats.reshape(1, m)), x], [y])
-            x = y
+            x = _fill_missing(g, x, step.statistics_, m, "SimpleImputer")
         elif path == "sklearn.preprocessing._data.StandardScaler":
             if step.mean_ is not None and step.with_mean:
                 y = g.name("centred")
@@ -366,13 +371,7 @@ def _numeric(names: list[str], steps: list[Any], g: _Builder) -> tuple[str, int]
                 x = y
         elif path == "loopml.features.steps.Standardizer":
             # SimpleImputer then StandardScaler, as above (features/steps.py)
-            fill = np.asarray(step.fill_, dtype=np.float64).ravel()
-            if fill.shape != (m,) or not np.isfinite(fill).all():
-                raise NotConvertible("Standardizer with a column it could not fill (all missing)")
-            mask = g.name("isnan")
-            g.node("IsNaN", [x], [mask])
-            y = g.name("imputed")
-            g.node("Where", [mask, g.const("fill", fill.reshape(1, m)), x], [y])
+            y = _fill_missing(g, x, np.ravel(step.fill_), m, "Standardizer")
             centred = g.name("centred")
             g.node("Sub", [y, g.const("mean", _row(step.mean_, m))], [centred])
             x = g.name("scaled")

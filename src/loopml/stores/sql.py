@@ -55,7 +55,7 @@ from loopml.stores.records import (
     RunStep,
 )
 from loopml.stores.registry import redact_uri
-from loopml.stores.sql_online import SqlOnlineCheckpoints
+from loopml.stores.sql_online import SqlOnlineCheckpoints, no_run
 from loopml.stores.sql_schema import (
     _values,
     alembic_config,
@@ -350,13 +350,7 @@ class SqlMetadataStore(SqlOnlineCheckpoints, MetadataStore):
             return aborted  # a read-only store: reported as aborted, stored by a later writer
         return run if row is None else Run(**row._mapping)
 
-    @staticmethod
-    def _no_run(run_id: str) -> NotFoundError:
-        return NotFoundError(
-            f"no run with id {run_id!r}",
-            where={"run": run_id},
-            hint="List runs with 'loopml runs list'",
-        )
+    _no_run = staticmethod(no_run)
 
     def list_runs(
         self, name: str | None = None, limit: int = 100, *, parent: str | None = None

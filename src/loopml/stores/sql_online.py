@@ -150,7 +150,8 @@ def _taken(conn: Connection, cp: OnlineCheckpoint) -> ConflictError:
     )
 
 
-def _no_run(run_id: str) -> NotFoundError:
+def no_run(run_id: str) -> NotFoundError:
+    """NotFoundError for a run id that is not stored (the metadata store's too)."""
     return NotFoundError(
         f"no run with id {run_id!r}",
         where={"run": run_id},
@@ -171,7 +172,7 @@ def add(
     if cp.seq != (1 if last_seq is None else int(last_seq) + 1):
         raise _taken(conn, cp)
     if run_must_exist and run_found is None:
-        raise _no_run(cp.run_id)
+        raise no_run(cp.run_id)
     conn.execute(
         _INSERT,
         {
@@ -244,7 +245,7 @@ def upsert_steps(
     NotFoundError for an unknown run (``checked_run``: the caller found it in this
     transaction already)."""
     if not checked_run and conn.execute(_RUN_EXISTS, {"b_run": run_id}).first() is None:
-        raise _no_run(run_id)
+        raise no_run(run_id)
     if not records:
         return
     params = [

@@ -163,10 +163,8 @@ def begin_continuation(
     if task == "classification":
         _check_classes(sig.classes or [], y, flavor, name, new, config.target)
     # a flavor that can tell whether this run's parameters build the parent's network
-    # (the keras flavor) refuses another one here, before the run is recorded
-    check = getattr(flavor, "check_continue", None)
-    if callable(check):
-        check(parent.estimator, estimator)
+    # (NetworkFlavor) refuses another one here, before the run is recorded
+    flavor.check_continue(parent.estimator, estimator)
     return Continuation(name, record, parent, flavor, new)
 
 

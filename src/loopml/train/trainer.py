@@ -310,9 +310,8 @@ def train(
             target=config.target,
             flavor=flavor,
         )
-        # per-epoch metrics of a network's fit (the torch flavor's), as steps of the run
-        epoch_steps = getattr(bundle.flavor_impl, "steps", None)
-        for key, step, value in epoch_steps(bundle.estimator) if callable(epoch_steps) else ():
+        # per-epoch metrics of a network's fit (NetworkFlavor.steps), as steps of the run
+        for key, step, value in bundle.flavor_impl.steps(bundle.estimator):
             ws.metadata.log_step(run.id, key, step, value)
         threshold = None
         if ev.threshold is not None:  # chosen out of fold, never on the holdout

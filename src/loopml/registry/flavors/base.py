@@ -110,6 +110,15 @@ class Flavor:
         ``model.params``; ``classes`` the parent's. Returns the new in-memory model."""
         raise NotImplementedError(f"flavor {self.name} cannot continue training")
 
+    def check_continue(self, model: Any, estimator: Any) -> None:
+        """Raise ConfigError when ``estimator`` (this run's, unfitted) cannot continue
+        ``model`` (the parent's): called before the run is recorded. Nothing to check here."""
+
+    def steps(self, model: Any) -> list[tuple[str, int, float]]:
+        """Per-step metrics of the fit that made ``model`` (``(key, step, value)``), recorded
+        as steps of the run: none here."""
+        return []
+
     def params(self, estimator: Any) -> dict[str, Any]:
         """The estimator's parameters as JSON values, for the run's record."""
         get = getattr(estimator, "get_params", None)
@@ -215,3 +224,39 @@ def binary_columns(raw: np.ndarray) -> np.ndarray:
     """n x 2 probabilities from a library that answers P(positive) for binary tasks."""
     raw = np.asarray(raw, dtype=np.float64)
     return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+
+
+class NetworkFlavor(Flavor):
+    """A flavor of neural networks trained by loopml's estimators (PyTorch, Keras): they
+    continue from the parent's weights and record each epoch's metrics."""
+
+    def continue_training(
+        self,
+        model: Any,
+        estimator: Any,
+        x: Any,
+        y: np.ndarray,
+        *,
+        task: str,
+        classes: Sequence[Any] | None,
+    ) -> Any:
+        """``model.params``' epochs more, from the parent's weights (the parent is left
+        unchanged); its classes and target scale are kept."""
+        fitted = estimator.fit(
+            x, y, init=model, classes=classes if task == "classification" else None
+        )
+        return fitted.model_
+
+    def check_continue(self, model: Any, estimator: Any) -> None:
+        """ConfigError naming ``model.params`` when ``estimator`` (this run's, unfitted)
+        builds another network than ``model`` (the parent's): before a run is recorded."""
+        check = getattr(estimator, "check_start", None)
+        if callable(check):
+            check(model)
+
+    def steps(self, model: Any) -> list[tuple[str, int, float]]:
+        """The per-epoch metrics of the fit that made ``model``: ``(key, epoch, value)``."""
+        out = []
+        for epoch, row in enumerate(getattr(model, "history", None) or []):
+            out += [(f"epoch.{k}", epoch, float(v)) for k, v in row.items()]
+        return out

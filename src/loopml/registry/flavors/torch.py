@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import IntegrityError
-from loopml.registry.flavors.base import ONNX_OPSET, Flavor, NotConvertible, class_path
+from loopml.registry.flavors.base import ONNX_OPSET, NetworkFlavor, NotConvertible, class_path
 
 MEMBER = "model.safetensors"
 #: the estimators of this flavor (model.class), by module prefix
@@ -33,7 +33,7 @@ RECOMMENDER = "loopml.train.deep.MFRecommender"
 CNN = "loopml.registry.flavors.torch_nets.SmallCNN"
 
 
-class TorchFlavor(Flavor):
+class TorchFlavor(NetworkFlavor):
     name = "torch"
     roots = ("loopml",)  # model.class names loopml's own torch estimators (loopml.train.deep)
     members = (MEMBER,)
@@ -54,37 +54,6 @@ class TorchFlavor(Flavor):
 
     def can_continue(self, cls: type) -> bool:
         return f"{cls.__module__}.{cls.__name__}".startswith("loopml.train.deep.estimators.")
-
-    def continue_training(
-        self,
-        model: Any,
-        estimator: Any,
-        x: Any,
-        y: np.ndarray,
-        *,
-        task: str,
-        classes: Sequence[Any] | None,
-    ) -> Any:
-        """``model.params``' epochs more, from the parent's weights (the parent is left
-        unchanged); its classes and target scale are kept."""
-        fitted = estimator.fit(
-            x, y, init=model, classes=classes if task == "classification" else None
-        )
-        return fitted.model_
-
-    def check_continue(self, model: Any, estimator: Any) -> None:
-        """ConfigError naming ``model.params`` when ``estimator`` (this run's, unfitted)
-        builds another network than ``model`` (the parent's): before a run is recorded."""
-        check = getattr(estimator, "check_start", None)
-        if callable(check):
-            check(model)
-
-    def steps(self, model: Any) -> list[tuple[str, int, float]]:
-        """The per-epoch metrics of the fit that made ``model``: ``(key, epoch, value)``."""
-        out = []
-        for epoch, row in enumerate(getattr(model, "history", None) or []):
-            out += [(f"epoch.{k}", epoch, float(v)) for k, v in row.items()]
-        return out
 
     def types(self, meta: Mapping[str, Any]) -> set[str]:
         """The class paths a bundle of this flavor imports when loaded (the bundle refuses
