@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -226,3 +227,25 @@ def _connections(client: httpx.Client) -> list[int]:
     """Ids of the client's pooled connections (httpcore's pool)."""
     pool = client._transport._pool  # type: ignore[attr-defined]
     return [id(c) for c in pool.connections]
+
+
+def test_a_background_server_leaves_the_host_process_logging_open(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """Defect: uvicorn's default logging setup (dictConfig) closed every handler of the
+    process that embeds the server, a user's log file included."""
+    import logging
+
+    handler = logging.FileHandler(tmp_path / "host.log")
+    logging.getLogger().addHandler(handler)
+    try:
+        cancer(workspace)
+        server = start_background_server(workspace, "127.0.0.1", 0, reload_interval=0)
+        server.stop()
+        assert handler.stream is not None and not handler.stream.closed
+        logging.getLogger("host").warning("still logged")
+        handler.flush()
+        assert "still logged" in (tmp_path / "host.log").read_text()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

@@ -75,7 +75,11 @@ def _uvicorn_server(
     shutdown_grace: float = 30.0,
     on_signal: Callable[[], None] | None = None,
     drain_seconds: float = 0.0,
+    configure_logging: bool = True,
 ) -> Any:
+    """``configure_logging=False``: uvicorn leaves the process's logging alone (its
+    ``dictConfig`` would close every handler the host process has, a server embedded in
+    it: :func:`start_background_server`)."""
     import uvicorn
 
     class Server(uvicorn.Server):  # type: ignore[misc]
@@ -110,6 +114,8 @@ def _uvicorn_server(
             return bool(await super().on_tick(counter))
 
     extra: dict[str, Any] = {} if log_config is None else {"log_config": log_config}
+    if not configure_logging:
+        extra["log_config"] = None
     config = uvicorn.Config(
         app,
         host=host,
@@ -529,7 +535,11 @@ def start_background_server(
     """
     app = create_app(ws, models=models, token=token, host=host, **options)
     sock = _bind(host, port)
-    server = _uvicorn_server(app, host, sock.getsockname()[1], log_level, access_log=False)
+    # in the caller's process: its logging handlers stay open (uvicorn's default
+    # dictConfig closes them all)
+    server = _uvicorn_server(
+        app, host, sock.getsockname()[1], log_level, access_log=False, configure_logging=False
+    )
 
     def run() -> None:
         try:
