@@ -11,8 +11,9 @@ choosing. Keras then loads it with ``safe_mode=True``, which refuses the Python 
 
 ``loopml train --from NAME@VERSION`` continues a version of this flavor: the parent is loaded
 as above (safe mode), the network this run's ``model.params`` build must be its architecture
-(checked before the run is recorded), and training goes on from its weights
-(:meth:`KerasFlavor.continue_training`).
+(checked before the run is recorded), and training goes on from its weights and from its
+optimizer's state (:meth:`KerasModel.optimizer_state`: the ``.keras`` of a compiled model
+holds its optimizer, which the file is read again for, with safe mode on, only then).
 
 Keras and TensorFlow are imported only when a Keras model is trained, loaded, compiled or
 predicted; ``KERAS_BACKEND`` is set to ``tensorflow`` here, before Keras is first imported.
@@ -26,7 +27,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,7 @@ class KerasFlavor(NetworkFlavor):
             y_mean=float(meta.get("y_mean", 0.0)),
             y_scale=float(meta.get("y_scale", 1.0)),
             builder=builder if isinstance(builder, str) else None,
+            saved_optimizer=lambda: _saved_optimizer(data, custom),
         )
 
     # -- compiling ------------------------------------------------------------------------
@@ -218,7 +220,26 @@ class KerasModel:
     y_scale: float = 1.0
     builder: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    #: a loaded version's optimizer, read from its ``.keras`` again when asked for (a
+    #: fine-tune, :meth:`optimizer_state`); None for a model trained in this process
+    saved_optimizer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
     _heads: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def optimizer_state(self) -> tuple[str, list[tuple[str, np.ndarray]]] | None:
+        """The optimizer the network was trained with, as its class name and its variables
+        in order (``(path, value)``: the step count ``iteration``, ``learning_rate``, then
+        each weight's ``momentum`` and ``velocity`` for Adam); None when it has none (a
+        network that was never compiled, or a file without its optimizer). A loaded version
+        reads its ``.keras`` again for it, with safe mode on, as :meth:`KerasFlavor.load`
+        does (the optimizer's config was checked with the rest of the file's)."""
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None and self.saved_optimizer is not None:
+            opt = self.saved_optimizer()
+        if opt is None or not getattr(opt, "built", False) or not opt.variables:
+            return None
+        keras = keras_module()
+        values = [(str(v.path), np.asarray(keras.ops.convert_to_numpy(v))) for v in opt.variables]
+        return type(opt).__name__, values
 
     def head(self, n_features: int) -> Any:
         """The ``tf.function`` predictions come from, natively and in ONNX: the model in
@@ -250,6 +271,21 @@ class KerasModel:
         dtype = head.input_signature[0].dtype.as_numpy_dtype
         out = head(np.ascontiguousarray(_dense(x), dtype=dtype))
         return np.asarray(out.numpy(), dtype=np.float64)
+
+
+def _saved_optimizer(data: bytes, custom: dict[str, Any]) -> Any:
+    """The optimizer a ``.keras`` file holds (Keras writes a compiled model's optimizer with
+    its weights: its config and variables), loaded with safe mode on; None when the file
+    has none or Keras cannot compile it from its config."""
+    keras = keras_module()
+    with tempfile.TemporaryDirectory(prefix="loopml-keras-") as tmp:
+        path = Path(tmp) / MEMBER
+        path.write_bytes(data)
+        try:
+            net = keras.saving.load_model(path, custom_objects=custom, compile=True, safe_mode=True)
+        except Exception:  # a compile config Keras cannot rebuild: the fine-tune says so
+            return None
+    return getattr(net, "optimizer", None)
 
 
 def _double_net(keras: Any, net: Any, n_features: int) -> Any:

@@ -16,9 +16,12 @@ A fit that runs on a CUDA device also keeps each worker's CUDA random state
 (``cuda.<rank>``: the generator of the device it trains on, which dropout draws from there),
 and a resume on a CUDA device restores it. A checkpoint whose CUDA states cannot be restored
 here (resumed on a machine without CUDA, or by a fit on the CPU) is still resumed: the CUDA
-states are left unused, with a :class:`CheckpointWarning` (and a line in
-:attr:`Resumed.notes`) saying so, and dropout's draws go on from the CPU random state; a
-CPU checkpoint resumed on a CUDA device seeds the device's generator afresh, also saying so.
+states are left unused, with a line in :attr:`Resumed.notes` saying so, and dropout's draws
+go on from the CPU random state; a CPU checkpoint resumed on a CUDA device seeds the
+device's generator afresh, and a checkpoint written by another number of workers seeds
+every worker's random state afresh, each also saying so. The training loop warns each note
+(:class:`CheckpointWarning`, from rank 0 only), and ``loopml train --resume`` records the
+same in the run (:func:`loopml.train.deep.resume.mark_resumed`).
 
 A fit that finds its file starts after the epoch it records, with everything restored, so
 it reaches the weights an uninterrupted fit reaches. A file written under other training
@@ -41,6 +44,7 @@ import torch
 from torch import nn
 
 from loopml.errors import ConfigError, IntegrityError
+from loopml.train.deep.resume import cpu_state_note, cuda_state_note, world_note
 from loopml.utils import atomic_write_bytes
 
 STATE = "state.safetensors"
@@ -123,19 +127,24 @@ class EpochCheckpoints:
         check_tensors(best, net, self.path)
         optimizer.load_state_dict(_optimizer_state(optimizer, _part(tensors, "opt.")))
         gen.set_state(tensors["gen"])
-        same_world = int(meta.get("world", 1)) == self.world
+        was = int(meta.get("world", 1))
+        same_world = was == self.world
         rng = tensors.get(f"{CPU_RNG}{self.rank}")
+        notes = []
         if rng is not None and same_world:
             torch.set_rng_state(rng)
         else:  # another number of workers: dropout's draws go on from a fresh seed
             torch.manual_seed(int(self.settings["seed"]) + 7919 * (int(meta["epoch"]) + 1))
-        notes = restore_cuda_rng(
+            if not same_world:
+                notes.append(world_note(self.path, was, self.world))
+        notes += restore_cuda_rng(
             tensors,
             self.rank,
             self.cuda,
             path=self.path,
             seed=int(self.settings["seed"]) + 7919 * (int(meta["epoch"]) + 1),
             other_world=not same_world,
+            warn=False,  # the training loop says them, once (rank 0)
         )
         return Resumed(
             epoch=int(meta["epoch"]),
@@ -309,10 +318,12 @@ def restore_cuda_rng(
     path: Path,
     seed: int,
     other_world: bool = False,
+    warn: bool = True,
 ) -> list[str]:
     """Restore rank ``rank``'s CUDA random state from a checkpoint's ``tensors`` onto
     ``cuda`` (the device this fit trains on; None: the CPU or no CUDA here). Returns (and
-    warns, :class:`CheckpointWarning`) what could not be restored; the fit goes on."""
+    with ``warn``, warns: :class:`CheckpointWarning`) what could not be restored; the fit
+    goes on."""
     saved = tensors.get(f"{CUDA_RNG}{rank}")
     if other_world:  # torch.manual_seed has seeded every device afresh, as the CPU
         return []
@@ -322,18 +333,11 @@ def restore_cuda_rng(
     notes = []
     if saved is not None:
         where = "it runs on the CPU" if torch.cuda.is_available() else "this machine has no CUDA"
-        notes.append(
-            f"checkpoint {path} holds the CUDA random states of a fit on a GPU; this fit "
-            f"resumes it without them ({where}): dropout's draws go on from the CPU random "
-            "state, so the epochs after it differ from an uninterrupted fit on the GPU"
-        )
+        notes.append(cuda_state_note(path, where))
     elif cuda is not None:
         torch.cuda.manual_seed(seed)
-        notes.append(
-            f"checkpoint {path} was written by a fit on the CPU; this fit resumes it on "
-            f"{cuda} with the device's random generator seeded afresh"
-        )
-    for note in notes:
+        notes.append(cpu_state_note(path, str(cuda)))
+    for note in notes if warn else ():
         warnings.warn(note, CheckpointWarning, stacklevel=3)
     return notes
 

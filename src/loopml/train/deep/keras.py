@@ -13,8 +13,13 @@ saves and predicts with), plus ``classes_`` and ``history_``. TensorFlow is impo
 version instead: the network these parameters build must be the parent's (the same layers
 with the same configuration, the same weight shapes; a ConfigError naming ``model.params``
 and the first difference otherwise), it starts from the parent's weights, keeps its classes
-(in its order) and target scale, and trains ``epochs`` more on the new rows. The parent is
-left unchanged.
+(in its order) and target scale, and trains ``epochs`` more on the new rows. Adam goes on
+from the parent's optimizer state too (its step count and each weight's moments, which the
+parent's ``.keras`` holds: :func:`continue_optimizer`), with this run's ``lr`` and
+``weight_decay``; a parent without a state that fits starts a fresh Adam, with a
+:class:`FineTuneWarning` (and a line in ``notes_``) saying so. Each epoch's metrics include
+the optimizer's step count (``iterations``), so the run shows where it went on from. The
+parent is left unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -86,7 +92,7 @@ class _KerasEstimator(BaseEstimator):
             _check_output(net, xs.shape[1], n_out, builder or "the MLP", self._task)
             if init is not None:
                 _start_from(net, builder, init)
-            history = self._train(keras, net, xs, target, seed)
+            history = self._train(keras, net, xs, target, seed, init)
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
@@ -120,7 +126,7 @@ class _KerasEstimator(BaseEstimator):
             np.random.set_state(saved[1])
 
     def _train(
-        self, keras: Any, net: Any, xs: np.ndarray, target: np.ndarray, seed: int
+        self, keras: Any, net: Any, xs: np.ndarray, target: np.ndarray, seed: int, init: Any
     ) -> list[dict[str, float]]:
         order = np.random.default_rng(seed).permutation(len(xs))
         n_val = round(float(self.validation_fraction) * len(xs))
@@ -134,7 +140,9 @@ class _KerasEstimator(BaseEstimator):
             loss="sparse_categorical_crossentropy" if classify else "mean_squared_error",
             metrics=["accuracy"] if classify else [],
         )
-        callbacks = []
+        self.notes_ = [] if init is None else continue_optimizer(net, init)
+        # each epoch's optimizer step count, with its metrics (``epoch.iterations``)
+        callbacks = [_iterations(keras, net)]
         if n_val:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -163,6 +171,73 @@ class _KerasEstimator(BaseEstimator):
         if self._task == "classification":
             return np.asarray(self.classes_)[out.argmax(axis=1)]
         return out
+
+
+class FineTuneWarning(UserWarning):
+    """A fine-tune (``loopml train --from``) could not continue part of the parent's state
+    (its optimizer's): the message says what starts afresh, and why."""
+
+
+def _iterations(keras: Any, net: Any) -> Any:
+    """A callback that adds the optimizer's step count to each epoch's metrics (the same
+    dict Keras' History records next): ``epoch.iterations`` of the run."""
+
+    class Iterations(keras.callbacks.Callback):  # type: ignore[misc,name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is not None:
+                logs["iterations"] = float(net.optimizer.iterations.numpy())
+
+    return Iterations()
+
+
+def continue_optimizer(net: Any, init: Any) -> list[str]:
+    """Carry the parent's optimizer state into ``net``'s (compiled, not yet built): Adam's
+    step count and each weight's moments, so that a fine-tune goes on where the parent's
+    fit stopped (its bias correction too); the learning rate and weight decay stay this
+    run's ``model.params``. When the parent holds no state that fits (a file without its
+    optimizer, another optimizer, other variables), the optimizer starts afresh: the
+    returned note, also warned (:class:`FineTuneWarning`), says so and why."""
+    from loopml.registry.flavors.keras import keras_module
+
+    keras = keras_module()
+    opt = net.optimizer
+    opt.build(net.trainable_variables)
+    mine = list(opt.variables)
+    got = init.optimizer_state() if hasattr(init, "optimizer_state") else None
+    reason = None
+    if got is None:
+        reason = "the version to continue holds no optimizer state"
+    elif got[0] != type(opt).__name__:
+        reason = f"the version to continue was trained with {got[0]}, not {type(opt).__name__}"
+    elif len(got[1]) != len(mine):
+        reason = f"the version's optimizer has {len(got[1])} variables, this network's {len(mine)}"
+    else:
+        for var, (path, value) in zip(mine, got[1], strict=True):
+            if _role(str(var.path)) != _role(path) or tuple(var.shape) != value.shape:
+                reason = (
+                    f"the version's optimizer variable {path} {list(value.shape)} does not fit "
+                    f"{var.path} {list(var.shape)}"
+                )
+                break
+    if reason is not None:
+        note = (
+            f"{reason}: Adam starts afresh for this fine-tune (step 0, zero moments), "
+            "from the parent's weights"
+        )
+        warnings.warn(note, FineTuneWarning, stacklevel=4)
+        return [note]
+    assert got is not None
+    for var, (path, value) in zip(mine, got[1], strict=True):
+        if _role(path) != "learning_rate":  # this run's lr (model.params.lr)
+            var.assign(keras.ops.convert_to_tensor(value, dtype=var.dtype))
+    return []
+
+
+def _role(path: str) -> str:
+    """What an optimizer variable is: ``iteration``, ``learning_rate``, or the slot of a
+    weight (``momentum``, ``velocity``...), from its path (``adam/dense_kernel_momentum``)."""
+    last = path.rsplit("/", 1)[-1]
+    return last if last in ("iteration", "learning_rate") else last.rsplit("_", 1)[-1]
 
 
 class _Classifier(ClassifierMixin, _KerasEstimator):

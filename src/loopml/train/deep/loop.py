@@ -6,6 +6,10 @@ the validation part. The best epoch's weights (lowest validation loss) are kept,
 ``checkpoint_dir`` as safetensors when one is given, and restored at the end; training stops
 after ``patience`` epochs without improvement. Everything random (the initial weights, the
 split, the shuffles, dropout) comes from the seed, so one seed gives the same weights.
+
+A fit that continues its checkpoint warns, once (rank 0), each thing the checkpoint could
+not restore as it was (:attr:`~loopml.train.deep.checkpoints.Resumed.notes`, a
+:class:`~loopml.train.deep.checkpoints.CheckpointWarning` each).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from loopml.train.deep.checkpoints import open_checkpoints
+from loopml.train.deep.checkpoints import CheckpointWarning, open_checkpoints
 from loopml.utils import atomic_write_bytes
 
 CHECKPOINT = "best.safetensors"
@@ -112,6 +117,8 @@ def fit_network(
     if ckpt is not None and (got := ckpt.restore(net, optimizer, gen)) is not None:
         history, best_loss, best_state, stale = got.unpack()
         start = settings.epochs if got.stopped else got.epoch + 1
+        for note in got.notes if not (shard and shard[0]) else ():  # once: rank 0
+            warnings.warn(note, CheckpointWarning, stacklevel=2)
     best_dir = None if shard and shard[0] else settings.checkpoint_dir  # rank 0 writes
     with cpu_threads(settings.threads), _bar(settings) as advance:
         for epoch in range(start, settings.epochs):

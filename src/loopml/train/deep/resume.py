@@ -14,6 +14,13 @@ uninterrupted run would have. The project must be the one the failed run trained
 ``model.params.workers`` may differ); a run that succeeded is not resumed. A run that passes
 its gate removes its checkpoint folder (the model is registered); a failed run keeps it.
 
+What a resume cannot restore as it was is said, by each fit as it restores its checkpoint
+(a :class:`~loopml.train.deep.checkpoints.CheckpointWarning` from the worker of rank 0), and
+recorded in the resumed run (``params.resume_notes``): checkpoints written by another number
+of workers (dropout's random streams are seeded afresh), a GPU fit's checkpoint resumed on
+the CPU, or a CPU fit's on a GPU. Everything else that could differ (``lr``,
+``batch_size``...) is refused before the run is recorded.
+
 This is the explicit form of torch elastic's "restart from the last checkpoint": a restart is
 something the user asks for, by run id, so a crash is never silently papered over and a
 resumed run says which run and which epochs it continues.
@@ -24,6 +31,7 @@ This module does not import torch.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +45,8 @@ if TYPE_CHECKING:
 FOLDER = "checkpoints"
 RESUMABLE = ("failed", "aborted")
 WHERE = {"option": "--resume"}
+#: the run's params key of what a resume does not restore as it was (:func:`mark_resumed`)
+NOTES = "resume_notes"
 
 
 def run_folder(ws: Workspace, run_id: str) -> Path:
@@ -99,7 +109,11 @@ def check_resume(
             where=WHERE,
             hint="Train again without --resume",
         )
-    return old
+    params = config.model.params
+    notes = resume_notes(
+        folder, workers=int(params.get("workers") or 1), device=str(params.get("device", "auto"))
+    )
+    return replace(old, params={**old.params, NOTES: notes})  # for mark_resumed, not stored
 
 
 def with_run_checkpoints(
@@ -125,15 +139,102 @@ def with_run_checkpoints(
 
 
 def mark_resumed(run: Run, old: Run) -> Run:
-    """``run`` recorded as the child of the failed run it continues."""
-    from dataclasses import replace
-
+    """``run`` recorded as the child of the failed run it continues, with what the resume
+    does not restore as it was (``params.resume_notes``, from :func:`check_resume`: another
+    number of workers, a GPU checkpoint resumed on the CPU...; the fits warn the same)."""
+    notes = [str(n) for n in old.params.get(NOTES) or []]
     return replace(
         run,
         parent_id=old.id,
-        params={**run.params, "resumed_from": old.id},
+        params={**run.params, "resumed_from": old.id, **({NOTES: notes} if notes else {})},
         tags={**run.tags, "resumed_from": old.id},
     )
+
+
+def resume_notes(folder: Path, *, workers: int, device: str) -> list[str]:
+    """What resuming the checkpoints in ``folder`` with ``workers`` processes on ``device``
+    (``model.params``) does not restore as it was, one sentence per checkpoint and cause,
+    as the fits say it (:meth:`loopml.train.deep.checkpoints.EpochCheckpoints.restore`)."""
+    notes: list[str] = []
+    on_cuda: bool | None = None
+    for path in sorted(folder.glob("fit-*/state.safetensors")):
+        meta = checkpoint_meta(path)
+        if meta is None:  # unreadable: the fit says so when it restores it
+            continue
+        was = int(meta.get("world") or 1)
+        if was != workers:
+            notes.append(world_note(path, was, workers))
+            continue  # every random state is seeded afresh (the CUDA ones too)
+        if on_cuda is None:
+            on_cuda = _trains_on_cuda(device)
+        if meta.get("cuda") and not on_cuda:
+            notes.append(cuda_state_note(path, _cpu_reason()))
+        elif not meta.get("cuda") and on_cuda:
+            notes.append(cpu_state_note(path, "the CUDA device"))
+    return notes
+
+
+def checkpoint_meta(path: Path) -> dict[str, Any] | None:
+    """loopml's metadata of a checkpoint (``state.safetensors``), read from the file's
+    header alone (8 bytes of length, then JSON), without torch; None when unreadable."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            if size > 100_000_000:
+                return None
+            header = json.loads(fh.read(size))
+        meta = json.loads((header.get("__metadata__") or {}).get("loopml", "{}"))
+    except (OSError, ValueError, struct.error, AttributeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def world_note(path: Path | str, was: int, now: int) -> str:
+    """The note of a checkpoint written by ``was`` workers, resumed by ``now``."""
+    return (
+        f"checkpoint {path} was written by {_workers(was)}; this fit resumes it with "
+        f"{_workers(now)}: the weights, Adam's state and the shuffle order are restored, "
+        "dropout's random draws are seeded afresh, so the epochs after it differ from an "
+        "uninterrupted run's"
+    )
+
+
+def cuda_state_note(path: Path | str, where: str) -> str:
+    """The note of a GPU fit's checkpoint resumed on the CPU (``where``: why)."""
+    return (
+        f"checkpoint {path} holds the CUDA random states of a fit on a GPU; this fit "
+        f"resumes it without them ({where}): dropout's draws go on from the CPU random "
+        "state, so the epochs after it differ from an uninterrupted fit on the GPU"
+    )
+
+
+def cpu_state_note(path: Path | str, device: str) -> str:
+    """The note of a CPU fit's checkpoint resumed on a CUDA ``device``."""
+    return (
+        f"checkpoint {path} was written by a fit on the CPU; this fit resumes it on "
+        f"{device} with the device's random generator seeded afresh"
+    )
+
+
+def _workers(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} workers"
+
+
+def _trains_on_cuda(device: str) -> bool:
+    if device == "cpu":
+        return False
+    from loopml.train.deep.checkpoints import cuda_device  # torch: this run trains with it
+
+    return cuda_device(device) is not None
+
+
+def _cpu_reason() -> str:
+    import torch
+
+    return "it runs on the CPU" if torch.cuda.is_available() else "this machine has no CUDA"
 
 
 def finish(ws: Workspace, run_id: str) -> None:
