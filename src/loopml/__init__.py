@@ -112,13 +112,17 @@ def train(
     *,
     progress: "Callable[[str], None] | None" = None,
     from_version: str | None = None,
+    resume: str | None = None,
 ) -> "TrainResult":
     """Train the model ``config`` describes; register and promote it if it passes its gate.
 
     ``from_version="NAME@VERSION"`` continues that registered version on the project's
-    dataset instead of training from scratch. See :func:`loopml.train.trainer.train`.
+    dataset instead of training from scratch; ``resume=RUN_ID`` resumes a failed or killed
+    run of a network from its last checkpoint. See :func:`loopml.train.trainer.train`.
     """
-    return _train_stage.train(ws, config, progress=progress, from_version=from_version)
+    return _train_stage.train(
+        ws, config, progress=progress, from_version=from_version, resume=resume
+    )
 
 
 def feedback(

@@ -25,7 +25,6 @@ from loopml.project import ProjectConfig
 from loopml.train.deep import MLPClassifier
 from loopml.train.deep.checkpoints import CheckpointWarning
 from loopml.train.deep.resume import checkpoint_meta
-from loopml.train.trainer import train
 from loopml.workspace import Workspace
 
 PARAMS = {"hidden": [16], "batch_size": 32, "patience": 0, "random_state": 0}
@@ -89,7 +88,7 @@ def test_a_resumed_run_records_and_warns_what_it_does_not_restore(
     _as_written_by(path, 2)  # as a run of --workers 2 leaves it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = train(workspace, config, resume=failed.id)  # loopml.train takes no resume
+        res = loopml.train(workspace, config, resume=failed.id)
     assert res.passed, res.reason
     shown = [str(w.message) for w in caught if issubclass(w.category, CheckpointWarning)]
     assert len(shown) == 1 and "written by 2 workers" in shown[0]
