@@ -500,10 +500,41 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes ``pid`` started, and theirs (proc(5)'s task/*/children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in task.read_text().split()]
+            except OSError:  # the task ended
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def children_rss_bytes(pid: int) -> int:
+    total = 0
+    for child in descendants(pid):
+        try:
+            total += rss_bytes(child)
+        except OSError:  # it ended meanwhile
+            pass
+    return total
+
+
 def swap_memory(server: Server, model: Trained, workspace: str, bodies: list[bytes]) -> dict:
     """Move the model's champion alias to its other version under light load (4
     connections), sampling the server's RSS every 5 ms: before, peak during, after (once the
-    new version answers and the old one is unloaded), and the requests that failed."""
+    new version answers and the old one is unloaded), and the requests that failed.
+
+    The alias is moved from Python without compiling (``set_alias``), so the server meets a
+    version it has never seen compiled: it compiles it in a separate process
+    (:mod:`loopml.registry.compile_worker`), whose peak RSS is reported apart
+    (``child_peak_mb``); the latency of the requests answered meanwhile is reported too."""
     import threading
 
     from loopml.registry import set_alias
@@ -521,11 +552,13 @@ def swap_memory(server: Server, model: Trained, workspace: str, bodies: list[byt
     current = version()
     target = 2 if current == "1" else 1
     samples: list[int] = []
+    child_samples: list[int] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             samples.append(rss_bytes(server.proc.pid))
+            child_samples.append(children_rss_bytes(server.proc.pid))
             time.sleep(0.005)
 
     load = Load()
@@ -557,7 +590,11 @@ def swap_memory(server: Server, model: Trained, workspace: str, bodies: list[byt
     result.update(
         before_mb=before / 2**20,
         peak_mb=max(samples, default=before) / 2**20,
+        child_peak_mb=max(child_samples, default=0) / 2**20,
         after_mb=after / 2**20,
+        p50_ms=float(np.percentile(load.latencies, 50)) * 1000 if load.latencies else 0.0,
+        p99_ms=float(np.percentile(load.latencies, 99)) * 1000 if load.latencies else 0.0,
+        max_ms=max(load.latencies, default=0.0) * 1000,
         errors=float(load.errors),
         requests=float(len(load.latencies)),
     )
@@ -701,8 +738,11 @@ def main() -> int:
         print(
             f"hot swap {name}: RSS before {swap['before_mb']:.0f} MiB, peak during "
             f"{swap['peak_mb']:.0f} MiB (+{swap['peak_mb'] - swap['before_mb']:.0f}), after "
-            f"{swap['after_mb']:.0f} MiB; new version answering after {swap['swap_s']:.2f} s; "
-            f"{int(swap['errors'])} failed of {int(swap['requests'])} requests during it"
+            f"{swap['after_mb']:.0f} MiB; compiling process peak {swap['child_peak_mb']:.0f} MiB; "
+            f"new version answering after {swap['swap_s']:.2f} s; "
+            f"{int(swap['errors'])} failed of {int(swap['requests'])} requests during it "
+            f"(p50 {swap['p50_ms']:.1f} ms, p99 {swap['p99_ms']:.1f} ms, "
+            f"max {swap['max_ms']:.0f} ms)"
         )
         if swap["errors"]:
             failed.append(f"hot swap {name}: {int(swap['errors'])} failed requests")

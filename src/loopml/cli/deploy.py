@@ -110,18 +110,32 @@ def set_(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the deployment of NAME: --single, --ab or --canary (one of them), and --shadow."""
+    from loopml.registry.compiled import compile_for_traffic
     from loopml.registry.deployments import deploy
 
+    ab_pairs = None if ab is None else _pairs(ab, "--ab")
+    canary_pairs = None if canary is None else _pairs(canary, "--canary")
     with open_ws(ctx, workspace) as ws:
+        # the versions that get traffic are compiled before it moves (servers then load the
+        # cached graph); the canary's primary already serves
+        named = [
+            single,
+            shadow,
+            *(v for v, _ in ab_pairs or ()),
+            *(v for v, _ in canary_pairs or ()),
+        ]
+        for line in compile_for_traffic(ws, name, named):
+            (err if as_json else out).print(line, markup=False)
         dep = deploy(
             ws,
             name,
             single=single,
-            ab=None if ab is None else _pairs(ab, "--ab"),
-            canary=None if canary is None else _pairs(canary, "--canary"),
+            ab=ab_pairs,
+            canary=canary_pairs,
             shadow=shadow,
             expected=expect,
             reason=reason,
+            compile=False,  # done above, with the lines printed
         )
     if as_json:
         print_json(dep.to_dict())

@@ -203,6 +203,10 @@ def alias(
             event = registry.delete_alias(ws, name, alias_name, expected=expected, reason=reason)
             out.print(f"{name}@{alias_name} removed (it pointed at version {event.from_version})")
             return
+        from loopml.registry.compiled import compile_for_traffic
+
+        for line in compile_for_traffic(ws, name, [version]):  # before servers see the move
+            out.print(line, markup=False)
         moved = registry.set_alias(ws, name, alias_name, version, expected=expected, reason=reason)
         if moved is None:
             out.print(f"{name}@{alias_name} -> version {version} (already)")

@@ -28,11 +28,14 @@ created once and are safe to call from several threads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -581,41 +584,27 @@ def load_predictor(
     cached compiled graph if its pointer names one that passes :func:`check_onnx` and matches
     the native model again, else a fresh :func:`compile_bundle` (stored for next time).
     ``mode`` is ``serve_compile``: ``native`` never compiles, ``onnx`` raises ConfigError
-    for a model that does not compile. ``refresh`` ignores the cache."""
+    for a model that does not compile. ``refresh`` ignores the cache. This compiles in the
+    calling process; a server uses :func:`serving_predictor`, which never does."""
     mode = check_mode(mode)
     if mode == "native":
         return NativeFallback(bundle, None)
     result: CompiledModel | NativeFallback | None = None
     refused: str | None = None
-    pointer = None if refresh or ws is None else _read_pointer(ws, bundle_sha)
-    if pointer is not None:
-        start = time.perf_counter()
-        if pointer.get("kind") == "onnx":
-            sha = str(pointer.get("onnx_sha256"))
-            try:
-                data = ws.artifacts.get(sha)
-                compiled = CompiledModel(data, bundle.signature, what=bundle.name)
-                diff, rows = verify(compiled, bundle)
-                seconds = time.perf_counter() - start
-                compiled.check = Check(diff, rows, seconds, cached=True, onnx_sha256=sha)
-                result = compiled
-            except (LoopmlError, _Fallback) as exc:
-                refused = str(exc)[:300]
-                log.warning(
-                    "%s: cached compiled graph refused, compiling again: %s", bundle.name, refused
-                )
-        else:
-            reason = str(pointer.get("reason") or "it did not compile")
-            check = Check(
-                pointer.get("max_abs_diff"), int(pointer.get("rows") or 0), 0.0, cached=True
-            )
-            result = NativeFallback(bundle, reason, check)
+    if not refresh and ws is not None:
+        result, refused = _from_cache(ws, bundle, bundle_sha)
     if result is None:
         result = compile_bundle(bundle)
         if refused is not None and result.check is not None:
             result.check = _with(result.check, refused=refused)
         if ws is not None:
             _store(ws, bundle_sha, result)
+    return _strict(result, mode, bundle)
+
+
+def _strict(
+    result: CompiledModel | NativeFallback, mode: str, bundle: ModelBundle
+) -> CompiledModel | NativeFallback:
     if mode == "onnx" and result.kind != "onnx":
         raise ConfigError(
             f"model {bundle.name} does not compile to ONNX: {result.reason}",
@@ -624,6 +613,261 @@ def load_predictor(
             "or change the model or its features (e.g. no datetime features)",
         )
     return result
+
+
+def _from_cache(
+    ws: Any, bundle: ModelBundle, bundle_sha: str
+) -> tuple[CompiledModel | NativeFallback | None, str | None]:
+    """What the pointer of ``bundle_sha`` holds, checked again (the cached graph, or the
+    native outcome with its reason), and why a cached graph was refused; ``(None, ...)``
+    when it must be compiled."""
+    pointer = _read_pointer(ws, bundle_sha)
+    if pointer is None:
+        return None, None
+    start = time.perf_counter()
+    if pointer.get("kind") == "onnx":
+        sha = str(pointer.get("onnx_sha256"))
+        try:
+            data = ws.artifacts.get(sha)
+            compiled = CompiledModel(data, bundle.signature, what=bundle.name)
+            diff, rows = verify(compiled, bundle)
+        except (LoopmlError, _Fallback) as exc:
+            refused = str(exc)[:300]
+            log.warning(
+                "%s: cached compiled graph refused, compiling again: %s", bundle.name, refused
+            )
+            return None, refused
+        seconds = time.perf_counter() - start
+        compiled.check = Check(diff, rows, seconds, cached=True, onnx_sha256=sha)
+        return compiled, None
+    reason = str(pointer.get("reason") or "it did not compile")
+    check = Check(pointer.get("max_abs_diff"), int(pointer.get("rows") or 0), 0.0, cached=True)
+    return NativeFallback(bundle, reason, check), None
+
+
+# -- compiling off the serving process ------------------------------------------------------
+
+#: the command that compiles one bundle in a separate process (see compile_worker)
+WORKER_COMMAND: tuple[str, ...] = ("-m", "loopml.registry.compile_worker")
+#: how long a server waits for one compile before serving the version natively
+CHILD_TIMEOUT_S = 900.0
+#: seconds without a job after which the compile worker is closed (it frees its memory)
+WORKER_IDLE_S = 30.0
+_sha_locks: dict[str, threading.Lock] = {}
+
+
+def _sha_lock(bundle_sha: str) -> threading.Lock:
+    with _stats_lock:
+        return _sha_locks.setdefault(bundle_sha, threading.Lock())
+
+
+@contextmanager
+def _machine_lock(bundle_sha: str) -> Iterator[None]:
+    """One compile of a bundle at a time on this machine (the workers of ``loopml serve
+    --workers N`` all meet the same new version): a lock file in the temporary folder."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: each process compiles, harmlessly
+        yield
+        return
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"loopml-compile-{bundle_sha[:40]}.lock")
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 (held across the yield)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+    finally:
+        # removed while held: a load waiting on this file then finds the bundle cached, and
+        # one arriving later makes a new file and finds it cached too (at worst, in a race,
+        # two processes compile one bundle, which is harmless)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        handle.close()  # releases the lock
+
+
+def serving_predictor(
+    ws: Any, bundle: ModelBundle, bundle_sha: str, *, mode: str = "auto"
+) -> CompiledModel | NativeFallback:
+    """:func:`load_predictor` for a server: it never compiles in this process.
+
+    A bundle without a usable cached outcome is compiled by a separate process
+    (:mod:`loopml.registry.compile_worker`, waited for in the calling thread: run this off
+    the event loop), then its cached graph is loaded and checked here. When that process
+    fails (crash, :data:`CHILD_TIMEOUT_S`, a store it cannot reach), the version is served
+    natively with the reason (mode ``auto``; nothing is cached, so the next load tries
+    again), or compiled here as before (mode ``onnx``, which must not serve it natively).
+    Two loads of one bundle on this machine (threads, or the workers of one server) wait for
+    one compile; processes on two machines compiling the same bundle both write the same
+    pointer atomically."""
+    mode = check_mode(mode)
+    if mode == "native" or ws is None:
+        return load_predictor(ws, bundle, bundle_sha, mode=mode)
+    result, _ = _from_cache(ws, bundle, bundle_sha)
+    if result is None:
+        with _sha_lock(bundle_sha), _machine_lock(bundle_sha):
+            result, _ = _from_cache(ws, bundle, bundle_sha)  # another load compiled it
+            if result is None:
+                start = time.perf_counter()
+                why = compile_in_child(ws, bundle, bundle_sha)
+                refused = None
+                if why is None:
+                    result, refused = _from_cache(ws, bundle, bundle_sha)
+                    if result is None:
+                        why = (
+                            f"its graph was refused here: {refused}"
+                            if refused
+                            else "it left no compiled graph in the lake"
+                        )
+                if result is None:
+                    seconds = time.perf_counter() - start
+                    log.warning("%s: compiling in a separate process failed (%s)", bundle.name, why)
+                    if mode == "onnx":
+                        return load_predictor(ws, bundle, bundle_sha, mode=mode, refresh=True)
+                    result = NativeFallback(
+                        bundle,
+                        f"compiling it to ONNX in a separate process failed: {why}"[:400]
+                        + f"; served natively (compile it with 'loopml models compile "
+                        f"{bundle.name}': the next start or swap to it loads it compiled)",
+                        Check(None, 0, seconds),
+                    )
+    return _strict(result, mode, bundle)
+
+
+def worker_job(ws: Any, bundle: ModelBundle, bundle_sha: str) -> dict[str, Any]:
+    """What :mod:`loopml.registry.compile_worker` needs to compile ``bundle`` of ``ws``."""
+    return {
+        "root": str(ws.root),
+        "settings": ws.settings.model_dump(mode="json"),
+        "lake_uri": getattr(ws, "lake_uri", None),
+        "artifacts_uri": getattr(ws, "artifacts_uri", None),
+        "bundle_sha256": bundle_sha,
+        "what": bundle.name,
+        "trusted": sorted(bundle.trusted),
+    }
+
+
+def compile_in_child(
+    ws: Any, bundle: ModelBundle, bundle_sha: str, *, timeout: float | None = None
+) -> str | None:
+    """Compile ``bundle`` (stored as ``bundle_sha`` in ``ws``) in this process's compile
+    worker, which caches the outcome; None when it finished, else why it failed."""
+    limit = CHILD_TIMEOUT_S if timeout is None else timeout
+    return _worker.run(worker_job(ws, bundle, bundle_sha), limit)
+
+
+class _Worker:
+    """This process's compile worker (:mod:`loopml.registry.compile_worker`): started on
+    first use, one job at a time, closed after :data:`WORKER_IDLE_S` without one (freeing
+    what compiling allocated), started again when it died or was stopped."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proc: Any = None
+        self.command: tuple[str, ...] = ()
+        self.last_used = 0.0
+        self.timer: threading.Timer | None = None
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        import loopml
+
+        env = dict(os.environ)
+        # the loopml this process runs, whatever put it on sys.path
+        here = str(Path(loopml.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        self.command = WORKER_COMMAND
+        self.proc = subprocess.Popen(
+            [sys.executable, *WORKER_COMMAND],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+
+    def _stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=5)
+        except Exception:  # it does not leave: it goes
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+    def _ended(self) -> str:
+        proc, self.proc = self.proc, None
+        code = proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if code < 0:
+            return f"it was killed by signal {-code}"
+        return f"it exited with status {code}"
+
+    def run(self, job: dict[str, Any], limit: float) -> str | None:
+        import select
+
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+            try:
+                if self.proc is not None and (
+                    self.proc.poll() is not None or self.command != WORKER_COMMAND
+                ):
+                    self._stop()
+                if self.proc is None:
+                    self._start()
+                proc = self.proc
+                try:
+                    proc.stdin.write(orjson.dumps(job) + b"\n")
+                    proc.stdin.flush()
+                except OSError:  # it died before reading the job
+                    return self._ended()
+                deadline = time.monotonic() + limit
+                fd = proc.stdout.fileno()
+                got = b""
+                while not got.endswith(b"\n"):
+                    left = deadline - time.monotonic()
+                    ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+                    if not ready:
+                        proc.kill()
+                        self._stop()
+                        return f"it ran past {limit:g} s and was stopped"
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        return self._ended()
+                    got += chunk
+                answer = orjson.loads(got)
+                if "error" in answer:
+                    return f"it failed: {answer['error']}"[:600]
+                return None
+            except OSError as exc:
+                self._stop()
+                return f"it could not start: {exc}"
+            finally:
+                self.last_used = time.monotonic()
+                if self.proc is not None:
+                    self.timer = threading.Timer(WORKER_IDLE_S, self._idle)
+                    self.timer.daemon = True
+                    self.timer.start()
+
+    def _idle(self) -> None:
+        with self.lock:
+            if time.monotonic() - self.last_used >= WORKER_IDLE_S - 0.01:
+                self._stop()
+
+
+_worker = _Worker()
 
 
 def compile_model(
@@ -640,6 +884,41 @@ def compile_model(
     return record, load_predictor(
         ws, loaded.bundle, record.artifact_sha256, mode=mode, refresh=True
     )
+
+
+def compile_for_traffic(ws: Any, name: str, versions: Any) -> list[str]:
+    """Compile the versions of ``name`` about to get traffic (an alias or deployment that
+    moves to them), in this process, before the move is recorded, so that no server meets
+    them uncompiled; one line per version saying what happened. As ``serve_compile`` says:
+    ``native`` compiles nothing, ``auto`` records a model that does not convert as native
+    (its reason in the line), ``onnx`` raises ConfigError for it (the move must not happen).
+    A version already compiled is checked from the cache; an unknown one is left to the
+    move's own checks."""
+    from loopml.errors import NotFoundError
+    from loopml.registry.models import load_model
+
+    mode = check_mode(ws.settings.serve_compile, "serve_compile")
+    if mode == "native":
+        return []
+    lines: list[str] = []
+    for version in sorted({int(v) for v in versions if v is not None}):
+        ref = f"{name}@{version}"
+        try:
+            loaded = load_model(ws, ref)
+        except NotFoundError:
+            continue  # the move refuses it, with its own message
+        start = time.perf_counter()
+        predictor = load_predictor(ws, loaded.bundle, loaded.record.artifact_sha256, mode=mode)
+        seconds = time.perf_counter() - start
+        check = predictor.check
+        rows = check.rows if check is not None else 0
+        if predictor.kind == "onnx" and check is not None and check.cached:
+            lines.append(f"{ref} is compiled to ONNX already (checked on {rows} rows)")
+        elif predictor.kind == "onnx":
+            lines.append(f"compiled {ref} to ONNX in {seconds:.1f} s (checked on {rows} rows)")
+        else:
+            lines.append(f"{ref} does not compile to ONNX; served natively: {predictor.reason}")
+    return lines
 
 
 def describe(record: Any, predictor: CompiledModel | NativeFallback) -> dict[str, Any]:
@@ -702,6 +981,7 @@ def _store(ws: Any, bundle_sha: str, result: CompiledModel | NativeFallback) -> 
         "seconds": None if check is None else round(check.seconds, 4),
         "versions": _versions(),
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "pid": os.getpid(),  # which process compiled it (a server never does)
     }
     try:
         if isinstance(result, CompiledModel):
@@ -725,8 +1005,10 @@ __all__ = [
     "Predictor",
     "check_onnx",
     "compile_bundle",
+    "compile_for_traffic",
     "compile_model",
     "describe",
     "fuse_numeric_inputs",
     "load_predictor",
+    "serving_predictor",
 ]

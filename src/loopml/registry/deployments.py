@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError
@@ -71,6 +72,7 @@ def deploy(
     shadow: int | None = None,
     expected: int | None = None,
     reason: str = "",
+    compile: bool = True,
 ) -> Deployment:
     """Set how ``name`` splits its traffic: exactly one of ``single`` (a version), ``ab``
     (version -> percent, summing to 100) or ``canary`` (``{version: percent}`` or
@@ -81,6 +83,11 @@ def deploy(
     compare-and-set (ConflictError, code ``deployment_moved``, naming the current one);
     None changes whatever is stored. Versions must exist and be active. Returns the
     deployment as stored (its new ``revision``), recorded with the actor and ``reason``.
+
+    ``compile``: the versions it names are compiled to ONNX first, as ``serve_compile``
+    says (:func:`loopml.registry.compiled.compile_for_traffic`; a model that does not
+    convert is recorded native, an error only with ``onnx``), so that servers load the
+    cached graph instead of compiling it.
     """
     check_name(name, "model")
     flags = (("single", single), ("ab", ab), ("canary", canary))
@@ -127,6 +134,13 @@ def deploy(
             reason=reason or None,
         )
         _check_versions(ws, dep)
+        if compile:
+            from loopml.registry.compiled import compile_for_traffic, log
+
+            for line in compile_for_traffic(ws, name, [*(v for v, _ in routes), dep.shadow]):
+                log.info("%s", line)
+            compile = False  # once, whatever a lost race retries
+            dep = replace(dep, updated_at=utcnow())  # when it changes, after compiling
         try:
             return ws.metadata.set_deployment(dep, expected_revision=base)
         except ConflictError as exc:

@@ -46,6 +46,7 @@ from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.names import check_name, is_version, parse_ref
 from loopml.registry import CHAMPION, LoadedModel, Signature, load_model, resolve_version
 from loopml.registry.bundle import Prediction
+from loopml.registry.compiled import serving_predictor
 from loopml.registry.deployments import get_deployment
 from loopml.registry.signature import Columns
 from loopml.serve.batching import MicroBatcher
@@ -121,10 +122,16 @@ def warm_up(loaded: LoadedModel) -> None:
 
 def load_ready(ws: Workspace, ref: str) -> LoadedModel:
     """Load ``ref``, work out its predictor (compiled or native) and warm both up (blocking:
-    run it in a thread, never on the event loop: compiling can take seconds)."""
+    run it in a thread, never on the event loop).
+
+    A version never compiled before is compiled by a separate process, waited for here
+    (:func:`~loopml.registry.compiled.serving_predictor`): converting holds the GIL for
+    seconds, which in this process would slow every request while it runs."""
     loaded = load_model(ws, ref)
     warm_up(loaded)
-    predictor = getattr(loaded, "predictor", None)  # computed once, here, off the loop
+    mode = loaded.compile or ws.settings.serve_compile
+    predictor = serving_predictor(ws, loaded.bundle, loaded.record.artifact_sha256, mode=mode)
+    loaded._predictor = predictor  # what loaded.predictor answers from now on
     sample = loaded.bundle.sample
     if predictor is not None and sample is not None and len(sample):
         columns = {name: sample[name].to_numpy() for name in loaded.signature.names}
