@@ -429,8 +429,10 @@ class PredictionLogger:
                     if pid not in known:
                         recent.append(pid)
                         known.add(pid)
-            while len(self._recent) > self.recent_limit:
-                self._recent_set.discard(self._recent.popleft())
+            excess = len(recent) - self.recent_limit
+            if excess > 0:  # the oldest go, with one set operation (not one call per id)
+                popleft = recent.popleft
+                known.difference_update([popleft() for _ in range(excess)])
 
     def seen(self, ids: set[str]) -> set[str]:
         """The ids of ``ids`` among the last ``recent_limit`` this logger spooled."""
@@ -671,9 +673,13 @@ def _from_ipc(payload: bytes) -> pa.Table:
 
 #: a raw spool record: this tag, the header's length (u32), the header (JSON: model,
 #: version, columns, text features, ids, labels, one [ts, rows, latency, source, file] per
-#: request), then the numeric features (float64, feature-major) and the scores (float64)
+#: request), then the numeric features and the scores (float64). The features are float64,
+#: feature-major; or, when the header has ``rows`` (a NumPy dtype string, ``<f4`` or
+#: ``<f8``), the server's block as it was predicted: row-major, in that dtype (a V2 FP32
+#: tensor's float32 values). Read back as float64 columns either way.
 _RAW = b"LPR1"
 _RAW_HEAD = struct.Struct("<I")
+_ROW_DTYPES = (np.dtype("<f4"), np.dtype("<f8"))
 
 
 _NAMES_TEXT: dict[tuple[Any, ...], list[str]] = {}
@@ -696,10 +702,14 @@ def _encode(group: list[_Entry]) -> bytes:
     per segment). Entries holding DataFrames (batch scoring) are written as Arrow IPC."""
     joined = None if isinstance(group[0].frame, pd.DataFrame) else _joined_block(group)
     text: dict[str, list[str | None]] = {}
+    layout: str | None = None  # the block's dtype when stored row-major (see _RAW)
     if joined is not None:  # the server's numeric rows (block columns): no per-feature work
         columns = _names_text(getattr(group[0].frame, "names", ()))
         numeric = columns
-        block = joined.T  # feature-major, as the record stores it
+        # as it is: row-major, in its own dtype (a V2 FP32 tensor's float32: half the
+        # bytes), no transposed copy on the request path
+        block = joined if joined.dtype in _ROW_DTYPES else joined.astype(np.float64)
+        layout = block.dtype.str
     else:
         arrays = _column_arrays(group)
         if arrays is None:
@@ -718,25 +728,26 @@ def _encode(group: list[_Entry]) -> bytes:
         )
     labels = np.concatenate([e.labels for e in group]) if len(group) > 1 else group[0].labels
     scores = np.concatenate([e.scores for e in group]) if len(group) > 1 else group[0].scores
-    header = orjson.dumps(
-        {
-            "model": group[0].model,
-            "version": group[0].version,
-            "columns": columns,
-            "numeric": numeric,
-            "text": text,
-            "ids": list(chain.from_iterable(e.ids for e in group)),
-            "labels": [str(v) for v in labels.tolist()],
-            "entries": [r for e in group for r in e.requests()],
-        }
-    )
+    head: dict[str, Any] = {
+        "model": group[0].model,
+        "version": group[0].version,
+        "columns": columns,
+        "numeric": numeric,
+        "text": text,
+        "ids": list(chain.from_iterable(e.ids for e in group)),
+        "labels": [str(v) for v in labels.tolist()],
+        "entries": [r for e in group for r in e.requests()],
+    }
+    if layout is not None:
+        head["rows"] = layout
+    header = orjson.dumps(head)
     return b"".join(
         (
             _RAW,
             _RAW_HEAD.pack(len(header)),
             header,
-            np.ascontiguousarray(block, dtype=np.float64).tobytes(),
-            np.asarray(scores, dtype=np.float64).tobytes(),
+            np.ascontiguousarray(block, dtype=None if layout else np.float64).data,
+            np.ascontiguousarray(scores, dtype=np.float64).data,
         )
     )
 
@@ -761,7 +772,8 @@ def _segment_tables(records: Sequence[bytes]) -> list[pa.Table]:
     for payload in records:
         if payload.startswith(_RAW):
             head, block, scores = _decode_raw(payload)
-            key = (head["model"], head["version"], tuple(head["columns"]))
+            # float32 rows (a tensor's, one column in the lake) apart from the others
+            key = (head["model"], head["version"], tuple(head["columns"]), head.get("rows"))
             raw.setdefault(key, []).append((head, block, scores))
         else:
             tables.append(_from_ipc(payload))
@@ -770,17 +782,45 @@ def _segment_tables(records: Sequence[bytes]) -> list[pa.Table]:
 
 
 def _decode_raw(payload: bytes) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """A raw record's header, its numeric features and its scores. The features are as
+    stored: float64 feature-major (``block[j]`` is feature ``numeric[j]``), or, when the
+    header has ``rows``, row-major in that dtype (``block[i]`` is row ``i``)."""
     head, at = _raw_header(payload)
     n = len(head["ids"])
     k = len(head["numeric"])
-    block = np.frombuffer(payload, dtype=np.float64, count=k * n, offset=at).reshape(k, n)
+    layout = head.get("rows")
+    if layout is None:
+        block = np.frombuffer(payload, dtype=np.float64, count=k * n, offset=at).reshape(k, n)
+    else:
+        block = np.frombuffer(payload, dtype=np.dtype(layout), count=k * n, offset=at)
+        block = block.reshape(n, k)
     scores = np.frombuffer(payload, dtype=np.float64, count=n, offset=at + block.nbytes)
     return head, block, scores
 
 
+def _feature_major(head: dict[str, Any], block: np.ndarray) -> np.ndarray:
+    """A decoded record's features as float64, feature-major."""
+    if head.get("rows") is None:
+        return block
+    return block.T.astype(np.float64)
+
+
+#: the column holding a tensor input's values in a log part (:func:`_raw_table`), and the
+#: Parquet metadata key saying so (JSON: the column, its dtype and the feature columns its
+#: values are, in order); :func:`normalized` expands it into those columns when read
+TENSOR_COLUMN = "__loopml_tensor"
+TENSOR_KEY = b"loopml.prediction_log.tensor"
+
+
 def _raw_table(parts: list[tuple[dict[str, Any], np.ndarray, np.ndarray]]) -> pa.Table:
     """One table (the layout of :func:`build_table`) for raw records of one model version
-    and feature set, with one pass per column over all of them."""
+    and feature set, with one pass per column over all of them.
+
+    Records that all hold float32 rows (a V2 FP32 tensor: a CNN's images) keep them as one
+    column of fixed-size binary values, each row's float32 values as they were predicted
+    (one buffer, not one float64 column per pixel: the lake part is written several times
+    faster and is half the size); the part's metadata (:data:`TENSOR_KEY`) names the feature
+    columns, and :func:`normalized` gives them back as float64 columns on reading."""
     first = parts[0][0]
     entries = [row for head, _, _ in parts for row in head["entries"]]
     counts = np.fromiter((r[1] for r in entries), dtype=np.int64, count=len(entries))
@@ -789,7 +829,13 @@ def _raw_table(parts: list[tuple[dict[str, Any], np.ndarray, np.ndarray]]) -> pa
         return np.repeat(np.array([r[i] for r in entries], dtype=dtype), counts)
 
     numeric: list[str] = first["numeric"]
-    block = np.concatenate([b for _, b, _ in parts], axis=1) if len(parts) > 1 else parts[0][1]
+    names = [feature_column(c) for c in first["columns"]]
+    tensor = (
+        not first["text"]
+        and bool(numeric)
+        and all(h.get("rows") == "<f4" for h, _, _ in parts)
+        and TENSOR_COLUMN not in names
+    )
     n = int(counts.sum())
     cols: dict[str, pa.Array] = {
         "prediction_id": pa.array(
@@ -802,18 +848,54 @@ def _raw_table(parts: list[tuple[dict[str, Any], np.ndarray, np.ndarray]]) -> pa
         "source": pa.array(per_row(3, object), pa.string()),
         "input_file": pa.array(per_row(4, object), pa.string()),
     }
-    for name in first["columns"]:
-        if name in first["text"]:
-            values = list(chain.from_iterable(h["text"][name] for h, _, _ in parts))
-            cols[feature_column(name)] = pa.array(values, pa.string())
-        else:
-            values = block[numeric.index(name)]
-            cols[feature_column(name)] = pa.array(values, pa.float64(), from_pandas=True)
+    meta = {LAYOUT_KEY: LAYOUT}
+    if tensor:
+        rows = np.concatenate([b for _, b, _ in parts]) if len(parts) > 1 else parts[0][1]
+        rows = np.ascontiguousarray(rows)
+        width = rows.shape[1] * rows.itemsize
+        cols[TENSOR_COLUMN] = pa.Array.from_buffers(pa.binary(width), n, [None, pa.py_buffer(rows)])
+        # rows-layout records are the server's blocks: numeric is columns, in order
+        spec = {"column": TENSOR_COLUMN, "dtype": "<f4", "columns": names}
+        meta[TENSOR_KEY] = orjson.dumps(spec)
+    else:
+        blocks = [_feature_major(h, b) for h, b, _ in parts]
+        block = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+        for name in first["columns"]:
+            if name in first["text"]:
+                texts = list(chain.from_iterable(h["text"][name] for h, _, _ in parts))
+                cols[feature_column(name)] = pa.array(texts, pa.string())
+            else:
+                values = np.ascontiguousarray(block[numeric.index(name)])
+                cols[feature_column(name)] = pa.array(values, pa.float64(), from_pandas=True)
     labels = list(chain.from_iterable(h["labels"] for h, _, _ in parts))
     cols["prediction"] = pa.array(labels, pa.string())
     scores = np.concatenate([s for _, _, s in parts]) if len(parts) > 1 else parts[0][2]
     cols["score"] = pa.array(scores, pa.float64())
-    return pa.table(cols).replace_schema_metadata({LAYOUT_KEY: LAYOUT})
+    return pa.table(cols).replace_schema_metadata(meta)
+
+
+def _expand_tensor(table: pa.Table, spec: dict[str, Any]) -> pa.Table:
+    """``table`` with its tensor column (:func:`_raw_table`) replaced, in place, by one
+    float64 column per value (the feature columns it holds)."""
+    column = spec["column"]
+    at = table.column_names.index(column)
+    dtype = np.dtype(spec["dtype"])
+    names: list[str] = spec["columns"]
+    arr = table[column].combine_chunks()
+    n = len(arr)
+    k = len(names)
+    data = arr.buffers()[1]
+    if data is None or n == 0:
+        values = np.zeros((n, k), dtype=np.float64)
+    else:
+        width = arr.type.byte_width
+        raw = np.frombuffer(data, dtype=np.uint8, count=n * width, offset=arr.offset * width)
+        values = raw.view(dtype).reshape(n, k).astype(np.float64)
+    table = table.remove_column(at)
+    for j, name in enumerate(names):
+        table = table.add_column(at + j, name, pa.array(values[:, j], pa.float64()))
+    meta = {k2: v for k2, v in (table.schema.metadata or {}).items() if k2 != TENSOR_KEY}
+    return table.replace_schema_metadata(meta)
 
 
 _DAY_UNITS = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
@@ -864,10 +946,17 @@ def compact_segment(lake: Lake, segment: Path) -> int:
             by_part.setdefault((model, day), []).append(part)
     rows = 0
     for (model, day), tables in sorted(by_part.items()):
-        try:
-            parts = [pa.concat_tables(tables, promote_options="permissive")]
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a feature changed kind between versions
-            parts = tables
+        # a tensor column's part is never joined with a part of feature columns (each is
+        # read back by its own metadata)
+        layouts: dict[bytes | None, list[pa.Table]] = {}
+        for table in tables:
+            layouts.setdefault((table.schema.metadata or {}).get(TENSOR_KEY), []).append(table)
+        parts = []
+        for same in layouts.values():
+            try:
+                parts.append(pa.concat_tables(same, promote_options="permissive"))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # a feature changed kind
+                parts.extend(same)
         for k, table in enumerate(parts):
             meta = table.schema.metadata or {}
             table = table.replace_schema_metadata({**meta, LAYOUT_KEY: LAYOUT})
@@ -1138,8 +1227,13 @@ def _as_utc(value: datetime, what: str) -> pd.Timestamp:
 
 
 def normalized(table: pa.Table) -> pa.Table:
-    """A part read back, in the current layout (older parts are upgraded on the way in)."""
-    if (table.schema.metadata or {}).get(LAYOUT_KEY) == LAYOUT:
+    """A part read back, in the current layout (older parts are upgraded on the way in; a
+    tensor column, :func:`_raw_table`, becomes its float64 feature columns)."""
+    meta = table.schema.metadata or {}
+    spec = meta.get(TENSOR_KEY)
+    if spec is not None:
+        table = _expand_tensor(table, orjson.loads(spec))
+    if meta.get(LAYOUT_KEY) == LAYOUT:
         return table
     names = [
         f"feature_{n}" if n in _ADDED_IN_2 and f"feature_{n}" not in table.column_names else n

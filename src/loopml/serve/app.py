@@ -707,7 +707,7 @@ class ModelServer:
                     where={"header": "Inference-Header-Content-Length"},
                     hint="Send the tensors as JSON data",
                 )
-            parsed = parse_infer_request(loads(body), runtime, self.max_rows)
+            parsed = parse_infer_request(loads(body), runtime, self.max_rows, body)
         except LoopmlError as exc:
             self._count_error(name, runtime.version_text, "v2_infer", exc, t0)
             raise

@@ -153,9 +153,14 @@ def _tensor(t: Any, k: int, max_rows: int) -> tuple[str, list[int], str, list[An
     return name, shape, datatype, flat
 
 
-def parse_infer_request(body: Any, runtime: ModelRuntime, max_rows: int) -> InferRequest:
+def parse_infer_request(
+    body: Any, runtime: ModelRuntime, max_rows: int, raw: bytes | None = None
+) -> InferRequest:
     """Check a V2 inference request and turn its tensors into one list of values per feature
-    (at most ``max_rows`` rows); the values are checked against the signature afterwards."""
+    (at most ``max_rows`` rows); the values are checked against the signature afterwards.
+
+    ``raw``: the JSON text ``body`` was parsed from. Without ``true`` or ``false`` in it no
+    value can be a bool, so an image tensor's values are not scanned one by one for them."""
     if not isinstance(body, dict):
         raise _bad(
             f"the request body is {type(body).__name__}, not an object",
@@ -191,7 +196,8 @@ def parse_infer_request(body: Any, runtime: ModelRuntime, max_rows: int) -> Infe
     first_name, first_shape = tensors[0][0], tensors[0][1]
     spec = tensor_input(runtime)
     if spec is not None and len(tensors) == 1 and (first_name == spec.name or len(first_shape) > 2):
-        columns, rows = _image_columns(tensors[0], spec, runtime)
+        no_bools = raw is not None and b"true" not in raw and b"false" not in raw
+        columns, rows = _image_columns(tensors[0], spec, runtime, no_bools)
     elif (
         len(tensors) == 1
         and len(first_shape) == 2
@@ -351,7 +357,10 @@ def _declared(bundle: Any, runtime: ModelRuntime) -> TensorSpec | None:
 
 
 def _image_columns(
-    tensor: tuple[str, list[int], str, list[Any]], spec: TensorSpec, runtime: ModelRuntime
+    tensor: tuple[str, list[int], str, list[Any]],
+    spec: TensorSpec,
+    runtime: ModelRuntime,
+    no_bools: bool = False,
 ) -> tuple[dict[str, list[Any]] | RowBlock, int]:
     """A tensor ``[n, *spec.shape]`` of ``spec.datatype``, checked: one row-major block when
     every value is a plain number (no per-pixel columns to build and check), else one column
@@ -364,7 +373,10 @@ def _image_columns(
                    "Send at least one image")  # fmt: skip
     reader = runtime.reader
     if reader is not None:  # every value a plain number: the image as it is, unsplit
-        block = plain_block(flat, shape[0], reader.names)
+        # an FP32 tensor stays float32 (its values are float32 by its datatype): half the
+        # bytes to batch, predict and spool (the compiled graph casts to float32 anyway)
+        dtype = np.float32 if datatype == "FP32" else None
+        block = plain_block(flat, shape[0], reader.names, dtype, no_bools=no_bools)
         if block is not None:
             return block, shape[0]
     features = runtime.signature.names
