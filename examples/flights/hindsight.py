@@ -11,9 +11,13 @@ training differently from the oracle.
     python examples/flights/hindsight.py [--months 12] [--trees 100] [--top 3]
     python examples/flights/hindsight.py --data FILE --target COL --time COL
     python examples/flights/hindsight.py --window 2   # each model on its newest 2 months only
+    python examples/flights/hindsight.py --half-life 30d 60d   # recency-weighted refits
 
 ``--window N`` asks the same of a recency window (the policy's ``data.window``, in months):
 each model is trained on months ``i-N+1..i`` only; the oracle stays the issue's (all months).
+``--half-life 30d [60d ...]`` asks it of recency-weighted fits (``train.weight.recency``):
+each model on all months so far, a row weighing half per half-life of age before the newest
+(a duration, or a number of rows); one ceiling per half-life, against the issue's oracle.
 
 The last line is one JSON object: ``{"static": …, "oracle": …, "best": {"1": [share, [months]],
 …}}`` (months numbered as the replayed ones, 0 = the first, whose model is the static one).
@@ -36,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import run as replay  # the replay's data and learner
 
 import loopml
+from loopml.project.weight import parse_weight
+from loopml.train.weights import row_weights
 
 
 def schedule_mean(matrix: np.ndarray, retrain_after: set[int]) -> float:
@@ -70,6 +76,26 @@ def ceilings(matrix: np.ndarray, max_retrains: int, top: int = 3) -> dict[str, A
     return {"static": round(static, 4), "oracle": round(oracle, 4), "best": best}
 
 
+def against_oracle(
+    other: np.ndarray, matrix: np.ndarray, max_retrains: int, top: int
+) -> dict[str, Any]:
+    """:func:`ceilings` of the models of ``other`` (trained differently from the oracle's:
+    a window, weights), as shares of the issue's oracle gain (``matrix``: its own models).
+    The static model is the oracle's first (the replay trains it so, unweighted)."""
+    n = matrix.shape[0]
+    other = other.copy()
+    other[0] = matrix[0]
+    out = ceilings(other, max_retrains, top)
+    oracle = float(np.nanmean([matrix[j - 1, j] for j in range(1, n)]))
+    static = out["static"]
+    for rows in out["best"].values():
+        for row in rows:
+            mean = schedule_mean(other, set(row[1]))
+            row[0] = round((mean - static) / (oracle - static), 3)
+    out["oracle"] = round(oracle, 4)
+    return out
+
+
 def month_matrix(
     frame: pd.DataFrame,
     target: str,
@@ -79,19 +105,36 @@ def month_matrix(
     trees: int,
     say: Any,
     window: int | None = None,
+    half_life: str | None = None,
 ) -> np.ndarray:
     """``m[i, j]``: ROC-AUC on month ``j`` of the learner trained on months ``0..i`` (on
-    its newest ``window`` of them, when given)."""
+    its newest ``window`` of them, when given; weighted by recency with ``half_life``, a
+    duration such as 30d or a number of rows, as ``train.weight.recency`` weighs them)."""
     period = frame[time_col].dt.to_period("M")
     periods = sorted(period.unique())[: months or None]
-    chunks = [frame[period == p].drop(columns=[time_col]).reset_index(drop=True) for p in periods]
+    with_time = [frame[period == p].reset_index(drop=True) for p in periods]
+    chunks = [c.drop(columns=[time_col]) for c in with_time]
     features = [c for c in chunks[0].columns if c != target]
+    spec = None
+    if half_life is not None:
+        recency: dict[str, Any] = (
+            {"half_life": int(half_life)}
+            if half_life.isdigit()
+            else {"time": time_col, "half_life": half_life}
+        )
+        spec = parse_weight({"recency": recency}, "--half-life")
     n = len(chunks)
     m = np.full((n, n), np.nan)
     for i in range(n - 1):
         first = 0 if window is None else max(0, i + 1 - window)
         data = pd.concat(chunks[first : i + 1], ignore_index=True)
-        bundle, _ = loopml.fit_bundle(data, target, replay._lgbm(trees), task="classification")
+        weights = None
+        if spec is not None:
+            timed = pd.concat(with_time[first : i + 1], ignore_index=True)
+            weights = row_weights(timed, spec, source="--half-life", dataset="the replay")
+        bundle, _ = loopml.fit_bundle(
+            data, target, replay._lgbm(trees), task="classification", sample_weight=weights
+        )
         for j in range(i + 1, n):
             x, y = chunks[j][features], chunks[j][target].to_numpy()
             m[i, j] = replay._auc(y, bundle.predict(x, unknown="flag").scores)
@@ -114,6 +157,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--window", type=int, help="train each model on its newest N months only (default: all)"
     )
+    parser.add_argument(
+        "--half-life",
+        nargs="+",
+        help="recency-weighted fits: half-lives such as 30d (or a number of rows); one "
+        "ceiling each",
+    )
     args = parser.parse_args(argv)
     if args.data:
         frame, target, time_col = (
@@ -126,7 +175,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     matrix = month_matrix(
         frame, target, time_col, months=args.months, trees=args.trees, say=print, window=None
     )
-    if args.window:
+    if args.half_life:
+        out = ceilings(matrix, args.max_retrains, args.top)
+        out["half_life"] = {}
+        for half_life in args.half_life:
+            weighted = month_matrix(
+                frame,
+                target,
+                time_col,
+                months=args.months,
+                trees=args.trees,
+                say=print,
+                half_life=half_life,
+            )
+            got = against_oracle(weighted, matrix, args.max_retrains, args.top)
+            out["half_life"][half_life] = got["best"]
+            print(json.dumps({"half_life": half_life, "best": got["best"]}))
+    elif args.window:
         # the schedules of models trained on a recency window, against the issue's oracle
         windowed = month_matrix(
             frame,
@@ -137,15 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say=print,
             window=args.window,
         )
-        n = matrix.shape[0]
-        out = ceilings(windowed, args.max_retrains, args.top)
-        oracle = float(np.nanmean([matrix[j - 1, j] for j in range(1, n)]))
-        static = out["static"]
-        for rows in out["best"].values():
-            for row in rows:
-                mean = schedule_mean(windowed, set(row[1]))
-                row[0] = round((mean - static) / (oracle - static), 3)
-        out["oracle"] = round(oracle, 4)
+        out = against_oracle(windowed, matrix, args.max_retrains, args.top)
         out["window_months"] = args.window
     else:
         out = ceilings(matrix, args.max_retrains, args.top)

@@ -73,6 +73,7 @@ from loopml.monitor.policy import (
 from loopml.predictions import read_prediction_log
 from loopml.project.config import ProjectConfig
 from loopml.project.policy import AB_METRICS, PolicySpec
+from loopml.project.weight import WeightSpec
 from loopml.registry.deployments import deploy, step_canary
 from loopml.registry.models import delete_alias, load_model, set_alias
 from loopml.stores.records import ModelVersion
@@ -660,7 +661,10 @@ class _Pass:
 
             table = load_table(self.ws, self.project.dataset, self.project.dataset_version)
             frame = table.to_pandas()
-            base = frame[[c for c in [*names, self.project.target] if c in frame.columns]]
+            weight = self.weight()
+            extra = [] if weight is None else [c for c in weight.columns() if c not in names]
+            keep = [*names, self.project.target, *extra]
+            base = frame[[c for c in dict.fromkeys(keep) if c in frame.columns]]
         if base is None and not (spec.data.include_feedback and len(learn)):
             raise ConfigError(
                 f"policy of {self.model!r}: no training data (window {spec.data.window} and "
@@ -721,10 +725,13 @@ class _Pass:
 
         target = self.project.target
         parts: list[pd.DataFrame] = [] if base is None else [base]
+        weight = self.weight()
         if self.policy.data.include_feedback and len(traffic):
             rows = inputs_of(traffic, names)
             labels = traffic["label"].to_numpy()
             rows[target] = _as_classes(labels, classes) if classes else labels.astype(np.float64)
+            if weight is not None:
+                _weight_columns(rows, traffic, weight, base)
             parts.append(rows)
         frame = pd.concat(parts, ignore_index=True)
         if base is not None and len(base) and len(parts) > 1:
@@ -738,7 +745,13 @@ class _Pass:
         )
         result = train(
             self.ws,
-            replace(self.project, dataset=dataset, dataset_version=dv.version, alias=None),
+            replace(
+                self.project,
+                dataset=dataset,
+                dataset_version=dv.version,
+                alias=None,
+                weight=weight,
+            ),
         )
         if not result.passed or result.model_version is None:
             self.act(
@@ -752,6 +765,10 @@ class _Pass:
             )
             return None, (dv.version, len(frame))
         return result, (dv.version, len(frame))
+
+    def weight(self) -> WeightSpec | None:
+        """The retrains' per-row weights: ``policy.data.weight``, else ``train.weight``."""
+        return self.policy.data.weight or self.project.weight
 
     def judge(
         self,
@@ -981,6 +998,29 @@ class _Pass:
             return
         deploy(self.ws, self.model, single=champion, reason=action.reason)
         delete_alias(self.ws, self.model, CHALLENGER)
+
+
+def _weight_columns(
+    rows: pd.DataFrame, traffic: pd.DataFrame, weight: WeightSpec, base: pd.DataFrame | None
+) -> None:
+    """Give the traffic ``rows`` the weight's columns they lack as model inputs: the
+    recency's time column is each row's prediction time (naive UTC when the base dataset's
+    is naive), a weight column 1 (labelled traffic weighs as a row of weight 1)."""
+    time = weight.recency.time if weight.recency is not None else None
+    for col in weight.columns():
+        if col in rows.columns:
+            continue
+        if col != time:
+            rows[col] = 1.0
+            continue
+        at = pd.to_datetime(traffic["timestamp"], utc=True)
+        naive = (
+            base is not None
+            and col in base.columns
+            and pd.api.types.is_datetime64_any_dtype(base[col])
+            and getattr(base[col].dt, "tz", None) is None
+        )
+        rows[col] = (at.dt.tz_localize(None) if naive else at).to_numpy()
 
 
 def _training_rows(ws: Workspace, record: ModelVersion) -> int:

@@ -22,11 +22,13 @@ evaluation:
 registry:
   alias: champion                 # alias moved to a version that passes; null to never move
   promote: if_not_worse           # vs the champion on the same holdout: if_better, always
+train:
+  weight: {recency: {time: when, half_life: 30d}}   # or {column: w}: per-row sample weights
 ```
 
 ``data.positive``, ``model.class_weight`` and ``evaluation.threshold`` are read by
 :mod:`loopml.project.imbalance`; ``registry.promote`` and ``registry.tolerance`` by
-:mod:`loopml.project.promotion`.
+:mod:`loopml.project.promotion`; ``train.weight`` by :mod:`loopml.project.weight`.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from loopml.project.policy import PolicySpec, parse_policy
 from loopml.project.promotion import PromotionSpec, parse_promotion
 from loopml.project.search import SearchSpec
 from loopml.project.suggest import did_you_mean
+from loopml.project.weight import WeightSpec, parse_weight
 
 COLUMNS_SHOWN = 30
 
@@ -108,6 +111,7 @@ class ProjectConfig:
     # monitor: drift thresholds, alerts, webhook; checked by loopml.monitor (it sits above)
     monitor: Mapping[str, Any] = field(default_factory=dict)
     online: OnlineSpec | None = None  # online: learning from a stream (project/online.py)
+    weight: WeightSpec | None = None  # train.weight: per-row sample weights (project/weight.py)
 
     @classmethod
     def from_file(cls, path: str | Path = PROJECT_FILE) -> ProjectConfig:
@@ -153,6 +157,7 @@ class ProjectConfig:
                 "policy",
                 "monitor",
                 "online",
+                "train",
             },
             "",
             source,
@@ -232,6 +237,8 @@ class ProjectConfig:
         alias = r.get("alias", "champion")
         if alias is not None:
             check_name(str(alias), "alias")
+        t = _section(data, "train", source)
+        _known(t, {"weight"}, "train.", source)
         return cls(
             name=name,
             dataset=ds_name,
@@ -269,6 +276,7 @@ class ProjectConfig:
             online=None
             if data.get("online") is None
             else parse_online(data["online"], source, name=name),
+            weight=parse_weight(t.get("weight"), source),
         )
 
     # -- checks against what the file refers to (run before any training) --------------------
@@ -288,6 +296,8 @@ class ProjectConfig:
         if self.evaluation.split.column is not None:
             named.append(("evaluation.split.column", self.evaluation.split.column, "split column"))
         named += [("evaluation.slices", s.column, "slice column") for s in self.evaluation.slices]
+        if self.weight is not None:
+            named += [(f, c, "weight column") for f, c in self.weight.named()]
         for fieldname, column, what in named:
             if column in known:
                 continue
@@ -361,6 +371,7 @@ class ProjectConfig:
             },
             "registry": {"alias": self.alias, **self.promotion.to_dict()},
             **({"search": self.search.to_dict()} if self.search else {}),
+            **({"train": {"weight": self.weight.to_dict()}} if self.weight else {}),
         }
 
 

@@ -17,6 +17,11 @@ policy:
   data:
     window: all          # all | last N (labelled rows) | 30d
     include_feedback: true
+    weight:              # per-row weights of the retrains (train.weight's fields; default:
+      recency:           # the project's train.weight): a row weighs half per half-life of
+        half_life: 20000 # age, in rows (base dataset first, traffic in prediction order),
+                         # or time: COL and half_life: 30d (traffic rows: COL when it is a
+                         # model input, else their prediction time)
   challenger:
     gate: roc_auc >= champion + 0.005   # the training gates, on recent labelled data
     evaluate_on: 0.3     # the newest share of labelled traffic held out to judge both models
@@ -51,6 +56,7 @@ from typing import Any
 from loopml.errors import ConfigError
 from loopml.project.gate import Gate
 from loopml.project.suggest import did_you_mean
+from loopml.project.weight import WeightSpec, parse_weight
 
 TRIGGERS = ("drift", "decay", "schedule", "manual", "online_drift")
 ROLLOUTS = ("direct", "canary", "ab")
@@ -296,6 +302,8 @@ class TriggerSpec:
 class DataSpec:
     window: RowWindow = field(default_factory=RowWindow)
     include_feedback: bool = True
+    # per-row weights of the retrains (project/weight.py); None: the project's train.weight
+    weight: WeightSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -348,6 +356,7 @@ class PolicySpec:
             "data": {
                 "window": str(self.data.window),
                 "include_feedback": self.data.include_feedback,
+                **({"weight": self.data.weight.to_dict()} if self.data.weight else {}),
             },
             "challenger": {
                 "gate": str(self.challenger.gate),
@@ -450,11 +459,15 @@ def _trigger(data: Any, source: str) -> TriggerSpec:
 def _data(data: Any, source: str) -> DataSpec:
     where = "policy.data"
     d = _mapping(data or {}, where, source)
-    _known(d, ("window", "include_feedback"), where, source)
+    _known(d, ("window", "include_feedback", "weight"), where, source)
     include = d.get("include_feedback", True)
     if not isinstance(include, bool):
         raise _bad(source, f"{where}.include_feedback", include, "true or false")
-    return DataSpec(parse_row_window(d.get("window"), f"{where}.window", source), include)
+    return DataSpec(
+        parse_row_window(d.get("window"), f"{where}.window", source),
+        include,
+        parse_weight(d.get("weight"), source, f"{where}.weight"),
+    )
 
 
 def _challenger(data: Any, source: str) -> ChallengerSpec:

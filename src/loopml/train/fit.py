@@ -21,6 +21,7 @@ from loopml.registry.bundle import SAMPLE_ROWS, ModelBundle
 from loopml.registry.flavors import flavor_for, get_flavor
 from loopml.registry.signature import Signature, with_tensor
 from loopml.train.imbalance import RowWeights
+from loopml.train.weights import scaled
 
 
 def infer_task(y: pd.Series) -> str:
@@ -44,6 +45,7 @@ def fit_prepared(
     flavor: str | None = None,
     trust: Iterable[str] | None = None,
     row_weights: RowWeights | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> ModelBundle:
     """Fit a fresh copy of ``estimator`` on features ``x`` (from ``prepare_frame``).
 
@@ -52,6 +54,8 @@ def fit_prepared(
     to warm the version up before serving; ``trust`` is carried to
     :func:`loopml.register_model`. ``row_weights``: ``model.class_weight`` as per-row
     sample weights, computed on ``y`` (:func:`loopml.train.imbalance.weigh_classes`).
+    ``sample_weight``: one weight per row of ``x`` (``train.weight``), scaled here to average
+    1 and multiplied by the class weights.
     """
     impl = flavor_for(estimator) if flavor is None else get_flavor(flavor)
     features = build_transformer(spec, kinds, estimator, task=task)
@@ -59,6 +63,11 @@ def fit_prepared(
     encoded = fit_features(features, x, y)
     labels = y.to_numpy()
     weights = None if row_weights is None else row_weights.of(labels)
+    if sample_weight is not None:
+        if len(sample_weight) != len(labels):
+            raise ValueError(f"{len(sample_weight)} sample weights for {len(labels)} rows")
+        rows = scaled(np.asarray(sample_weight, dtype=np.float64))
+        weights = rows if weights is None else weights * rows
     model, classes = impl.fit(clone(estimator), encoded, labels, task, sample_weight=weights)
     sig = Signature.from_frame(
         x,
@@ -87,6 +96,7 @@ def fit_bundle(
     task: str | None = None,
     features: FeatureSpec | Mapping[str, Any] | None = None,
     trust: Iterable[str] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[ModelBundle, pd.DataFrame]:
     """Fit features + ``estimator`` on a DataFrame in one call, without a project file.
 
@@ -94,6 +104,8 @@ def fit_bundle(
     ``estimator`` is cloned, as scikit-learn's cross-validation does. ``trust`` names types
     or functions beyond loopml's allowlist that the estimator holds (e.g. the function of a
     ``FunctionTransformer``); registering the bundle records them on the version.
+    ``sample_weight``: one weight per row of ``frame`` for the estimator's fit (relative:
+    scaled to average 1).
     """
     spec = features if isinstance(features, FeatureSpec) else FeatureSpec.from_config(features)
     kinds = resolve_kinds(spec, frame, target)
@@ -108,5 +120,6 @@ def fit_bundle(
         task=task or infer_task(y),
         target=target,
         trust=trust,
+        sample_weight=sample_weight,
     )
     return bundle, x

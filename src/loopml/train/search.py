@@ -135,6 +135,12 @@ def search(
             where={"file": config.source, "field": "search"},
             hint="Add search: {trials: 20, space: {max_depth: {int: [2, 12]}}}",
         )
+    if config.weight is not None:  # trials fit unweighted: refuse rather than mislead
+        raise ConfigError(
+            f"{config.weight.field} is set, which the search's trials do not take yet",
+            where={"file": config.source, "field": config.weight.field},
+            hint="Search without train.weight, then train the best parameters with it",
+        )
     target = spec.trials if trials is None else trials
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
         raise InvalidInputError(

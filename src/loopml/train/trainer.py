@@ -58,6 +58,10 @@ from loopml.train.promote import (
     decide,
     save_holdout_predictions,
 )
+from loopml.train.weights import check_estimator as check_weight_estimator
+from loopml.train.weights import row_weights as row_weights_of
+from loopml.train.weights import summary as weight_summary
+from loopml.train.weights import without_weight_columns
 from loopml.utils import new_id, process_owner, utcnow
 from loopml.workspace import Workspace
 
@@ -142,6 +146,7 @@ def train(
     frame = read_version(ws, dv).to_pandas()
     config.check_columns(list(frame.columns), source=f"dataset {dv.name}@{dv.version}")
     features, split_note = without_split_column(config.features, config.evaluation.split)
+    features, weight_note = without_weight_columns(features, config.weight)
     x, y, kinds, task = _prepare(replace(config, features=features), dv, frame)
     config.check_metrics(metric_names(task))
     split_col = split_column(frame, config.evaluation.split)
@@ -197,9 +202,15 @@ def train(
         cont = begin_continuation(
             ws, config, from_version, dataset=dv, estimator=estimator, kinds=kinds, y=y, task=task
         )
+    # train.weight: one weight per row for the estimator's fit, checked before the run
+    sample_weights = None
+    if config.weight is not None:
+        sample_weights = _declared_weights(config, estimator, frame, dv, engine, from_version)
     fit = partial(fit_prepared, row_weights=row_weights) if cont is None else cont.fit_prepared
     if engine is not None and engine.fit is not None:
         fit = engine.fit
+    if sample_weights is not None:
+        fit = _weighted(fit, pd.Series(sample_weights, index=x.index))
     # a variance selection that keeps no feature fails here, before the run is recorded
     x_tr, y_tr = take_rows(x, tr_idx), take_rows(y, tr_idx)  # once: a take copies the rows
     check_selection(features, kinds, x_tr, y_tr, task, estimator)
@@ -222,6 +233,11 @@ def train(
             "estimator": _params(estimator),
             "features": _resolved_features(config, estimator),
             **({"class_weight": row_weights.to_dict()} if row_weights is not None else {}),
+            **(
+                {"weight": weight_summary(config.weight, sample_weights)}
+                if config.weight is not None and sample_weights is not None
+                else {}
+            ),
             **({"engine": engine.params} if engine is not None else {}),
         },
         dataset_name=dv.name,
@@ -244,6 +260,8 @@ def train(
     say(f"run {run.id[:8]}: {config.name} on {dv.name}@{dv.version} ({len(x)} rows, {task})")
     if split_note:
         say(split_note)
+    if weight_note:
+        say(weight_note)
     try:
         x_ho, y_ho = take_rows(x, ho_idx), take_rows(y, ho_idx)
         out_of_fold = pd.Series(np.nan, index=x_tr.index, dtype="float64")
@@ -460,6 +478,45 @@ def train(
             )
         )
         raise
+
+
+def _declared_weights(
+    config: ProjectConfig,
+    estimator: Any,
+    frame: pd.DataFrame,
+    dv: DatasetVersion,
+    engine: TrainEngine | None,
+    from_version: str | None,
+) -> np.ndarray:
+    """``train.weight`` of every row of ``frame``, checked (ConfigError naming the field or
+    the estimator, InvalidInputError naming the column and row)."""
+    spec = config.weight
+    assert spec is not None
+    where = {"file": config.source, "field": spec.field}
+    if engine is not None:
+        raise ConfigError(
+            f"{spec.field} is set but the {engine.name} engine fits without per-row weights",
+            where=where,
+            hint=f"Train in process (no engine), or leave {spec.field} out",
+        )
+    if from_version is not None:
+        raise ConfigError(
+            f"{spec.field} is set, which continuing a version (--from) does not take",
+            where=where,
+            hint=f"Leave {spec.field} out to continue the version, or train from scratch",
+        )
+    check_weight_estimator(estimator, spec, config.source)
+    return row_weights_of(frame, spec, source=config.source, dataset=f"{dv.name}@{dv.version}")
+
+
+def _weighted(fit: Callable[..., ModelBundle], weights: pd.Series) -> Callable[..., ModelBundle]:
+    """``fit`` given the weights of the rows it fits (looked up by their index)."""
+
+    def weighted_fit(*args: Any, **kwargs: Any) -> ModelBundle:
+        x = args[3]
+        return fit(*args, sample_weight=weights.loc[x.index].to_numpy(), **kwargs)
+
+    return weighted_fit
 
 
 def take_rows(data: Any, rows: np.ndarray) -> Any:

@@ -81,3 +81,17 @@ def test_the_replay_takes_its_policy_from_the_file_given(tmp_path: Path) -> None
     assert yaml.safe_load(written.read_text())["policy"] == mine
     written = run._project(tmp_path, ["a"], "y", 5)
     assert yaml.safe_load(written.read_text())["policy"] == default
+
+
+def test_weighted_ceilings_are_shares_of_the_issues_oracle(hindsight) -> None:  # type: ignore[no-untyped-def]
+    m = _matrix()
+    other = m.copy()
+    other[0] = 0.0  # the first model is the replay's unweighted one, whatever other says
+    other[1, 2:], other[2, 3] = [0.80, 0.75], 0.90  # better-fitted refits
+    got = hindsight.against_oracle(other, m, max_retrains=2, top=1)
+    static, oracle = (0.60 + 0.50 + 0.50) / 3, (0.60 + 0.70 + 0.80) / 3
+    assert got["static"] == round(static, 4) and got["oracle"] == round(oracle, 4)
+    # retraining after both months: (0.6 + 0.8 + 0.9) / 3, above the oracle's own models
+    best = (0.60 + 0.80 + 0.90) / 3
+    assert got["best"]["2"] == [[round((best - static) / (oracle - static), 3), [1, 2]]]
+    assert got["best"]["2"][0][0] > 1.0
