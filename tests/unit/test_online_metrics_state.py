@@ -23,6 +23,8 @@ PLAIN: list[list[Any]] = [
     [True, 1, 2.5, "x", None, -(2**63)],
     [(1, 2, 3), (4, 5, 6)],
     [(1, 0.5), 3, "x"],
+    [1e308, 1e308, -1e308],  # finite, though their sum is not
+    [(True, 1e308), (False, 1e308), (True, None)],
     [],
 ]
 NEEDS_ENCODER: list[list[Any]] = [
@@ -57,3 +59,15 @@ def test_sparse_bins_round_trip() -> None:
     assert sparse[0::2] == sorted(b for b, c in enumerate(dense) if c)
     assert all(type(v) is int for v in sparse)
     assert _dense([sparse, _sparse([0] * AUC_BINS)]) == (dense, [0] * AUC_BINS)
+
+
+def test_framed_pairs_of_finite_scores_whose_sum_overflows() -> None:
+    import orjson
+
+    from loopml.train.online.metrics import _framed_pairs
+
+    window = deque([(1, 1e308), (0, 1e308), (1, None), (0, 0.0)])
+    framed = _framed_pairs(window)
+    assert framed is not None
+    assert orjson.dumps(framed) == orjson.dumps(_plain_window(window))
+    assert _framed_pairs(deque([(1, 1e308), (0, float("inf"))])) is None

@@ -14,6 +14,7 @@ booleans).
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from loopml.registry.flavors.river import OBSERVE_EVERY
@@ -107,6 +108,32 @@ def features(
     return x if all(math.isfinite(x[name]) for name in shape.floats) else None
 
 
+def uniform_run(records: list[Any], start: int, limit: int, shapes: dict[Any, Any]) -> Any:
+    """The shape of every record from ``start`` to ``limit`` when they all have the first
+    one's field names (in order) and value types, and that shape is known (in ``shapes``);
+    else None (then each record is looked at on its own). Checked as two C loops over the
+    run's names and types, each end to end: the keys of a record are distinct, so a run
+    whose names run on as the first record's, repeated, is one of records of those names
+    (a longer record would hold a name twice)."""
+    first = records[start] if start < limit else None
+    if first is None:
+        return None
+    names, types = tuple(first), tuple(map(type, first.values()))
+    shape = shapes.get((names, types))
+    if shape is None:
+        return None
+    run = records[start:limit]
+    k = len(run)
+    try:
+        same = (
+            list(chain.from_iterable(run)) == list(names) * k
+            and list(map(type, chain.from_iterable(map(dict.values, run)))) == list(types) * k
+        )
+    except TypeError:  # a malformed event (None) in the run
+        return None
+    return shape if same else None
+
+
 def run_end(loop: Any, batch: Batch, start: int) -> int:
     """Where a run from ``start`` must stop: the batch's end, a due checkpoint, a window."""
     return min(
@@ -130,19 +157,21 @@ def _inputs(
     kept: list[Any] = []
     last_names: tuple[str, ...] | None = None
     last_types: tuple[type, ...] | None = None
-    shape: Any = None
-    plain = False
+    shape: Any = uniform_run(records, start, limit, shapes)
+    checked = limit if shape is not None else start  # records before it are of ``shape``
+    plain = shape is not None and finite and not (shape.drop or shape.convert)
     for i in range(start, limit):
-        record = records[i]
-        if record is None:
-            break
-        names, types = tuple(record), tuple(map(type, record.values()))
-        if names != last_names or types != last_types:  # (most are as the one before)
-            shape = shapes.get((names, types))
-            if shape is None:
+        record: Any = records[i]  # (a dict from here on: checked or uniform_run)
+        if i >= checked:
+            if record is None:
                 break
-            last_names, last_types = names, types
-            plain = finite and not (shape.drop or shape.convert)  # the input: the record less y
+            names, types = tuple(record), tuple(map(type, record.values()))
+            if names != last_names or types != last_types:  # (most are as the one before)
+                shape = shapes.get((names, types))
+                if shape is None:
+                    break
+                last_names, last_types = names, types
+                plain = finite and not (shape.drop or shape.convert)  # the record less y
         y = record[target]
         if regression:
             if y.__class__ is float:
@@ -292,5 +321,6 @@ __all__ = [
     "learns_while_predicting",
     "multiclass",
     "regression",
+    "uniform_run",
     "unrolled",
 ]

@@ -479,20 +479,22 @@ class _Loop:
         done = start  # events up to here are counted in the loop's attributes
         last_names: tuple[str, ...] | None = None
         last_types: tuple[type, ...] | None = None
-        shape: Any = None
-        plain = False
+        shape: Any = fast.uniform_run(records, start, limit, shapes)
+        checked = limit if shape is not None else start  # records before it are of ``shape``
+        plain = shape is not None and finite and not (shape.drop or shape.convert)
         i = start
         while i < limit:
-            record = records[i]
-            if record is None:
-                break
-            names, types = tuple(record), tuple(map(type, record.values()))
-            if names != last_names or types != last_types:  # (most are as the one before)
-                shape = shapes.get((names, types))
-                if shape is None:
+            record: Any = records[i]  # (a dict from here on: checked or uniform_run)
+            if i >= checked:
+                if record is None:
                     break
-                last_names, last_types = names, types
-                plain = finite and not (shape.drop or shape.convert)  # the input: the record less y
+                names, types = tuple(record), tuple(map(type, record.values()))
+                if names != last_names or types != last_types:  # (most are as the one before)
+                    shape = shapes.get((names, types))
+                    if shape is None:
+                        break
+                    last_names, last_types = names, types
+                    plain = finite and not (shape.drop or shape.convert)  # the record less y
             y = record[target]
             if y != pos and y != neg:  # a third label: refused by handle()
                 break

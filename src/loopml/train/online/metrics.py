@@ -22,8 +22,10 @@ scikit-learn on the same events); the cumulative ROC-AUC is computed from scores
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from itertools import repeat
 from typing import Any, ClassVar
 
 import numpy as np
@@ -190,16 +192,21 @@ class Prequential:
         return out
 
     def _window_auc(self) -> float | None:
-        pairs = [(y, s) for y, s in self.w_scores if s is not None]
-        if not pairs:
+        window = self.w_scores
+        if not window:
             return None
-        labels = {y for y, _ in pairs}
-        pos = self._positive(dict.fromkeys(labels, 0.0))
+        labels, scores = zip(*window, strict=True)  # (columns: C loops below)
+        if _NONE in set(map(type, scores)):  # scores not ranked (NaN probabilities)
+            pairs = [(y, s) for y, s in window if s is not None]
+            if not pairs:
+                return None
+            labels, scores = zip(*pairs, strict=True)
+        pos = self._positive(dict.fromkeys(set(labels), 0.0))
         if pos is None:
             return None
         return roc_auc(
-            np.asarray([y == pos for y, _ in pairs], dtype=bool),
-            np.asarray([s for _, s in pairs], dtype=np.float64),
+            np.fromiter(map(operator.eq, labels, repeat(pos)), dtype=bool, count=len(labels)),
+            np.asarray(scores, dtype=np.float64),
         )
 
     def _binned_auc(self) -> float | None:
@@ -348,9 +355,11 @@ def _framed_pairs(window: deque[Any]) -> orjson.Fragment | None:
     if set(map(type, window)) != {tuple} or set(map(len, window)) != {2}:
         return None
     labels, scores = zip(*window, strict=True)
-    if not set(map(type, labels)) <= _FRAME_LABELS or not _plain_all(labels):
+    label_kinds = set(map(type, labels))
+    if not label_kinds <= _FRAME_LABELS or not _plain_all(labels, label_kinds):
         return None
-    if not set(map(type, scores)) <= {float, type(None)} or not _plain_all(scores):
+    score_kinds = set(map(type, scores))
+    if not score_kinds <= _FLOAT_OR_NONE or not _plain_all(scores, score_kinds):
         return None
     raw = orjson.dumps(list(window))  # [[a,b],[c,d]]
     return orjson.Fragment(b'[{"$tuple":[' + raw[2:-2].replace(b"],[", b']},{"$tuple":[') + b"]}]")
@@ -383,23 +392,38 @@ def _plain_window(window: deque[Any]) -> list[Any] | None:
     return out
 
 
-_PLAIN_KINDS = frozenset({type(None), bool, str, float, int})
+_NONE = type(None)
+_PLAIN_KINDS = frozenset({_NONE, bool, str, float, int})
+_FLOAT_OR_NONE = frozenset({float, _NONE})
 
 
-def _plain_all(values: Any) -> bool:
-    """Whether :func:`_plain` holds for each of ``values`` (a sequence)."""
-    kinds = set(map(type, values))
+def _plain_all(values: Any, kinds: set[type] | None = None) -> bool:
+    """Whether :func:`_plain` holds for each of ``values`` (a sequence; ``kinds``: the set
+    of their types, when the caller has it already)."""
+    if kinds is None:
+        kinds = set(map(type, values))
     if not kinds <= _PLAIN_KINDS:
         return False
     if float in kinds:
-        floats = values if len(kinds) == 1 else [v for v in values if type(v) is float]
-        if not all(map(math.isfinite, floats)):
+        if len(kinds) == 1:
+            floats = values
+        elif kinds == _FLOAT_OR_NONE:
+            floats = list(filter(None, values))  # the floats (less the zeros: finite anyway)
+        else:
+            floats = [v for v in values if type(v) is float]
+        if not _finite(floats):
             return False
     if int in kinds:
         ints = values if len(kinds) == 1 else [v for v in values if type(v) is int]
         if min(ints) < _INT64[0] or max(ints) > _INT64[1]:
             return False
     return True
+
+
+def _finite(floats: Iterable[float]) -> bool:
+    """Whether every one of ``floats`` is finite: their sum is (a NaN or an infinity makes
+    any sum NaN or infinite), else each is checked (finite values whose sum overflows)."""
+    return math.isfinite(sum(floats)) or all(map(math.isfinite, floats))
 
 
 __all__ = ["AUC_BINS", "Prequential", "roc_auc"]
