@@ -55,7 +55,7 @@ from typing import Any
 
 from loopml.errors import ConfigError
 from loopml.project.gate import Gate
-from loopml.project.suggest import did_you_mean
+from loopml.project.suggest import check_known, did_you_mean
 from loopml.project.weight import WeightSpec, parse_weight
 
 TRIGGERS = ("drift", "decay", "schedule", "manual", "online_drift")
@@ -383,7 +383,7 @@ def parse_policy(data: Any, source: str) -> PolicySpec | None:
         return None
     where = "policy"
     d = _mapping(data, where, source)
-    _known(d, ("trigger", "data", "challenger", "rollout", "rollback"), where, source)
+    check_known(d, ("trigger", "data", "challenger", "rollout", "rollback"), where, source)
     return PolicySpec(
         trigger=_trigger(d.get("trigger"), source),
         data=_data(d.get("data"), source),
@@ -398,7 +398,7 @@ def _trigger(data: Any, source: str) -> TriggerSpec:
     d = _mapping(data or {}, where, source)
     # YAML 1.1 (PyYAML) reads a bare `on:` key as the boolean true
     d = {("on" if k is True else k): v for k, v in d.items()}
-    _known(
+    check_known(
         d,
         (
             *("on", "metric", "drop", "window", "min_labels", "every", "cron", "features"),
@@ -459,7 +459,7 @@ def _trigger(data: Any, source: str) -> TriggerSpec:
 def _data(data: Any, source: str) -> DataSpec:
     where = "policy.data"
     d = _mapping(data or {}, where, source)
-    _known(d, ("window", "include_feedback", "weight"), where, source)
+    check_known(d, ("window", "include_feedback", "weight"), where, source)
     include = d.get("include_feedback", True)
     if not isinstance(include, bool):
         raise _bad(source, f"{where}.include_feedback", include, "true or false")
@@ -473,7 +473,7 @@ def _data(data: Any, source: str) -> DataSpec:
 def _challenger(data: Any, source: str) -> ChallengerSpec:
     where = "policy.challenger"
     d = _mapping(data or {}, where, source)
-    _known(
+    check_known(
         d,
         ("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look", "blocks"),
         where,
@@ -513,7 +513,7 @@ def _challenger(data: Any, source: str) -> ChallengerSpec:
 def _rollout(data: Any, source: str) -> RolloutSpec:
     where = "policy.rollout"
     d = _mapping(data or {}, where, source)
-    _known(d, ("mode", "shadow", "steps", "metric", "alpha", "min_per_arm"), where, source)
+    check_known(d, ("mode", "shadow", "steps", "metric", "alpha", "min_per_arm"), where, source)
     mode = d.get("mode", "direct")
     if mode not in ROLLOUTS:
         raise ConfigError(
@@ -558,7 +558,7 @@ def _rollout(data: Any, source: str) -> RolloutSpec:
 def _rollback(data: Any, source: str) -> RollbackSpec:
     where = "policy.rollback"
     d = _mapping(data or {}, where, source)
-    _known(d, ("tolerance",), where, source)
+    check_known(d, ("tolerance",), where, source)
     return RollbackSpec(_number(d.get("tolerance", 0.02), f"{where}.tolerance", source, lo=0.0))
 
 
@@ -581,16 +581,6 @@ def _mapping(data: Any, where: str, source: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise _bad(source, where, data, "a mapping")
     return data
-
-
-def _known(d: Mapping[str, Any], known: tuple[str, ...], where: str, source: str) -> None:
-    for key in d:
-        if key not in known:
-            raise ConfigError(
-                f"unknown key {where}.{key}",
-                where=_where(source, f"{where}.{key}"),
-                hint=f"{did_you_mean(str(key), known)}Known keys: {', '.join(known)}",
-            )
 
 
 def _number(value: Any, field_name: str, source: str, *, lo: float) -> float:

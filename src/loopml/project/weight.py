@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.errors import ConfigError
-from loopml.project.suggest import did_you_mean
+from loopml.project.suggest import check_known
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -89,7 +89,7 @@ def parse_weight(data: Any, source: str, field_name: str = "train.weight") -> We
             where=where,
             hint="Write weight: {column: w} or weight: {recency: {time: when, half_life: 30d}}",
         )
-    _known(data, WEIGHT_KEYS, field_name, source)
+    check_known(data, WEIGHT_KEYS, field_name, source)
     column = data.get("column")
     if column is not None and (not isinstance(column, str) or not column):
         raise ConfigError(
@@ -116,7 +116,7 @@ def _recency(data: Any, source: str, field_name: str) -> RecencySpec:
             where={"file": source, "field": field_name},
             hint="Write recency: {time: when, half_life: 30d}, or {half_life: 20000} (rows)",
         )
-    _known(data, RECENCY_KEYS, field_name, source)
+    check_known(data, RECENCY_KEYS, field_name, source)
     time, half = data.get("time"), data.get("half_life")
     hwhere = {"file": source, "field": f"{field_name}.half_life"}
     if time is not None and (not isinstance(time, str) or not time):
@@ -142,13 +142,3 @@ def _recency(data: Any, source: str, field_name: str) -> RecencySpec:
             hint="Give a duration such as 12h, 30d or 2w (the age at which a row weighs half)",
         )
     return RecencySpec(time=time, half_life_s=float(m.group(1)) * _UNITS[m.group(2)])
-
-
-def _known(d: Mapping[str, Any], known: tuple[str, ...], where: str, source: str) -> None:
-    for key in d:
-        if key not in known:
-            raise ConfigError(
-                f"unknown key {where}.{key}",
-                where={"file": source, "field": f"{where}.{key}"},
-                hint=f"{did_you_mean(str(key), known)}Known keys: {', '.join(known)}",
-            )

@@ -54,14 +54,26 @@ class LoadedModel:
                     self._predictor = self._make_predictor()
         return self._predictor  # type: ignore[no-any-return]
 
-    def _make_predictor(self) -> CompiledModel | NativeFallback:
-        from loopml.registry.compiled import load_predictor
+    def serving_predictor(self) -> CompiledModel | NativeFallback:
+        """:attr:`predictor`, worked out as a server must (blocking: off the event loop): a
+        version never compiled is compiled by a separate process, never in this one
+        (:func:`loopml.registry.compiled.serving_predictor`); :attr:`predictor` answers it
+        from then on."""
+        if self._predictor is None:
+            with self._lock:
+                if self._predictor is None:
+                    self._predictor = self._make_predictor(serving=True)
+        return self._predictor  # type: ignore[no-any-return]
+
+    def _make_predictor(self, *, serving: bool = False) -> CompiledModel | NativeFallback:
+        from loopml.registry.compiled import load_predictor, serving_predictor
 
         ws = self.workspace
         mode = self.compile
         if mode is None:
             mode = ws.settings.serve_compile if ws is not None else "auto"
-        return load_predictor(ws, self.bundle, self.record.artifact_sha256, mode=mode)
+        make = serving_predictor if serving else load_predictor
+        return make(ws, self.bundle, self.record.artifact_sha256, mode=mode)
 
     @property
     def name(self) -> str:

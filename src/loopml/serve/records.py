@@ -129,9 +129,7 @@ def plain_block(
         block = _numbers(flat)
         if block is None or not (block.min() >= -FLOAT32_MAX and block.max() <= FLOAT32_MAX):
             return None
-        if dtype is not None:
-            block = block.astype(dtype)
-        return RowBlock(block.reshape(rows, len(names)), names)
+        return _rows(block, rows, names, dtype)
     if not set(map(type, flat)) <= _PLAIN:
         return None
     if len(flat) <= SMALL:
@@ -151,9 +149,7 @@ def plain_block(
             block = np.array(flat, dtype=np.float64)
         except OverflowError:  # pragma: no cover - ints beyond float64 fail the bound first
             return None
-        if dtype is not None:
-            block = block.astype(dtype)
-        return RowBlock(block.reshape(rows, len(names)), names)
+        return _rows(block, rows, names, dtype)
     # one conversion, then the smallest and the largest value: NaN makes both NaN (and
     # every comparison False), an infinity or a number beyond float32 (ints too) is outside
     # [-FLOAT32_MAX, FLOAT32_MAX]; two reductions, no temporary arrays
@@ -163,6 +159,11 @@ def plain_block(
         return None
     if not (block.min() >= -FLOAT32_MAX and block.max() <= FLOAT32_MAX):
         return None
+    return _rows(block, rows, names, dtype)
+
+
+def _rows(block: np.ndarray, rows: int, names: tuple[str, ...], dtype: Any) -> RowBlock:
+    """The checked float64 values as a :class:`RowBlock` of ``rows`` rows, in ``dtype``."""
     if dtype is not None:
         block = block.astype(dtype)
     return RowBlock(block.reshape(rows, len(names)), names)

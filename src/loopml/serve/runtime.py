@@ -46,7 +46,6 @@ from loopml.kinds import CATEGORICAL, DATETIME, NUMERIC, TEXT
 from loopml.names import check_name, is_version, parse_ref
 from loopml.registry import CHAMPION, LoadedModel, Signature, load_model, resolve_version
 from loopml.registry.bundle import Prediction
-from loopml.registry.compiled import serving_predictor
 from loopml.registry.deployments import get_deployment
 from loopml.registry.signature import Columns
 from loopml.serve.batching import MicroBatcher
@@ -129,9 +128,7 @@ def load_ready(ws: Workspace, ref: str) -> LoadedModel:
     seconds, which in this process would slow every request while it runs."""
     loaded = load_model(ws, ref)
     warm_up(loaded)
-    mode = loaded.compile or ws.settings.serve_compile
-    predictor = serving_predictor(ws, loaded.bundle, loaded.record.artifact_sha256, mode=mode)
-    loaded._predictor = predictor  # what loaded.predictor answers from now on
+    predictor = loaded.serving_predictor()  # what loaded.predictor answers from now on
     sample = loaded.bundle.sample
     if predictor is not None and sample is not None and len(sample):
         columns = {name: sample[name].to_numpy() for name in loaded.signature.names}
