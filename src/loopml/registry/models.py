@@ -287,6 +287,11 @@ def load_model(
     what = f"{record.name}@{record.version}"
     types = [t for t in record.trusted if t not in FORMAT_OPT_INS]
     bundle = ModelBundle.from_bytes(data, what=what, trusted=types)
+    # a network's optimizer state is read again from the store only if a fine-tune asks
+    attach = getattr(bundle.flavor_impl, "attach_source", None)
+    if callable(attach):
+        sha = record.artifact_sha256
+        attach(bundle.estimator, lambda: ws.artifacts.get(sha), what)
     loaded = LoadedModel(record, bundle, workspace=ws, compile=compile)
     if compile is not None:
         loaded.predictor  # noqa: B018 (worked out at load, off any request path)

@@ -13,7 +13,9 @@ choosing. Keras then loads it with ``safe_mode=True``, which refuses the Python 
 as above (safe mode), the network this run's ``model.params`` build must be its architecture
 (checked before the run is recorded), and training goes on from its weights and from its
 optimizer's state (:meth:`KerasModel.optimizer_state`: the ``.keras`` of a compiled model
-holds its optimizer, which the file is read again for, with safe mode on, only then).
+holds its optimizer, which the file is read again for, from the artifact store and with safe
+mode on, only then: a loaded version keeps none of the file's bytes,
+:meth:`KerasFlavor.attach_source`).
 
 Keras and TensorFlow are imported only when a Keras model is trained, loaded, compiled or
 predicted; ``KERAS_BACKEND`` is set to ``tensorflow`` here, before Keras is first imported.
@@ -21,6 +23,8 @@ predicted; ``KERAS_BACKEND`` is set to ``tensorflow`` here, before Keras is firs
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import io
 import json
@@ -188,8 +192,19 @@ class KerasFlavor(NetworkFlavor):
             y_mean=float(meta.get("y_mean", 0.0)),
             y_scale=float(meta.get("y_scale", 1.0)),
             builder=builder if isinstance(builder, str) else None,
-            saved_optimizer=lambda: _saved_optimizer(data, custom),
+            file_sha256=hashlib.sha256(data).hexdigest(),  # not the bytes: attach_source
+            custom=custom,
         )
+
+    def attach_source(self, model: Any, read: Callable[[], bytes], what: str) -> None:
+        """Let ``model`` (loaded from a bundle that ``read`` gives again, from the artifact
+        store) read its optimizer from its ``.keras`` when a fine-tune asks: the file is
+        read again then (the same bytes as loaded, checked by their sha256), not kept."""
+        digest = getattr(model, "file_sha256", None)
+        if isinstance(digest, str):
+            model.saved_optimizer = functools.partial(
+                _reread_optimizer, read, digest, what, dict(model.custom or {})
+            )
 
     # -- compiling ------------------------------------------------------------------------
 
@@ -220,9 +235,13 @@ class KerasModel:
     y_scale: float = 1.0
     builder: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
-    #: a loaded version's optimizer, read from its ``.keras`` again when asked for (a
-    #: fine-tune, :meth:`optimizer_state`); None for a model trained in this process
+    #: a loaded version's optimizer, read from its ``.keras`` again (from the artifact
+    #: store) when asked for (a fine-tune, :meth:`optimizer_state`); None for a model
+    #: trained in this process, or one loaded from bytes alone
     saved_optimizer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    #: a loaded version's ``.keras``: its sha256 and the trusted classes its config names
+    file_sha256: str | None = field(default=None, repr=False, compare=False)
+    custom: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     _heads: dict[int, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def optimizer_state(self) -> tuple[str, list[tuple[str, np.ndarray]]] | None:
@@ -271,6 +290,23 @@ class KerasModel:
         dtype = head.input_signature[0].dtype.as_numpy_dtype
         out = head(np.ascontiguousarray(_dense(x), dtype=dtype))
         return np.asarray(out.numpy(), dtype=np.float64)
+
+
+def _reread_optimizer(
+    read: Callable[[], bytes], digest: str, what: str, custom: dict[str, Any]
+) -> Any:
+    """The optimizer of a loaded version's ``.keras``, read again from its bundle (``read``:
+    from the artifact store); IntegrityError when the file is not the one loaded."""
+    from loopml.registry.flavors.torch import bundle_member
+
+    data = bundle_member(read(), MEMBER, what)
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise IntegrityError(
+            f"{what}: the {MEMBER} read again for its optimizer is not the file loaded",
+            where={"artifact": what, "file": MEMBER},
+            hint="The artifact changed under the version; load it again",
+        )
+    return _saved_optimizer(data, custom)
 
 
 def _saved_optimizer(data: bytes, custom: dict[str, Any]) -> Any:

@@ -8,6 +8,14 @@ version trusts (a user's ``torch.nn.Module``, by import path, registered with
 ``trust: [its.path.Class]``), and loads the weights with ``strict=True``: a file whose tensors
 do not fit the architecture is an IntegrityError. No ``torch.load`` anywhere.
 
+A version trained by loopml's loop also holds ``optimizer.safetensors``: Adam's state after its
+last epoch (each parameter's step count and moments, tensors only), described in the manifest
+(``model.optimizer``: the kind, the step count, the parameters' names, the settings). Loading
+does not read it (serving never needs it); a version loaded from a workspace reads it again
+from the artifact store when a fine-tune asks (:meth:`TorchFlavor.attach_source`), and the
+fine-tune checks it against its network before using it
+(:mod:`loopml.train.deep.finetune`).
+
 Torch is imported only when a torch model is trained, loaded, compiled or predicted (this
 module is imported by the flavor table, which ``import loopml`` may touch).
 """
@@ -15,17 +23,21 @@ module is imported by the flavor table, which ``import loopml`` may touch).
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import warnings
-from collections.abc import Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from loopml.errors import IntegrityError
+from loopml.errors import IntegrityError, LoopmlError
 from loopml.registry.flavors.base import ONNX_OPSET, NetworkFlavor, NotConvertible, class_path
 
 MEMBER = "model.safetensors"
+#: Adam's state after the fit (read only by a fine-tune, never when loaded)
+OPTIMIZER = "optimizer.safetensors"
 #: the estimators of this flavor (model.class), by module prefix
 ESTIMATOR_PREFIX = "loopml.train.deep."
 MODEL_PREFIX = "loopml.registry.flavors.torch_nets."
@@ -68,7 +80,11 @@ class TorchFlavor(NetworkFlavor):
         from safetensors.torch import save
 
         state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
-        return {MEMBER: save(state)}
+        out = {MEMBER: save(state)}
+        opt = getattr(model, "optimizer", None)
+        if opt is not None:
+            out[OPTIMIZER] = save(opt.tensors)
+        return out
 
     def manifest(self, model: Any) -> dict[str, Any]:
         out = {
@@ -81,7 +97,17 @@ class TorchFlavor(NetworkFlavor):
         threads = getattr(model, "threads", None)
         if threads is not None:  # model.params.threads: what it predicts on natively too
             out["threads"] = int(threads)
+        opt = getattr(model, "optimizer", None)
+        if opt is not None:
+            out["optimizer"] = {**opt.meta, "file": OPTIMIZER}
         return out
+
+    def attach_source(self, model: Any, read: Callable[[], bytes], what: str) -> None:
+        """Let ``model`` (loaded from a bundle that ``read`` gives again, from the artifact
+        store) read its optimizer state when a fine-tune asks, not before."""
+        opt = getattr(model, "optimizer_meta", None)
+        if isinstance(opt, dict) and getattr(model, "optimizer", None) is None:
+            model.saved_optimizer = functools.partial(_read_optimizer, read, opt, what)
 
     def load(
         self,
@@ -145,6 +171,7 @@ class TorchFlavor(NetworkFlavor):
                 where={"artifact": what, "file": "manifest.json"},
                 hint="The file is damaged or was not written by loopml; retrain the model",
             )
+        opt = meta.get("optimizer")
         return TorchModel(
             net,
             arch,
@@ -152,6 +179,8 @@ class TorchFlavor(NetworkFlavor):
             y_mean=float(meta.get("y_mean", 0.0)),
             y_scale=float(meta.get("y_scale", 1.0)),
             threads=threads,
+            # the file itself is read only by a fine-tune (attach_source)
+            optimizer_meta=dict(opt) if isinstance(opt, Mapping) else None,
         )
 
     # -- compiling ------------------------------------------------------------------------
@@ -204,6 +233,45 @@ class TorchFlavor(NetworkFlavor):
     def predict(self, model: Any, x: Any, task: str) -> np.ndarray:
         out: np.ndarray = model.predict(x)
         return out
+
+
+def bundle_member(data: bytes, name: str, what: str) -> bytes:
+    """The member ``name`` of the bundle ``data`` (a version's artifact, read again from the
+    store); IntegrityError when it is not there or not readable."""
+    from loopml.registry.safeload import check_unpacked
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            check_unpacked(zf, what, name)
+            return zf.read(name)
+    except LoopmlError:
+        raise
+    except Exception as exc:  # KeyError (absent), BadZipFile, zlib.error...
+        raise IntegrityError(
+            f"{what} has no readable {name}: {type(exc).__name__}",
+            where={"artifact": what, "file": name},
+            hint="The file is damaged or was not written by loopml",
+        ) from exc
+
+
+def _read_optimizer(read: Callable[[], bytes], meta: dict[str, Any], what: str) -> Any:
+    """The optimizer state of a version's bundle (tensors only, no pickle), as described by
+    its manifest's ``meta``; the fine-tune checks it against its network
+    (:func:`loopml.train.deep.finetune.adam_reason`)."""
+    from safetensors.torch import load
+
+    from loopml.registry.flavors.torch_nets import OptimizerState
+
+    data = bundle_member(read(), OPTIMIZER, what)
+    try:
+        tensors = load(data)
+    except Exception as exc:  # safetensors' own errors for a damaged header
+        raise IntegrityError(
+            f"{what} has an optimizer state that is not a safetensors file: {exc}"[:400],
+            where={"artifact": what, "file": OPTIMIZER},
+            hint="The file is damaged; fine-tune with a fresh optimizer, or retrain",
+        ) from exc
+    return OptimizerState(meta, tensors)
 
 
 def _export(head: Any, n_features: int, dtype: Any) -> bytes:

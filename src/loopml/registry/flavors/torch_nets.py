@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,6 +154,16 @@ class Head(nn.Module):
 
 
 @dataclass
+class OptimizerState:
+    """Adam's state after a fit: per-parameter tensors named ``<index>.<name>`` (``step``,
+    ``exp_avg``, ``exp_avg_sq``) and what they are (``meta``: the kind, the step count, the
+    parameters' names in order, the settings; :func:`loopml.train.deep.finetune.adam_meta`)."""
+
+    meta: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+
+@dataclass
 class TorchModel:
     """A trained torch network as loopml predicts with it, exactly as after a reload.
 
@@ -160,7 +171,12 @@ class TorchModel:
     ``y_mean``/``y_scale`` unscale a regression output; ``history`` is one dict of metrics per
     epoch of the fit that made it (not saved: the run keeps it as steps); ``threads`` is
     the CPU threads it predicts on natively, those it trained on (``model.params.threads``,
-    kept in the manifest; None: torch's setting, as for a version saved without it)."""
+    kept in the manifest; None: torch's setting, as for a version saved without it).
+
+    ``optimizer`` is Adam's state after the fit that made it (what the bundle keeps for a
+    fine-tune); a loaded version has none in memory: it knows the manifest's description
+    (``optimizer_meta``) and, when loaded from a workspace, reads the file again from the
+    artifact store when a fine-tune asks (``saved_optimizer``, :meth:`optimizer_state`)."""
 
     net: nn.Module
     architecture: dict[str, Any]
@@ -169,7 +185,34 @@ class TorchModel:
     y_scale: float = 1.0
     history: list[dict[str, float]] = field(default_factory=list)
     threads: int | None = field(default=None, compare=False)
+    optimizer: OptimizerState | None = field(default=None, repr=False, compare=False)
+    optimizer_meta: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    saved_optimizer: Callable[[], OptimizerState] | None = field(
+        default=None, repr=False, compare=False
+    )
     _double: Head | None = field(default=None, init=False, repr=False, compare=False)
+
+    def optimizer_state(self) -> OptimizerState | None:
+        """Adam's state of the fit that made this network: in memory for a model trained in
+        this process, else read again from the version's bundle (IntegrityError when the
+        file is damaged); None when there is none (see :meth:`optimizer_missing`)."""
+        if self.optimizer is not None:
+            return self.optimizer
+        if self.saved_optimizer is not None:
+            return self.saved_optimizer()
+        return None
+
+    def optimizer_missing(self) -> str:
+        """Why :meth:`optimizer_state` is None."""
+        if self.optimizer_meta is None:
+            return (
+                "the version to continue holds no optimizer state (its bundle has no "
+                "optimizer.safetensors: registered before loopml kept it)"
+            )
+        return (
+            "the version's optimizer state was not read: the version was loaded from its "
+            "bytes, not from a workspace's artifact store (loopml.registry.load_model)"
+        )
 
     def head(self) -> Head:
         """What predictions come from: the network in double precision on the CPU (the

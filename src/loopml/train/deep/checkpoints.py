@@ -125,7 +125,7 @@ class EpochCheckpoints:
         net.load_state_dict(weights, strict=True)
         best = _part(tensors, "best.")
         check_tensors(best, net, self.path)
-        optimizer.load_state_dict(_optimizer_state(optimizer, _part(tensors, "opt.")))
+        load_optimizer(optimizer, _part(tensors, "opt."))
         gen.set_state(tensors["gen"])
         was = int(meta.get("world", 1))
         same_world = was == self.world
@@ -181,10 +181,8 @@ class EpochCheckpoints:
             tensors[f"net.{k}"] = v.detach().cpu().contiguous()
         for k, v in best_state.items():
             tensors[f"best.{k}"] = v.detach().cpu().contiguous()
-        for idx, values in optimizer.state_dict()["state"].items():
-            for name, value in values.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"opt.{idx}.{name}"] = value.detach().cpu().contiguous()
+        for k, v in optimizer_tensors(optimizer).items():
+            tensors[f"opt.{k}"] = v
         tensors["gen"] = gen.get_state()
         for r, state in enumerate(rngs):
             tensors[f"{CPU_RNG}{r}"] = state
@@ -278,16 +276,29 @@ def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def _optimizer_state(
-    optimizer: torch.optim.Optimizer, saved: dict[str, torch.Tensor]
-) -> dict[str, Any]:
-    """The optimizer's ``state_dict`` with its per-parameter state from ``saved``."""
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as CPU tensors named ``<index>.<name>`` (the
+    parameter's index in the optimizer, then ``step``, ``exp_avg``, ``exp_avg_sq`` for
+    Adam): what a checkpoint keeps (under ``opt.``) and what a torch version's bundle keeps
+    (``optimizer.safetensors``) for a fine-tune."""
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, values in optimizer.state_dict()["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{idx}.{name}"] = value.detach().cpu().contiguous()
+    return tensors
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, torch.Tensor]) -> None:
+    """Load the per-parameter state ``saved`` (named as :func:`optimizer_tensors` names it)
+    into ``optimizer``; its settings (``lr``, ``weight_decay``...) stay its own. ``saved``
+    is left unchanged (torch would step tensors of the right dtype and device in place)."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in saved.items():
         idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value
+        state.setdefault(int(idx), {})[name] = value.clone()
     current = optimizer.state_dict()
-    return {"state": state, "param_groups": current["param_groups"]}
+    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
 
 
 def cuda_device(device: str) -> torch.device | None:

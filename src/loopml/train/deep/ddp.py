@@ -7,8 +7,9 @@ NCCL when each worker has a GPU). Every epoch all workers shuffle the training r
 (by the seed) and each takes every N-th row of the order, in batches of ``batch_size / N``:
 DDP averages the gradients, so each step is the step one process takes on the whole batch.
 Every worker scores the same validation rows with the same weights, so all of them stop at
-the same epoch; worker 0 writes the best weights (safetensors) and the history for the
-parent, which loads them. The data travels as ``.npy`` files (``allow_pickle=False``).
+the same epoch; worker 0 writes the best weights, Adam's final state (safetensors) and the
+history for the parent, which loads them. A fine-tune's parent's Adam state starts every
+worker's optimizer. The data travels as ``.npy`` files (``allow_pickle=False``).
 
 With a ``checkpoint_dir`` (the run's own folder under ``loopml train --workers N``), every
 epoch ends with the resumable state written by rank 0 (:mod:`loopml.train.deep.checkpoints`),
@@ -37,9 +38,10 @@ import torch.distributed as dist
 from torch import nn
 
 from loopml.errors import LoopmlError
-from loopml.train.deep.loop import LoopSettings, fit_network
+from loopml.train.deep.loop import LoopSettings, Trained, train_network
 
 RESULT = "result.safetensors"
+ADAM, ADAM_START = "adam.safetensors", "adam-start.safetensors"
 HISTORY = "history.json"
 
 
@@ -53,7 +55,25 @@ def fit_distributed(
     settings: LoopSettings,
     workers: int,
 ) -> list[dict[str, float]]:
-    """Train ``net`` in place over ``workers`` processes; the history of worker 0."""
+    """:func:`train_distributed`'s history (worker 0's)."""
+    return train_distributed(
+        net, architecture, x, y, task=task, settings=settings, workers=workers
+    ).history
+
+
+def train_distributed(
+    net: nn.Module,
+    architecture: dict[str, Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    settings: LoopSettings,
+    workers: int,
+    adam_start: dict[str, torch.Tensor] | None = None,
+) -> Trained:
+    """Train ``net`` in place over ``workers`` processes (every worker's Adam starting from
+    ``adam_start`` when given); the history and the final Adam state of worker 0."""
     import torch.multiprocessing as mp
     from safetensors.torch import load_file, save_file
 
@@ -66,6 +86,8 @@ def fit_distributed(
             {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()},
             str(folder / "init.safetensors"),
         )
+        if adam_start is not None:  # a fine-tune's parent's Adam, for every worker
+            save_file(adam_start, str(folder / ADAM_START))
         port = _free_port()
         context = mp.start_processes(
             _worker,
@@ -76,9 +98,10 @@ def fit_distributed(
         )
         _supervise(context, str(folder), settings.checkpoint_dir)
         net.load_state_dict(load_file(str(folder / RESULT)), strict=True)
-        history: list[dict[str, float]] = json.loads((folder / HISTORY).read_text())
+        done = json.loads((folder / HISTORY).read_text())
+        optimizer = load_file(str(folder / ADAM))
     net.cpu().eval()
-    return history
+    return Trained(done["history"], optimizer, done["optimizer"])
 
 
 def _worker(rank: int, world: int, port: int, folder: str, *args: Any) -> None:
@@ -132,10 +155,15 @@ def _train_worker(
             checkpoint_dir=settings.checkpoint_dir,  # every rank restores, rank 0 writes
             progress=settings.progress and rank == 0,
         )
-        history = fit_network(net, x, y, task=task, settings=local, shard=(rank, world))
+        start = load_file(str(path / ADAM_START)) if (path / ADAM_START).is_file() else None
+        trained = train_network(
+            net, x, y, task=task, settings=local, shard=(rank, world), adam_start=start
+        )
         if rank == 0:
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path / RESULT))
-            (path / HISTORY).write_text(json.dumps(history))
+            save_file(trained.optimizer, str(path / ADAM))
+            done = {"history": trained.history, "optimizer": trained.optimizer_meta}
+            (path / HISTORY).write_text(json.dumps(done))
         dist.barrier()
     finally:
         dist.destroy_process_group()

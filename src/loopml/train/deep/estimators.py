@@ -59,11 +59,15 @@ class _TorchEstimator(BaseEstimator):
         """Train on ``x, y``. ``init`` (a :class:`TorchModel`, ``loopml train --from``):
         start from its weights, with its classes (``classes``, in its order) and target
         scale; its architecture must be the one these parameters build (ConfigError
-        naming ``model.params`` otherwise)."""
+        naming ``model.params`` otherwise). Adam goes on from its state (step count and
+        moments, with this run's ``lr`` and ``weight_decay``) when it has one that fits,
+        else starts afresh with a :class:`~loopml.train.deep.finetune.FineTuneWarning`
+        (and a line in ``notes_``)."""
         import torch
 
-        from loopml.registry.flavors.torch_nets import TorchModel, build
-        from loopml.train.deep.loop import LoopSettings, cpu_threads, fit_network
+        from loopml.registry.flavors.torch_nets import OptimizerState, TorchModel, build
+        from loopml.train.deep.finetune import parent_adam
+        from loopml.train.deep.loop import LoopSettings, cpu_threads, train_network
 
         xs = _dense(x)
         yv = np.asarray(y)
@@ -96,8 +100,12 @@ class _TorchEstimator(BaseEstimator):
             torch.manual_seed(seed)
             net = self._build(build, arch)
             _check_output(net, xs.shape[1], n_out, arch["class"], self._task)
+            adam_start: Any = None
+            self.notes_: list[str] = []
             if init is not None:
                 _start_from(net, arch, init)
+                # the parent's Adam (step count, moments) when it fits; else a fresh one
+                adam_start, self.notes_ = parent_adam(net, init)
             settings = LoopSettings(
                 epochs=int(self.epochs),
                 lr=float(self.lr),
@@ -112,17 +120,27 @@ class _TorchEstimator(BaseEstimator):
                 threads=threads,
             )
             if int(self.workers) > 1:
-                from loopml.train.deep.ddp import fit_distributed
+                from loopml.train.deep.ddp import train_distributed
 
-                history = fit_distributed(
+                trained = train_distributed(
                     net, arch, xs, target, task=self._task, settings=settings,
-                    workers=int(self.workers),
+                    workers=int(self.workers), adam_start=adam_start,
                 )  # fmt: skip
             else:
-                history = fit_network(net, xs, target, task=self._task, settings=settings)
+                trained = train_network(
+                    net, xs, target, task=self._task, settings=settings, adam_start=adam_start
+                )
+        history = trained.history
         self.history_ = history
         self.model_ = TorchModel(
-            net, arch, self._task, y_mean, y_scale, history, threads=settings.threads
+            net,
+            arch,
+            self._task,
+            y_mean,
+            y_scale,
+            history,
+            threads=settings.threads,
+            optimizer=OptimizerState(trained.optimizer_meta, trained.optimizer),
         )
         self.n_features_in_ = xs.shape[1]
         return self

@@ -27,13 +27,14 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
-import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
-from loopml.errors import ConfigError
+from loopml.errors import ConfigError, LoopmlError
+from loopml.train.deep.finetune import FineTuneWarning as FineTuneWarning
+from loopml.train.deep.finetune import warn_fresh
 
 MODEL_WHERE = {"field": "model.params.model"}
 
@@ -173,11 +174,6 @@ class _KerasEstimator(BaseEstimator):
         return out
 
 
-class FineTuneWarning(UserWarning):
-    """A fine-tune (``loopml train --from``) could not continue part of the parent's state
-    (its optimizer's): the message says what starts afresh, and why."""
-
-
 def _iterations(keras: Any, net: Any) -> Any:
     """A callback that adds the optimizer's step count to each epoch's metrics (the same
     dict Keras' History records next): ``epoch.iterations`` of the run."""
@@ -203,15 +199,12 @@ def continue_optimizer(net: Any, init: Any) -> list[str]:
     opt = net.optimizer
     opt.build(net.trainable_variables)
     mine = list(opt.variables)
-    got = init.optimizer_state() if hasattr(init, "optimizer_state") else None
-    reason = None
-    if got is None:
-        reason = "the version to continue holds no optimizer state"
-    elif got[0] != type(opt).__name__:
+    got, reason = _parent_optimizer(init)
+    if got is not None and got[0] != type(opt).__name__:
         reason = f"the version to continue was trained with {got[0]}, not {type(opt).__name__}"
-    elif len(got[1]) != len(mine):
+    elif got is not None and len(got[1]) != len(mine):
         reason = f"the version's optimizer has {len(got[1])} variables, this network's {len(mine)}"
-    else:
+    elif got is not None:
         for var, (path, value) in zip(mine, got[1], strict=True):
             if _role(str(var.path)) != _role(path) or tuple(var.shape) != value.shape:
                 reason = (
@@ -220,17 +213,28 @@ def continue_optimizer(net: Any, init: Any) -> list[str]:
                 )
                 break
     if reason is not None:
-        note = (
-            f"{reason}: Adam starts afresh for this fine-tune (step 0, zero moments), "
-            "from the parent's weights"
-        )
-        warnings.warn(note, FineTuneWarning, stacklevel=4)
-        return [note]
+        return warn_fresh(reason, stacklevel=4)
     assert got is not None
     for var, (path, value) in zip(mine, got[1], strict=True):
         if _role(path) != "learning_rate":  # this run's lr (model.params.lr)
             var.assign(keras.ops.convert_to_tensor(value, dtype=var.dtype))
     return []
+
+
+def _parent_optimizer(init: Any) -> tuple[Any, str | None]:
+    """The parent's optimizer state (:meth:`KerasModel.optimizer_state`), or None and why."""
+    try:
+        got = init.optimizer_state() if hasattr(init, "optimizer_state") else None
+    except LoopmlError as exc:  # the file read again is damaged: the weights still go on
+        return None, f"the version's optimizer cannot be read ({exc})"
+    if got is not None:
+        return got, None
+    if getattr(init, "file_sha256", None) and getattr(init, "saved_optimizer", None) is None:
+        return None, (
+            "the version's optimizer was not read: the version was loaded from its bytes, "
+            "not from a workspace's artifact store (loopml.registry.load_model)"
+        )
+    return None, "the version to continue holds no optimizer state"
 
 
 def _role(path: str) -> str:

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from loopml.train.deep.checkpoints import CheckpointWarning, open_checkpoints
+from loopml.train.deep.checkpoints import (
+    CheckpointWarning,
+    load_optimizer,
+    open_checkpoints,
+    optimizer_tensors,
+)
+from loopml.train.deep.finetune import adam_meta
 from loopml.utils import atomic_write_bytes
 
 CHECKPOINT = "best.safetensors"
@@ -83,6 +89,19 @@ def split_rows(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarr
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+@dataclass
+class Trained:
+    """What a fit leaves besides the weights: one dict of metrics per epoch, and Adam's
+    state after the last epoch (per-parameter tensors named as
+    :func:`~loopml.train.deep.checkpoints.optimizer_tensors` names them, on the CPU, and
+    :func:`~loopml.train.deep.finetune.adam_meta`'s description), which a version's bundle
+    keeps so that a fine-tune goes on from it."""
+
+    history: list[dict[str, float]]
+    optimizer: dict[str, torch.Tensor]
+    optimizer_meta: dict[str, Any]
+
+
 def fit_network(
     net: nn.Module,
     x: np.ndarray,
@@ -92,11 +111,28 @@ def fit_network(
     settings: LoopSettings,
     shard: tuple[int, int] | None = None,
 ) -> list[dict[str, float]]:
+    """:func:`train_network`'s history."""
+    return train_network(net, x, y, task=task, settings=settings, shard=shard).history
+
+
+def train_network(
+    net: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    settings: LoopSettings,
+    shard: tuple[int, int] | None = None,
+    adam_start: dict[str, torch.Tensor] | None = None,
+) -> Trained:
     """Train ``net`` in place on ``x`` (float32) and ``y`` (class codes, or the scaled
-    target); returns one dict of metrics per epoch. ``net`` ends on the CPU with the best
-    epoch's weights, in eval mode. ``shard`` (rank, world): this process is one worker of a
-    DistributedDataParallel group (:mod:`loopml.train.deep.ddp`) and steps on its share of
-    each epoch's order."""
+    target); returns one dict of metrics per epoch and the optimizer's final state. ``net``
+    ends on the CPU with the best epoch's weights, in eval mode. ``shard`` (rank, world):
+    this process is one worker of a DistributedDataParallel group
+    (:mod:`loopml.train.deep.ddp`) and steps on its share of each epoch's order.
+    ``adam_start``: Adam's per-parameter state to go on from (a fine-tune's parent's,
+    checked by :func:`~loopml.train.deep.finetune.parent_adam`); its ``lr`` and
+    ``weight_decay`` stay ``settings``'. A checkpoint to resume replaces it."""
     device = pick_device(settings.device)
     tr, va = split_rows(len(x), settings.validation_fraction, settings.seed)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
@@ -109,6 +145,8 @@ def fit_network(
 
         model = DistributedDataParallel(net)
     optimizer = adam(net, lr=settings.lr, weight_decay=settings.weight_decay)
+    if adam_start is not None:
+        load_optimizer(optimizer, adam_start)
     gen = torch.Generator().manual_seed(settings.seed)
     tr_t = torch.from_numpy(tr)
     history: list[dict[str, float]] = []
@@ -152,9 +190,11 @@ def fit_network(
             advance(epoch, row)
             if len(va) and settings.patience > 0 and stale >= settings.patience:
                 break
+    # Adam's state after the last epoch (also when the best epoch's weights are restored)
+    trained = Trained(history, optimizer_tensors(optimizer), adam_meta(optimizer, net))
     net.load_state_dict(best_state)
     net.cpu().eval()
-    return history
+    return trained
 
 
 def adam(net: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
