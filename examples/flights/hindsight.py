@@ -12,6 +12,7 @@ training differently from the oracle.
     python examples/flights/hindsight.py --data FILE --target COL --time COL
     python examples/flights/hindsight.py --window 2   # each model on its newest 2 months only
     python examples/flights/hindsight.py --half-life 30d 60d   # recency-weighted refits
+    python examples/flights/hindsight.py --any-switch --held-out 0.1   # the loop's ceiling
 
 ``--window N`` asks the same of a recency window (the policy's ``data.window``, in months):
 each model is trained on months ``i-N+1..i`` only; the oracle stays the issue's (all months).
@@ -19,8 +20,29 @@ each model is trained on months ``i-N+1..i`` only; the oracle stays the issue's 
 each model on all months so far, a row weighing half per half-life of age before the newest
 (a duration, or a number of rows); one ceiling per half-life, against the issue's oracle.
 
+``--any-switch`` bounds everything the replay's loop can do, not just "retrain after month
+``i`` and serve that model until the next retrain". Its decision points are the month ends:
+``run.py`` sends a month's traffic as one burst, then its labels, then calls ``run_once``
+once, so no label (no information) arrives between two month ends and nothing acts in
+between; a watcher running all the time would see the same labels at the same instants. At
+each month end the loop may retrain (one ``retrain`` event: a challenger trained on the
+dataset plus all labelled traffic minus its newest ``evaluate_on`` share, and with
+``refit: true`` that model again on all of it), and, for no retrain, serve any model trained
+so far (a second look, a refit look, a promotion, a rollback) or the static one. The bound
+(``any_switch``) lets each month be served by the best, in hindsight, of the static model and
+every model trained so far in both training variants: the judged challenger (``--held-out
+0.1``, the policy's share) from the month after its retrain, its refit on all rows from the
+month after that (a refit serves only once it has beaten the judged version on the labels
+that follow), for every set of ``k`` retrain month ends: no trigger, judgement or promotion
+rule with ``k`` retrains of this learner, trained so, beats it. ``any_switch_unjudged`` lets
+the refit serve at once (the loop never does). Other ``evaluate_on`` shares, windows and
+weights are other variants, not enumerated here.
+
 The last line is one JSON object: ``{"static": …, "oracle": …, "best": {"1": [share, [months]],
-…}}`` (months numbered as the replayed ones, 0 = the first, whose model is the static one).
+…}}`` (months numbered as the replayed ones, 0 = the first, whose model is the static one;
+with ``--any-switch`` also ``"any_switch"`` and ``"any_switch_unjudged"``: the same for the
+bounds, each schedule with ``[model, variant]`` serving each month, variant 0 the judged
+challenger, 1 its refit). ``--save FILE.npz`` keeps the matrices, ``--load`` reuses them.
 """
 
 from __future__ import annotations
@@ -96,6 +118,75 @@ def against_oracle(
     return out
 
 
+def any_switch_mean(
+    variants: list[tuple[np.ndarray, int]], retrain_after: set[int]
+) -> tuple[float, list[list[int]]]:
+    """Mean metric over months 1..n-1 when models are trained after each month in
+    ``retrain_after`` and every month ``j`` is served by the best, in hindsight, of the static
+    model and every variant ``(m, delay)`` of every model trained after a month ``i`` with
+    ``i + delay < j`` (``m[i, j]``: that variant on month ``j``; ``delay`` 0: it may serve the
+    month after its retrain, 1: the month after that, as a refit judged on the labels of the
+    month that follows it); and ``[model, variant]`` of each month's pick."""
+    n = variants[0][0].shape[0]
+    values: list[float] = []
+    served: list[list[int]] = []
+    for j in range(1, n):
+        best, pick = variants[0][0][0, j], [0, 0]
+        for v, (m, delay) in enumerate(variants):
+            for i in retrain_after:
+                if i + delay < j and np.isfinite(m[i, j]) and not m[i, j] <= best:
+                    best, pick = m[i, j], [i, v]
+        values.append(float(best))
+        served.append(pick)
+    return float(np.nanmean(values)), served
+
+
+def any_switch_ceilings(
+    variants: list[tuple[np.ndarray, int]], matrix: np.ndarray, max_retrains: int, top: int = 3
+) -> dict[str, Any]:
+    """The ceiling of everything the loop can act on with ``k`` retrains (see the module's
+    ``--any-switch``): for every set of ``k`` retrain month ends, each month served by the
+    best, in hindsight, of the models trained so far in every training variant
+    ``(m, delay)`` (see :func:`any_switch_mean`); shares of the issue's oracle gain
+    (``matrix``: the oracle's own models, all rows so far; its row 0, the static model,
+    serves when nothing else does)."""
+    variants = [(m.copy(), d) for m, d in variants]
+    for m, _ in variants:
+        m[0] = matrix[0]
+    n = matrix.shape[0]
+    static = schedule_mean(matrix, set())
+    oracle = float(np.nanmean([matrix[j - 1, j] for j in range(1, n)]))
+    gain = oracle - static
+    out: dict[str, Any] = {"static": round(static, 4), "oracle": round(oracle, 4), "best": {}}
+    months = range(1, n - 1)
+    for k in range(1, min(max_retrains, len(months)) + 1):
+        scored = []
+        for s in itertools.combinations(months, k):
+            mean, served = any_switch_mean(variants, set(s))
+            scored.append((mean, list(s), served))
+        scored.sort(key=lambda t: -t[0])
+        out["best"][str(k)] = [
+            [round((m - static) / gain, 3) if gain > 0 else float("nan"), s, served]
+            for m, s, served in scored[:top]
+        ]
+    return out
+
+
+def training_frame(
+    chunks: list[pd.DataFrame], i: int, *, window: int | None = None, held_out: float | None = None
+) -> tuple[int, pd.DataFrame]:
+    """The first month and the rows of the model trained after month ``i``: months
+    ``0..i`` (the newest ``window`` of them), without the newest ``held_out`` share of the
+    traffic (months ``1..i``; month 0 is the dataset), as the loop's challenger leaves out
+    ``challenger.evaluate_on`` of the labelled traffic to judge it."""
+    first = 0 if window is None else max(0, i + 1 - window)
+    data = pd.concat(chunks[first : i + 1], ignore_index=True)
+    if held_out is not None and i > 0:
+        traffic = sum(len(c) for c in chunks[max(first, 1) : i + 1])
+        data = data.iloc[: len(data) - round(traffic * held_out)]
+    return first, data
+
+
 def month_matrix(
     frame: pd.DataFrame,
     target: str,
@@ -106,10 +197,13 @@ def month_matrix(
     say: Any,
     window: int | None = None,
     half_life: str | None = None,
+    held_out: float | None = None,
 ) -> np.ndarray:
     """``m[i, j]``: ROC-AUC on month ``j`` of the learner trained on months ``0..i`` (on
     its newest ``window`` of them, when given; weighted by recency with ``half_life``, a
-    duration such as 30d or a number of rows, as ``train.weight.recency`` weighs them)."""
+    duration such as 30d or a number of rows, as ``train.weight.recency`` weighs them;
+    without the newest ``held_out`` share of months ``1..i``, as the loop's challenger is
+    trained: month 0 is the dataset, the later months its labelled traffic)."""
     period = frame[time_col].dt.to_period("M")
     periods = sorted(period.unique())[: months or None]
     with_time = [frame[period == p].reset_index(drop=True) for p in periods]
@@ -126,8 +220,7 @@ def month_matrix(
     n = len(chunks)
     m = np.full((n, n), np.nan)
     for i in range(n - 1):
-        first = 0 if window is None else max(0, i + 1 - window)
-        data = pd.concat(chunks[first : i + 1], ignore_index=True)
+        first, data = training_frame(chunks, i, window=window, held_out=held_out)
         weights = None
         if spec is not None:
             timed = pd.concat(with_time[first : i + 1], ignore_index=True)
@@ -143,6 +236,16 @@ def month_matrix(
             f"{np.round(m[i, i + 1 :], 4)}"
         )
     return m
+
+
+def _any_switch(full: np.ndarray, held: np.ndarray, max_retrains: int, top: int) -> dict[str, Any]:
+    """The bounds of ``--any-switch``: ``any_switch`` as the loop judges (the held-out
+    challenger from the month after its retrain, its refit from the month after that: a
+    refit must first beat it on the labels that follow), ``any_switch_unjudged`` with the
+    refit serving at once (which the loop never does); variants: 0 held-out, 1 refit."""
+    judged = any_switch_ceilings([(held, 0), (full, 1)], full, max_retrains, top)
+    unjudged = any_switch_ceilings([(held, 0), (full, 0)], full, max_retrains, top)
+    return {"any_switch": judged["best"], "any_switch_unjudged": unjudged["best"]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -163,7 +266,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="recency-weighted fits: half-lives such as 30d (or a number of rows); one "
         "ceiling each",
     )
+    parser.add_argument(
+        "--any-switch",
+        action="store_true",
+        help="also the bound over every action the loop can take (see the module's help)",
+    )
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=0.1,
+        help="--any-switch: the challenger's held-out share (policy challenger.evaluate_on)",
+    )
+    parser.add_argument("--save", help="write the matrices to this .npz file")
+    parser.add_argument("--load", help="read the matrices from this .npz file (no training)")
     args = parser.parse_args(argv)
+    if args.load:
+        saved = np.load(args.load)
+        out = ceilings(saved["full"], args.max_retrains, args.top)
+        if "held" in saved:
+            out.update(_any_switch(saved["full"], saved["held"], args.max_retrains, args.top))
+        print(json.dumps(out))
+        return out
     if args.data:
         frame, target, time_col = (
             replay.file_frame(args.data, args.target, args.time),
@@ -206,6 +329,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["window_months"] = args.window
     else:
         out = ceilings(matrix, args.max_retrains, args.top)
+    saved = {"full": matrix}
+    if args.any_switch:
+        held = month_matrix(
+            frame,
+            target,
+            time_col,
+            months=args.months,
+            trees=args.trees,
+            say=print,
+            held_out=args.held_out,
+        )
+        saved["held"] = held
+        out.update(_any_switch(matrix, held, args.max_retrains, args.top))
+        out["held_out"] = args.held_out
+    if args.save:
+        np.savez(args.save, **saved)
     print(json.dumps(out))
     return out
 

@@ -268,8 +268,10 @@ def judge_challenger(
     rows: int,
 ) -> Action:
     """``rollout`` when the challenger passes the policy's gate and beats (``if_better``: the
-    paired interval of the improvement lies above 0) or matches (``if_not_worse``) the
-    champion on the same held-out labelled rows; else ``rollback`` (rejected), with why."""
+    paired interval of the improvement lies above 0, or with ``challenger.alpha`` its
+    one-sided p-value, half the comparison's two-sided one, is below alpha) or matches
+    (``if_not_worse``) the champion on the same held-out labelled rows; else ``rollback``
+    (rejected), with why."""
     spec = policy.challenger
     evidence: dict[str, Any] = {
         "challenger": version,
@@ -302,7 +304,14 @@ def judge_challenger(
     )
     if not np.isfinite(c.improvement):
         return Action(model, ROLLBACK, f"no comparison possible: {said}", evidence)
-    better = c.improvement > 0 and c.ci_low > 0
+    if spec.alpha is None:
+        better = c.improvement > 0 and c.ci_low > 0
+    else:  # one-sided: the share of resamples (or McNemar's) with no improvement, halved
+        one_sided = c.p_value / 2
+        evidence["one_sided_p"] = one_sided
+        evidence["alpha"] = spec.alpha
+        better = c.improvement > 0 and np.isfinite(one_sided) and one_sided < spec.alpha
+        said += f", one-sided p {one_sided:.3f} against {spec.alpha:g}"
     ok = better if spec.promote == "if_better" else c.improvement >= 0
     if ok:
         return Action(model, ROLLOUT, f"challenger v{version} beats the champion: {said}", evidence)

@@ -26,6 +26,9 @@ policy:
     gate: roc_auc >= champion + 0.005   # the training gates, on recent labelled data
     evaluate_on: 0.3     # the newest share of labelled traffic held out to judge both models
     promote: if_better   # if_better | if_not_worse
+    alpha: 0.05          # if_better: the one-sided level of "the challenger is better" (its
+                         # bootstrap p-value); default none: the two-sided 95% interval lies
+                         # above 0 (a one-sided 2.5% test)
     blocks: 20           # the paired interval resamples 20 contiguous runs of the judged rows
                          # (in time order), not single rows: traffic comes in correlated runs
                          # (a session, a stormy day); 0 (the default): single rows
@@ -315,6 +318,8 @@ class ChallengerSpec:
     refit: bool = True
     second_look: bool = True
     blocks: int = 0  # > 1: block bootstrap over this many contiguous runs of the judged rows
+    # if_better at this one-sided level (the comparison's p-value / 2); None: the interval
+    alpha: float | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +370,7 @@ class PolicySpec:
                 "refit": self.challenger.refit,
                 "second_look": self.challenger.second_look,
                 "blocks": self.challenger.blocks,
+                "alpha": self.challenger.alpha,
             },
             "rollout": {
                 "mode": self.rollout.mode,
@@ -475,7 +481,10 @@ def _challenger(data: Any, source: str) -> ChallengerSpec:
     d = _mapping(data or {}, where, source)
     check_known(
         d,
-        ("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look", "blocks"),
+        (
+            *("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look", "blocks"),
+            "alpha",
+        ),
         where,
         source,
     )
@@ -499,9 +508,15 @@ def _challenger(data: Any, source: str) -> ChallengerSpec:
             blocks,
             "0 (resample single rows) or a number of contiguous runs of at least 2, e.g. 20",
         )
+    alpha = d.get("alpha")
+    if alpha is not None:
+        alpha = _number(alpha, f"{where}.alpha", source, lo=0.0)
+        if not 0 < alpha < 0.5:
+            raise _bad(source, f"{where}.alpha", alpha, "a level between 0 and 0.5, e.g. 0.05")
     return ChallengerSpec(
         gate=Gate.parse(d.get("gate"), f"{where}.gate"),
         blocks=blocks,
+        alpha=alpha,
         refit=refit,
         second_look=second_look,
         evaluate_on=share,

@@ -95,3 +95,61 @@ def test_weighted_ceilings_are_shares_of_the_issues_oracle(hindsight) -> None:  
     best = (0.60 + 0.80 + 0.90) / 3
     assert got["best"]["2"] == [[round((best - static) / (oracle - static), 3), [1, 2]]]
     assert got["best"]["2"][0][0] > 1.0
+
+
+def test_the_any_switch_bound_serves_each_month_by_the_best_model_so_far(hindsight) -> None:  # type: ignore[no-untyped-def]
+    m = _matrix()
+    nan = np.nan
+    held = np.array(  # the held-out variants: model 1 better on month 3, model 2 worse
+        [
+            [0.0, 0.0, 0.0, 0.0],  # row 0 is the static model whatever a variant says
+            [nan, nan, 0.68, 0.85],
+            [nan, nan, nan, 0.70],
+            [nan, nan, nan, nan],
+        ]
+    )
+    held[0] = m[0]
+    now = [(held, 0), (m, 0)]
+    # one retrain after month 1: month 2 by model 1 (0.70), month 3 by held model 1 (0.85)
+    mean, served = hindsight.any_switch_mean(now, {1})
+    assert mean == pytest.approx((0.60 + 0.70 + 0.85) / 3)
+    assert served == [[0, 0], [1, 1], [1, 0]]
+    # retrain after month 2 only: the static model still serves month 2; month 3 by model 2
+    mean, served = hindsight.any_switch_mean(now, {2})
+    assert mean == pytest.approx((0.60 + 0.50 + 0.80) / 3)
+    # after both: month 3 goes back to model 1's held variant (0.85 > 0.80), for no retrain
+    mean, served = hindsight.any_switch_mean(now, {1, 2})
+    assert mean == pytest.approx((0.60 + 0.70 + 0.85) / 3) and served[2] == [1, 0]
+    # a refit that may serve only from the month after next: month 2 gets the held 0.68
+    judged = [(held, 0), (m, 1)]
+    mean, served = hindsight.any_switch_mean(judged, {1})
+    assert mean == pytest.approx((0.60 + 0.68 + 0.85) / 3) and served[1] == [1, 0]
+    got = hindsight.any_switch_ceilings(now, m, max_retrains=2, top=2)
+    static, oracle = (0.60 + 0.50 + 0.50) / 3, (0.60 + 0.70 + 0.80) / 3
+    assert got["static"] == round(static, 4) and got["oracle"] == round(oracle, 4)
+    share = round(((0.60 + 0.70 + 0.85) / 3 - static) / (oracle - static), 3)
+    assert got["best"]["1"][0][:2] == [share, [1]]
+    assert got["best"]["2"][0][:2] == [share, [1, 2]]
+    # never below the plain schedules (the full models at once): the bound covers them
+    plain = hindsight.ceilings(m, max_retrains=2, top=1)
+    for k, rows in plain["best"].items():
+        assert got["best"][k][0][0] >= rows[0][0]
+
+
+def test_the_held_out_variant_drops_the_newest_share_of_the_traffic(hindsight) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    chunks = [pd.DataFrame({"x": np.arange(n)}) for n in (100, 50, 30)]
+    assert len(hindsight.training_frame(chunks, 0)[1]) == 100
+    assert len(hindsight.training_frame(chunks, 2)[1]) == 180
+    # month 0 is the dataset (never held out); the newest tenth of the traffic is, as the
+    # loop's challenger is trained
+    first, data = hindsight.training_frame(chunks, 0, held_out=0.1)
+    assert first == 0 and len(data) == 100
+    _, data = hindsight.training_frame(chunks, 1, held_out=0.1)
+    assert data["x"].tolist() == [*range(100), *range(45)]
+    _, data = hindsight.training_frame(chunks, 2, held_out=0.1)
+    assert len(data) == 180 - 8  # 80 traffic rows: 8 held out, the newest (month 2's last)
+    assert data["x"].tolist()[-1] == 21
+    first, data = hindsight.training_frame(chunks, 2, window=2, held_out=0.1)
+    assert first == 1 and len(data) == 80 - 8

@@ -264,3 +264,43 @@ def test_ab_decisions_follow_the_sequential_test() -> None:
     even = msprt_proportions(80, 100, 81, 100)
     waiting = decide_ab("m", even, champion=1, challenger=2)
     assert waiting.kind == "wait" and "more observations" in waiting.reason
+
+
+def test_a_one_sided_level_promotes_a_challenger_better_at_that_level() -> None:
+    # +0.017 with a two-sided 95% interval reaching just below 0 (p 0.06): the interval
+    # rule rejects it; "better at the one-sided 5% level" (p / 2 = 0.03) promotes it
+    def judge(p: PolicySpec, improvement: float, p_value: float) -> str:
+        comparison = Comparison(
+            "roc_auc",
+            0.61 + improvement,
+            0.61,
+            improvement,
+            improvement - 0.018,
+            improvement + 0.017,
+            p_value,
+            "paired bootstrap",
+            8000,
+        )
+        return judge_challenger(
+            "m",
+            p,
+            version=2,
+            champion=1,
+            rows=8000,
+            challenger_metrics={"roc_auc": 0.61 + improvement},
+            champion_metrics={"roc_auc": 0.61},
+            comparison=comparison,
+        ).kind
+
+    interval = _policy(challenger={"promote": "if_better"})
+    one_sided = _policy(challenger={"promote": "if_better", "alpha": 0.05})
+    assert interval.challenger.alpha is None
+    assert judge(interval, 0.017, 0.06) == "rollback"
+    assert judge(one_sided, 0.017, 0.06) == "rollout"
+    assert judge(one_sided, 0.017, 0.12) == "rollback"  # one-sided 0.06: not at 5%
+    assert judge(one_sided, -0.017, 0.06) == "rollback"  # significant, the wrong way
+    assert judge(one_sided, 0.017, float("nan")) == "rollback"
+    assert one_sided.to_dict()["challenger"]["alpha"] == 0.05
+    for bad in (0, 0.5, "0.05", True):
+        with pytest.raises(ConfigError, match=r"policy\.challenger\.alpha"):
+            _policy(challenger={"alpha": bad})
