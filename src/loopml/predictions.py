@@ -42,7 +42,6 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from loopml import spool
 from loopml.errors import ConflictError, InvalidInputError, NotFoundError
@@ -961,12 +960,11 @@ _DICTIONARY_COLUMNS = frozenset(("model", "source", "input_file", "prediction"))
 
 
 def _write_part(lake: Lake, path: str, table: pa.Table) -> None:
-    """Write a log part as :meth:`Lake.write_table` does (one Parquet file, atomically), with
-    the options a log part wants: dictionary pages only for the repeating text columns (a
-    dictionary of unique ids is dropped by the writer once it outgrows its page, after the
-    work of building it: ~0.3 us a row), and no min/max statistics for a tensor column (one
-    binary value per row: nothing filters on them, ~0.3 us a row to compute). The same
-    values, read back the same way."""
+    """Write a log part with :meth:`Lake.write_table` and the options a log part wants:
+    dictionary pages only for the repeating text columns (a dictionary of unique ids is
+    dropped by the writer once it outgrows its page, after the work of building it: ~0.3 us
+    a row), and no min/max statistics for a tensor column (one binary value per row: nothing
+    filters on them, ~0.3 us a row to compute). The same values, read back the same way."""
     text = [
         f.name
         for f in table.schema
@@ -977,9 +975,7 @@ def _write_part(lake: Lake, path: str, table: pa.Table) -> None:
         )
     ]
     stats = [name for name in table.column_names if name != TENSOR_COLUMN]
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, use_dictionary=text, write_statistics=stats)
-    lake.write_bytes(path, sink.getvalue().to_pybytes())
+    lake.write_table(path, table, dictionary=text, statistics=stats)
 
 
 def compact_segment(lake: Lake, segment: Path) -> int:

@@ -481,10 +481,7 @@ def _challenger(data: Any, source: str) -> ChallengerSpec:
     d = _mapping(data or {}, where, source)
     check_known(
         d,
-        (
-            *("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look", "blocks"),
-            "alpha",
-        ),
+        ("gate", "evaluate_on", "promote", "min_rows", "refit", "second_look", "blocks", "alpha"),
         where,
         source,
     )

@@ -352,6 +352,23 @@ def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
     zf.writestr(info, data)
 
 
+def bundle_member(data: bytes, name: str, what: str) -> bytes:
+    """The member ``name`` of the bundle ``data`` (a version's artifact, read again from the
+    store, e.g. for a fine-tune); IntegrityError when it is not there or not readable."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            check_unpacked(zf, what, name)
+            return zf.read(name)
+    except LoopmlError:
+        raise
+    except Exception as exc:  # KeyError (absent), BadZipFile, zlib.error...
+        raise IntegrityError(
+            f"{what} has no readable {name}: {type(exc).__name__}",
+            where={"artifact": what, "file": name},
+            hint="The file is damaged or was not written by loopml",
+        ) from exc
+
+
 def _member(zf: zipfile.ZipFile, name: str, what: str) -> bytes:
     try:
         return zf.read(name)

@@ -496,8 +496,18 @@ class Lake(ABC):
     uri: str
 
     @abstractmethod
-    def write_table(self, path: str, table: pa.Table) -> str:
-        """Write ``table`` as one Parquet file at ``path``, atomically. Returns its URL."""
+    def write_table(
+        self,
+        path: str,
+        table: pa.Table,
+        *,
+        dictionary: Sequence[str] | None = None,
+        statistics: Sequence[str] | None = None,
+    ) -> str:
+        """Write ``table`` as one Parquet file at ``path``, atomically. Returns its URL.
+
+        ``dictionary``: the columns given dictionary pages (default: the text columns);
+        ``statistics``: the columns given min/max statistics (default: every column)."""
 
     @abstractmethod
     def read_table(self, path: str) -> pa.Table:

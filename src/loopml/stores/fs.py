@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -255,7 +255,14 @@ class FsspecLake(Lake):
         self.uri = location.uri
         self.fs = location.fs
 
-    def write_table(self, path: str, table: pa.Table) -> str:
+    def write_table(
+        self,
+        path: str,
+        table: pa.Table,
+        *,
+        dictionary: Sequence[str] | None = None,
+        statistics: Sequence[str] | None = None,
+    ) -> str:
         if not isinstance(table, pa.Table):
             raise InvalidInputError(
                 f"write_table needs a pyarrow.Table, got {type(table).__name__}",
@@ -265,14 +272,19 @@ class FsspecLake(Lake):
         sink = pa.BufferOutputStream()
         # dictionary pages only for text: on floats and unique ids they cost 3-7x the write
         # time and save nothing
-        text = [
-            f.name
-            for f in table.schema
-            if pa.types.is_string(f.type)
-            or pa.types.is_large_string(f.type)
-            or pa.types.is_dictionary(f.type)
-        ]
-        pq.write_table(table, sink, use_dictionary=text)
+        text = (
+            [
+                f.name
+                for f in table.schema
+                if pa.types.is_string(f.type)
+                or pa.types.is_large_string(f.type)
+                or pa.types.is_dictionary(f.type)
+            ]
+            if dictionary is None
+            else list(dictionary)
+        )
+        stats: bool | list[str] = True if statistics is None else list(statistics)
+        pq.write_table(table, sink, use_dictionary=text, write_statistics=stats)
         return self.write_bytes(path, sink.getvalue().to_pybytes())
 
     def read_table(self, path: str) -> pa.Table:

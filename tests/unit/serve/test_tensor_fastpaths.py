@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,21 +155,18 @@ def _log_table(tensor: bool) -> pa.Table:
 
 @pytest.mark.parametrize("tensor", [False, True])
 def test_a_log_part_reads_back_the_same_without_id_dictionary_or_tensor_stats(
-    tensor: bool,
+    tensor: bool, tmp_path: Path
 ) -> None:
-    class Lake:
-        data = b""
+    from loopml.workspace import init
 
-        def write_bytes(self, path: str, data: bytes) -> str:
-            self.data = data
-            return path
-
-    lake = Lake()
+    path = "predictions/cnn/date=2026-12-08/part-x.parquet"
     table = _log_table(tensor)
-    predictions._write_part(lake, "predictions/cnn/date=2026-12-08/part-x.parquet", table)  # type: ignore[arg-type]
-    back = pq.read_table(pa.BufferReader(lake.data))
+    with init(tmp_path / "ws") as ws:  # the workspace's own lake (local files)
+        predictions._write_part(ws.lake, path, table)
+        data = ws.lake.read_bytes(path)
+    back = pq.read_table(pa.BufferReader(data))
     assert back.equals(table, check_metadata=True)
-    meta = pq.ParquetFile(pa.BufferReader(lake.data)).metadata.row_group(0)
+    meta = pq.ParquetFile(pa.BufferReader(data)).metadata.row_group(0)
     by_name = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
     assert not any("DICTIONARY" in e for e in by_name["prediction_id"].encodings)
     for name in ("model", "prediction", "colour"):

@@ -297,7 +297,7 @@ def _reread_optimizer(
 ) -> Any:
     """The optimizer of a loaded version's ``.keras``, read again from its bundle (``read``:
     from the artifact store); IntegrityError when the file is not the one loaded."""
-    from loopml.registry.flavors.torch import bundle_member
+    from loopml.registry.bundle import bundle_member
 
     data = bundle_member(read(), MEMBER, what)
     if hashlib.sha256(data).hexdigest() != digest:

@@ -26,13 +26,12 @@ import copy
 import functools
 import io
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from loopml.errors import IntegrityError, LoopmlError
+from loopml.errors import IntegrityError
 from loopml.registry.flavors.base import ONNX_OPSET, NetworkFlavor, NotConvertible, class_path
 
 MEMBER = "model.safetensors"
@@ -235,31 +234,13 @@ class TorchFlavor(NetworkFlavor):
         return out
 
 
-def bundle_member(data: bytes, name: str, what: str) -> bytes:
-    """The member ``name`` of the bundle ``data`` (a version's artifact, read again from the
-    store); IntegrityError when it is not there or not readable."""
-    from loopml.registry.safeload import check_unpacked
-
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            check_unpacked(zf, what, name)
-            return zf.read(name)
-    except LoopmlError:
-        raise
-    except Exception as exc:  # KeyError (absent), BadZipFile, zlib.error...
-        raise IntegrityError(
-            f"{what} has no readable {name}: {type(exc).__name__}",
-            where={"artifact": what, "file": name},
-            hint="The file is damaged or was not written by loopml",
-        ) from exc
-
-
 def _read_optimizer(read: Callable[[], bytes], meta: dict[str, Any], what: str) -> Any:
     """The optimizer state of a version's bundle (tensors only, no pickle), as described by
     its manifest's ``meta``; the fine-tune checks it against its network
     (:func:`loopml.train.deep.finetune.adam_reason`)."""
     from safetensors.torch import load
 
+    from loopml.registry.bundle import bundle_member
     from loopml.registry.flavors.torch_nets import OptimizerState
 
     data = bundle_member(read(), OPTIMIZER, what)
