@@ -172,6 +172,9 @@ def fold_indices(
             hint="Use at least 2 folds, or 0 to skip cross-validation",
         )
     n = len(y)
+    if spec.kind == "group":
+        assert column is not None
+        _check_fold_groups(column, n_folds)  # (too few rows is too few groups: said as such)
     need = n_folds + 1 if spec.kind == "time" else n_folds
     if n < need:
         raise InvalidInputError(
@@ -188,15 +191,8 @@ def fold_indices(
     if spec.kind == "group":
         assert column is not None
         groups = column.to_numpy()
-        if pd.Series(groups).nunique() < n_folds:
-            raise ConfigError(
-                f"the training rows have {pd.Series(groups).nunique()} groups in "
-                f"{column.name!r}, fewer than evaluation.folds = {n_folds}",
-                where={"field": "evaluation.folds", "column": str(column.name)},
-                hint="Use fewer folds or a column with more groups",
-            )
         splitter: Any
-        if classification:
+        if stratifiable:  # (StratifiedGroupKFold refuses a class with fewer rows than folds)
             splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
             return [(tr, te) for tr, te in splitter.split(idx, y, groups)]
         try:
@@ -215,6 +211,18 @@ def fold_indices(
         splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         return list(splitter.split(idx, y))
     return list(KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(idx))
+
+
+def _check_fold_groups(column: pd.Series, n_folds: int) -> None:
+    """ConfigError when ``column`` (the training rows' groups) has fewer groups than folds."""
+    n_groups = column.nunique()
+    if n_groups < n_folds:
+        raise ConfigError(
+            f"the training rows have {n_groups} groups in {column.name!r}, fewer than "
+            f"evaluation.folds = {n_folds}",
+            where={"field": "evaluation.folds", "column": str(column.name)},
+            hint="Use fewer folds or a column with more groups",
+        )
 
 
 def _time_folds(t: np.ndarray, n_folds: int, spec: SplitSpec) -> list[Fold]:
